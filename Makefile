@@ -1,0 +1,40 @@
+# The two commands of the README:
+#   make serve   install the serving stack (no torch) into .venv and start the service
+#   make test    install everything (training stack, test tools, Chromium) and run all tests
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+HOST      ?= 127.0.0.1
+PORT      ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint venv install-serve install-dev test-services
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+install-serve: venv
+	$(BIN)/pip install -q -e .
+
+install-dev: venv
+	$(BIN)/pip install -q -e '.[train,dev]'
+
+serve: install-serve
+	$(BIN)/python -m serve --host $(HOST) --port $(PORT)
+
+# Best effort: Chromium for the browser test, a PostgreSQL database for the
+# PostgreSQL half of the service tests. Tests that lack either skip with the reason.
+test-services:
+	@bash scripts/test-services.sh
+
+test: install-dev test-services
+	$(BIN)/ruff check .
+	$(BIN)/mypy model serve nutrition_db
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy model serve nutrition_db

@@ -1,0 +1,1 @@
+"""TrayLens nutrient database."""

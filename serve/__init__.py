@@ -1,0 +1,1 @@
+"""TrayLens service: FastAPI app over ONNX Runtime. Never imports torch."""
