@@ -1,0 +1,177 @@
+"""Before/after arithmetic: match a tray's items across two photos and work out what was eaten.
+
+Pure functions over plain records, so the pipeline, the diary, the waste report and the tests
+share one implementation. Nothing here touches the database or the model.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+NutrientTotals = Callable[[Sequence[tuple[str, float]]], dict[str, float | None]]
+
+# Position alone may pair two items of different labels only when they overlap this much:
+# the kiosk shoots the same tray from the same place, a relabelled leftover stays put.
+RELABEL_MIN_IOU = 0.5
+
+
+class PairFlag(StrEnum):
+    """Why a paired item needs a second look."""
+
+    FULLY_EATEN = "fully_eaten"  # served, absent from the after photo
+    ONLY_AFTER = "only_after"  # on the after photo only: not counted as served or eaten
+    AFTER_EXCEEDS_BEFORE = "after_exceeds_before"  # clamped: never a negative intake
+    RELABELLED = "relabelled"  # matched by position although the labels differ
+
+
+@dataclass(frozen=True)
+class TrayItem:
+    """One identified item of a tray photo, as much of it as pairing needs."""
+
+    key: str  # what must agree across photos: the menu dish id, else the food id
+    food_id: str
+    grams: float
+    box: Box | None = None
+    embedding: tuple[float, ...] | None = None
+    ref: int | None = None  # the stored item's id, carried through for links
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.grams) or self.grams < 0:
+            raise ValueError(f"item {self.key!r}: grams must be a finite number >= 0, "
+                             f"got {self.grams!r}")
+
+
+@dataclass(frozen=True)
+class PairedItem:
+    """Served, eaten and left grams of one dish on one tray."""
+
+    key: str
+    food_id: str
+    before_ref: int | None
+    after_ref: int | None
+    before_g: float
+    after_g: float
+    served_g: float
+    eaten_g: float
+    leftover_g: float
+    leftover_pct: float | None
+    flags: tuple[PairFlag, ...] = ()
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """All items of one before/after pair, with tray totals."""
+
+    items: tuple[PairedItem, ...]
+    served_g: float
+    eaten_g: float
+    leftover_g: float
+    leftover_pct: float | None
+    eaten_nutrients: dict[str, float | None] = field(default_factory=dict)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def similarity(a: TrayItem, b: TrayItem) -> float:
+    """How alike two items look: mean of box overlap and embedding cosine, where known."""
+    parts: list[float] = []
+    if a.box is not None and b.box is not None:
+        parts.append(box_iou(a.box, b.box))
+    if a.embedding is not None and b.embedding is not None:
+        va, vb = np.asarray(a.embedding), np.asarray(b.embedding)
+        norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
+        parts.append(float(va @ vb) / norm if norm > 0 else 0.0)
+    return float(np.mean(parts)) if parts else 0.0
+
+
+def _greedy(pairs: list[tuple[float, int, int]]) -> list[tuple[int, int]]:
+    """Best-first one-to-one assignment; ties keep photo order so results are stable."""
+    used_b: set[int] = set()
+    used_a: set[int] = set()
+    chosen: list[tuple[int, int]] = []
+    for _, i, j in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
+        if i not in used_b and j not in used_a:
+            used_b.add(i)
+            used_a.add(j)
+            chosen.append((i, j))
+    return chosen
+
+
+def match_items(
+    before: Sequence[TrayItem], after: Sequence[TrayItem]
+) -> tuple[list[tuple[int, int, bool]], list[int], list[int]]:
+    """Match after-items to before-items: same key first, then by position alone.
+
+    Returns (matches as (before index, after index, relabelled), unmatched before indices,
+    unmatched after indices).
+    """
+    same = [(similarity(b, a), i, j) for i, b in enumerate(before)
+            for j, a in enumerate(after) if b.key == a.key]
+    matches = [(i, j, False) for i, j in _greedy(same)]
+    left_b = [i for i in range(len(before)) if i not in {m[0] for m in matches}]
+    left_a = [j for j in range(len(after)) if j not in {m[1] for m in matches}]
+    by_place = [(box_iou(bb, ab), i, j) for i in left_b for j in left_a
+                if (bb := before[i].box) is not None and (ab := after[j].box) is not None
+                and box_iou(bb, ab) >= RELABEL_MIN_IOU]
+    matches += [(i, j, True) for i, j in _greedy(by_place)]
+    matched_b = {m[0] for m in matches}
+    matched_a = {m[1] for m in matches}
+    return (sorted(matches), [i for i in range(len(before)) if i not in matched_b],
+            [j for j in range(len(after)) if j not in matched_a])
+
+
+def _pct(part: float, whole: float) -> float | None:
+    """Percentage rounded to 0.1, or None when the whole is zero."""
+    return round(100.0 * part / whole, 1) if whole > 0 else None
+
+
+def paired_item(before: TrayItem | None, after: TrayItem | None,
+                relabelled: bool = False) -> PairedItem:
+    """Served/eaten/leftover grams for one dish; the before photo names the dish."""
+    if before is None and after is None:
+        raise ValueError("a paired item needs a before item, an after item or both")
+    if before is None:
+        assert after is not None
+        return PairedItem(after.key, after.food_id, None, after.ref, 0.0, after.grams,
+                          0.0, 0.0, 0.0, None, (PairFlag.ONLY_AFTER,))
+    flags: list[PairFlag] = [PairFlag.RELABELLED] if relabelled else []
+    after_g = after.grams if after is not None else 0.0
+    if after is None:
+        flags.append(PairFlag.FULLY_EATEN)
+    leftover = after_g
+    if after_g > before.grams:
+        flags.append(PairFlag.AFTER_EXCEEDS_BEFORE)
+        leftover = before.grams
+    eaten = before.grams - leftover
+    return PairedItem(before.key, before.food_id, before.ref,
+                      after.ref if after is not None else None, before.grams, after_g,
+                      before.grams, eaten, leftover, _pct(leftover, before.grams), tuple(flags))
+
+
+def pair_meal(before: Sequence[TrayItem], after: Sequence[TrayItem],
+              nutrient_totals: NutrientTotals | None = None) -> PairResult:
+    """Pair two photos of one tray; nutrients eaten come from `nutrient_totals` when given."""
+    matches, lone_b, lone_a = match_items(before, after)
+    # keyed by photo position: before order first, then after-only items, for stable output
+    keyed = [((0, i), paired_item(before[i], after[j], rel)) for i, j, rel in matches]
+    keyed += [((0, i), paired_item(before[i], None)) for i in lone_b]
+    keyed += [((1, j), paired_item(None, after[j])) for j in lone_a]
+    items = tuple(item for _, item in sorted(keyed, key=lambda k: k[0]))
+    served = sum(p.served_g for p in items)
+    leftover = sum(p.leftover_g for p in items)
+    nutrients = (nutrient_totals([(p.food_id, p.eaten_g) for p in items
+                                  if PairFlag.ONLY_AFTER not in p.flags])
+                 if nutrient_totals is not None else {})
+    return PairResult(items, served, served - leftover, leftover, _pct(leftover, served),
+                      nutrients)
