@@ -1,0 +1,324 @@
+"""Evaluation metrics for the tray model, in numpy only (no torch).
+
+Definitions, stated once so every report means the same thing:
+
+- Box IoU uses continuous coordinates ``[x0, y0, x1, y1]`` (no +1 pixel), as COCO does.
+- Detection matching (per class, over all images together): detections are visited in
+  descending score order (a stable sort, so ties keep input order); each is matched to the
+  unmatched ground-truth box of its class in its image with the highest IoU, and is a true
+  positive when that IoU is >= the threshold (0.5 for mAP@0.5). This is COCO's greedy rule.
+- AP interpolation, selectable:
+  - ``"all_point"`` (the default; PASCAL VOC 2010+): AP is the area under the precision
+    envelope ``p_interp(r) = max_{r' >= r} p(r')``, summed exactly at every recall step;
+  - ``"coco101"``: the mean of ``p_interp(r)`` at the 101 recall points 0, 0.01, ..., 1,
+    where ``p_interp(r)`` is 0 when recall ``r`` is never reached.
+- mAP is the mean AP over the classes that have at least one ground-truth box; a class with
+  ground truth but no detection has AP 0. Classes without ground truth are not averaged.
+- Mask IoU: predicted and ground-truth masks are paired one to one, class-agnostic, by
+  greedy highest mask IoU; every ground-truth mask counts, unmatched ones with IoU 0. The
+  caller passes only ground-truth masks that are real (drawn or composed), never pseudo.
+- Grams: MAE in grams and MAE% = mean of ``|pred - true| / true`` x 100.
+- ECE: ``sum_b (n_b / N) |accuracy_b - mean confidence_b|`` over equal-width bins of
+  [0, 1]; bin ``i`` holds confidences in ``(i/B, (i+1)/B]``, and the first bin also holds 0.
+- Mean with 95% confidence interval: normal approximation, ``mean +- 1.96 s / sqrt(n)``
+  with the sample standard deviation ``s`` (ddof 1), over independent trials.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Interpolation = Literal["all_point", "coco101"]
+BoxT = tuple[float, float, float, float]
+Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+
+
+class MetricError(ValueError):
+    """Bad input to a metric: wrong shapes, empty or non-finite values."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One predicted box: which image, which label, how confident."""
+
+    image_id: str
+    label: str
+    score: float
+    box: BoxT
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """One annotated box."""
+
+    image_id: str
+    label: str
+    box: BoxT
+
+
+@dataclass(frozen=True)
+class ClassAP:
+    """AP of one class with the counts it rests on."""
+
+    ap: float
+    n_gt: int
+    n_det: int
+    n_tp: int
+
+
+@dataclass(frozen=True)
+class DetectionReport:
+    """Per-class AP and their mean (mAP) at one IoU threshold."""
+
+    iou_threshold: float
+    interpolation: Interpolation
+    per_class: dict[str, ClassAP]
+    mean_ap: float
+
+
+@dataclass(frozen=True)
+class GramsError:
+    """Mean absolute error of portion estimates, in grams and in percent of the truth."""
+
+    mae_g: float
+    mae_pct: float
+    n: int
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """One equal-width confidence bin of a reliability diagram."""
+
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Expected calibration error and the bins behind it."""
+
+    ece: float
+    n: int
+    bins: list[CalibrationBin]
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """A mean over trials with its 95% confidence interval."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def _boxes(boxes: npt.ArrayLike, name: str) -> np.ndarray:
+    """Validate an (N, 4) array of [x0, y0, x1, y1] boxes."""
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
+    if not np.all(np.isfinite(arr)):
+        raise MetricError(f"{name}: box coordinates must be finite")
+    if np.any(arr[:, 2] < arr[:, 0]) or np.any(arr[:, 3] < arr[:, 1]):
+        raise MetricError(f"{name}: boxes must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
+    return arr
+
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
+    """IoU matrix (N, M) between two sets of [x0, y0, x1, y1] boxes."""
+    aa, bb = _boxes(a, "a"), _boxes(b, "b")
+    lt = np.maximum(aa[:, None, :2], bb[None, :, :2])
+    rb = np.minimum(aa[:, None, 2:], bb[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
+    area_a = np.prod(aa[:, 2:] - aa[:, :2], axis=1)
+    area_b = np.prod(bb[:, 2:] - bb[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    # Two zero-area boxes have no meaningful overlap: IoU 0 rather than 0/0.
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def match_detections(
+    detections: Sequence[Detection],
+    ground_truth: Sequence[GroundTruth],
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
+    """True-positive flag per detection (input order), by COCO's greedy per-class matching."""
+    if not 0.0 < iou_threshold <= 1.0:
+        raise MetricError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    gt_by_key: dict[tuple[str, str], list[BoxT]] = defaultdict(list)
+    for g in ground_truth:
+        gt_by_key[(g.image_id, g.label)].append(g.box)
+    gt_boxes = {k: _boxes(v, "ground truth") for k, v in gt_by_key.items()}
+    taken = {k: np.zeros(len(v), dtype=bool) for k, v in gt_boxes.items()}
+    scores = np.array([d.score for d in detections], dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise MetricError("detection scores must be finite")
+    tp = np.zeros(len(detections), dtype=bool)
+    for i in np.argsort(-scores, kind="stable"):
+        det = detections[i]
+        key = (det.image_id, det.label)
+        if key not in gt_boxes:
+            continue
+        ious = box_iou([det.box], gt_boxes[key])[0]
+        ious[taken[key]] = -1.0
+        best = int(np.argmax(ious))
+        if ious[best] >= iou_threshold:
+            tp[i] = True
+            taken[key][best] = True
+    return tp
+
+
+def average_precision(
+    scores: npt.ArrayLike,
+    tp: npt.ArrayLike,
+    n_gt: int,
+    interpolation: Interpolation = "all_point",
+) -> float:
+    """AP of one class from detection scores, their TP flags and the ground-truth count."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    t = np.asarray(tp, dtype=bool).ravel()
+    if s.shape != t.shape:
+        raise MetricError(f"scores and tp differ in length: {s.size} vs {t.size}")
+    if n_gt <= 0:
+        raise MetricError("AP is undefined without ground truth (n_gt must be > 0)")
+    if int(t.sum()) > n_gt:
+        raise MetricError(f"{int(t.sum())} true positives exceed {n_gt} ground-truth boxes")
+    if s.size == 0:
+        return 0.0
+    t = t[np.argsort(-s, kind="stable")]
+    tps = np.cumsum(t)
+    recall = tps / n_gt
+    precision = tps / np.arange(1, t.size + 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    if interpolation == "all_point":
+        steps = np.diff(np.concatenate(([0.0], recall)))
+        return float(np.sum(steps * envelope))
+    if interpolation == "coco101":
+        points = np.linspace(0.0, 1.0, 101)
+        idx = np.searchsorted(recall, points, side="left")
+        reached = idx < recall.size
+        return float(np.sum(envelope[idx[reached]]) / points.size)
+    raise MetricError(f"unknown interpolation {interpolation!r}")
+
+
+def detection_ap(
+    detections: Sequence[Detection],
+    ground_truth: Sequence[GroundTruth],
+    iou_threshold: float = 0.5,
+    interpolation: Interpolation = "all_point",
+) -> DetectionReport:
+    """Per-class AP and mAP over every class that has ground truth."""
+    tp = match_detections(detections, ground_truth, iou_threshold)
+    n_gt: dict[str, int] = defaultdict(int)
+    for g in ground_truth:
+        n_gt[g.label] += 1
+    per_class: dict[str, ClassAP] = {}
+    for label in sorted(n_gt):
+        idx = [i for i, d in enumerate(detections) if d.label == label]
+        scores = [detections[i].score for i in idx]
+        flags = tp[idx] if idx else np.zeros(0, dtype=bool)
+        ap = average_precision(scores, flags, n_gt[label], interpolation)
+        per_class[label] = ClassAP(ap=ap, n_gt=n_gt[label], n_det=len(idx), n_tp=int(flags.sum()))
+    mean_ap = float(np.mean([c.ap for c in per_class.values()])) if per_class else math.nan
+    return DetectionReport(iou_threshold, interpolation, per_class, mean_ap)
+
+
+def mask_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """IoU of two boolean masks of the same shape (0 when both are empty)."""
+    ma, mb = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if ma.shape != mb.shape:
+        raise MetricError(f"mask shapes differ: {ma.shape} vs {mb.shape}")
+    union = int(np.logical_or(ma, mb).sum())
+    return int(np.logical_and(ma, mb).sum()) / union if union else 0.0
+
+
+def matched_mask_ious(
+    predicted: Sequence[npt.ArrayLike], ground_truth: Sequence[npt.ArrayLike]
+) -> list[float]:
+    """IoU per ground-truth mask after greedy one-to-one matching (unmatched ones get 0)."""
+    if not ground_truth:
+        return []
+    ious = np.array([[mask_iou(p, g) for g in ground_truth] for p in predicted]).reshape(
+        len(predicted), len(ground_truth)
+    )
+    result = [0.0] * len(ground_truth)
+    # Greedy on the whole matrix: the best remaining pair first, each mask used once.
+    while ious.size and ious.max() > 0.0:
+        p, g = np.unravel_index(int(np.argmax(ious)), ious.shape)
+        result[int(g)] = float(ious[p, g])
+        ious[p, :] = -1.0
+        ious[:, g] = -1.0
+    return result
+
+
+def grams_error(predicted: npt.ArrayLike, true: npt.ArrayLike) -> GramsError:
+    """MAE (g) and MAE% of predicted against true weights; true weights must be > 0."""
+    p = np.asarray(predicted, dtype=np.float64).ravel()
+    t = np.asarray(true, dtype=np.float64).ravel()
+    if p.shape != t.shape:
+        raise MetricError(f"predicted and true differ in length: {p.size} vs {t.size}")
+    if p.size == 0:
+        raise MetricError("grams error needs at least one pair")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(t))):
+        raise MetricError("grams must be finite numbers")
+    if np.any(t <= 0):
+        raise MetricError("true weights must be > 0 g (MAE% divides by them)")
+    err = np.abs(p - t)
+    return GramsError(mae_g=float(err.mean()), mae_pct=float((err / t).mean() * 100.0), n=p.size)
+
+
+def expected_calibration_error(
+    confidences: npt.ArrayLike, correct: npt.ArrayLike, n_bins: int = 10
+) -> Calibration:
+    """ECE over equal-width bins of [0, 1] (see the module docstring for bin edges)."""
+    c = np.asarray(confidences, dtype=np.float64).ravel()
+    ok = np.asarray(correct, dtype=bool).ravel()
+    if c.shape != ok.shape:
+        raise MetricError(f"confidences and correct differ in length: {c.size} vs {ok.size}")
+    if c.size == 0:
+        raise MetricError("ECE needs at least one prediction")
+    if n_bins < 1:
+        raise MetricError("n_bins must be >= 1")
+    if not np.all(np.isfinite(c)) or np.any(c < 0) or np.any(c > 1):
+        raise MetricError("confidences must lie in [0, 1]")
+    # Edges as i/B (correctly rounded), not c * B: 0.6 * 5 = 3.0000000000000004 misplaces 0.6.
+    edges = np.arange(n_bins + 1) / n_bins
+    which = np.clip(np.searchsorted(edges, c, side="left") - 1, 0, n_bins - 1)
+    bins: list[CalibrationBin] = []
+    ece = 0.0
+    for i in range(n_bins):
+        sel = which == i
+        n = int(sel.sum())
+        conf = float(c[sel].mean()) if n else 0.0
+        acc = float(ok[sel].mean()) if n else 0.0
+        ece += n / c.size * abs(acc - conf)
+        bins.append(CalibrationBin(float(edges[i]), float(edges[i + 1]), n, conf, acc))
+    return Calibration(ece=ece, n=c.size, bins=bins)
+
+
+def identification_accuracy(predicted: Sequence[str], true: Sequence[str]) -> float:
+    """Fraction of items whose top-ranked dish is the true dish."""
+    if len(predicted) != len(true):
+        raise MetricError(f"predicted and true differ in length: {len(predicted)} vs {len(true)}")
+    if not true:
+        raise MetricError("accuracy needs at least one item")
+    return sum(p == t for p, t in zip(predicted, true, strict=True)) / len(true)
+
+
+def mean_ci95(values: npt.ArrayLike) -> MeanCI:
+    """Mean of independent trials with a normal-approximation 95% interval."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        raise MetricError("mean_ci95 needs at least one finite value")
+    mean = float(v.mean())
+    if v.size == 1:
+        return MeanCI(mean, mean, mean, 1)
+    half = Z_95 * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return MeanCI(mean, mean - half, mean + half, int(v.size))
