@@ -1,0 +1,372 @@
+// TrayLens page: sends a photo to POST /v1/analyze and draws the answer over it.
+// Plain JavaScript, no libraries: the page must work on a kiosk without internet.
+"use strict";
+
+const KEY_STORAGE = "traylens.apiKey";
+const MENU_STORAGE = "traylens.menuId";
+const SVG_NS = "http://www.w3.org/2000/svg";
+// Distinct, colour-blind-friendly hues (Okabe–Ito, then Tol's bright) for the items.
+const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9",
+  "#AA3377", "#228833", "#4477AA", "#EE6677", "#66CCEE", "#CCBB44"];
+// Nutrients shown per item in the table; the totals list every nutrient the answer has.
+const ITEM_NUTRIENTS = ["energy_kcal", "protein_g", "fat_g", "carbohydrate_g", "sodium_mg"];
+
+const state = { file: null, fileName: "", nutrients: new Map(), photoUrl: null };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function svgEl(tag, attrs = {}) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  return node;
+}
+
+function formatNumber(value, digits = 0) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  return Number(value).toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function nutrientInfo(key) {
+  return state.nutrients.get(key) || { key, unit: "", name_en: key, name_ko: "" };
+}
+
+function formatNutrient(key, value) {
+  const unit = nutrientInfo(key).unit;
+  const digits = unit === "kcal" || unit === "mg" ? 0 : 1;
+  return `${formatNumber(value, digits)} ${unit}`.trim();
+}
+
+// ---- messages ---------------------------------------------------------------------
+
+function setStatus(text) { $("status").textContent = text; }
+
+function showError(text) {
+  const box = $("error");
+  box.textContent = text;
+  box.hidden = false;
+  setStatus("");
+}
+
+function clearError() { $("error").hidden = true; $("error").textContent = ""; }
+
+// FastAPI answers {"detail": "..."} or, for validation errors, {"detail": [{loc, msg}, ...]}.
+function describeApiError(status, body) {
+  const detail = body && body.detail !== undefined ? body.detail : body;
+  let text;
+  if (Array.isArray(detail)) {
+    text = detail.map((d) => `${(d.loc || []).slice(1).join(".") || "request"}: ${d.msg}`).join("; ");
+  } else if (detail && typeof detail === "object") {
+    text = detail.message || JSON.stringify(detail);
+  } else {
+    text = detail ? String(detail) : "no explanation given";
+  }
+  const hint = status === 401 || status === 403 ? " Check the API key." : "";
+  return `The service refused the photo (HTTP ${status}): ${text}.${hint}`;
+}
+
+// ---- inputs -----------------------------------------------------------------------
+
+function readFragment() {
+  const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  if (params.has("key")) localStorage.setItem(KEY_STORAGE, params.get("key"));
+  if (params.has("menu")) localStorage.setItem(MENU_STORAGE, params.get("menu"));
+  if (params.has("key") || params.has("menu")) {
+    // Keep the key out of the address bar, history and screenshots once stored.
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+}
+
+function restoreInputs() {
+  $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
+  $("menu-id").value = localStorage.getItem(MENU_STORAGE) || "";
+  $("api-key").addEventListener("change", (e) => localStorage.setItem(KEY_STORAGE, e.target.value.trim()));
+  $("menu-id").addEventListener("change", (e) => localStorage.setItem(MENU_STORAGE, e.target.value.trim()));
+}
+
+function chooseFile(file, name) {
+  state.file = file;
+  state.fileName = name || file.name || "photo";
+  $("analyze-button").disabled = false;
+  analyze();
+}
+
+function setUpDropZone() {
+  const zone = $("drop-zone");
+  $("photo-input").addEventListener("change", (e) => {
+    if (e.target.files.length) chooseFile(e.target.files[0]);
+  });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    if (e.dataTransfer.files.length) chooseFile(e.dataTransfer.files[0]);
+  });
+}
+
+async function loadSamples() {
+  const list = $("sample-list");
+  let samples = [];
+  try {
+    const answer = await fetch("/samples");
+    if (answer.ok) samples = await answer.json();
+  } catch (err) {
+    setStatus(`Sample photos are unavailable: ${err}`);
+  }
+  for (const sample of samples) {
+    const button = el("button", { type: "button", "data-sample": sample.file },
+      el("img", { src: sample.url, alt: "" }), el("span", {}, sample.title));
+    button.addEventListener("click", () => pickSample(sample));
+    list.append(el("li", {}, button));
+  }
+}
+
+async function pickSample(sample) {
+  clearError();
+  setStatus(`Loading sample “${sample.title}”…`);
+  const answer = await fetch(sample.url);
+  if (!answer.ok) { showError(`Could not load the sample photo (HTTP ${answer.status}).`); return; }
+  const blob = await answer.blob();
+  chooseFile(new File([blob], sample.file, { type: blob.type }), sample.file);
+}
+
+async function loadNutrientNames() {
+  try {
+    const answer = await fetch("/page/nutrients");
+    if (!answer.ok) return;
+    for (const n of await answer.json()) state.nutrients.set(n.key, n);
+  } catch (err) {
+    // Without names the page still works: it shows the keys.
+  }
+}
+
+// ---- the request ------------------------------------------------------------------
+
+async function analyze() {
+  clearError();
+  const key = $("api-key").value.trim();
+  if (!key) { showError("Enter an API key first (ask the service's administrator for one)."); $("api-key").focus(); return; }
+  if (!state.file) { showError("Choose a photo or a sample first."); return; }
+  localStorage.setItem(KEY_STORAGE, key);
+  const form = new FormData();
+  form.append("image", state.file, state.fileName);
+  const menuId = $("menu-id").value.trim();
+  if (menuId) form.append("menu_id", menuId);
+
+  setStatus(`Analysing ${state.fileName}…`);
+  $("analyze-button").disabled = true;
+  document.body.setAttribute("data-state", "busy");
+  try {
+    const answer = await fetch("/v1/analyze", {
+      method: "POST", body: form, headers: { Authorization: `Bearer ${key}` },
+    });
+    const body = await answer.json().catch(() => null);
+    if (!answer.ok) {
+      $("result").hidden = true;
+      showError(describeApiError(answer.status, body));
+      document.body.setAttribute("data-state", "error");
+      return;
+    }
+    await showResult(body);
+    document.body.setAttribute("data-state", "done");
+  } catch (err) {
+    showError(`The service could not be reached: ${err.message || err}`);
+    document.body.setAttribute("data-state", "error");
+  } finally {
+    $("analyze-button").disabled = false;
+  }
+}
+
+// ---- the answer -------------------------------------------------------------------
+
+function itemName(item) {
+  const names = item.names || {};
+  return { en: names.en || item.name_en || item.label, ko: names.ko || item.name_ko || "" };
+}
+
+function gramsRange(item) {
+  if (Array.isArray(item.grams_range)) return item.grams_range;
+  if (item.grams_low !== undefined) return [item.grams_low, item.grams_high];
+  return null;
+}
+
+function formatGrams(item) {
+  if (item.grams === null || item.grams === undefined) return "–";
+  const range = gramsRange(item);
+  const main = `${formatNumber(item.grams)} g`;
+  return range && range[0] !== null ? `${main} (${formatNumber(range[0])}–${formatNumber(range[1])})` : main;
+}
+
+function loadPhoto(url) {
+  return new Promise((resolve, reject) => {
+    const img = $("photo");
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("the browser cannot display this photo"));
+    img.src = url;
+  });
+}
+
+async function showResult(result) {
+  if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+  state.photoUrl = URL.createObjectURL(state.file);
+  $("result").hidden = false;
+  const img = await loadPhoto(state.photoUrl);
+  // The answer's coordinates are in the (EXIF-rotated) photo's pixels, as the browser shows it.
+  const width = result.image_width || (result.image && result.image.width) || img.naturalWidth;
+  const height = result.image_height || (result.image && result.image.height) || img.naturalHeight;
+  const items = result.items || [];
+  drawOverlay(items, width, height);
+  fillItems(items);
+  fillTotals(result.totals || {});
+  describeResult(result, items);
+  setStatus(`Found ${items.length} food${items.length === 1 ? "" : "s"} in ${state.fileName}.`);
+}
+
+function shapePoints(item) {
+  const poly = item.polygon;
+  if (Array.isArray(poly) && poly.length >= 3 && Array.isArray(poly[0])) {
+    return poly.map(([x, y]) => `${x},${y}`).join(" ");
+  }
+  const [x1, y1, x2, y2] = item.box;
+  return `${x1},${y1} ${x2},${y1} ${x2},${y2} ${x1},${y2}`;
+}
+
+function tagText(item) {
+  const nutrients = item.nutrients || {};
+  const kcal = nutrients.energy_kcal;
+  const parts = [itemName(item).en, formatGrams(item)];
+  if (kcal !== null && kcal !== undefined) parts.push(`${formatNumber(kcal)} kcal`);
+  return parts.join(" · ");
+}
+
+function drawTag(svg, item, index, width, colour) {
+  const fontSize = Math.max(12, Math.round(width / 55));
+  const [x1, y1] = item.box;
+  const text = svgEl("text", { x: x1 + fontSize * 0.3, y: 0, "font-size": fontSize });
+  text.textContent = tagText(item);
+  const group = svgEl("g", { "data-item": index });
+  group.append(svgEl("rect", { class: "tag-bg", fill: colour }), text);
+  svg.append(group);
+  // Measure the text, then place it above the box, or inside it at the photo's top edge.
+  const box = text.getBBox();
+  const y = y1 - fontSize * 0.4 > fontSize ? y1 - fontSize * 0.4 : y1 + fontSize * 1.1;
+  const x = Math.min(Math.max(0, x1), Math.max(0, width - box.width - fontSize * 0.6));
+  text.setAttribute("x", x + fontSize * 0.3);
+  text.setAttribute("y", y);
+  const rect = group.querySelector("rect");
+  rect.setAttribute("x", x);
+  rect.setAttribute("y", y - fontSize);
+  rect.setAttribute("width", box.width + fontSize * 0.6);
+  rect.setAttribute("height", fontSize * 1.35);
+}
+
+function drawOverlay(items, width, height) {
+  const svg = $("overlay");
+  svg.replaceChildren();
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  items.forEach((item, index) => {
+    const colour = PALETTE[index % PALETTE.length];
+    const shape = svgEl("polygon", {
+      class: "shape", points: shapePoints(item), fill: colour, "fill-opacity": 0.35,
+      stroke: colour, "data-item": index,
+    });
+    svg.append(shape);
+  });
+  // Tags after all shapes so no mask covers a label.
+  items.forEach((item, index) => drawTag(svg, item, index, width, PALETTE[index % PALETTE.length]));
+}
+
+function alternativesList(item) {
+  const alts = (item.alternatives || []).filter((a) => a.label !== item.label).slice(0, 3);
+  if (!alts.length) return "–";
+  const list = el("ul", { class: "alts" });
+  for (const alt of alts) {
+    const name = (alt.names && alt.names.en) || alt.name_en || alt.label;
+    const score = alt.confidence !== undefined ? alt.confidence : alt.score;
+    list.append(el("li", {}, `${name} ${formatNumber(100 * score)}%`));
+  }
+  return list;
+}
+
+function itemNutrientCell(item) {
+  const nutrients = item.nutrients || {};
+  const cell = el("td", {});
+  for (const key of ITEM_NUTRIENTS) {
+    if (!(key in nutrients)) continue;
+    cell.append(el("div", {}, `${nutrientInfo(key).name_en}: ${formatNutrient(key, nutrients[key])}`));
+  }
+  return cell;
+}
+
+function fillItems(items) {
+  const body = $("items-body");
+  body.replaceChildren();
+  items.forEach((item, index) => {
+    const name = itemName(item);
+    const foodCell = el("td", {}, name.en);
+    if (name.ko) foodCell.append(el("span", { class: "name-ko", lang: "ko" }, name.ko));
+    if (item.provenance) foodCell.append(el("span", { class: "prov" }, String(item.provenance).replace(/_/g, " ")));
+    const row = el("tr", { "data-item": index },
+      el("td", {}, el("span", { class: "swatch", style: `background:${PALETTE[index % PALETTE.length]}` })),
+      foodCell,
+      el("td", { class: "num" }, `${formatNumber(100 * item.confidence)}%`),
+      el("td", { class: "num" }, formatGrams(item)),
+      itemNutrientCell(item),
+      el("td", {}, alternativesList(item)));
+    row.addEventListener("mouseenter", () => highlight(index, true));
+    row.addEventListener("mouseleave", () => highlight(index, false));
+    body.append(row);
+  });
+  if (!items.length) body.append(el("tr", {}, el("td", { colspan: "6" }, "No food was found in this photo.")));
+}
+
+function highlight(index, on) {
+  document.querySelectorAll(`[data-item="${index}"]`).forEach((node) => node.classList.toggle("active", on));
+}
+
+function fillTotals(totals) {
+  const values = totals.nutrients || totals;
+  const body = $("totals-body");
+  body.replaceChildren();
+  const known = [...state.nutrients.keys()].filter((key) => key in values);
+  const keys = known.length ? known : Object.keys(values);
+  if (totals.grams !== undefined) body.append(el("tr", {}, el("th", { scope: "row" }, "Food"), el("td", { class: "num" }, `${formatNumber(totals.grams)} g`)));
+  for (const key of keys) {
+    if (typeof values[key] !== "number") continue;
+    body.append(el("tr", { "data-nutrient": key },
+      el("th", { scope: "row" }, nutrientInfo(key).name_en),
+      el("td", { class: "num" }, formatNutrient(key, values[key]))));
+  }
+}
+
+function describeResult(result, items) {
+  const shown = `${items.length} food${items.length === 1 ? "" : "s"}`;
+  $("photo-caption").textContent = `${state.fileName}: ${shown}. Shapes show where each food was found; tags give grams and energy.`;
+  const meta = [];
+  if (result.id) meta.push(`Analysis ${result.id}`);
+  if (result.model_version) meta.push(`model ${result.model_version}`);
+  if (result.scale_source) meta.push(`scale from ${String(result.scale_source).replace(/_/g, " ")}`);
+  $("result-meta").textContent = meta.join(" · ");
+  if (result.overlay_url) {
+    const link = el("a", { href: result.overlay_url }, "overlay image");
+    $("result-meta").append(meta.length ? " · " : "", link);
+  }
+}
+
+// ---- start ------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  readFragment();
+  restoreInputs();
+  setUpDropZone();
+  $("analyze-form").addEventListener("submit", (e) => { e.preventDefault(); analyze(); });
+  loadNutrientNames();
+  loadSamples();
+});
