@@ -1,0 +1,68 @@
+"""FastAPI dependencies: settings, DB session, the active model and the calling principal."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.auth import Principal, authenticate, parse_bearer
+from serve.model_registry import LoadedModel, ModelRegistry
+from serve.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The app's settings (set by create_app)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    """The app's session factory (built in the lifespan)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+def get_session(
+    factory: Annotated[sessionmaker[Session], Depends(get_session_factory)],
+) -> Iterator[Session]:
+    """A session per request; writers open their own transaction with session.begin()."""
+    with factory() as session:
+        yield session
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The app's model registry."""
+    registry: ModelRegistry = request.app.state.models
+    return registry
+
+
+def get_model(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> LoadedModel:
+    """The active model, taken once per request so a hot swap cannot change it mid-request."""
+    return registry.active
+
+
+def get_principal(
+    factory: Annotated[sessionmaker[Session], Depends(get_session_factory)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """The caller from `Authorization: Bearer KEY`; 401 otherwise."""
+    key = parse_bearer(authorization)
+    with factory() as session:
+        return authenticate(session, key)
+
+
+def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """The caller, who must hold an admin key (403 otherwise)."""
+    principal.require_admin()
+    return principal
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+SessionDep = Annotated[Session, Depends(get_session)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ModelDep = Annotated[LoadedModel, Depends(get_model)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+AdminPrincipal = Annotated[Principal, Depends(get_admin)]

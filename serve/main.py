@@ -1,0 +1,140 @@
+"""Assembles the FastAPI app: settings, lifespan (migrations, admin bootstrap, model), routers."""
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.auth import bootstrap_admin
+from serve.db import make_engine, make_session_factory, transaction, upgrade_database
+from serve.errors import ApiError
+from serve.metrics import ServiceMetrics, metrics_middleware
+from serve.model_registry import LoadedModel, ModelRegistry, load_model
+from serve.settings import Settings, get_settings
+
+log = logging.getLogger("traylens")
+
+# Every router module exposes `router`. The core ones must import; the canteen domain's and
+# the page's are included when present, so each engineer's part plugs in without edits here.
+CORE_ROUTERS = (
+    "serve.routers.health",
+    "serve.routers.keys",
+    "serve.routers.canteens",
+    "serve.routers.users",
+)
+PLUGIN_ROUTERS = (
+    "serve.routers.menus",
+    "serve.routers.kiosks",
+    "serve.routers.pairs",
+    "serve.routers.diary",
+    "serve.routers.waste",
+    "serve.routers.pages",
+)
+
+
+def _include_routers(app: FastAPI) -> None:
+    """Include the core routers and whichever plug-in routers exist."""
+    for name in CORE_ROUTERS + PLUGIN_ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if name in PLUGIN_ROUTERS and exc.name == name:
+                log.info("router %s not present; skipped", name)
+                continue
+            raise
+        app.include_router(module.router)
+
+
+def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> None:
+    """Create directories, migrate the database, bootstrap the admin key, load the model."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    factory = make_session_factory(engine)
+    if settings.bootstrap_admin_key is not None:
+        with transaction(factory) as session:
+            if bootstrap_admin(session, settings.bootstrap_admin_key.get_secret_value()):
+                log.warning("created the bootstrap admin key from TRAYLENS_BOOTSTRAP_ADMIN_KEY")
+    registry = ModelRegistry()
+    try:
+        loaded = preloaded or load_model(
+            settings.model_path, intra_op_threads=settings.intra_op_threads
+        )
+    except ApiError as exc:  # fail fast: a service without its model must not start
+        raise RuntimeError(f"cannot start: {exc.detail} (set TRAYLENS_MODEL_PATH)") from exc
+    registry.activate(loaded)
+    app.state.metrics.set_model(loaded.version, loaded.sha256)
+    app.state.engine = engine
+    app.state.session_factory = factory
+    app.state.models = registry
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Startup and shutdown of one app instance."""
+    _start(app, app.state.settings, app.state.preloaded_model)
+    try:
+        yield
+    finally:
+        app.state.engine.dispose()
+
+
+def _json_error(status: int, code: str, detail: str, headers: dict[str, str] | None = None
+                ) -> JSONResponse:
+    """The one error body shape."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """One readable line per invalid field."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as JSON {"error", "detail"}; unexpected ones are logged, not leaked."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _json_error(exc.status_code, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json_error(422, "invalid_input", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else None
+        return _json_error(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _json_error(500, "internal_error", "internal error; the server logged it")
+
+
+def create_app(settings: Settings | None = None, *, model: LoadedModel | None = None) -> FastAPI:
+    """A new app; `model` lets tests share one loaded model between apps."""
+    app = FastAPI(
+        title="TrayLens",
+        version="0.1.0",
+        summary="Meal-photo nutrition analysis for canteen kiosks and diet apps",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    app.state.preloaded_model = model
+    app.state.metrics = ServiceMetrics()
+    app.middleware("http")(metrics_middleware(app.state.metrics))
+    _install_error_handlers(app)
+    _include_routers(app)
+    return app

@@ -1,0 +1,37 @@
+"""Canteens (tenants): admins create them; kiosk and app keys see their own."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from serve.access import load_canteen
+from serve.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from serve.models import Canteen
+from serve.schemas import CanteenCreate, CanteenPublic
+
+router = APIRouter(prefix="/v1/canteens", tags=["canteens"])
+
+
+@router.post("", status_code=201, response_model=CanteenPublic)
+def create(body: CanteenCreate, _: AdminPrincipal, session: SessionDep) -> Canteen:
+    """Create a tenant."""
+    with session.begin():
+        row = Canteen(name=body.name, timezone=body.timezone)
+        session.add(row)
+        session.flush()
+        return row
+
+
+@router.get("", response_model=list[CanteenPublic])
+def list_canteens(principal: CurrentPrincipal, session: SessionDep) -> list[Canteen]:
+    """All canteens for admins; a kiosk or app key's own otherwise."""
+    query = select(Canteen).order_by(Canteen.created_at)
+    if not principal.is_admin:
+        query = query.where(Canteen.id == principal.canteen_id)
+    return list(session.scalars(query))
+
+
+@router.get("/{canteen_id}", response_model=CanteenPublic)
+def get(canteen_id: str, principal: CurrentPrincipal, session: SessionDep) -> Canteen:
+    """One canteen the caller belongs to."""
+    return load_canteen(session, principal, canteen_id)
