@@ -1,15 +1,23 @@
 """Before/after arithmetic: match a tray's items across two photos and work out what was eaten.
 
-Pure functions over plain records, so the pipeline, the diary, the waste report and the tests
-share one implementation. Nothing here touches the database or the model.
+The arithmetic is pure functions over plain records, so the pipeline, the diary, the waste
+report and the tests share one implementation; below it, the storage glue that decides which
+two analyses form a pair.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serve.canteen_models import MealPair
+from serve.errors import ApiError, not_found, unprocessable
+from serve.models import Analysis, MealState
 
 Box = tuple[float, float, float, float]
 NutrientTotals = Callable[[Sequence[tuple[str, float]]], dict[str, float | None]]
@@ -32,12 +40,12 @@ class PairFlag(StrEnum):
 class TrayItem:
     """One identified item of a tray photo, as much of it as pairing needs."""
 
-    key: str  # what must agree across photos: the menu dish id, else the food id
-    food_id: str
+    key: str  # what must agree across photos: the menu dish id, else the food id or label
+    food_id: str | None  # None: the model's label maps to no food (no nutrients)
     grams: float
     box: Box | None = None
     embedding: tuple[float, ...] | None = None
-    ref: int | None = None  # the stored item's id, carried through for links
+    ref: str | int | None = None  # the stored item's id, carried through for links
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.grams) or self.grams < 0:
@@ -50,9 +58,9 @@ class PairedItem:
     """Served, eaten and left grams of one dish on one tray."""
 
     key: str
-    food_id: str
-    before_ref: int | None
-    after_ref: int | None
+    food_id: str | None
+    before_ref: str | int | None
+    after_ref: str | int | None
     before_g: float
     after_g: float
     served_g: float
@@ -171,7 +179,113 @@ def pair_meal(before: Sequence[TrayItem], after: Sequence[TrayItem],
     served = sum(p.served_g for p in items)
     leftover = sum(p.leftover_g for p in items)
     nutrients = (nutrient_totals([(p.food_id, p.eaten_g) for p in items
-                                  if PairFlag.ONLY_AFTER not in p.flags])
+                                  if p.food_id is not None
+                                  and PairFlag.ONLY_AFTER not in p.flags])
                  if nutrient_totals is not None else {})
     return PairResult(items, served, served - leftover, leftover, _pct(leftover, served),
                       nutrients)
+
+
+# --- storage glue: which analyses form a pair, and their items as TrayItems ---------------
+
+
+def tray_items(analysis: Analysis) -> list[TrayItem]:
+    """An analysis's items as pairing input; corrections already live in the item's fields."""
+    out = []
+    for item in analysis.items:
+        if item.grams is None:  # no estimate at all: nothing to subtract, left out
+            continue
+        box: Box | None = None
+        if item.box and len(item.box) == 4:
+            box = (float(item.box[0]), float(item.box[1]), float(item.box[2]), float(item.box[3]))
+        key = item.menu_dish_id or item.food_id or f"label:{item.label}"
+        out.append(TrayItem(key=key, food_id=item.food_id, grams=item.grams, box=box,
+                            ref=item.id))
+    return out
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """Aware UTC datetime (SQLite hands back naive UTC values)."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def open_pair(session: Session, before: Analysis) -> MealPair:
+    """Start a pair from a `before` analysis (idempotent: one pair per before photo)."""
+    if before.meal_state != MealState.BEFORE.value:
+        raise unprocessable(f"analysis {before.id} is not a 'before' photo "
+                            f"(meal_state={before.meal_state!r})", code="not_before")
+    pair = session.scalar(select(MealPair).where(MealPair.before_analysis_id == before.id))
+    if pair is None:
+        pair = MealPair(canteen_id=before.canteen_id, kiosk_id=before.kiosk_id,
+                        user_id=before.user_id, before_analysis_id=before.id,
+                        before_at=_utc(before.captured_at))
+        session.add(pair)
+        session.flush()
+    return pair
+
+
+def find_open_pair(session: Session, after: Analysis, window: dt.timedelta) -> MealPair | None:
+    """The latest unpaired `before` of the same user at the same kiosk within the window."""
+    if after.user_id is None:  # without a person, a busy kiosk's trays cannot be told apart
+        return None
+    at = _utc(after.captured_at)
+    query = (select(MealPair)
+             .where(MealPair.after_analysis_id.is_(None), MealPair.user_id == after.user_id,
+                    MealPair.canteen_id == after.canteen_id,
+                    MealPair.before_at <= at, MealPair.before_at >= at - window)
+             .order_by(MealPair.before_at.desc()).limit(1))
+    query = query.where(MealPair.kiosk_id.is_(None) if after.kiosk_id is None
+                        else MealPair.kiosk_id == after.kiosk_id)
+    return session.scalar(query)
+
+
+def close_pair(session: Session, pair: MealPair, after: Analysis) -> MealPair:
+    """Attach an `after` analysis to a pair; 409 when the pair already has another one."""
+    if after.meal_state != MealState.AFTER.value:
+        raise unprocessable(f"analysis {after.id} is not an 'after' photo "
+                            f"(meal_state={after.meal_state!r})", code="not_after")
+    if pair.after_analysis_id not in (None, after.id):
+        raise ApiError(409, "pair_closed", f"pair {pair.id} already has after photo "
+                       f"{pair.after_analysis_id}")
+    if pair.before_analysis_id == after.id or after.canteen_id != pair.canteen_id:
+        raise unprocessable(f"analysis {after.id} cannot close pair {pair.id}",
+                            code="pair_mismatch")
+    if _utc(after.captured_at) < pair.before_at:
+        raise unprocessable("the after photo was taken before the before photo",
+                            code="pair_order")
+    pair.after_analysis_id = after.id
+    pair.after_at = _utc(after.captured_at)
+    session.flush()
+    return pair
+
+
+def link_analysis(session: Session, analysis: Analysis, *, pair_id: str | None,
+                  window: dt.timedelta) -> MealPair | None:
+    """What the analyze pipeline calls after storing an analysis with a meal_state.
+
+    before -> opens a pair; after -> closes the named pair (pair_id, 404 if unknown) or the
+    user's latest open pair at the same kiosk within `window` (None when there is none).
+    """
+    if analysis.meal_state == MealState.BEFORE.value:
+        return open_pair(session, analysis)
+    if analysis.meal_state != MealState.AFTER.value:
+        return None
+    if pair_id is not None:
+        pair = session.get(MealPair, pair_id)
+        if pair is None or pair.canteen_id != analysis.canteen_id:
+            raise not_found("meal pair", pair_id)
+        return close_pair(session, pair, analysis)
+    pair = find_open_pair(session, analysis, window)
+    return close_pair(session, pair, analysis) if pair is not None else None
+
+
+def pair_of(session: Session, pair: MealPair,
+            nutrient_totals: NutrientTotals | None = None) -> PairResult:
+    """The pair's before/after result, computed from the current (maybe corrected) items."""
+    before = session.get(Analysis, pair.before_analysis_id)
+    assert before is not None  # FK with ON DELETE CASCADE
+    after = (session.get(Analysis, pair.after_analysis_id)
+             if pair.after_analysis_id is not None else None)
+    if after is None:
+        raise ApiError(409, "pair_open", f"pair {pair.id} has no after photo yet")
+    return pair_meal(tray_items(before), tray_items(after), nutrient_totals)
