@@ -300,9 +300,17 @@ function itemNutrientCell(item) {
   const cell = el("td", {});
   for (const key of ITEM_NUTRIENTS) {
     if (!(key in nutrients)) continue;
-    cell.append(el("div", {}, `${nutrientInfo(key).name_en}: ${formatNutrient(key, nutrients[key])}`));
+    const line = `${nutrientInfo(key).name_en}: ${formatNutrient(key, nutrients[key])}`;
+    cell.append(el("div", { class: "nutrient-line" }, line));
   }
   return cell;
+}
+
+// Set through CSSOM: the page's CSP forbids inline style attributes.
+function swatch(colour) {
+  const node = el("span", { class: "swatch" });
+  node.style.background = colour;
+  return node;
 }
 
 function fillItems(items) {
@@ -314,7 +322,7 @@ function fillItems(items) {
     if (name.ko) foodCell.append(el("span", { class: "name-ko", lang: "ko" }, name.ko));
     if (item.provenance) foodCell.append(el("span", { class: "prov" }, String(item.provenance).replace(/_/g, " ")));
     const row = el("tr", { "data-item": index },
-      el("td", {}, el("span", { class: "swatch", style: `background:${PALETTE[index % PALETTE.length]}` })),
+      el("td", {}, swatch(PALETTE[index % PALETTE.length])),
       foodCell,
       el("td", { class: "num" }, `${formatNumber(100 * item.confidence)}%`),
       el("td", { class: "num" }, formatGrams(item)),
