@@ -17,12 +17,14 @@ from sqlalchemy.orm import Session
 from model.menu_match import Dish as MatchDish
 from model.menu_match import DishMatch, MatchConfig, rank_menu
 from serve.auth import Principal
-from serve.canteen_models import Menu, MenuDish
+from serve.canteen_models import Enrolment, Menu, MenuDish, RegionKind
 from serve.errors import not_found, unprocessable
 from serve.pairing import box_iou
+from serve.storage import ImageStore, record_image
 
 if TYPE_CHECKING:
     from model.runtime import TrayModel
+    from serve.model_registry import LoadedModel
 
 # Said in each item's provenance when its grams come from the enrolled serving.
 RELATIVE_GRAMS_SOURCE = "relative_to_enrolled_serving"
@@ -199,3 +201,97 @@ def enrolled_region(model: TrayModel, img: Image.Image, *,
     if checked is not None:
         return EnrolledRegion(emb, (checked[2] - checked[0]) * (checked[3] - checked[1]), "box")
     return EnrolledRegion(emb, float(img.width * img.height), "image")
+
+
+def parse_box(text: str) -> list[float]:
+    """A box form field: "x0,y0,x1,y1" or a JSON list of four numbers."""
+    parts = text.strip().strip("[]").split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError as exc:
+        raise unprocessable(f"box must be four numbers x0,y0,x1,y1; got {text!r}",
+                            code="invalid_box") from exc
+    if len(values) != 4:
+        raise unprocessable(f"box must be four numbers x0,y0,x1,y1; got {text!r}",
+                            code="invalid_box")
+    return values
+
+
+def decode_image(data: bytes, max_pixels: int, what: str) -> Image.Image:
+    """An uploaded photo or mask as an upright RGB image; 422 naming the field when unusable."""
+    from model.runtime import ImageError, load_image
+
+    try:
+        return load_image(data, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise unprocessable(f"{what}: {exc}", code="invalid_image") from exc
+
+
+def mask_array(img: Image.Image) -> np.ndarray:
+    """Any non-black pixel of a mask image marks the dish."""
+    return np.asarray(img).max(axis=2) > 0
+
+
+def store_photo(session: Session, store: ImageStore, data: bytes, img: Image.Image,
+                kind: str, content_type: str | None) -> str:
+    """Keep an enrolment photo or mask content-addressed (S's store) and record it."""
+    digest = store.put(data)
+    record_image(session, sha256=digest, kind=kind,
+                 content_type=content_type or "application/octet-stream",
+                 size_bytes=len(data), width=img.width, height=img.height)
+    return digest
+
+
+def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: ImageStore,
+          photo: bytes, photo_type: str | None, box: Sequence[float] | None,
+          mask: bytes | None, max_pixels: int) -> tuple[Enrolment, EnrolledRegion]:
+    """Embed and store one example photo of a dish (whole image, box or mask)."""
+    img = decode_image(photo, max_pixels, "image")
+    mask_img = decode_image(mask, max_pixels, "mask") if mask is not None else None
+    region = enrolled_region(loaded.model, img, box=box,
+                             mask=mask_array(mask_img) if mask_img is not None else None)
+    row = Enrolment(dish_id=dish.id,
+                    image_sha256=store_photo(session, store, photo, img, "photo", photo_type),
+                    mask_sha256=(store_photo(session, store, mask, mask_img, "mask", "image/png")
+                                 if mask is not None and mask_img is not None else None),
+                    region=(RegionKind.MASK if mask is not None
+                            else RegionKind.BOX if box is not None else RegionKind.IMAGE).value,
+                    box=list(box) if box is not None else None, area_px=region.area_px,
+                    embedding=[float(v) for v in region.embedding],
+                    model_version=loaded.version)
+    session.add(row)
+    session.flush()
+    return row, region
+
+
+def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store: ImageStore,
+                       max_pixels: int) -> int:
+    """Re-embed enrolments made with another model version from their stored photos.
+
+    Returns how many stay stale because their photo was purged (they are then unused).
+    """
+    left = 0
+    for row in (e for d in menu.dishes for e in d.enrolments
+                if e.model_version != loaded.version):
+        photo = store.get(row.image_sha256)
+        mask = store.get(row.mask_sha256) if row.mask_sha256 else None
+        if photo is None or (row.mask_sha256 and mask is None):
+            left += 1
+            continue
+        img = decode_image(photo, max_pixels, "stored enrolment photo")
+        mask_arr = mask_array(decode_image(mask, max_pixels, "stored mask")) if mask else None
+        region = enrolled_region(loaded.model, img, box=row.box, mask=mask_arr)
+        row.embedding = [float(v) for v in region.embedding]
+        row.area_px, row.model_version = region.area_px, loaded.version
+    session.flush()
+    return left
+
+
+def load_menu_context(session: Session, principal: Principal, menu_id: str,
+                      loaded: LoadedModel, store: ImageStore, max_pixels: int) -> MenuContext:
+    """What /v1/analyze calls for `menu_id`: the visible menu, enrolments brought up to the
+    active model, ready for identify() (call inside a transaction: it may re-embed)."""
+    menu = get_menu(session, menu_id, principal)
+    refresh_enrolments(session, menu, loaded, store, max_pixels)
+    return menu_context(menu, model_food_ids=loaded.model.meta.food_ids,
+                        model_version=loaded.version)

@@ -250,7 +250,7 @@ def close_pair(session: Session, pair: MealPair, after: Analysis) -> MealPair:
     if pair.before_analysis_id == after.id or after.canteen_id != pair.canteen_id:
         raise unprocessable(f"analysis {after.id} cannot close pair {pair.id}",
                             code="pair_mismatch")
-    if _utc(after.captured_at) < pair.before_at:
+    if _utc(after.captured_at) < _utc(pair.before_at):
         raise unprocessable("the after photo was taken before the before photo",
                             code="pair_order")
     pair.after_analysis_id = after.id
