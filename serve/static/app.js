@@ -11,7 +11,7 @@ const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9
 // Nutrients shown per item in the table; the totals list every nutrient the answer has.
 const ITEM_NUTRIENTS = ["energy_kcal", "protein_g", "fat_g", "carbohydrate_g", "sodium_mg"];
 
-const state = { file: null, fileName: "", nutrients: new Map(), photoUrl: null };
+const state = { file: null, fileName: "", nutrients: new Map(), photoUrl: null, overlayUrl: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -186,23 +186,21 @@ async function analyze() {
 
 // ---- the answer -------------------------------------------------------------------
 
+// The answer's shape is serve.analyses.analysis_payload (docs/API.md).
 function itemName(item) {
   const names = item.names || {};
-  return { en: names.en || item.name_en || item.label, ko: names.ko || item.name_ko || "" };
-}
-
-function gramsRange(item) {
-  if (Array.isArray(item.grams_range)) return item.grams_range;
-  if (item.grams_low !== undefined) return [item.grams_low, item.grams_high];
-  return null;
+  return { en: names.en || names.ko || item.label, ko: names.en ? names.ko || "" : "" };
 }
 
 function formatGrams(item) {
-  if (item.grams === null || item.grams === undefined) return "–";
-  const range = gramsRange(item);
-  const main = `${formatNumber(item.grams)} g`;
-  return range && range[0] !== null ? `${main} (${formatNumber(range[0])}–${formatNumber(range[1])})` : main;
+  const grams = item.grams;
+  if (!grams) return "–";
+  const main = `${formatNumber(grams.value)} g`;
+  if (grams.low === null || grams.high === null || grams.low === grams.high) return main;
+  return `${main} (${formatNumber(grams.low)}–${formatNumber(grams.high)})`;
 }
+
+function words(value) { return String(value).replace(/_/g, " "); }
 
 function loadPhoto(url) {
   return new Promise((resolve, reject) => {
@@ -219,12 +217,12 @@ async function showResult(result) {
   $("result").hidden = false;
   const img = await loadPhoto(state.photoUrl);
   // The answer's coordinates are in the (EXIF-rotated) photo's pixels, as the browser shows it.
-  const width = result.image_width || (result.image && result.image.width) || img.naturalWidth;
-  const height = result.image_height || (result.image && result.image.height) || img.naturalHeight;
-  const items = result.items || [];
+  const width = result.image.width || img.naturalWidth;
+  const height = result.image.height || img.naturalHeight;
+  const items = result.items;
   drawOverlay(items, width, height);
   fillItems(items);
-  fillTotals(result.totals || {});
+  fillTotals(result.totals);
   describeResult(result, items);
   setStatus(`Found ${items.length} food${items.length === 1 ? "" : "s"} in ${state.fileName}.`);
 }
@@ -241,7 +239,8 @@ function shapePoints(item) {
 function tagText(item) {
   const nutrients = item.nutrients || {};
   const kcal = nutrients.energy_kcal;
-  const parts = [itemName(item).en, formatGrams(item)];
+  const parts = [itemName(item).en];
+  if (item.grams) parts.push(formatGrams(item));
   if (kcal !== null && kcal !== undefined) parts.push(`${formatNumber(kcal)} kcal`);
   return parts.join(" · ");
 }
@@ -284,13 +283,13 @@ function drawOverlay(items, width, height) {
 }
 
 function alternativesList(item) {
-  const alts = (item.alternatives || []).filter((a) => a.label !== item.label).slice(0, 3);
+  const alts = (item.alternatives || [])
+    .filter((a) => a.food_id !== item.food_id || a.label !== item.label).slice(0, 3);
   if (!alts.length) return "–";
   const list = el("ul", { class: "alts" });
   for (const alt of alts) {
-    const name = (alt.names && alt.names.en) || alt.name_en || alt.label;
-    const score = alt.confidence !== undefined ? alt.confidence : alt.score;
-    list.append(el("li", {}, `${name} ${formatNumber(100 * score)}%`));
+    const name = words(alt.label || alt.food_id || alt.dish_id);
+    list.append(el("li", {}, `${name} ${formatNumber(100 * alt.score)}%`));
   }
   return list;
 }
@@ -320,12 +319,12 @@ function fillItems(items) {
     const name = itemName(item);
     const foodCell = el("td", {}, name.en);
     if (name.ko) foodCell.append(el("span", { class: "name-ko", lang: "ko" }, name.ko));
-    if (item.provenance) foodCell.append(el("span", { class: "prov" }, String(item.provenance).replace(/_/g, " ")));
+    foodCell.append(el("span", { class: "prov" }, provenanceText(item)));
     const row = el("tr", { "data-item": index },
       el("td", {}, swatch(PALETTE[index % PALETTE.length])),
       foodCell,
       el("td", { class: "num" }, `${formatNumber(100 * item.confidence)}%`),
-      el("td", { class: "num" }, formatGrams(item)),
+      el("td", { class: "num nowrap" }, formatGrams(item)),
       itemNutrientCell(item),
       el("td", {}, alternativesList(item)));
     row.addEventListener("mouseenter", () => highlight(index, true));
@@ -335,23 +334,39 @@ function fillItems(items) {
   if (!items.length) body.append(el("tr", {}, el("td", { colspan: "6" }, "No food was found in this photo.")));
 }
 
+function provenanceText(item) {
+  const prov = item.provenance || {};
+  const parts = [item.identified_by === "menu" ? "identified from the menu" : "identified by the model"];
+  if (prov.grams) parts.push(`grams: ${words(prov.grams)}`);
+  if (!item.nutrients) parts.push("no nutrient data");
+  return parts.join("; ");
+}
+
 function highlight(index, on) {
   document.querySelectorAll(`[data-item="${index}"]`).forEach((node) => node.classList.toggle("active", on));
 }
 
+// Totals flagged incomplete miss some item's value: shown as lower bounds ("≥").
 function fillTotals(totals) {
-  const values = totals.nutrients || totals;
+  const values = totals.nutrients || {};
+  const incomplete = new Set(totals.incomplete_nutrients || []);
   const body = $("totals-body");
   body.replaceChildren();
   const known = [...state.nutrients.keys()].filter((key) => key in values);
   const keys = known.length ? known : Object.keys(values);
-  if (totals.grams !== undefined) body.append(el("tr", {}, el("th", { scope: "row" }, "Food"), el("td", { class: "num" }, `${formatNumber(totals.grams)} g`)));
+  body.append(el("tr", { "data-nutrient": "grams" }, el("th", { scope: "row" }, "Food weight"),
+    el("td", { class: "num" }, `${formatNumber(totals.grams)} g`)));
   for (const key of keys) {
     if (typeof values[key] !== "number") continue;
+    const amount = `${incomplete.has(key) ? "≥ " : ""}${formatNutrient(key, values[key])}`;
     body.append(el("tr", { "data-nutrient": key },
-      el("th", { scope: "row" }, nutrientInfo(key).name_en),
-      el("td", { class: "num" }, formatNutrient(key, values[key]))));
+      el("th", { scope: "row" }, nutrientInfo(key).name_en), el("td", { class: "num" }, amount)));
   }
+  const note = $("totals-note");
+  note.hidden = !incomplete.size;
+  note.textContent = totals.items_without_nutrients
+    ? `${totals.items_without_nutrients} item(s) without nutrient data: totals marked ≥ are lower bounds.`
+    : "Totals marked ≥ lack some item's value: they are lower bounds.";
 }
 
 function describeResult(result, items) {
@@ -360,12 +375,23 @@ function describeResult(result, items) {
   const meta = [];
   if (result.id) meta.push(`Analysis ${result.id}`);
   if (result.model_version) meta.push(`model ${result.model_version}`);
-  if (result.scale_source) meta.push(`scale from ${String(result.scale_source).replace(/_/g, " ")}`);
+  if (result.scale && result.scale.source) meta.push(`scale from ${words(result.scale.source)}`);
   $("result-meta").textContent = meta.join(" · ");
-  if (result.overlay_url) {
-    const link = el("a", { href: result.overlay_url }, "overlay image");
-    $("result-meta").append(meta.length ? " · " : "", link);
+  state.overlayUrl = result.overlay_url;
+  $("overlay-button").hidden = !result.overlay_url;
+}
+
+// The overlay PNG needs the API key, so it is fetched here and opened as a blob.
+async function openOverlayImage() {
+  const answer = await fetch(state.overlayUrl, {
+    headers: { Authorization: `Bearer ${$("api-key").value.trim()}` },
+  });
+  if (!answer.ok) {
+    showError(describeApiError(answer.status, await answer.json().catch(() => null)));
+    return;
   }
+  const link = el("a", { href: URL.createObjectURL(await answer.blob()), download: "traylens-overlay.png" });
+  link.click();
 }
 
 // ---- start ------------------------------------------------------------------------
@@ -375,6 +401,7 @@ document.addEventListener("DOMContentLoaded", () => {
   restoreInputs();
   setUpDropZone();
   $("analyze-form").addEventListener("submit", (e) => { e.preventDefault(); analyze(); });
+  $("overlay-button").addEventListener("click", openOverlayImage);
   loadNutrientNames();
   loadSamples();
 });
