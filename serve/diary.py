@@ -15,8 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nutrition_db.intakes import ReferenceIntake, reference_intakes
-from nutrition_db.meal import meal_nutrients
+from nutrition_db import ReferenceIntake, meal_nutrients, reference_intakes
 from serve.canteen_models import MealPair
 from serve.models import Analysis, Canteen, MealState, User
 from serve.pairing import PairResult, pair_of, tray_items

@@ -7,8 +7,8 @@ two analyses form a pair.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -20,7 +20,6 @@ from serve.errors import ApiError, not_found, unprocessable
 from serve.models import Analysis, MealState
 
 Box = tuple[float, float, float, float]
-NutrientTotals = Callable[[Sequence[tuple[str, float]]], dict[str, float | None]]
 
 # Position alone may pair two items of different labels only when they overlap this much:
 # the kiosk shoots the same tray from the same place, a relabelled leftover stays put.
@@ -79,7 +78,11 @@ class PairResult:
     eaten_g: float
     leftover_g: float
     leftover_pct: float | None
-    eaten_nutrients: dict[str, float | None] = field(default_factory=dict)
+
+    def eaten(self) -> list[tuple[str, float]]:
+        """(food_id, grams eaten) of the served items with a known food: nutrient input."""
+        return [(p.food_id, p.eaten_g) for p in self.items
+                if p.food_id is not None and PairFlag.ONLY_AFTER not in p.flags]
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -167,9 +170,8 @@ def paired_item(before: TrayItem | None, after: TrayItem | None,
                       before.grams, eaten, leftover, _pct(leftover, before.grams), tuple(flags))
 
 
-def pair_meal(before: Sequence[TrayItem], after: Sequence[TrayItem],
-              nutrient_totals: NutrientTotals | None = None) -> PairResult:
-    """Pair two photos of one tray; nutrients eaten come from `nutrient_totals` when given."""
+def pair_meal(before: Sequence[TrayItem], after: Sequence[TrayItem]) -> PairResult:
+    """Pair two photos of one tray: per item and tray totals of served, eaten and left."""
     matches, lone_b, lone_a = match_items(before, after)
     # keyed by photo position: before order first, then after-only items, for stable output
     keyed = [((0, i), paired_item(before[i], after[j], rel)) for i, j, rel in matches]
@@ -178,12 +180,7 @@ def pair_meal(before: Sequence[TrayItem], after: Sequence[TrayItem],
     items = tuple(item for _, item in sorted(keyed, key=lambda k: k[0]))
     served = sum(p.served_g for p in items)
     leftover = sum(p.leftover_g for p in items)
-    nutrients = (nutrient_totals([(p.food_id, p.eaten_g) for p in items
-                                  if p.food_id is not None
-                                  and PairFlag.ONLY_AFTER not in p.flags])
-                 if nutrient_totals is not None else {})
-    return PairResult(items, served, served - leftover, leftover, _pct(leftover, served),
-                      nutrients)
+    return PairResult(items, served, served - leftover, leftover, _pct(leftover, served))
 
 
 # --- storage glue: which analyses form a pair, and their items as TrayItems ---------------
@@ -279,8 +276,7 @@ def link_analysis(session: Session, analysis: Analysis, *, pair_id: str | None,
     return close_pair(session, pair, analysis) if pair is not None else None
 
 
-def pair_of(session: Session, pair: MealPair,
-            nutrient_totals: NutrientTotals | None = None) -> PairResult:
+def pair_of(session: Session, pair: MealPair) -> PairResult:
     """The pair's before/after result, computed from the current (maybe corrected) items."""
     before = session.get(Analysis, pair.before_analysis_id)
     assert before is not None  # FK with ON DELETE CASCADE
@@ -288,4 +284,4 @@ def pair_of(session: Session, pair: MealPair,
              if pair.after_analysis_id is not None else None)
     if after is None:
         raise ApiError(409, "pair_open", f"pair {pair.id} has no after photo yet")
-    return pair_meal(tray_items(before), tray_items(after), nutrient_totals)
+    return pair_meal(tray_items(before), tray_items(after))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from nutrition_db import meal_nutrients
 from serve.pairing import (
     PairFlag,
     TrayItem,
@@ -128,13 +129,12 @@ def test_paired_item_needs_one_side() -> None:
         paired_item(None, None)
 
 
-def test_nutrients_eaten_skip_only_after_items() -> None:
-    seen: list[list[tuple[str, float]]] = []
-
-    def totals(items: object) -> dict[str, float | None]:
-        seen.append(list(items))  # type: ignore[call-overload]
-        return {"energy_kcal": 1.0}
-
-    res = pair_meal([_item(RICE, 200)], [_item(RICE, 50), _item("cake", 80)], totals)
-    assert seen == [[("F-rice", 150.0)]]
-    assert res.eaten_nutrients == {"energy_kcal": 1.0}
+def test_nutrients_eaten_from_real_table() -> None:
+    # 배추김치 (MFDS): 38 kcal and 551 mg sodium per 100 g; 80 g eaten -> 30.4 kcal, 440.8 mg
+    kimchi = "mfds:D315-670000000-0001"
+    res = pair_meal([TrayItem(kimchi, kimchi, 100.0)],
+                    [TrayItem(kimchi, kimchi, 20.0), TrayItem("cake", "n5k:54", 80.0)])
+    assert res.eaten() == [(kimchi, 80.0)]  # the after-only item is not intake
+    totals = meal_nutrients(res.eaten()).totals
+    assert totals["energy_kcal"] == pytest.approx(30.4)
+    assert totals["sodium_mg"] == pytest.approx(440.8)
