@@ -1,0 +1,258 @@
+"""Model speed and memory, side by side in one run: ONNX Runtime fp32 vs INT8 vs torch eager.
+
+    python benchmarks/model_speed.py [--model model/artifacts/traylens.onnx]
+        [--int8 model/artifacts/traylens.int8.onnx] [--checkpoint CKPT.pt]
+        [--image PHOTO.jpg] [--runs 50] [--warmup 5] [--write-docs]
+
+All three engines see the same real 1024x768 mealtray tray photo, the same numpy
+pre-processing (model.runtime.preprocess) and the same post-processing
+(model.runtime.decode_outputs); only the network engine differs. Reported per engine:
+median and p95 of the network alone and of the whole photo -> items path. Peak RSS is
+measured in a separate process that imports only model.runtime (no torch) and predicts.
+
+Targets (issue 3): ORT fp32 >= 2x faster than torch eager; INT8 <= 0.6x fp32 time;
+fp32 median <= 60 ms; peak RSS of the inference process <= 400 MB.
+With --write-docs the table replaces the "## Model" section of docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from any folder
+
+from model.runtime import PostConfig, TrayModel, decode_outputs, load_image, preprocess  # noqa: E402
+
+DEFAULT_IMAGE = (
+    REPO / "tests" / "fixtures" / "mealtray" / "labeled"
+    / "20220308112654_000042_059_0000000001_B______xx_C (2770).jpg"
+)
+EXPECTED_SIZE = (1024, 768)
+DOCS = REPO / "docs" / "BENCHMARKS.md"
+HEADING = "## Model"
+
+# The memory probe: a fresh interpreter that only imports the torch-free runtime.
+RSS_PROBE = """
+import json, resource, sys
+from model.runtime import TrayModel, load_image
+model = TrayModel(sys.argv[1])
+img = load_image(sys.argv[2])
+for _ in range(int(sys.argv[3])):
+    model.predict([img])
+print(json.dumps({"torch_loaded": "torch" in sys.modules,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median and 95th percentile of one measured path, in milliseconds."""
+
+    median_ms: float
+    p95_ms: float
+
+
+def time_it(fn: Callable[[], object], runs: int, warmup: int) -> Timing:
+    """Run fn warmup times unmeasured, then runs times; median and p95 wall time."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return Timing(float(np.median(samples)), float(np.percentile(samples, 95)))
+
+
+def ort_paths(model: TrayModel, img: Image.Image) -> dict[str, Callable[[], object]]:
+    """Network-only and end-to-end callables for one ONNX Runtime model."""
+    batch, _ = preprocess([img], model.meta)
+    feed = {model.input_name: batch}
+    return {
+        "network": lambda: model.session.run(None, feed),
+        "end_to_end": lambda: model.predict([img]),
+    }
+
+
+def torch_paths(
+    checkpoint: Path | None, model: TrayModel, img: Image.Image
+) -> tuple[dict[str, Callable[[], object]], str]:
+    """Network-only and end-to-end callables for torch eager, plus where its weights came from."""
+    import torch
+
+    from model.engine import model_from_checkpoint
+    from model.network import TrayNet
+
+    if checkpoint is not None:
+        net, _ = model_from_checkpoint(checkpoint)
+        source = f"checkpoint {checkpoint.name}"
+    else:
+        # Same architecture as the exported file; untrained weights cost the same time.
+        net = TrayNet(len(model.meta.labels), model.meta.embedding_dim, pretrained=False).eval()
+        source = "TrayNet built from the ONNX metadata (weights do not change the time)"
+    post = PostConfig()
+
+    def network() -> object:
+        with torch.inference_mode():
+            batch, _ = preprocess([img], model.meta)
+            return net(torch.from_numpy(batch))
+
+    def end_to_end() -> object:
+        batch, scales = preprocess([img], model.meta)
+        with torch.inference_mode():
+            maps = [t[0].numpy() for t in net(torch.from_numpy(batch))]
+        return decode_outputs(maps, scales[0], img.size, model.meta, post)
+
+    return {"network": network, "end_to_end": end_to_end}, source
+
+
+def peak_rss(model_path: Path, image: Path, runs: int) -> dict[str, float | bool]:
+    """Peak RSS (MB) of a process that only imports model.runtime and predicts."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, str(model_path), str(image), str(runs)],
+        capture_output=True, text=True, check=True, env=env, cwd=REPO,
+    )
+    result: dict[str, float | bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def machine() -> str:
+    """CPU model, logical CPUs and library versions, for the figures' context."""
+    import onnxruntime
+
+    cpu = platform.processor() or "unknown CPU"
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        names = re.findall(r"^model name\s*:\s*(.+)$", info.read_text(), flags=re.M)
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} logical CPUs, onnxruntime {onnxruntime.__version__}"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything one run measured."""
+
+    image_size: tuple[int, int]
+    timings: dict[str, dict[str, Timing]]
+    torch_source: str
+    rss: dict[str, float | bool]
+
+
+def measure(args: argparse.Namespace) -> Figures:
+    """All figures of one run."""
+    img = load_image(args.image)
+    fp32 = TrayModel(args.model)
+    engines: dict[str, dict[str, Callable[[], object]]] = {"ORT fp32": ort_paths(fp32, img)}
+    if args.int8.is_file():
+        engines["ORT INT8"] = ort_paths(TrayModel(args.int8), img)
+    torch_calls, torch_source = torch_paths(args.checkpoint, fp32, img)
+    engines["torch eager"] = torch_calls
+    timings = {
+        engine: {path: time_it(fn, args.runs, args.warmup) for path, fn in calls.items()}
+        for engine, calls in engines.items()
+    }
+    return Figures(img.size, timings, torch_source, peak_rss(args.model, args.image, 5))
+
+
+def ratios(timings: dict[str, dict[str, Timing]], path: str) -> dict[str, float]:
+    """The target ratios on medians of one path (network or end_to_end)."""
+    fp32 = timings["ORT fp32"][path].median_ms
+    out = {"torch eager / ORT fp32": timings["torch eager"][path].median_ms / fp32}
+    if "ORT INT8" in timings:
+        out["ORT INT8 / ORT fp32"] = timings["ORT INT8"][path].median_ms / fp32
+    return out
+
+
+def report(figures: Figures, args: argparse.Namespace) -> str:
+    """The figures as the markdown '## Model' section."""
+    timings, rss = figures.timings, figures.rss
+    width, height = figures.image_size
+    shown = args.image.resolve()
+    shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown
+    lines = [
+        HEADING, "",
+        f"Measured by `python benchmarks/model_speed.py` on {time.strftime('%Y-%m-%d')}: "
+        f"{machine()}; photo `{shown}` ({width}x{height}); "
+        f"{args.runs} timed runs after {args.warmup} warm-up; batch 1; default threads. "
+        f"Torch eager: {figures.torch_source}.", "",
+        "| engine | network median ms | network p95 ms | photo -> items median ms "
+        "| photo -> items p95 ms |", "|---|---:|---:|---:|---:|",
+    ]
+    for engine, paths in timings.items():
+        n, e = paths["network"], paths["end_to_end"]
+        lines.append(f"| {engine} | {n.median_ms:.1f} | {n.p95_ms:.1f} | {e.median_ms:.1f} "
+                     f"| {e.p95_ms:.1f} |")
+    lines += ["", "| ratio of medians (target) | network | photo -> items |", "|---|---:|---:|"]
+    net, e2e = ratios(timings, "network"), ratios(timings, "end_to_end")
+    targets = {"torch eager / ORT fp32": ">= 2", "ORT INT8 / ORT fp32": "<= 0.6"}
+    lines += [f"| {k} ({targets[k]}) | {net[k]:.2f} | {e2e[k]:.2f} |" for k in net]
+    fp32_ms = timings["ORT fp32"]["end_to_end"].median_ms
+    lines += ["", f"ORT fp32 photo -> items median {fp32_ms:.1f} ms (target <= 60 ms). "
+              "Peak RSS of a process that imports only model.runtime and "
+              f"predicts: {rss['peak_rss_mb']:.0f} MB (target <= 400 MB; torch loaded: "
+              f"{rss['torch_loaded']}).", ""]
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, section: str, heading: str = HEADING) -> None:
+    """Replace (or append) this script's section of the benchmarks doc, keeping the others."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    start = text.find(heading + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[end:] if end >= 0 else "")
+    doc.write_text(text, encoding="utf-8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    art = REPO / "model" / "artifacts"
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, default=art / "traylens.onnx", help="fp32 ONNX file")
+    p.add_argument("--int8", type=Path, default=art / "traylens.int8.onnx", help="INT8 ONNX file")
+    p.add_argument("--checkpoint", type=Path, help="torch checkpoint for the eager engine")
+    p.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a real tray photo")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--write-docs", action="store_true", help=f"write '{HEADING}' of {DOCS}")
+    args = p.parse_args(argv)
+    if args.runs < 1 or args.warmup < 0:
+        p.error("--runs must be >= 1 and --warmup >= 0")
+    with Image.open(args.image) as im:
+        if im.size != EXPECTED_SIZE:
+            print(f"note: {args.image} is {im.size[0]}x{im.size[1]}, not 1024x768", file=sys.stderr)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the section, optionally write it into docs/BENCHMARKS.md."""
+    args = parse_args(argv)
+    if not args.model.is_file():
+        print(f"error: model file not found: {args.model}", file=sys.stderr)
+        return 2
+    section = report(measure(args), args)
+    print(section)
+    if args.write_docs:
+        write_section(DOCS, section)
+        print(f"wrote '{HEADING}' in {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

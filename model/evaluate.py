@@ -1,0 +1,478 @@
+"""Evaluate an ONNX tray model on held-out data: detection, portions, masks, menu mode, calibration.
+
+`python -m model.evaluate --model PATH.onnx [--data ../shared/data] --out DIR` writes
+`DIR/metrics.json` (machine readable; shipped as model/artifacts/traylens.metrics.json)
+and `DIR/report.md`. Everything runs through `model.runtime` (the service's code path)
+and the metric definitions in `model.metrics`; nothing here imports torch.
+
+Sections (each present when its data set is given):
+- detection: box AP per class and mAP@0.5 (all-point interpolation) on held-out mealtray
+  capture runs (and ECUSTFD objects), with the detections' ECE;
+- grams: ECUSTFD held-out objects; the scale comes from the coin the model detects, and
+  for diagnosis also from the annotated coin box (same px/cm formula as the runtime);
+- masks: mean mask IoU against ground-truth or composed masks only, never pseudo masks;
+- menu: menu-mode identification accuracy, k enrolled examples per dish, menus of m dishes
+  drawn at random (seeded) from held-out foods; enrolment and query images come from
+  different physical objects; mean and 95% CI over menus, plus the ECE of the top score.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import metrics, portion
+from model.data.coco import MASK_SOURCES, Annotation, CocoDataset, CocoFormatError, ImageRecord
+from model.data.importers.common import SourceFormatError
+from model.data.importers.ecustfd import import_ecustfd
+from model.data.importers.mealtray import import_mealtray
+from model.data.masks import annotation_mask
+from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, label_strata, train_val_split
+from model.menu_match import Dish, MatchConfig, Method, rank_menu
+from model.runtime import Item, ModelFileError, PostConfig, Prediction, TrayModel, load_image
+
+# Pseudo masks are the model's own guesses: scoring against them would flatter it.
+EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s != "pseudo")
+SCHEMA_VERSION = 1
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run as asked (missing data, too few objects for menus)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Knobs of one evaluation run; written into the JSON so a report says how it was made."""
+
+    iou_threshold: float = 0.5
+    # mAP needs the low-score tail of detections; the service's threshold would cut it.
+    detection_score_min: float = 0.05
+    ece_bins: int = 10
+    k_enrol: int = 3
+    menu_size: int = 5
+    n_menus: int = 500
+    seed: int = 0
+    batch_size: int = 4
+
+
+def _batches(images: Sequence[ImageRecord], size: int) -> Iterator[Sequence[ImageRecord]]:
+    """Consecutive slices of at most size images."""
+    for start in range(0, len(images), size):
+        yield images[start : start + size]
+
+
+def predict_dataset(
+    model: TrayModel,
+    ds: CocoDataset,
+    post: PostConfig,
+    px_per_cm: dict[int, float] | None = None,
+    batch_size: int = 4,
+) -> dict[int, Prediction]:
+    """Run the model over every image of a dataset; image id -> Prediction."""
+    out: dict[int, Prediction] = {}
+    for batch in _batches(ds.images, batch_size):
+        imgs = [load_image(ds.image_path(im)) for im in batch]
+        scales = [px_per_cm.get(im.id) if px_per_cm else None for im in batch]
+        for im, pred in zip(batch, model.predict(imgs, px_per_cm=scales, cfg=post), strict=True):
+            out[im.id] = pred
+    return out
+
+
+def _xyxy(ann: Annotation) -> metrics.BoxT:
+    """COCO [x, y, w, h] -> [x0, y0, x1, y1]."""
+    x, y, w, h = ann.bbox
+    return (x, y, x + w, y + h)
+
+
+def detection_section(
+    ds: CocoDataset, preds: dict[int, Prediction], cfg: EvalConfig
+) -> dict[str, Any]:
+    """Per-class AP, mAP and detection-score ECE of one data set's predictions."""
+    names = ds.category_names()
+    gts = [metrics.GroundTruth(str(a.image_id), names[a.category_id], _xyxy(a))
+           for a in ds.annotations]
+    dets = [
+        metrics.Detection(str(iid), it.label, it.score, it.box)
+        for iid, pred in preds.items()
+        for it in pred.items
+    ]
+    report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "all_point")
+    tp = metrics.match_detections(dets, gts, cfg.iou_threshold)
+    ece = _calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
+    return {
+        "images": len(ds.images),
+        "iou_threshold": report.iou_threshold,
+        "interpolation": report.interpolation,
+        "map": report.mean_ap,
+        "per_class": {k: asdict(v) for k, v in report.per_class.items()},
+        "score_min": cfg.detection_score_min,
+        "calibration": ece,
+    }
+
+
+def _calibration(conf: Sequence[float], correct: Sequence[bool], bins: int) -> dict[str, Any]:
+    """ECE as a JSON-ready dict (None when there is nothing to calibrate)."""
+    if not conf:
+        return {"ece": None, "n": 0, "bins": []}
+    return asdict(metrics.expected_calibration_error(conf, correct, bins))
+
+
+def _best_match(box: metrics.BoxT, items: Sequence[Item], iou: float) -> Item | None:
+    """The food item (not the coin) whose box overlaps the annotation most, if >= iou."""
+    foods = [it for it in items if it.label != portion.COIN_LABEL]
+    if not foods:
+        return None
+    ious = metrics.box_iou([box], [it.box for it in foods])[0]
+    best = int(np.argmax(ious))
+    return foods[best] if ious[best] >= iou else None
+
+
+def annotated_coin_scale(ds: CocoDataset) -> dict[int, float]:
+    """Image id -> px/cm from the annotated coin box, by the runtime's own formula."""
+    names = ds.category_names()
+    coins: dict[int, list[Annotation]] = defaultdict(list)
+    for a in ds.annotations:
+        if names[a.category_id] == portion.COIN_LABEL:
+            coins[a.image_id].append(a)
+    return {iid: portion.coin_px_per_cm(_xyxy(c[0])) for iid, c in coins.items() if len(c) == 1}
+
+
+def grams_section(
+    ds: CocoDataset, preds: dict[int, Prediction], iou: float
+) -> dict[str, Any]:
+    """Grams MAE / MAE% over annotated foods the model found and could weigh; coverage too."""
+    pairs: list[tuple[float, float]] = []
+    per_food: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    names = ds.category_names()
+    n_total = n_unmatched = n_no_grams = 0
+    for a in ds.annotations:
+        if a.grams is None:
+            continue
+        n_total += 1
+        item = _best_match(_xyxy(a), preds[a.image_id].items, iou)
+        if item is None:
+            n_unmatched += 1
+        elif item.grams is None:
+            n_no_grams += 1  # no scale found (coin missed) or no mask
+        else:
+            pairs.append((item.grams, a.grams))
+            per_food[names[a.category_id]].append((item.grams, a.grams))
+    out: dict[str, Any] = {
+        "annotated": n_total,
+        "not_detected": n_unmatched,
+        "no_grams": n_no_grams,
+        "coverage": len(pairs) / n_total if n_total else None,
+    }
+    out["overall"] = _grams(pairs)
+    out["per_food"] = {k: _grams(v) for k, v in sorted(per_food.items())}
+    return out
+
+
+def _grams(pairs: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
+    """GramsError as a dict, None without pairs."""
+    if not pairs:
+        return None
+    pred, true = zip(*pairs, strict=True)
+    return asdict(metrics.grams_error(pred, true))
+
+
+def _full_mask(item: Item, width: int, height: int) -> np.ndarray:
+    """The item's box-crop mask placed in a full-image boolean array."""
+    out = np.zeros((height, width), dtype=bool)
+    if item.mask is not None:
+        x0, y0 = int(np.floor(item.box[0])), int(np.floor(item.box[1]))
+        crop = item.mask[: height - y0, : width - x0]
+        out[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
+    return out
+
+
+def mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any] | None:
+    """Mean IoU over ground-truth/composed masks (greedy one-to-one); None without any."""
+    by_image = ds.annotations_by_image()
+    ious: list[float] = []
+    for im in ds.images:
+        gts = [
+            m
+            for a in by_image[im.id]
+            if a.mask_source in EVALUABLE_MASK_SOURCES
+            and (m := annotation_mask(a, im.height, im.width)) is not None
+        ]
+        if not gts:
+            continue
+        items = [it for it in preds[im.id].items if it.label != portion.COIN_LABEL]
+        pred_masks = [_full_mask(it, im.width, im.height) for it in items]
+        ious.extend(metrics.matched_mask_ious(pred_masks, gts))
+    if not ious:
+        return None
+    return {
+        "mean_iou": float(np.mean(ious)),
+        "n_masks": len(ious),
+        "mask_sources": list(EVALUABLE_MASK_SOURCES),
+    }
+
+
+@dataclass(frozen=True)
+class MenuSamples:
+    """Embeddings of annotated food regions with their food and physical object (group)."""
+
+    embeddings: np.ndarray
+    foods: list[str]
+    groups: list[str]
+
+
+def embed_annotations(model: TrayModel, ds: CocoDataset) -> MenuSamples:
+    """Embed every annotated food box (not the coin) the way enrolment does."""
+    names = ds.category_names()
+    by_image = ds.annotations_by_image()
+    vecs: list[np.ndarray] = []
+    foods: list[str] = []
+    groups: list[str] = []
+    for im in ds.images:
+        anns = [a for a in by_image[im.id] if names[a.category_id] != portion.COIN_LABEL]
+        if not anns:
+            continue
+        emb = model.embed_regions(load_image(ds.image_path(im)), boxes=[_xyxy(a) for a in anns])
+        vecs.extend(emb)
+        foods.extend(names[a.category_id] for a in anns)
+        # The split group is the physical object (ECUSTFD joins mix photos to their foods).
+        groups.extend(im.split_group or f"image:{im.id}" for _ in anns)
+    dim = model.meta.embedding_dim
+    return MenuSamples(np.asarray(vecs, np.float32).reshape(-1, dim), foods, groups)
+
+
+def _objects_by_food(samples: MenuSamples) -> dict[str, dict[str, list[int]]]:
+    """food -> physical object -> sample indices; only foods with two or more objects."""
+    tree: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, (food, group) in enumerate(zip(samples.foods, samples.groups, strict=True)):
+        tree[food][group].append(i)
+    return {f: dict(g) for f, g in sorted(tree.items()) if len(g) >= 2}
+
+
+def _one_menu(
+    samples: MenuSamples,
+    tree: dict[str, dict[str, list[int]]],
+    rng: np.random.Generator,
+    cfg: EvalConfig,
+) -> tuple[list[Dish], list[tuple[int, str]]]:
+    """Draw m dishes; per dish, one object to query and k examples from its other objects."""
+    menu: list[Dish] = []
+    queries: list[tuple[int, str]] = []
+    for food in rng.choice(sorted(tree), cfg.menu_size, replace=False):
+        objects = sorted(tree[food])
+        query_obj = objects[int(rng.integers(len(objects)))]
+        pool = [i for o in objects if o != query_obj for i in tree[food][o]]
+        enrol = rng.choice(pool, min(cfg.k_enrol, len(pool)), replace=False)
+        menu.append(Dish(str(food), samples.embeddings[enrol]))
+        queries.extend((i, str(food)) for i in tree[food][query_obj])
+    return menu, queries
+
+
+def menu_section(samples: MenuSamples, cfg: EvalConfig, match: MatchConfig) -> dict[str, Any]:
+    """Menu-mode identification accuracy (mean, 95% CI over menus) and top-score ECE."""
+    tree = _objects_by_food(samples)
+    if len(tree) < cfg.menu_size:
+        raise EvaluationError(
+            f"menu mode needs {cfg.menu_size} foods with 2+ held-out objects, found {len(tree)}"
+        )
+    out: dict[str, Any] = {"k": cfg.k_enrol, "m": cfg.menu_size, "n_menus": cfg.n_menus,
+                           "foods": sorted(tree), "match": asdict(match)}
+    methods: tuple[Method, ...] = ("prototype", "nearest")
+    for method in methods:
+        rng = np.random.default_rng(cfg.seed)  # same menus for both methods
+        per_menu, conf, correct = [], [], []
+        for _ in range(cfg.n_menus):
+            menu, queries = _one_menu(samples, tree, rng, cfg)
+            hits = []
+            for i, food in queries:
+                top = rank_menu(samples.embeddings[i], None, menu, replace(match, method=method))[0]
+                hits.append(top.dish_id == food)
+                conf.append(top.probability)
+            per_menu.append(float(np.mean(hits)))
+            correct.extend(hits)
+        out[method] = {
+            "accuracy": asdict(metrics.mean_ci95(per_menu)),
+            "queries": len(correct),
+            "calibration": _calibration(conf, correct, cfg.ece_bins),
+        }
+    out["accuracy"] = out[match.method]["accuracy"]
+    return out
+
+
+def evaluate(
+    model: TrayModel,
+    sets: dict[str, CocoDataset],
+    cfg: EvalConfig | None = None,
+    match: MatchConfig | None = None,
+) -> dict[str, Any]:
+    """All sections for the given held-out sets ("mealtray", "ecustfd", "composed")."""
+    cfg = cfg or EvalConfig()
+    unknown = set(sets) - {"mealtray", "ecustfd", "composed"}
+    if unknown:
+        raise EvaluationError(f"unknown data sets {sorted(unknown)}")
+    low = PostConfig(score_min=cfg.detection_score_min, max_items=100)
+    result: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "model": {"version": model.meta.version, "fingerprint": model.meta.fingerprint,
+                  "file": model.path.name},
+        "config": asdict(cfg),
+        "data": {name: len(ds.images) for name, ds in sets.items()},
+        "detection": {},
+        "masks": {},
+    }
+    for name, ds in sets.items():
+        preds = predict_dataset(model, ds, low, batch_size=cfg.batch_size)
+        result["detection"][name] = detection_section(ds, preds, cfg)
+        if (masks := mask_section(ds, preds)) is not None:
+            result["masks"][name] = masks
+    if "ecustfd" in sets:
+        result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg)
+        samples = embed_annotations(model, sets["ecustfd"])
+        try:
+            result["menu"] = menu_section(samples, cfg, match or MatchConfig())
+        except EvaluationError as exc:  # too few held-out objects: say so, keep the rest
+            result["menu"] = {"not_evaluated": str(exc)}
+    return result
+
+
+def _grams_both_scales(model: TrayModel, ds: CocoDataset, cfg: EvalConfig) -> dict[str, Any]:
+    """Grams with the model's own coin scale (the product) and the annotated coin (diagnosis)."""
+    post = PostConfig()  # what the service runs
+    detected = predict_dataset(model, ds, post, batch_size=cfg.batch_size)
+    given = predict_dataset(model, ds, post, annotated_coin_scale(ds), cfg.batch_size)
+    return {
+        "detected_coin": grams_section(ds, detected, cfg.iou_threshold),
+        "annotated_coin": grams_section(ds, given, cfg.iou_threshold),
+    }
+
+
+def split_params(model: TrayModel) -> tuple[float, int]:
+    """(val_fraction, seed) the model was trained with (its metadata), else the data defaults."""
+    training = model.meta.training
+    return (float(training.get("val_fraction", DEFAULT_VAL_FRACTION)),
+            int(training.get("seed", DEFAULT_SEED)))
+
+
+def held_out_sets(data_dir: Path, val_fraction: float, seed: int) -> dict[str, CocoDataset]:
+    """Validation parts of mealtray (whole capture runs) and ECUSTFD (whole objects).
+
+    The same call as training's split (model.engine.split_sources): group-preserving,
+    stratified by label, so these images were never trained on.
+    """
+    tray_dir = data_dir / "images" / "mealtray" / "labeled"
+    ecust_dir = data_dir / "images" / "ecustfd"
+    for folder in (tray_dir, ecust_dir):
+        if not folder.is_dir():
+            raise EvaluationError(f"{folder}: not found (is --data the shared data folder?)")
+    full = {"mealtray": import_mealtray(tray_dir), "ecustfd": import_ecustfd(ecust_dir)}
+    return {
+        name: train_val_split(ds, val_fraction, seed, strata=label_strata(ds))[1]
+        for name, ds in full.items()
+    }
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    """A number for the markdown tables; '-' when missing."""
+    if value is None:
+        return "-"
+    return f"{value * 100:.1f}%" if pct else f"{value:.3f}"
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """A human-readable summary of the JSON result."""
+    lines = [f"# Evaluation of {result['model']['file']} (version {result['model']['version']})",
+             "", f"Held-out images: {result['data']}", ""]
+    for name, det in result["detection"].items():
+        lines += [f"## Detection: {name} ({det['images']} images)", "",
+                  f"mAP@{det['iou_threshold']} ({det['interpolation']} interpolation): "
+                  f"**{_fmt(det['map'])}**; detection ECE {_fmt(det['calibration']['ece'])}", "",
+                  "| class | AP | GT boxes | detections | TP |", "|---|---|---|---|---|"]
+        lines += [f"| {c} | {_fmt(v['ap'])} | {v['n_gt']} | {v['n_det']} | {v['n_tp']} |"
+                  for c, v in det["per_class"].items()]
+        lines.append("")
+    for name, m in result["masks"].items():
+        lines += [f"## Masks: {name}", "", f"Mean mask IoU {_fmt(m['mean_iou'])} over "
+                  f"{m['n_masks']} masks ({', '.join(m['mask_sources'])})", ""]
+    if "grams" in result:
+        lines += ["## Grams (ECUSTFD held-out objects)", "",
+                  "| scale from | MAE g | MAE % | found and weighed |", "|---|---|---|---|"]
+        for scale, g in result["grams"].items():
+            o = g["overall"] or {}
+            lines.append(f"| {scale.replace('_', ' ')} | {_fmt(o.get('mae_g'))} | "
+                         f"{_fmt(o.get('mae_pct'))} | {o.get('n', 0)} of {g['annotated']} |")
+        lines.append("")
+    if "menu" in result:
+        lines += _menu_lines(result["menu"])
+    return "\n".join(lines) + "\n"
+
+
+def _menu_lines(menu: dict[str, Any]) -> list[str]:
+    """Markdown rows of the menu-mode section."""
+    if "not_evaluated" in menu:
+        return ["## Menu mode", "", f"Not evaluated: {menu['not_evaluated']}", ""]
+    lines = [f"## Menu mode: k={menu['k']} enrolled examples, menus of m={menu['m']}, "
+             f"{menu['n_menus']} random menus", "",
+             "| similarity | accuracy | 95% CI | queries | ECE of top score |",
+             "|---|---|---|---|---|"]
+    for method in ("prototype", "nearest"):
+        acc = menu[method]["accuracy"]
+        lines.append(f"| {method} | {_fmt(acc['mean'], True)} | {_fmt(acc['ci_low'], True)} - "
+                     f"{_fmt(acc['ci_high'], True)} | {menu[method]['queries']} | "
+                     f"{_fmt(menu[method]['calibration']['ece'])} |")
+    return [*lines, "", f"Foods: {', '.join(menu['foods'])}", ""]
+
+
+def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write metrics.json and report.md into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "metrics.json", out_dir / "report.md"
+    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(markdown_report(result), encoding="utf-8")
+    return json_path, md_path
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, required=True, help="ONNX model file")
+    p.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared data folder")
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md")
+    d = EvalConfig()
+    p.add_argument("--k", type=int, default=d.k_enrol, help="enrolled examples per dish")
+    p.add_argument("--m", type=int, default=d.menu_size, help="dishes per menu")
+    p.add_argument("--menus", type=int, default=d.n_menus, help="random menus to draw")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--val-fraction", type=float, help="default: the model's training split")
+    p.add_argument("--split-seed", type=int, help="default: the model's training seed")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry: evaluate, write the two files, print where they are."""
+    args = _parse(argv)
+    cfg = EvalConfig(k_enrol=args.k, menu_size=args.m, n_menus=args.menus, seed=args.seed)
+    try:
+        model = TrayModel(args.model)
+        val_fraction, seed = split_params(model)
+        sets = held_out_sets(
+            args.data,
+            seed=seed if args.split_seed is None else args.split_seed,
+            val_fraction=val_fraction if args.val_fraction is None else args.val_fraction,
+        )
+        result = evaluate(model, sets, cfg)
+    except (EvaluationError, ModelFileError, SourceFormatError, CocoFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    json_path, md_path = write_outputs(result, args.out)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""model.evaluate: known-answer checks of each section on real fixture annotations, the whole
+run with the dev/shipped ONNX model on fixture photos, and the CLI's outputs and errors."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.data.coco import CocoDataset
+from model.data.importers.ecustfd import import_ecustfd
+from model.data.importers.mealtray import import_mealtray
+from model.data.masks import annotation_mask
+from model.evaluate import (
+    EvalConfig,
+    MenuSamples,
+    detection_section,
+    evaluate,
+    grams_section,
+    main,
+    markdown_report,
+    mask_section,
+    menu_section,
+    write_outputs,
+)
+from model.menu_match import MatchConfig
+from model.runtime import Item, Prediction, TrayModel
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_CANDIDATES = (
+    REPO / "model" / "artifacts" / "traylens.onnx",
+    REPO / "var" / "dev" / "traylens-dev.onnx",
+)
+
+
+@pytest.fixture(scope="module")
+def model_path() -> Path:
+    """The shipped model, else the dev model; $TRAYLENS_TEST_MODEL overrides."""
+    env = os.environ.get("TRAYLENS_TEST_MODEL")
+    for path in ([Path(env)] if env else []) + list(MODEL_CANDIDATES):
+        if path.is_file():
+            return path
+    pytest.skip("no ONNX model yet: model/artifacts/traylens.onnx is committed with the model")
+
+
+@pytest.fixture(scope="module")
+def mealtray(fixtures_dir: Path) -> CocoDataset:
+    return import_mealtray(fixtures_dir / "mealtray" / "labeled")
+
+
+@pytest.fixture(scope="module")
+def ecustfd(fixtures_dir: Path) -> CocoDataset:
+    return import_ecustfd(fixtures_dir / "ecustfd")
+
+
+def _item(box: tuple[float, float, float, float], label: str, score: float, **kw: object) -> Item:
+    """A prediction item with the fields the evaluator reads."""
+    return Item(box=box, label=label, label_index=0, score=score, class_scores=np.ones(1),
+                mask=kw.pop("mask", None), polygon=None, area_px=0.0,  # type: ignore[arg-type]
+                embedding=np.ones(4, np.float32), **kw)  # type: ignore[arg-type]
+
+
+def _oracle(ds: CocoDataset, shift: float = 0.0) -> dict[int, Prediction]:
+    """Predictions that repeat the annotations (boxes moved right by `shift` pixels)."""
+    names = ds.category_names()
+    preds = {im.id: Prediction(im.width, im.height, []) for im in ds.images}
+    for a in ds.annotations:
+        x, y, w, h = a.bbox
+        preds[a.image_id].items.append(
+            _item((x + shift, y, x + w + shift, y + h), names[a.category_id], 0.9, grams=a.grams)
+        )
+    return preds
+
+
+def test_detection_section_known_answers(mealtray: CocoDataset) -> None:
+    cfg = EvalConfig()
+    exact = detection_section(mealtray, _oracle(mealtray), cfg)
+    # Every annotation predicted exactly: every class AP 1, mAP 1, and all detections correct
+    # at confidence 0.9 -> ECE = |1.0 - 0.9| = 0.1.
+    assert exact["map"] == pytest.approx(1.0)
+    n_gt = sum(c["n_gt"] for c in exact["per_class"].values())
+    assert n_gt == len(mealtray.annotations) == 25  # label rows: 2+2+3+3+3+4+4+4 = 25
+    assert exact["calibration"]["ece"] == pytest.approx(0.1)
+    # A box shifted by its full width never overlaps its annotation: every AP is 0.
+    wide = max(a.bbox[2] for a in mealtray.annotations)
+    assert detection_section(mealtray, _oracle(mealtray, wide + 1), cfg)["map"] == 0.0
+
+
+def test_grams_section_known_answers(ecustfd: CocoDataset) -> None:
+    preds = _oracle(ecustfd)
+    for pred in preds.values():
+        for it in pred.items:
+            it.grams = it.grams * 1.1 if it.grams is not None else None  # every food +10%
+    weighed = [a for a in ecustfd.annotations if a.grams is not None]
+    result = grams_section(ecustfd, preds, 0.5)
+    # |1.1 g - g| / g = 10% for every food; MAE in grams = 0.1 x mean true weight.
+    assert result["overall"]["mae_pct"] == pytest.approx(10.0)
+    assert result["overall"]["mae_g"] == pytest.approx(0.1 * np.mean([a.grams for a in weighed]))
+    assert result["coverage"] == 1.0 and result["annotated"] == len(weighed)
+    # Without grams on the items the foods are found but not weighed.
+    for pred in preds.values():
+        for it in pred.items:
+            it.grams = None
+    empty = grams_section(ecustfd, preds, 0.5)
+    assert empty["no_grams"] == len(weighed) and empty["overall"] is None
+
+
+def test_mask_section_scores_real_masks_only(mealtray: CocoDataset) -> None:
+    # Give the first image's annotations polygon masks: the first a real ("gt") mask, the
+    # second a "pseudo" one that must be ignored.
+    im = mealtray.images[0]
+    anns = [a for a in mealtray.annotations if a.image_id == im.id][:2]
+    polys = []
+    for a in anns:
+        x, y, w, h = a.bbox
+        polys.append([x, y, x + w, y, x + w / 2, y + h])  # a triangle inside the box
+    ds = replace(
+        mealtray.subset([im.id]),
+        annotations=[replace(anns[0], segmentation=[polys[0]], mask_source="gt"),
+                     replace(anns[1], segmentation=[polys[1]], mask_source="pseudo")],
+    )
+    gt = annotation_mask(ds.annotations[0], im.height, im.width)
+    assert gt is not None
+    ys, xs = np.nonzero(gt)
+    crop = gt[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    preds = {im.id: Prediction(im.width, im.height, [_item(box, "Plate", 0.9, mask=crop)])}
+    result = mask_section(ds, preds)
+    assert result is not None
+    # The crop placed back at its box is exactly the ground truth: IoU 1 over 1 real mask.
+    assert result["n_masks"] == 1 and result["mean_iou"] == pytest.approx(1.0)
+    assert result["mask_sources"] == ["gt", "composed"]
+    # No prediction: that mask counts with IoU 0.
+    none = mask_section(ds, {im.id: Prediction(im.width, im.height, [])})
+    assert none is not None and none["mean_iou"] == 0.0
+
+
+def _one_hot_samples(foods: int, objects: int, images: int) -> MenuSamples:
+    """Embeddings where each food is its own axis: identification is certain."""
+    vecs, names, groups = [], [], []
+    for f in range(foods):
+        for o in range(objects):
+            for _ in range(images):
+                vecs.append(np.eye(foods, dtype=np.float32)[f])
+                names.append(f"food{f}")
+                groups.append(f"food{f}-obj{o}")
+    return MenuSamples(np.stack(vecs), names, groups)
+
+
+def test_menu_section_counts_and_certain_case() -> None:
+    samples = _one_hot_samples(foods=6, objects=2, images=3)
+    cfg = EvalConfig(k_enrol=2, menu_size=4, n_menus=30, seed=1)
+    result = menu_section(samples, cfg, MatchConfig())
+    # Each menu queries one object (3 images) of each of its 4 dishes: 30 x 4 x 3 = 360.
+    assert result["prototype"]["queries"] == 360
+    assert result["accuracy"]["mean"] == 1.0 and result["accuracy"]["ci_low"] == 1.0
+    assert result["nearest"]["accuracy"]["mean"] == 1.0
+    # Too few foods with two objects for menus of 7: a clear error.
+    with pytest.raises(ValueError, match="needs 7 foods"):
+        menu_section(samples, replace(cfg, menu_size=7), MatchConfig())
+
+
+def test_menu_section_on_real_embeddings(model_path: Path, shared_data: Path) -> None:
+    # Two objects each of four foods from the real ECUSTFD set, two photos per object.
+    ds = import_ecustfd(shared_data / "images" / "ecustfd")
+    names = ds.category_names()
+    keep: list[int] = []
+    for food in ("apple", "banana", "orange", "mango"):
+        objs: dict[str, list[int]] = {}
+        for a in ds.annotations:
+            im_group = next(i.split_group for i in ds.images if i.id == a.image_id)
+            if names[a.category_id] == food and a.object_id and not a.object_id.startswith("mix"):
+                objs.setdefault(str(im_group), []).append(a.image_id)
+        for ids in sorted(objs.values())[:2]:
+            keep.extend(ids[:2])
+    from model.evaluate import embed_annotations
+
+    samples = embed_annotations(TrayModel(model_path), ds.subset(keep))
+    assert len(samples.foods) == 16 and samples.embeddings.shape[1] > 0
+    norms = np.linalg.norm(samples.embeddings, axis=1)
+    assert norms == pytest.approx(np.ones(16), abs=1e-4)  # enrolment embeddings are unit length
+    cfg = EvalConfig(k_enrol=2, menu_size=3, n_menus=40, seed=3)
+    first = menu_section(samples, cfg, MatchConfig())
+    again = menu_section(samples, cfg, MatchConfig())
+    assert first == again  # seeded menus: the same figures twice
+    acc = first["accuracy"]
+    assert 0.0 <= acc["ci_low"] <= acc["mean"] <= acc["ci_high"] <= 1.0 + 1e-9
+    assert first["prototype"]["queries"] == 40 * 3 * 2
+
+
+def test_evaluate_fixture_photos_with_model(
+    model_path: Path, mealtray: CocoDataset, ecustfd: CocoDataset, tmp_path: Path
+) -> None:
+    model = TrayModel(model_path)
+    cfg = EvalConfig(menu_size=2, k_enrol=1, n_menus=5)
+    result = evaluate(model, {"mealtray": mealtray, "ecustfd": ecustfd}, cfg)
+    det = result["detection"]["mealtray"]
+    assert det["images"] == len(mealtray.images)
+    aps = [c["ap"] for c in det["per_class"].values()]
+    assert det["map"] == pytest.approx(np.mean(aps)) and all(0 <= ap <= 1 for ap in aps)
+    for scale in ("detected_coin", "annotated_coin"):
+        g = result["grams"][scale]
+        assert g["annotated"] == sum(a.grams is not None for a in ecustfd.annotations)
+        weighed = (g["overall"] or {}).get("n", 0)
+        assert g["not_detected"] + g["no_grams"] + weighed == g["annotated"]
+    assert "menu" in result
+    json_path, md_path = write_outputs(result, tmp_path / "eval")
+    assert json.loads(json_path.read_text()) == json.loads(json.dumps(result))
+    assert md_path.read_text() == markdown_report(result)
+    assert "## Detection: mealtray" in md_path.read_text()
+
+
+def test_cli_writes_reports_and_refuses_bad_input(
+    model_path: Path, fixtures_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data" / "images"
+    data.mkdir(parents=True)
+    for name in ("mealtray", "ecustfd"):
+        (data / name).symlink_to(fixtures_dir / name)
+    out = tmp_path / "out"
+    args = ["--model", str(model_path), "--data", str(data.parent), "--out", str(out),
+            "--val-fraction", "0.5", "--m", "2", "--k", "1", "--menus", "3"]
+    assert main(args) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert set(result["detection"]) == {"mealtray", "ecustfd"}
+    assert result["config"]["menu_size"] == 2
+    assert (out / "report.md").read_text().startswith("# Evaluation of")
+    assert main([*args[:2], "--data", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["--model", str(tmp_path / "missing.onnx"), "--out", str(out)]) == 2
+    assert "model file not found" in capsys.readouterr().err
