@@ -1,9 +1,10 @@
 """The one canonical training format: COCO JSON extended with what nutrition needs.
 
 Standard COCO keys (images, annotations, categories) plus, all optional:
-- image: `px_per_cm`, `depth_file`, `meal_state` ("before"/"after"), `pair_id`,
-  `split_group` (the unit a train/val split must never cut: a capture run, a physical
-  object), `source` (importer name), `dish` (dish-level metadata such as total grams);
+- image: `px_per_cm`, `depth_file` (relative to image_root, like `file_name`),
+  `meal_state` ("before"/"after"), `pair_id`, `split_group` (the unit a train/val split
+  must never cut: a capture run, a physical object), `source` (importer name), `dish`
+  (dish-level metadata such as total grams);
 - annotation: `grams`, `mask_source` ("gt"/"pseudo"/"composed"; None when there is no
   mask), `object_id` (the physical object, e.g. ECUSTFD "apple001");
 - category: `food_id` (nutrition_db id; optional for coarse classes);
