@@ -5,12 +5,11 @@ Unknown keys are dropped, empty segmentations become None, and masks without a
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from model.data.coco import CocoDataset, CocoFormatError, from_dict
-from model.data.importers.common import SourceFormatError
+from model.data.importers.common import SourceFormatError, read_json_object
 
 SOURCE = "coco"
 
@@ -33,13 +32,7 @@ def _annotation(a: Any) -> Any:
 def import_coco(json_path: str | Path, image_root: str | Path | None = None) -> CocoDataset:
     """Import a plain COCO file; images are relative to image_root (default: its folder)."""
     path = Path(json_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SourceFormatError(f"{path}: not a readable JSON file ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise SourceFormatError(f"{path}: not a COCO file (no 'annotations' list)")
-    data = dict(data)
+    data = read_json_object(path, "annotations", "COCO")
     data["annotations"] = [_annotation(a) for a in data["annotations"]]
     root = Path(image_root) if image_root is not None else path.parent
     data["image_root"] = str(root.resolve())

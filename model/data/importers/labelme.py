@@ -5,7 +5,6 @@ The image is found through `imagePath`, relative to the JSON file.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 from model.data.builder import DatasetBuilder
 from model.data.coco import CocoDataset
-from model.data.importers.common import SourceFormatError, image_size
+from model.data.importers.common import SourceFormatError, image_size, read_json_object
 from model.data.masks import mask_bbox, polygons_to_mask
 
 SOURCE = "labelme"
@@ -46,12 +45,7 @@ def shape_polygon(shape: dict[str, Any], where: str) -> list[float]:
 
 def read_labelme(path: Path) -> tuple[Path, dict[str, Any]]:
     """(image path, document) of one LabelMe file."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SourceFormatError(f"{path}: not a readable JSON file ({exc})") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
-        raise SourceFormatError(f"{path}: not a LabelMe file (no 'shapes' list)")
+    doc = read_json_object(path, "shapes", "LabelMe")
     if not isinstance(doc.get("imagePath"), str):
         raise SourceFormatError(f"{path}.imagePath: missing")
     return (path.parent / doc["imagePath"]).resolve(), doc
