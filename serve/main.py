@@ -27,6 +27,9 @@ CORE_ROUTERS = (
     "serve.routers.keys",
     "serve.routers.canteens",
     "serve.routers.users",
+    "serve.routers.analyze",
+    "serve.routers.analyses",
+    "serve.routers.model_admin",
 )
 PLUGIN_ROUTERS = (
     "serve.routers.menus",

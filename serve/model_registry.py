@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PIL import Image
+
 from serve.db import utcnow
 from serve.errors import ApiError
 
@@ -47,8 +49,13 @@ def load_model(path: Path, *, intra_op_threads: int = 0) -> LoadedModel:
         raise ApiError(422, "model_missing", f"model file not found: {path}")
     try:
         model = TrayModel(path, threads=intra_op_threads or None)
+        # One run on a small blank photo: a file whose graph cannot run is refused here,
+        # before it replaces a working model.
+        model.predict([Image.new("RGB", (64, 48), (128, 128, 128))])
     except ModelFileError as exc:
         raise ApiError(422, "model_invalid", f"not a usable TrayLens ONNX model: {exc}") from exc
+    except Exception as exc:  # ORT runtime errors have no common base class
+        raise ApiError(422, "model_invalid", f"the model fails on a test photo: {exc}") from exc
     return LoadedModel(model=model, path=path, sha256=file_sha256(path))
 
 

@@ -23,21 +23,25 @@ class Settings(BaseSettings):
         env_prefix="TRAYLENS_", env_file=".env", extra="ignore", frozen=True
     )
 
-    data_dir: Path = Field(Path("var/data"), description="images and the default SQLite file")
-    database_url: str = Field("", description="SQLAlchemy URL; default SQLite in data_dir")
-    model_path: Path = Field(SHIPPED_MODEL, description="the ONNX model loaded at startup")
-    max_upload_mb: float = Field(10.0, gt=0, le=512, description="per uploaded file")
-    max_pixels: int = Field(40_000_000, ge=10_000, description="decompression-bomb guard")
+    data_dir: Path = Field(default=Path("var/data"), description="photos and the SQLite file")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")
+    model_path: Path = Field(default=SHIPPED_MODEL, description="the ONNX model loaded at startup")
+    max_upload_mb: float = Field(default=10.0, gt=0, le=512, description="per uploaded file")
+    max_model_mb: float = Field(default=512.0, gt=0, description="per ONNX file an admin uploads")
+    max_pixels: int = Field(default=40_000_000, ge=10_000, description="decompression-bomb guard")
     image_retention_days: int = Field(
-        365, ge=0, description="stored photos older than this are purged; 0 keeps them forever"
+        default=365, ge=0, description="photos older than this are purged; 0 keeps them"
     )
     bootstrap_admin_key: SecretStr | None = Field(
-        None, description="first admin key, created on a fresh install when no admin exists"
+        default=None, description="first admin key, created on a fresh install when no admin exists"
     )
-    batch_size: int = Field(8, ge=1, le=128, description="images per ONNX Runtime run")
-    max_batch_images: int = Field(64, ge=1, le=1024, description="images per batch request")
-    top_k: int = Field(5, ge=1, le=20, description="alternatives reported per item")
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads; 0 = its default")
+    batch_size: int = Field(default=8, ge=1, le=128, description="images per ONNX Runtime run")
+    max_batch_images: int = Field(default=64, ge=1, le=1024, description="images per batch request")
+    top_k: int = Field(default=5, ge=1, le=20, description="alternatives reported per item")
+    pair_window_minutes: int = Field(
+        default=180, ge=1, le=24 * 60, description="an after photo pairs with a before this recent"
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="ORT threads; 0 = its default")
 
     @field_validator("database_url")
     @classmethod

@@ -1,13 +1,17 @@
 """Multipart uploads read with the size limit enforced while the stream arrives."""
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+import numpy as np
 from fastapi import Request
+from PIL import Image
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from model.runtime import ImageError, load_image
 from serve.errors import ApiError
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
@@ -117,3 +121,61 @@ async def read_upload_form(
     finally:
         await form.close()
     return result
+
+
+def sniff_image_type(data: bytes) -> str:
+    """The real type of an uploaded photo from its first bytes (the declared type may lie)."""
+    if not data:
+        raise ApiError(422, "empty_file", "the image file is empty (zero bytes)")
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ApiError(
+        415, "unsupported_image_type", "the file is not a JPEG, PNG or WebP image"
+    )
+
+
+def decode_photo(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
+    """An upright RGB photo (model.runtime.load_image) and its sniffed content type."""
+    content_type = sniff_image_type(data)
+    try:
+        return load_image(data, max_pixels=max_pixels), content_type
+    except ImageError as exc:
+        raise ApiError(422, "invalid_image", f"cannot use the image: {exc}") from exc
+
+
+def decode_depth(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """A depth map in mm, (H, W) like the photo: 16-bit grayscale PNG or .npy array."""
+    if data.startswith(b"\x93NUMPY"):
+        try:
+            depth = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_depth", f"cannot read the .npy depth map: {exc}") from exc
+    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        depth = _png_depth(data)
+    else:
+        raise ApiError(415, "unsupported_depth_type", "send depth as 16-bit PNG (mm) or .npy")
+    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
+        raise ApiError(422, "invalid_depth", f"depth must be a 2-D number array, got {depth.shape}")
+    if depth.shape != (size[1], size[0]):
+        raise ApiError(
+            422, "invalid_depth",
+            f"depth map is {depth.shape[1]}x{depth.shape[0]}, the photo {size[0]}x{size[1]}",
+        )
+    return depth.astype(np.float64)
+
+
+def _png_depth(data: bytes) -> np.ndarray:
+    """Millimetres from a 16-bit single-channel PNG."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
+                raise ApiError(
+                    422, "invalid_depth", f"depth PNG must be 16-bit grayscale, not {img.mode}"
+                )
+            return np.asarray(img, dtype=np.float64)
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ApiError(422, "invalid_depth", f"cannot read the depth PNG: {exc}") from exc

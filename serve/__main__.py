@@ -1,0 +1,4 @@
+"""`python -m serve`: see serve.cli."""
+from serve.cli import main
+
+raise SystemExit(main())
