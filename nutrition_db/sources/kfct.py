@@ -13,6 +13,16 @@ COLUMNS = {
 }
 
 
+def _unflag(value: float | None) -> float | None:
+    """The magnitude of a value the file marks with a leading minus.
+
+    62 cells carry a minus on a plausible amount (과당 sugars -99.9, 껌 carbohydrate -96.9,
+    미음 carbohydrate -4.7 with 19 kcal): a flag kept from the source table, not a negative
+    amount, so the magnitude is the value.
+    """
+    return None if value is None else abs(value)
+
+
 def read(raw: Path) -> list[Food]:
     """KFCT rows keyed by their (unique) Korean name; '-' is missing, 'Tr' a trace (0)."""
     foods = []
@@ -25,6 +35,7 @@ def read(raw: Path) -> list[Food]:
             food_id=f"kfct:{name}", name_ko=name, name_en=None, source="kfct",
             category=name.split(",")[0].strip(), trust=ANALYSED, serving_g=None,
             density_g_per_ml=None, density_note=None, basis_note="per 100 g as published",
-            nutrients=nutrients_from(row, COLUMNS), origin="국가표준식품성분표 DB10",
+            nutrients={k: _unflag(v) for k, v in nutrients_from(row, COLUMNS).items()},
+            origin="국가표준식품성분표 DB10",
         ))
     return foods

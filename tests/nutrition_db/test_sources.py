@@ -1,0 +1,163 @@
+"""Values in the built table checked against the raw source rows."""
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+
+import pytest
+
+import nutrition_db as ndb
+from nutrition_db.density import CUP_ML
+from nutrition_db.paths import RAW_DIR
+from nutrition_db.sources.common import RawDataError, parse_number
+from nutrition_db.sources.mfds import parse_serving, trust_of
+
+from .conftest import raw_csv_row
+
+
+def test_mfds_doenjang_guk_matches_the_issue_and_the_raw_row() -> None:
+    food = ndb.get_food("mfds:D105-216010000-0001")
+    assert food.name_ko == "된장국_감자"
+    assert food.nutrients["energy_kcal"] == 25
+    assert food.nutrients["sodium_mg"] == 357
+    raw = raw_csv_row("kr_mfds/mfds_food_standard_2023-12-27.csv", "식품코드",
+                      "D105-216010000-0001")
+    assert food.nutrients["protein_g"] == float(raw["단백질(g)"])
+    assert food.nutrients["saturated_fat_g"] == float(raw["포화지방산(g)"])
+    assert food.serving_g == 400.0 and raw["식품중량"] == "400g"
+    assert food.trust == "analysed" and food.category == "국 및 탕류"
+    assert food.basis_note == "per 100 g as published"
+
+
+def test_fndds_bibimbap() -> None:
+    food = ndb.get_food("fndds:58150100")
+    assert food.name_en == "Bibimbap, Korean"
+    assert food.nutrients["energy_kcal"] == 76
+    raw = raw_csv_row("us_fndds/fndds_2021-2023_nutrient_values.csv", "Food code", "58150100")
+    assert food.nutrients["sodium_mg"] == float(raw["Sodium (mg)"])
+    assert food.nutrients["vitamin_a_ug_rae"] == float(raw["Vitamin A, RAE (mcg_RAE)"])
+    assert food.trust == "recipe-calculated"
+    # FNDDS 2017-2018 gives '1 cup' = 162 g for this code.
+    assert food.density_g_per_ml == pytest.approx(162 / CUP_ML, abs=1e-4)
+    assert "1 cup" in (food.density_note or "")
+
+
+def test_sr28_apple_row_from_abbrev() -> None:
+    with (RAW_DIR / "us_sr28/SR28_ABBREV.txt").open(encoding="latin-1") as fh:
+        fields = next(line.split("^") for line in fh if line.startswith("~09003~"))
+    food = ndb.get_food("sr28:09003")
+    assert food.name_en == "Apples, raw, with skin"
+    assert food.nutrients["water_g"] == float(fields[2])
+    assert food.nutrients["energy_kcal"] == float(fields[3]) == 52
+    assert food.nutrients["carbohydrate_g"] == float(fields[7])
+    assert food.nutrients["vitamin_c_mg"] == float(fields[20])
+    assert food.category == "Fruits and Fruit Juices"
+    assert food.trust == "analysed"
+
+
+def test_kfct_row_missing_and_trace_cells() -> None:
+    food = ndb.get_food("kfct:귀리, 겉귀리, 도정, 생것")
+    assert food.nutrients["energy_kcal"] == 380
+    assert food.nutrients["protein_g"] == 11.40
+    assert food.nutrients["sodium_mg"] is None  # the trimmed KFCT file has no sodium
+    with (RAW_DIR / "kr_rda/kfct_db10_2025-04-26_macros.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    dash = next(r for r in rows if r["당류(g)"] == "-")
+    trace = next(r for r in rows if r["지방(g)"] == "Tr")
+    assert ndb.get_food(f"kfct:{dash['식품명']}").nutrients["sugars_g"] is None
+    assert ndb.get_food(f"kfct:{trace['식품명']}").nutrients["fat_g"] == 0.0
+
+
+def test_n5k_ingredient_per_gram_becomes_per_100g() -> None:
+    raw = raw_csv_row("nutrition5k/ingredients_metadata.csv", "id", "1")
+    food = ndb.get_food("n5k:1")
+    assert food.name_en == raw["ingr"] == "cottage cheese"
+    assert food.nutrients["energy_kcal"] == pytest.approx(float(raw["cal/g"]) * 100)
+    assert food.nutrients["protein_g"] == pytest.approx(float(raw["protein(g)"]) * 100)
+    assert food.nutrients["sodium_mg"] is None
+
+
+def _fndds_soup_cup_median() -> float:
+    """Median '1 cup' density of FNDDS WWEIA 3802 (Soups), computed here independently."""
+    path = RAW_DIR / "us_fndds/fndds_2017-2018_portions_and_weights.csv"
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Food code,"))
+    rows = csv.DictReader(lines[start:])
+    values = [float(r["Portion weight (g)"]) / CUP_ML for r in rows
+              if r["Portion description"] == "1 cup" and r["WWEIA Category number"] == "3802"
+              and r["Subcode"] in ("", "0")]
+    return statistics.median(values)
+
+
+def test_mfds_canteen_row_per_100ml_is_converted_to_grams() -> None:
+    raw = raw_csv_row("kr_mfds/mfds_food_standard_2023-12-27.csv", "식품코드",
+                      "D505-216160000-0001")
+    assert raw["영양성분함량기준량"] == "100ml" and raw["식품중량"] == "170ml"
+    food = ndb.get_food("mfds:D505-216160000-0001")
+    density = food.density_g_per_ml
+    assert density is not None
+    assert density == pytest.approx(_fndds_soup_cup_median(), abs=1e-4)
+    assert 0.95 < density < 1.1  # a broth weighs about as much as water
+    assert food.nutrients["energy_kcal"] == pytest.approx(float(raw["에너지(kcal)"]) / density,
+                                                          rel=1e-4)
+    assert food.nutrients["sodium_mg"] == pytest.approx(float(raw["나트륨(mg)"]) / density,
+                                                        rel=1e-4)
+    assert food.serving_g == pytest.approx(170 * density, abs=0.1)
+    assert "100 ml" in food.basis_note and "3802" in (food.density_note or "")
+    assert food.origin is not None and "급식" in food.origin
+    assert food.trust == "recipe-calculated"
+
+
+def test_mfds_empty_cells_are_none_not_zero() -> None:
+    with (RAW_DIR / "kr_mfds/mfds_food_standard_2023-12-27.csv").open(encoding="utf-8") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["지방(g)"] == "" and r["칼슘(mg)"] == "")
+    food = ndb.get_food(f"mfds:{row['식품코드']}")
+    assert food.nutrients["fat_g"] is None
+    assert food.nutrients["calcium_mg"] is None
+    assert food.nutrients["energy_kcal"] is not None
+    assert food.trust == "company-supplied"
+
+
+def test_mfds_2025_rows_only_for_codes_2023_lacks() -> None:
+    # 동태국 is in the 2025 macros table only: macros present, the rest unknown.
+    raw = raw_csv_row("kr_mfds/mfds_food_db_2025-04-08_macros.csv", "식품코드",
+                      "D105-272000000-0001")
+    food = ndb.get_food("mfds:D105-272000000-0001")
+    assert food.name_ko == raw["식품명"] == "동태국"
+    assert food.nutrients["energy_kcal"] == float(raw["에너지(kcal)"])
+    assert food.nutrients["calcium_mg"] is None and food.serving_g is None
+    assert food.category == "국 및 탕류" and food.trust == "analysed"
+    # Codes present in both: the 2023 standard data wins.
+    assert ndb.get_food("mfds:D105-216010000-0001").nutrients["water_g"] == 93.4
+
+
+def test_parsers() -> None:
+    assert parse_number("") is None and parse_number("-") is None
+    assert parse_number("Tr") == 0.0 and parse_number(" 1,234.5 ") == 1234.5
+    with pytest.raises(RawDataError):
+        parse_number("abc")
+    assert parse_serving("400g", basis_ml=False) == (400.0, False)
+    assert parse_serving("180ml", basis_ml=False) == (180.0, True)
+    assert parse_serving("1205.", basis_ml=False) == (1205.0, False)
+    assert parse_serving("250m", basis_ml=True) == (250.0, True)
+    assert parse_serving("", basis_ml=True) is None
+    assert trust_of("초등학교급식(재료량 기반 산출 함량)") == "recipe-calculated"
+    with pytest.raises(RawDataError):
+        trust_of("모름")
+
+
+def test_every_food_is_well_formed() -> None:
+    stats = ndb.stats()
+    assert stats["by_source"] == {"mfds": 14853, "kfct": 3270, "fndds": 5431, "sr28": 8790,
+                                  "n5k": 555}
+    for food in (ndb.get_food(i) for i in ("sr28:01001", "mfds:D202-082000000-0076")):
+        assert set(food.nutrients) == set(ndb.NUTRIENT_KEYS)
+        assert food.trust in ndb.TRUST_LEVELS
+        assert all(v is None or (math.isfinite(v) and v >= 0) for v in food.nutrients.values())
+
+
+def test_kfct_minus_flag_is_not_a_negative_amount() -> None:
+    raw = raw_csv_row("kr_rda/kfct_db10_2025-04-26_macros.csv", "식품명", "과당")
+    assert raw["당류(g)"] == "-99.9"
+    assert ndb.get_food("kfct:과당").nutrients["sugars_g"] == 99.9
