@@ -1,0 +1,558 @@
+"""Training library: data assembly, losses, the epoch loop, checkpoints, DDP, validation.
+
+model/train.py is a thin CLI over `run(args)`; notebooks and tests call these functions.
+With `cache_features`, the frozen backbone runs once per augmented view and only the neck
+and heads train (DESIGN: the CPU budget); otherwise the whole network trains end to end.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from model.data.coco import CocoDataset
+from model.dataset import InputSpec, TrayDataset, train_transforms
+from model.network import STRIDE, TrayNet, to_export
+from model.runtime import ModelMeta, PostConfig, decode_outputs
+
+MEAN = (0.5, 0.5, 0.5)  # Lite0 weights expect inputs in [-1, 1]
+STD = (0.5, 0.5, 0.5)
+EMBED_SCALE = 10.0  # cosine-softmax temperature for the embedding's class prototypes
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_sources(sources: Sequence[dict[str, Any]]) -> list[CocoDataset]:
+    """Import each source ({kind: mealtray|ecustfd|coco, root|path: ..., max_per_group: n})."""
+    out = []
+    for src in sources:
+        kind = src.get("kind")
+        if kind == "mealtray":
+            from model.data.importers.mealtray import import_mealtray
+
+            out.append(import_mealtray(src["root"]))
+        elif kind == "ecustfd":
+            from model.data.importers.ecustfd import import_ecustfd
+
+            out.append(import_ecustfd(src["root"]))
+        elif kind == "coco":
+            from model.data.coco import load
+
+            out.append(load(src["path"]))
+        else:
+            raise ValueError(f"unknown data source kind {kind!r} in {src}")
+    return out
+
+
+def split_sources(
+    datasets: Sequence[CocoDataset], val_fraction: float, seed: int
+) -> tuple[list[CocoDataset], list[CocoDataset]]:
+    """Group-aware train/val split of each source (capture runs / objects never cut)."""
+    from model.data.splits import label_strata, train_val_split
+
+    train, val = [], []
+    for ds in datasets:
+        if val_fraction <= 0:
+            train.append(ds)
+            continue
+        tr, va = train_val_split(ds, val_fraction, seed, strata=label_strata(ds))
+        train.append(tr)
+        val.append(va)
+    return train, val
+
+
+def cap_groups(ds: CocoDataset, per_group: int) -> CocoDataset:
+    """At most `per_group` images of each split group (repeat shots of one tray or object).
+
+    Why: the kiosk and ECUSTFD shoot each object several times; extra near-duplicates cost
+    CPU time in training and add little.
+    """
+    from model.data.splits import group_of
+
+    if per_group <= 0:
+        return ds
+    seen: dict[str, int] = {}
+    keep = []
+    for im in ds.images:
+        g = group_of(im)
+        if seen.get(g, 0) < per_group:
+            keep.append(im.id)
+            seen[g] = seen.get(g, 0) + 1
+    return ds.subset(keep)
+
+
+def resolve_labels(
+    choice: str, datasets: Sequence[CocoDataset]
+) -> tuple[list[str], list[str | None]]:
+    """Model labels + food ids: nutrition_db's label map ("default") or the data's categories."""
+    if choice == "default":
+        from nutrition_db import label_map
+
+        lm = label_map()
+        return list(lm.labels), [lm.food_id(name) for name in lm.labels]
+    if choice != "data":
+        raise ValueError(f"labels must be 'default' or 'data', got {choice!r}")
+    labels: list[str] = []
+    food: dict[str, str | None] = {}
+    for ds in datasets:
+        for cat in ds.categories:
+            if cat.name not in food:
+                labels.append(cat.name)
+            food[cat.name] = food.get(cat.name) or cat.food_id
+    return labels, [food[n] for n in labels]
+
+
+def fingerprint(datasets: Sequence[CocoDataset]) -> str:
+    """Hash of the training annotations (images, boxes, labels, grams) in a stable order."""
+    from model.data.coco import to_dict
+
+    h = hashlib.sha256()
+    for ds in datasets:
+        data = to_dict(ds)
+        data.pop("image_root", None)
+        h.update(json.dumps(data, sort_keys=True, default=str).encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def input_spec(args: argparse.Namespace) -> InputSpec:
+    """The network input from the config."""
+    return InputSpec(size=(int(args.input_width), int(args.input_height)), stride=STRIDE,
+                     mean=MEAN, std=STD)
+
+
+def build_datasets(
+    parts: Sequence[CocoDataset], labels: Sequence[str], spec: InputSpec, augment: bool
+) -> Dataset[Any]:
+    """One torch dataset over several COCO sources."""
+    tf = train_transforms() if augment else None
+    return ConcatDataset([TrayDataset(ds, labels, spec, tf) for ds in parts if ds.images])
+
+
+# ---------------------------------------------------------------- losses
+
+
+class Criterion(nn.Module):
+    """Focal heatmap + GIoU box + mask BCE/dice + cosine-prototype embedding losses."""
+
+    def __init__(self, num_classes: int, embed_dim: int, weights: dict[str, float]) -> None:
+        super().__init__()
+        self.prototypes = nn.Parameter(torch.randn(num_classes, embed_dim) * 0.1)
+        self.weights = weights
+
+    def forward(
+        self, raw: dict[str, torch.Tensor], t: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        losses = {
+            "heat": focal_loss(raw["heat_logits"], t["heat"]),
+            "box": giou_loss(raw["ltrb"], t["reg_box"], t["reg_w"]),
+            "mask": mask_loss(raw["mask_logits"], t["mask"]),
+            "embed": self.embed_loss(raw["embedding"], t),
+        }
+        total = torch.zeros((), device=raw["ltrb"].device)
+        for k, v in losses.items():
+            total = total + self.weights.get(k, 1.0) * v
+        losses["total"] = total
+        return losses
+
+    def embed_loss(self, emb: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Item embeddings pooled as at inference must land on their class prototype."""
+        pooled, valid = pool_objects(emb, t["boxes"], t["labels"], t["mask"])
+        if not valid.any():
+            return emb.sum() * 0.0
+        vec = F.normalize(pooled[valid], dim=1)
+        logits = EMBED_SCALE * vec @ F.normalize(self.prototypes, dim=1).T
+        return F.cross_entropy(logits, t["labels"][valid])
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss over Gaussian heatmaps."""
+    pred = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    neg_w = torch.pow(1 - target, 4)
+    pos_loss = torch.log(pred) * torch.pow(1 - pred, 2) * pos
+    neg_loss = torch.log(1 - pred) * torch.pow(pred, 2) * neg_w * (1 - pos)
+    n = pos.sum().clamp(min=1.0)
+    return -(pos_loss.sum() + neg_loss.sum()) / n
+
+
+def cell_centres(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel centres of the stride-8 grid cells."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * STRIDE
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * STRIDE
+    return ys.view(1, h, 1).expand(1, h, w), xs.view(1, 1, w).expand(1, h, w)
+
+
+def giou_loss(ltrb: torch.Tensor, boxes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU loss at cells near object centres, weighted by the Gaussian."""
+    cy, cx = cell_centres(ltrb.shape[2], ltrb.shape[3], ltrb.device)
+    ltrb = ltrb.float()
+    pred = torch.stack([cx - ltrb[:, 0], cy - ltrb[:, 1], cx + ltrb[:, 2], cy + ltrb[:, 3]], 1)
+    m = weight > 0
+    if not m.any():
+        return ltrb.sum() * 0.0
+    p = pred.permute(0, 2, 3, 1)[m]
+    g = boxes.permute(0, 2, 3, 1)[m]
+    w = weight[m]
+    inter_w = (torch.min(p[:, 2], g[:, 2]) - torch.max(p[:, 0], g[:, 0])).clamp(min=0)
+    inter_h = (torch.min(p[:, 3], g[:, 3]) - torch.max(p[:, 1], g[:, 1])).clamp(min=0)
+    inter = inter_w * inter_h
+    area_p = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
+    area_g = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
+    union = area_p + area_g - inter + 1e-6
+    hull = (torch.max(p[:, 2], g[:, 2]) - torch.min(p[:, 0], g[:, 0])) * (
+        torch.max(p[:, 3], g[:, 3]) - torch.min(p[:, 1], g[:, 1])) + 1e-6
+    giou = inter / union - (hull - union) / hull
+    return ((1 - giou) * w).sum() / w.sum()
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft dice on the stride-8 foreground map."""
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    prob = torch.sigmoid(logits)
+    dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+    return bce + dice
+
+
+def pool_objects(
+    emb: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-object mean embedding over its box cells weighted by the foreground map."""
+    _, _, h, w = emb.shape
+    cy, cx = cell_centres(h, w, emb.device)
+    b = boxes.float()
+    inside = ((cx[None] >= b[..., 0, None, None]) & (cx[None] <= b[..., 2, None, None])
+              & (cy[None] >= b[..., 1, None, None]) & (cy[None] <= b[..., 3, None, None]))
+    weights = inside.float() * (mask.float() + 1e-3)  # +eps: boxes with no foreground still pool
+    total = weights.sum(dim=(2, 3))
+    pooled = torch.einsum("bnhw,behw->bne", weights, emb.float()) / total.clamp(min=1e-6)[..., None]
+    valid = (labels >= 0) & (total > 0)
+    return pooled, valid
+
+
+# ---------------------------------------------------------------- feature cache
+
+
+class FeatureCache(Dataset[tuple[list[torch.Tensor], dict[str, torch.Tensor]]]):
+    """Backbone features + targets (fp16) of `views` augmented passes over a dataset.
+
+    Each view is saved under `cache_dir` keyed by data, labels, input and seed, so a longer
+    run (more views, more epochs) reuses the passes an earlier run already paid for.
+    """
+
+    def __init__(self, model: TrayNet, data: Dataset[Any], views: int, batch: int,
+                 key: str, cache_dir: Path | None, desc: str) -> None:
+        self.items: list[tuple[list[torch.Tensor], dict[str, torch.Tensor]]] = []
+        for view in range(views):
+            path = cache_dir / f"{key}-view{view}.pt" if cache_dir else None
+            if path is not None and path.is_file():
+                self.items.extend(torch.load(path, weights_only=True))
+                continue
+            # Each view its own (reproducible) augmentation draw.
+            torch.manual_seed(int(hashlib.sha256(f"{key}/{view}".encode()).hexdigest()[:8], 16))
+            items = compute_features(model, data, batch, f"{desc} (view {view})")
+            if path is not None and is_main():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(items, path.with_suffix(".tmp"))
+                path.with_suffix(".tmp").replace(path)
+            self.items.extend(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        feats, t = self.items[i]
+        return [f.float() for f in feats], {k: v.float() if v.is_floating_point() else v
+                                            for k, v in t.items()}
+
+
+def compute_features(model: TrayNet, data: Dataset[Any], batch: int, desc: str,
+                     ) -> list[tuple[list[torch.Tensor], dict[str, torch.Tensor]]]:
+    """One pass of the frozen backbone over a dataset; fp16 to halve memory."""
+    model.eval()
+    items = []
+    loader = DataLoader(data, batch_size=batch, shuffle=False)
+    with torch.no_grad():
+        for images, targets in tqdm(loader, desc=desc, leave=False, disable=not is_main()):
+            feats = model.features(images)
+            for i in range(images.shape[0]):
+                items.append(([f[i].half().clone() for f in feats],
+                              {k: v[i].half() if v.is_floating_point() and k != "boxes" else v[i]
+                               for k, v in targets.items()}))
+    return items
+
+
+# ---------------------------------------------------------------- distributed
+
+
+def is_main() -> bool:
+    """Rank 0 (or not distributed)."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def setup_distributed() -> bool:
+    """Join a torchrun process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) < 2:
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return True
+
+
+def seed_everything(seed: int) -> None:
+    """Deterministic runs: python, numpy and torch generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint restores."""
+
+    model: TrayNet
+    criterion: Criterion
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0
+
+
+def make_state(args: argparse.Namespace, labels: Sequence[str], steps_per_epoch: int) -> TrainState:
+    """Model, loss, AdamW and a one-cycle cosine schedule from the config."""
+    model = TrayNet(len(labels), args.embed_dim, args.neck_channels, pretrained=args.pretrained)
+    if args.cache_features or args.freeze_backbone:
+        model.backbone.requires_grad_(False)
+    criterion = Criterion(len(labels), args.embed_dim, dict(args.loss_weights))
+    params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=max(1, args.epochs * steps_per_epoch),
+        pct_start=0.1)
+    return TrainState(model, criterion, optimizer, scheduler)
+
+
+def save_checkpoint(path: Path, state: TrainState, args: argparse.Namespace,
+                    meta: dict[str, Any]) -> None:
+    """Atomically write model, optimizer, scheduler, epoch, args and label metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "model": state.model.state_dict(), "criterion": state.criterion.state_dict(),
+        "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
+        "epoch": state.epoch, "args": vars(args), "meta": meta,
+    }, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path, state: TrainState | None = None) -> dict[str, Any]:
+    """Read a checkpoint; restore it into `state` when given."""
+    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    if state is not None:
+        state.model.load_state_dict(ckpt["model"])
+        state.criterion.load_state_dict(ckpt["criterion"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        state.scheduler.load_state_dict(ckpt["scheduler"])
+        state.epoch = int(ckpt["epoch"])
+    return ckpt
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[TrayNet, dict[str, Any]]:
+    """Rebuild the network (eval mode) and its label metadata from a checkpoint."""
+    ckpt = load_checkpoint(path)
+    args, meta = ckpt["args"], ckpt["meta"]
+    model = TrayNet(len(meta["labels"]), args["embed_dim"], args["neck_channels"], pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt
+
+
+def train_one_epoch(state: TrainState, loader: DataLoader[Any], cached: bool,
+                    device: torch.device, amp: bool, wrapped: nn.Module) -> dict[str, float]:
+    """One pass; returns the mean of each loss."""
+    state.model.train()
+    if cached or not any(p.requires_grad for p in state.model.backbone.parameters()):
+        state.model.backbone.eval()  # frozen BN statistics stay those of ImageNet
+    sums: dict[str, float] = {}
+    n = 0
+    for inputs, targets in tqdm(loader, desc=f"epoch {state.epoch}", leave=False,
+                                disable=not is_main()):
+        inputs = [x.to(device) for x in inputs] if cached else inputs.to(device)
+        targets = {k: v.to(device) for k, v in targets.items()}
+        with torch.autocast(device.type, enabled=amp):
+            losses = state.criterion(wrapped(inputs), targets)
+        state.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), 5.0)
+        state.optimizer.step()
+        state.scheduler.step()
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+class Trainable(nn.Module):
+    """DDP-wrappable module returning raw outputs: heads on cached features, or the whole net."""
+
+    def __init__(self, model: TrayNet, cached: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.cached = cached
+
+    def forward(self, inputs: Any) -> dict[str, torch.Tensor]:
+        return self.model.heads(inputs) if self.cached else self.model.raw(inputs)
+
+
+def iterate_outputs(model: TrayNet, data: Dataset[Any], cached: bool, batch: int,
+                    device: torch.device,
+                    ) -> Iterator[tuple[list[np.ndarray], dict[str, torch.Tensor]]]:
+    """Exported-form maps (numpy, one image at a time) + targets over a dataset."""
+    model.eval()
+    loader = DataLoader(data, batch_size=batch, shuffle=False)
+    with torch.no_grad():
+        for inputs, targets in loader:
+            if cached:
+                raw = model.heads([x.to(device) for x in inputs])
+            else:
+                raw = model.raw(inputs.to(device))
+            maps = [m.float().cpu().numpy() for m in to_export(raw)]
+            for i in range(maps[0].shape[0]):
+                yield [m[i] for m in maps], {k: v[i] for k, v in targets.items()}
+
+
+def validate(model: TrayNet, data: Dataset[Any], meta: ModelMeta, cached: bool,
+             device: torch.device, batch: int = 16) -> dict[str, float]:
+    """Box mAP@0.5 through runtime.decode_outputs: the same post-processing as inference."""
+    from model.metrics import Detection, GroundTruth, detection_ap
+
+    dets, gts = [], []
+    cfg = PostConfig(score_min=0.05, max_items=50)
+    size = meta.input_size
+    for k, (maps, t) in enumerate(iterate_outputs(model, data, cached, batch, device)):
+        # Targets are in letterbox pixels, so decode at scale 1 on the network canvas.
+        for item in decode_outputs(maps, 1.0, size, meta, cfg):
+            dets.append(Detection(str(k), item.label, item.score, item.box))
+        for box, lab in zip(t["boxes"].tolist(), t["labels"].tolist(), strict=True):
+            if lab >= 0:
+                gts.append(GroundTruth(str(k), meta.labels[lab], tuple(box)))
+    if not gts:
+        return {"map50": math.nan}
+    report = detection_ap(dets, gts, 0.5)
+    out = {"map50": report.mean_ap}
+    out.update({f"ap50/{name}": c.ap for name, c in report.per_class.items()})
+    return out
+
+
+def meta_for(args: argparse.Namespace, labels: Sequence[str], food_ids: Sequence[str | None],
+             fp: str) -> ModelMeta:
+    """The ModelMeta the exported file will carry (metrics and portions are filled later)."""
+    return ModelMeta(
+        labels=list(labels), food_ids=list(food_ids),
+        input_size=(int(args.input_width), int(args.input_height)), mean=MEAN, std=STD,
+        stride=STRIDE, embedding_dim=int(args.embed_dim), version=str(args.version),
+        fingerprint=fp,
+        # The evaluator re-derives the held-out split from val_fraction and seed.
+        training={"epochs": int(args.epochs), "seed": int(args.seed),
+                  "val_fraction": float(args.val_fraction), "data": list(args.data),
+                  "cache_features": bool(args.cache_features)},
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or only validate with --test-only) as configured; returns the last metrics."""
+    distributed = setup_distributed()
+    seed_everything(args.seed + (dist.get_rank() if distributed else 0))
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    amp = bool(args.amp) and device.type == "cuda"
+    sources = load_sources(args.data)
+    train_parts, val_parts = split_sources(sources, args.val_fraction, args.seed)
+    caps = [int(src.get("max_per_group", 0)) for src in args.data]
+    train_parts = [cap_groups(ds, n) for ds, n in zip(train_parts, caps, strict=True)]
+    val_parts = [cap_groups(ds, n) for ds, n in zip(val_parts, caps, strict=True)]
+    labels, food_ids = resolve_labels(args.labels, sources)
+    spec = input_spec(args)
+    meta = meta_for(args, labels, food_ids, fingerprint(train_parts))
+    train_data = build_datasets(train_parts, labels, spec, augment=bool(args.augment))
+    val_data = build_datasets(val_parts, labels, spec, augment=False) if val_parts else None
+    return fit(args, meta, train_data, val_data, device, amp, distributed)
+
+
+def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
+        val_data: Dataset[Any] | None, device: torch.device, amp: bool,
+        distributed: bool) -> dict[str, Any]:
+    """The epoch loop over prepared datasets (used by run, tests and the notebook)."""
+    cached = bool(args.cache_features)
+    probe = TrayNet(len(meta.labels), args.embed_dim, args.neck_channels, args.pretrained)
+    if cached:
+        cache_dir = Path(args.cache_dir) if args.cache_dir else None
+        key = cache_key(args, meta)
+        train_data = FeatureCache(probe, train_data, args.cache_views, args.batch_size,
+                                  key + "-train", cache_dir, "caching train features")
+        val_data = FeatureCache(probe, val_data, 1, args.batch_size, key + "-val", cache_dir,
+                                "caching val features") if val_data is not None else None
+    sampler: DistributedSampler[Any] | None = (
+        DistributedSampler(train_data, seed=args.seed) if distributed else None)
+    loader = DataLoader(train_data, batch_size=args.batch_size, shuffle=sampler is None,
+                        sampler=sampler, num_workers=0 if cached else args.workers,
+                        drop_last=len(train_data) > args.batch_size,  # type: ignore[arg-type]
+                        generator=torch.Generator().manual_seed(args.seed))
+    state = make_state(args, meta.labels, len(loader))
+    state.model.backbone.load_state_dict(probe.backbone.state_dict())
+    out_dir = Path(args.output_dir)
+    if args.resume:
+        load_checkpoint(args.resume, state)
+    state.model.to(device)
+    state.criterion.to(device)
+    wrapped: nn.Module = Trainable(state.model, cached)
+    if distributed:
+        wrapped = nn.parallel.DistributedDataParallel(wrapped)
+    metrics: dict[str, Any] = {}
+    if args.test_only:
+        return validate(state.model, val_data, meta, cached, device) if val_data else {}
+    while state.epoch < args.epochs:
+        if sampler is not None:
+            sampler.set_epoch(state.epoch)
+        t0 = time.time()
+        losses = train_one_epoch(state, loader, cached, device, amp, wrapped)
+        metrics = {"epoch": state.epoch, **losses}
+        state.epoch += 1
+        if val_data is not None and is_main() and (state.epoch % args.val_every == 0
+                                                    or state.epoch == args.epochs):
+            metrics.update(validate(state.model, val_data, meta, cached, device))
+        metrics["seconds"] = round(time.time() - t0, 1)
+        if is_main():
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                              for k, v in metrics.items()}), flush=True)
+            save_checkpoint(out_dir / "checkpoint.pt", state, args, meta_dict(meta))
+    return metrics
+
+
+def cache_key(args: argparse.Namespace, meta: ModelMeta) -> str:
+    """What the cached features depend on: data, labels, input geometry, seed, split."""
+    parts = [meta.fingerprint, meta.labels, meta.input_size, args.seed, args.val_fraction]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
+
+
+def meta_dict(meta: ModelMeta) -> dict[str, Any]:
+    """ModelMeta as a plain dict for the checkpoint."""
+    return json.loads(meta.to_json())

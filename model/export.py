@@ -1,0 +1,195 @@
+"""Export a trained checkpoint to ONNX with its metadata, check it, and measure parity.
+
+  python -m model.export --checkpoint var/train/default/checkpoint.pt \
+      --out model/artifacts/traylens.onnx
+
+Dynamo exporter, opset 18, dynamic batch; onnx.checker; ONNX Runtime vs torch on real
+images with an explicit tolerance; the portion calibration is fitted by running the exported
+file itself (runtime post-processing, coin scale) over the training objects with grams.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from model import portion
+from model.network import OUTPUT_NAMES, TrayNet
+from model.runtime import META_KEY, ModelMeta, PostConfig, TrayModel, load_image, preprocess
+
+OPSET = 18
+# fp32 ORT vs eager torch: different kernels and summation order; measured ~1e-4 on real photos.
+PARITY_ATOL = 2e-3
+
+
+class ExportError(RuntimeError):
+    """The exported file failed a check (checker, parity)."""
+
+
+def export_onnx(model: TrayNet, meta: ModelMeta, out: str | Path) -> Path:
+    """Trace with the dynamo exporter (dynamic batch), embed metadata, run onnx.checker."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    width, height = meta.input_size
+    example = torch.zeros(2, 3, height, width)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.onnx.export(
+        model, (example,), dynamo=True, opset_version=OPSET, input_names=["image"],
+        output_names=list(OUTPUT_NAMES), dynamic_shapes={"x": {0: batch}}, verbose=False,
+    )
+    if program is None:
+        raise ExportError("torch.onnx.export returned no program")
+    program.optimize()
+    proto = program.model_proto
+    write_meta(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, str(out), save_as_external_data=False)
+    return out
+
+
+def write_meta(proto: onnx.ModelProto, meta: ModelMeta) -> None:
+    """Store the metadata JSON under META_KEY (replacing an older entry)."""
+    kept = [p for p in proto.metadata_props if p.key != META_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, meta.to_json()
+    proto.producer_name = "traylens"
+    proto.model_version = abs(hash(meta.version)) % (2**31)
+
+
+def read_meta(path: str | Path) -> ModelMeta:
+    """Metadata of an ONNX file without starting a session."""
+    proto = onnx.load(str(path), load_external_data=False)
+    for p in proto.metadata_props:
+        if p.key == META_KEY:
+            return ModelMeta.from_json(p.value)
+    raise ExportError(f"{path} has no {META_KEY!r} metadata")
+
+
+def update_meta(path: str | Path, **changes: Any) -> ModelMeta:
+    """Rewrite some metadata fields (metrics, portion...) in place; returns the new meta."""
+    proto = onnx.load(str(path))
+    meta = replace(read_meta(path), **changes)
+    write_meta(proto, meta)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    return meta
+
+
+def parity(model: TrayNet, onnx_path: str | Path, images: Sequence[Path]) -> dict[str, float]:
+    """Max |ORT - torch| per output on real images (one batch)."""
+    rt = TrayModel(onnx_path)
+    pics = [load_image(p) for p in images]
+    batch, _ = preprocess(pics, rt.meta)
+    with torch.no_grad():
+        ref = [t.numpy() for t in model.eval()(torch.from_numpy(batch))]
+    got, _ = rt.run(pics)
+    pairs = zip(OUTPUT_NAMES, got, ref, strict=True)
+    return {name: float(np.abs(a - b).max()) for name, a, b in pairs}
+
+
+def check_parity(diffs: dict[str, float], atol: float = PARITY_ATOL) -> None:
+    """Raise when any output differs by more than atol."""
+    bad = {k: v for k, v in diffs.items() if not v <= atol}
+    if bad:
+        raise ExportError(f"ONNX Runtime differs from torch beyond {atol}: {bad}")
+
+
+def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
+                    ) -> tuple[list[str], list[float], list[float]]:
+    """(label, predicted mask area cm2, true grams) for each annotated object the model finds.
+
+    The model's own coin scale and mask are used, so the fit absorbs their biases exactly
+    as they occur at inference. Objects the model misses (IoU < 0.5) are left out.
+    """
+    from model.runtime import box_iou
+
+    cfg = cfg or PostConfig(score_min=0.1)
+    by_image = coco.annotations_by_image()
+    names = coco.category_names()
+    labels, areas, grams = [], [], []
+    for rec in coco.images:
+        anns = [a for a in by_image.get(rec.id, []) if a.grams]
+        if not anns:
+            continue
+        pred = rt.predict([load_image(coco.image_path(rec))], cfg=cfg)[0]
+        items = [i for i in pred.items if i.area_cm2]
+        if not items:
+            continue
+        boxes = np.array([i.box for i in items])
+        for a in anns:
+            x, y, w, h = a.bbox
+            iou = box_iou(np.array([[x, y, x + w, y + h]]), boxes)[0]
+            k = int(iou.argmax())
+            if iou[k] >= 0.5:
+                labels.append(names[a.category_id])
+                areas.append(float(items[k].area_cm2))  # type: ignore[arg-type]
+                grams.append(float(a.grams))
+    return labels, areas, grams
+
+
+def food_densities(meta: ModelMeta) -> dict[str, float | None]:
+    """g/ml per label from nutrition_db (for depth maps); None where unknown."""
+    try:
+        from nutrition_db import get_food
+    except ImportError:
+        return {}
+    out: dict[str, float | None] = {}
+    for label, fid in zip(meta.labels, meta.food_ids, strict=True):
+        if fid:
+            try:
+                out[label] = get_food(fid).density_g_per_ml
+            except Exception:  # unknown id: the label map and table disagree; no density
+                out[label] = None
+    return out
+
+
+def calibrate(onnx_path: str | Path, coco: Any) -> dict[str, portion.ClassFit]:
+    """Fit grams-from-area per label on `coco`'s objects and write it into the file."""
+    rt = TrayModel(onnx_path)
+    labels, areas, grams = portion_samples(rt, coco)
+    table = portion.fit_calibration(labels, areas, grams, food_densities(rt.meta))
+    update_meta(onnx_path, portion=portion.calibration_to_json(table))
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from model.engine import load_sources, meta_for, model_from_checkpoint, split_sources
+
+    p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--parity-images", nargs="*", type=Path, default=[])
+    p.add_argument("--no-calibrate", action="store_true", help="skip the portion fit")
+    a = p.parse_args(argv)
+    model, ckpt = model_from_checkpoint(a.checkpoint)
+    saved = ModelMeta.from_json(json.dumps(ckpt["meta"]))
+    meta = meta_for(argparse.Namespace(**ckpt["args"]), saved.labels, saved.food_ids,
+                    saved.fingerprint)
+    out = export_onnx(model, meta, a.out)
+    report: dict[str, Any] = {"onnx": str(out), "bytes": out.stat().st_size}
+    if a.parity_images:
+        report["parity_max_abs"] = diffs = parity(model, out, a.parity_images)
+        check_parity(diffs)
+    if not a.no_calibrate:
+        args = ckpt["args"]
+        sources = load_sources(args["data"])
+        train_parts, _ = split_sources(sources, args["val_fraction"], args["seed"])
+        fits = {}
+        for part in train_parts:
+            fits.update(calibrate(out, part))
+        update_meta(out, portion=portion.calibration_to_json(fits))
+        report["portion_classes"] = sorted(fits)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

