@@ -9,8 +9,7 @@ import math
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,23 @@ from nutrition_db.schema import ANALYSED, COMPANY, NUTRIENT_KEYS, SOURCES, Food
 # More than this in one item is a unit mix-up (kg for g), not a portion.
 MAX_GRAMS = 5000.0
 _CANTEEN_MARK = "급식"
+_HEAD = 11  # descriptive columns before the nutrients in the shipped CSV
 # Spaces and punctuation separate words; search ignores them so '된장 국' finds '된장국_감자'.
 _SEPARATORS = re.compile(r"[\s_,()\[\]/·ㆍ&'\".+:;-]+")
 
 
-@dataclass(frozen=True)
 class Table:
-    """All foods by id, with normalised names for search."""
+    """All foods by id; search keys are built on the first search, not on load."""
 
-    foods: dict[str, Food]
-    keys: tuple[tuple[str, str, str, str], ...]  # (id, words of ko, words of en, both glued)
+    def __init__(self, foods: dict[str, Food]) -> None:
+        self.foods = foods
+
+    @cached_property
+    def keys(self) -> tuple[tuple[str, str, str, str], ...]:
+        """(id, words of ko, words of en, both names glued) for every food."""
+        return tuple((f.food_id, words(f.name_ko or ""), words(f.name_en or ""),
+                      normalise(f"{f.name_ko or ''}\t{f.name_en or ''}"))
+                     for f in self.foods.values())
 
 
 _lock = threading.Lock()
@@ -47,19 +53,17 @@ def normalise(text: str) -> str:
     return _SEPARATORS.sub("", text.casefold())
 
 
-def _parse(value: str) -> float | None:
-    """A stored number; the empty cell is None."""
-    return float(value) if value else None
-
-
-def food_from_row(row: dict[str, str]) -> Food:
-    """A Food from one row of the shipped CSV."""
+def food_from_cells(cells: list[str]) -> Food:
+    """A Food from one row of the shipped CSV, in nutrition_db.build.FIELDS order."""
+    (food_id, name_ko, name_en, source, category, trust, origin, serving, density,
+     density_note, basis_note) = cells[:_HEAD]
+    values = [float(v) if v else None for v in cells[_HEAD:]]
     return Food(
-        food_id=row["food_id"], name_ko=row["name_ko"] or None, name_en=row["name_en"] or None,
-        source=row["source"], category=row["category"] or None, trust=row["trust"],
-        serving_g=_parse(row["serving_g"]), density_g_per_ml=_parse(row["density_g_per_ml"]),
-        density_note=row["density_note"] or None, basis_note=row["basis_note"],
-        nutrients={k: _parse(row[k]) for k in NUTRIENT_KEYS}, origin=row["origin"] or None,
+        food_id=food_id, name_ko=name_ko or None, name_en=name_en or None, source=source,
+        category=category or None, trust=trust, serving_g=float(serving) if serving else None,
+        density_g_per_ml=float(density) if density else None,
+        density_note=density_note or None, basis_note=basis_note,
+        nutrients=dict(zip(NUTRIENT_KEYS, values, strict=True)), origin=origin or None,
     )
 
 
@@ -70,13 +74,13 @@ def read_table(path: Path = TABLE_PATH) -> Table:
     text = gzip.decompress(path.read_bytes()).decode("utf-8")
     reader = csv.reader(io.StringIO(text))
     header = next(reader)
+    if tuple(header[_HEAD:]) != NUTRIENT_KEYS or len(header) != _HEAD + len(NUTRIENT_KEYS):
+        raise ValueError(f"{path} does not have this version's columns; rebuild it")
     foods = {}
     for cells in reader:
-        food = food_from_row(dict(zip(header, cells, strict=True)))
+        food = food_from_cells(cells)
         foods[food.food_id] = food
-    keys = tuple((f.food_id, words(f.name_ko or ""), words(f.name_en or ""),
-                  normalise(f"{f.name_ko or ''}\t{f.name_en or ''}")) for f in foods.values())
-    return Table(foods, keys)
+    return Table(foods)
 
 
 def table() -> Table:
@@ -160,7 +164,8 @@ def search(query: str, limit: int = 20) -> list[Food]:
     parts = spaced.split()
     t = table()
     # Cheap containment filter first; the ranking below runs only on candidates.
-    candidates = [k for k in t.keys if q in k[3] or all(w in k[3] for w in parts)]
+    first, rest = parts[0], parts[1:]  # q contains every part, so this keeps all matches
+    candidates = [k for k in t.keys if first in k[3] and all(w in k[3] for w in rest)]
     hits = []
     for food_id, ko, en, _ in candidates:
         rank = _rank(q, spaced, (ko, en))
