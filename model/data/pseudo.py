@@ -110,16 +110,17 @@ def read_bgr(ds: CocoDataset, image: ImageRecord) -> np.ndarray:
 
 
 def add_pseudo_masks(
-    ds: CocoDataset, image_ids: Iterable[int] | None = None, overwrite: bool = False
+    ds: CocoDataset, annotation_ids: Iterable[int] | None = None, overwrite: bool = False
 ) -> CocoDataset:
-    """Give every box-only annotation (of the chosen images) a pseudo mask, as RLE."""
+    """Give box-only annotations (all, or the chosen ids) a pseudo mask, stored as RLE."""
     names = ds.category_names()
-    chosen = None if image_ids is None else set(image_ids)
+    chosen = None if annotation_ids is None else set(annotation_ids)
     by_image = ds.annotations_by_image()
     new: dict[int, Annotation] = {}
     for im in ds.images:
-        todo = [a for a in by_image[im.id] if overwrite or a.segmentation is None]
-        if not todo or (chosen is not None and im.id not in chosen):
+        todo = [a for a in by_image[im.id] if (overwrite or a.segmentation is None)
+                and (chosen is None or a.id in chosen)]
+        if not todo:
             continue
         img = read_bgr(ds, im)
         for a in todo:

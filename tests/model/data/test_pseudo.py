@@ -17,7 +17,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_grabcut_matches_hand_drawn_outlines(ecustfd_ds: CocoDataset, fixtures_dir: Path) -> None:
     im = next(i for i in ecustfd_ds.images if i.file_name == "mix001T(1).JPG")
-    out = add_pseudo_masks(ecustfd_ds, image_ids=[im.id])
+    out = add_pseudo_masks(ecustfd_ds, [a.id for a in ecustfd_ds.annotations
+                                        if a.image_id == im.id])
     hand = import_labelme(fixtures_dir / "labelme")
     hand_names = hand.category_names()
     truth = {hand_names[a.category_id]: annotation_mask(a, im.height, im.width)
@@ -30,17 +31,18 @@ def test_grabcut_matches_hand_drawn_outlines(ecustfd_ds: CocoDataset, fixtures_d
         hand_mask = truth[names[a.category_id]]
         assert hand_mask is not None
         assert _iou(mask, hand_mask) > 0.85, names[a.category_id]
-    # Only the chosen image was touched.
+    # Only the chosen annotations were touched.
     others = [a for a in out.annotations if a.image_id != im.id]
     assert all(a.segmentation is None for a in others)
 
 
 def test_pseudo_masks_are_reproducible_and_keep_existing(mealtray_ds: CocoDataset) -> None:
-    first = mealtray_ds.images[0].id
-    a = add_pseudo_masks(mealtray_ds, image_ids=[first])
-    b = add_pseudo_masks(mealtray_ds, image_ids=[first])
+    first = [x.id for x in mealtray_ds.annotations if x.image_id == mealtray_ds.images[0].id]
+    a = add_pseudo_masks(mealtray_ds, first)
+    b = add_pseudo_masks(mealtray_ds, first)
     assert [x.segmentation for x in a.annotations] == [x.segmentation for x in b.annotations]
-    again = add_pseudo_masks(a, image_ids=[first])  # already masked: left alone
+    assert sum(x.segmentation is not None for x in a.annotations) == len(first)
+    again = add_pseudo_masks(a, first)  # already masked: left alone
     assert again.annotations == a.annotations
 
 
