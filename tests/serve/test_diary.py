@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,15 @@ POSTGRES_URL = os.environ.get("TRAYLENS_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/traylens_test")
 
 
-def _postgres_engine_url() -> Iterator[str]:
-    """A fresh schema on the test PostgreSQL server (skips when there is none)."""
+@contextmanager
+def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database of this kind: a SQLite file, or a fresh schema on the test
+    PostgreSQL server (skips, saying why, when there is none). Used by the API tests too."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'canteen.db'}"
+        _migrate(url)
+        yield url
+        return
     base = make_engine(POSTGRES_URL)
     try:
         with base.connect() as conn:
@@ -48,28 +56,30 @@ def _postgres_engine_url() -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with base.begin() as conn:
         conn.execute(text(f'create schema "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    pg_url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
-        yield url.render_as_string(hide_password=False)
+        _migrate(pg_url.render_as_string(hide_password=False))
+        yield pg_url.render_as_string(hide_password=False)
     finally:
         with base.begin() as conn:
             conn.execute(text(f'drop schema "{schema}" cascade'))
         base.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """A migrated database of each supported kind."""
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'diary.db'}"])
-    else:
-        urls = _postgres_engine_url()
-    url = next(urls)
+def _migrate(url: str) -> None:
+    """Bring a database to the newest Alembic revision."""
     engine = make_engine(url)
     upgrade_database(engine)
-    yield make_session_factory(engine)
     engine.dispose()
-    next(urls, None)  # runs the PostgreSQL generator's clean-up
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a migrated database of each supported kind."""
+    with database_url(request.param, tmp_path) as url:
+        engine = make_engine(url)
+        yield make_session_factory(engine)
+        engine.dispose()
 
 
 @pytest.fixture

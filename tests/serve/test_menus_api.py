@@ -1,0 +1,308 @@
+"""The canteen routes over HTTP (menus, dishes, enrolment, kiosks, pairs, diary, waste) on
+SQLite and PostgreSQL, with real photos, real nutrient values and every role's scoping."""
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from model.data.importers.ecustfd import read_voc
+from model.runtime import load_image
+from serve.canteen_models import Menu
+from serve.main import create_app
+from serve.menus import identify, menu_context
+from serve.model_registry import LoadedModel, load_model
+from serve.settings import SHIPPED_MODEL, load_settings
+from tests.serve.test_diary import KIMCHI, RICE, SOUP, database_url
+
+ADMIN_KEY = "admin-key-for-canteen-tests-0123456789"
+APPLE, KIWI, DOUGHNUT = "kfct:사과, 생것", "kfct:키위, 그린, 생것", "mfds:D102-082120000-0001"
+
+
+@pytest.fixture(scope="module")
+def loaded_model() -> LoadedModel:
+    """The shipped ONNX model (or TRAYLENS_TEST_MODEL), loaded once for the module."""
+    path = Path(os.environ.get("TRAYLENS_TEST_MODEL", SHIPPED_MODEL))
+    if not path.is_file():
+        pytest.skip(f"no ONNX model at {path}: it is committed with the trained model")
+    return load_model(path)
+
+
+@dataclass
+class Api:
+    """A running app and a key per role: canteen A's kiosk and app, canteen B's kiosk."""
+
+    client: TestClient
+    canteen_a: str
+    canteen_b: str
+    keys: dict[str, str]
+
+    def call(self, who: str, method: str, url: str, **kw: Any) -> Any:
+        """A request as one of admin, kiosk_a, app_a, kiosk_b."""
+        headers = {"Authorization": f"Bearer {self.keys[who]}"}
+        return self.client.request(method, url, headers=headers, **kw)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, tmp_path: Path,
+        loaded_model: LoadedModel) -> Iterator[Api]:
+    """The app on a fresh database of each kind, with two canteens and their keys."""
+    with database_url(request.param, tmp_path) as url:
+        settings = load_settings(data_dir=tmp_path / "data", database_url=url,
+                                 bootstrap_admin_key=ADMIN_KEY)
+        with TestClient(create_app(settings, model=loaded_model)) as client:
+            api = Api(client, "", "", {"admin": ADMIN_KEY})
+            api.canteen_a = api.call("admin", "POST", "/v1/canteens",
+                                     json={"name": "A", "timezone": "Asia/Seoul"}).json()["id"]
+            api.canteen_b = api.call("admin", "POST", "/v1/canteens",
+                                     json={"name": "B"}).json()["id"]
+            for who, role, canteen in (("kiosk_a", "kiosk", api.canteen_a),
+                                       ("app_a", "app", api.canteen_a),
+                                       ("kiosk_b", "kiosk", api.canteen_b)):
+                r = api.call("admin", "POST", "/v1/keys",
+                             json={"name": who, "role": role, "canteen_id": canteen})
+                assert r.status_code == 201, r.text
+                api.keys[who] = r.json()["key"]
+            yield api
+
+
+# --- kiosks -----------------------------------------------------------------------------
+
+
+def test_kiosk_register_and_calibrate(api: Api) -> None:
+    r = api.call("kiosk_a", "POST", "/v1/kiosks", json={"name": "line 1"})
+    assert r.status_code == 201, r.text
+    kiosk = r.json()
+    assert kiosk["canteen_id"] == api.canteen_a and kiosk["px_per_cm"] is None
+    # a 53.0 x 37.0 cm tray spanning 1060 x 740 px: 20.0 px/cm both ways
+    r = api.call("kiosk_a", "PUT", f"/v1/kiosks/{kiosk['id']}/calibration",
+                 json={"tray_box_px": [100, 50, 1160, 790], "tray_width_cm": 53.0,
+                       "tray_height_cm": 37.0, "camera_height_cm": 60, "tray_template": "6-slot"})
+    assert r.status_code == 200, r.text
+    assert r.json()["px_per_cm"] == 20.0 and r.json()["calibrated_at"] is not None
+    assert api.call("kiosk_a", "GET", f"/v1/kiosks/{kiosk['id']}").json()["px_per_cm"] == 20.0
+    assert [k["id"] for k in api.call("kiosk_a", "GET", "/v1/kiosks").json()] == [kiosk["id"]]
+    assert api.call("kiosk_b", "GET", "/v1/kiosks").json() == []
+
+
+@pytest.mark.parametrize("body", [
+    {"tray_box_px": [0, 0, 1060, 900], "tray_width_cm": 53, "tray_height_cm": 37},  # skewed
+    {"px_per_cm": 20, "tray_box_px": [0, 0, 10, 10], "tray_width_cm": 1, "tray_height_cm": 1},
+    {"tray_box_px": [0, 0, 100, 100]},  # sizes missing
+    {"px_per_cm": -3},
+    {"px_per_cm": 20, "surprise": 1},
+])
+def test_kiosk_bad_calibration_is_422(api: Api, body: dict[str, Any]) -> None:
+    kiosk = api.call("kiosk_a", "POST", "/v1/kiosks", json={"name": "k"}).json()
+    r = api.call("kiosk_a", "PUT", f"/v1/kiosks/{kiosk['id']}/calibration", json=body)
+    assert r.status_code == 422 and r.json()["detail"], r.text
+
+
+def test_kiosk_scoping(api: Api) -> None:
+    kiosk = api.call("kiosk_a", "POST", "/v1/kiosks", json={"name": "line 1"}).json()
+    assert api.call("kiosk_a", "POST", "/v1/kiosks", json={"name": "line 1"}).status_code == 409
+    assert api.call("kiosk_b", "GET", f"/v1/kiosks/{kiosk['id']}").status_code == 404
+    assert api.call("kiosk_b", "PUT", f"/v1/kiosks/{kiosk['id']}/calibration",
+                    json={"px_per_cm": 9}).status_code == 404
+    assert api.call("app_a", "GET", f"/v1/kiosks/{kiosk['id']}").status_code == 403
+    assert api.call("app_a", "POST", "/v1/kiosks", json={"name": "x"}).status_code == 403
+    assert api.call("admin", "GET", f"/v1/kiosks/{kiosk['id']}").status_code == 200
+    r = api.call("admin", "GET", "/v1/kiosks/nope")
+    assert r.status_code == 404 and r.json() == {"error": "not_found",
+                                                 "detail": "no kiosk with id 'nope'"}
+    assert api.call("admin", "POST", "/v1/kiosks", json={"name": "x"}).status_code == 422
+    assert api.client.get("/v1/kiosks").status_code == 401
+
+
+# --- menus and dishes -------------------------------------------------------------------
+
+
+def _menu(api: Api, who: str = "kiosk_a", **extra: Any) -> dict[str, Any]:
+    """A lunch menu of rice, soup and kimchi on 2026-11-23."""
+    body = {"date": "2026-11-23", "meal": "lunch", "name": "Monday lunch",
+            "dishes": [{"food_id": RICE, "serving_g": 210, "tray_slot": "A"},
+                       {"food_id": SOUP}, {"food_id": KIMCHI, "serving_g": 50}], **extra}
+    r = api.call(who, "POST", "/v1/menus", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def test_menu_crud(api: Api) -> None:
+    menu = _menu(api)
+    assert [d["food_id"] for d in menu["dishes"]] == [RICE, SOUP, KIMCHI]
+    # 된장국_감자's typical serving in the MFDS table is 400 g; its name comes from the table
+    assert menu["dishes"][1]["serving_g"] == 400 and menu["dishes"][1]["name"] == "된장국_감자"
+    assert api.call("kiosk_a", "POST", "/v1/menus", json={
+        "date": "2026-11-23", "meal": "lunch"}).status_code == 409
+    listed = api.call("app_a", "GET", "/v1/menus", params={"date": "2026-11-23"}).json()
+    assert [m["id"] for m in listed] == [menu["id"]]
+    assert api.call("kiosk_a", "GET", "/v1/menus", params={"meal": "dinner"}).json() == []
+    r = api.call("kiosk_a", "POST", f"/v1/menus/{menu['id']}/dishes",
+                 json={"food_id": KIMCHI, "serving_g": 30, "name": "깍두기 대신 김치"})
+    assert r.status_code == 201 and r.json()["position"] == 3
+    assert api.call("kiosk_a", "DELETE",
+                    f"/v1/menus/{menu['id']}/dishes/{r.json()['id']}").status_code == 204
+    assert len(api.call("kiosk_a", "GET", f"/v1/menus/{menu['id']}").json()["dishes"]) == 3
+    assert api.call("kiosk_a", "DELETE", f"/v1/menus/{menu['id']}").status_code == 204
+    assert api.call("kiosk_a", "GET", f"/v1/menus/{menu['id']}").status_code == 404
+
+
+def test_menu_bad_input(api: Api) -> None:
+    r = api.call("kiosk_a", "POST", "/v1/menus", json={
+        "date": "2026-11-23", "meal": "lunch", "dishes": [{"food_id": "mfds:nope"}]})
+    assert r.status_code == 422 and r.json()["error"] == "unknown_food"
+    # 쌀밥 (D501) has no typical serving in the table: the dish must say how much
+    r = api.call("kiosk_a", "POST", "/v1/menus", json={
+        "date": "2026-11-23", "meal": "lunch",
+        "dishes": [{"food_id": "mfds:D501-022000000-0001"}]})
+    assert r.status_code == 422 and r.json()["error"] == "serving_required"
+    assert api.call("kiosk_a", "GET", "/v1/menus", params={"date": "2026-13-01"}
+                    ).status_code == 422
+    for body in ({"date": "2026-11-23", "meal": "brunch"}, {"date": "x", "meal": "lunch"},
+                 {"date": "2026-11-23", "meal": "lunch", "dishes": [{"food_id": RICE,
+                                                                     "serving_g": 0}]}):
+        assert api.call("kiosk_a", "POST", "/v1/menus", json=body).status_code == 422
+
+
+def test_menu_scoping(api: Api) -> None:
+    menu = _menu(api)
+    url = f"/v1/menus/{menu['id']}"
+    assert api.call("kiosk_b", "GET", url).status_code == 404
+    assert api.call("kiosk_b", "DELETE", url).status_code == 404
+    assert api.call("kiosk_b", "POST", f"{url}/dishes", json={"food_id": RICE,
+                                                              "serving_g": 1}).status_code == 404
+    assert api.call("kiosk_b", "GET", "/v1/menus").json() == []
+    assert api.call("app_a", "GET", url).status_code == 200  # apps read their canteen's menus
+    assert api.call("app_a", "DELETE", url).status_code == 403
+    assert api.call("app_a", "POST", "/v1/menus", json={
+        "date": "2026-11-24", "meal": "lunch"}).status_code == 403
+    other = _menu(api, "admin", canteen_id=api.canteen_b)
+    assert other["canteen_id"] == api.canteen_b
+    assert api.call("kiosk_a", "GET", f"/v1/menus/{other['id']}").status_code == 404
+    assert api.call("kiosk_a", "GET", f"{url}/dishes/nope/enrolments").status_code == 404
+
+
+# --- enrolment and menu-mode identification ---------------------------------------------
+
+FRUIT_MENU = [("apple", APPLE, 150.0), ("qiwi", KIWI, 80.0), ("doughnut", DOUGHNUT, None)]
+ENROL_OBJECTS = {"apple": ("001", "002", "004"), "qiwi": ("001", "002", "003"),
+                 "doughnut": ("001", "002", "003")}
+QUERIES = {"apple": "apple003T(1)", "qiwi": "qiwi007T(3)", "doughnut": "doughnut006T(7)"}
+
+
+def food_box(xml: Path, food: str) -> list[float]:
+    """The annotated box of the food (not the coin) in an ECUSTFD photo."""
+    return next(box for name, box in read_voc(xml)[3] if name == food)
+
+
+def _fruit_menu(api: Api) -> dict[str, Any]:
+    """A menu of apple, kiwi and doughnut: none is a model class, so only enrolment tells."""
+    dishes = [{"food_id": f, **({"serving_g": g} if g else {})} for _, f, g in FRUIT_MENU]
+    r = api.call("kiosk_a", "POST", "/v1/menus",
+                 json={"date": "2026-11-24", "meal": "dinner", "dishes": dishes})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _enrol(api: Api, menu: dict[str, Any], dish: int, photo: Path, **form: Any) -> Any:
+    """POST one example photo (multipart) for the menu's n-th dish."""
+    files: dict[str, Any] = {"image": (photo.name, photo.read_bytes(), "image/jpeg")}
+    if "mask" in form:
+        files["mask"] = ("mask.png", form.pop("mask"), "image/png")
+    url = f"/v1/menus/{menu['id']}/dishes/{menu['dishes'][dish]['id']}/enrolments"
+    return api.call("kiosk_a", "POST", url, files=files, data=form)
+
+
+def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
+                                                   fixtures_dir: Path) -> None:
+    menu = _fruit_menu(api)
+    root = shared_data / "images" / "ecustfd"
+    for n, (food, _, _) in enumerate(FRUIT_MENU):
+        for obj in ENROL_OBJECTS[food]:
+            stem = f"{food}{obj}T(1)"
+            box = food_box(root / "Annotations" / f"{stem}.xml", food)
+            r = _enrol(api, menu, n, root / "JPEGImages" / f"{stem}.JPG",
+                       box=",".join(str(v) for v in box))
+            assert r.status_code == 201, r.text
+            assert r.json()["region"] == "box" and r.json()["area_px"] > 0
+    listed = api.call("app_a", "GET", f"/v1/menus/{menu['id']}").json()
+    assert [len(d["enrolments"]) for d in listed["dishes"]] == [3, 3, 3]
+    model = api.client.app.state.models.active  # type: ignore[attr-defined]
+    with api.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        row = session.get(Menu, menu["id"])
+        ctx = menu_context(row, model_food_ids=model.model.meta.food_ids,
+                           model_version=model.version)
+    for food, expected in zip(QUERIES, (APPLE, KIWI, DOUGHNUT), strict=True):
+        photo = fixtures_dir / "ecustfd" / "JPEGImages" / f"{QUERIES[food]}.JPG"
+        box = food_box(photo.parent.parent / "Annotations" / f"{QUERIES[food]}.xml", food)
+        emb = model.model.embed_regions(load_image(photo), boxes=[box])[0]
+        found = identify(ctx, emb, None)
+        assert found.dish.food_id == expected, (food, found.ranking)
+        assert found.source == "embedding"
+
+
+def test_enrolment_bad_input(api: Api, fixtures_dir: Path) -> None:
+    menu = _fruit_menu(api)
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
+    url = f"/v1/menus/{menu['id']}/dishes/{menu['dishes'][0]['id']}/enrolments"
+    r = api.call("kiosk_a", "POST", url, files={"photo": ("a.jpg", b"x", "image/jpeg")})
+    assert r.status_code == 422 and "'image'" in r.json()["detail"]
+    r = api.call("kiosk_a", "POST", url, files={"image": ("a.jpg", b"not a jpeg", "image/jpeg")})
+    assert r.status_code == 422 and r.json()["error"] == "invalid_image"
+    for box in ("1,2,3", "10,10,5,5", "0,0,9000,10", "a,b,c,d"):
+        r = _enrol(api, menu, 0, photo, box=box)
+        assert r.status_code == 422 and r.json()["error"] == "invalid_box", (box, r.text)
+    small_mask = _png_mask((10, 10), (0, 0, 5, 5))
+    r = _enrol(api, menu, 0, photo, mask=small_mask)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_mask"
+    r = _enrol(api, menu, 0, photo, mask=_png_mask((816, 612), None))
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+    r = _enrol(api, menu, 0, photo, box="361,226,583,464",
+               mask=_png_mask((816, 612), (361, 226, 583, 464)))
+    assert r.status_code == 422 and r.json()["error"] == "invalid_region"
+    assert api.call("kiosk_a", "POST", url, json={"image": "x"}).status_code == 415
+    other = f"/v1/menus/{menu['id']}/dishes/nope/enrolments"
+    assert api.call("kiosk_a", "POST", other,
+                    files={"image": ("a.jpg", photo.read_bytes(), "image/jpeg")}
+                    ).status_code == 404
+    assert api.call("kiosk_b", "POST", url,
+                    files={"image": ("a.jpg", photo.read_bytes(), "image/jpeg")}
+                    ).status_code == 404
+    assert api.call("app_a", "POST", url,
+                    files={"image": ("a.jpg", photo.read_bytes(), "image/jpeg")}
+                    ).status_code == 403
+
+
+def _png_mask(size: tuple[int, int], ellipse: tuple[int, int, int, int] | None) -> bytes:
+    """A black PNG with a white ellipse in the given box (the dish's pixels)."""
+    img = Image.new("L", size, 0)
+    if ellipse is not None:
+        ImageDraw.Draw(img).ellipse(ellipse, fill=255)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_mask_enrolment_area_is_the_mask(api: Api, fixtures_dir: Path) -> None:
+    menu = _fruit_menu(api)
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
+    mask = _png_mask((816, 612), (361, 226, 583, 464))
+    r = _enrol(api, menu, 0, photo, mask=mask)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["region"] == "mask" and body["mask_sha256"] is not None
+    # the ellipse inscribed in a 223 x 239 px box covers about pi/4 of it (~41,900 px)
+    assert body["area_px"] == pytest.approx(3.14159 / 4 * 223 * 239, rel=0.02)
+    enrolments = api.call("kiosk_a", "GET", f"/v1/menus/{menu['id']}/dishes/"
+                          f"{menu['dishes'][0]['id']}/enrolments").json()
+    assert [e["id"] for e in enrolments] == [body["id"]]
+    r = api.call("kiosk_a", "DELETE", f"/v1/menus/{menu['id']}/dishes/"
+                 f"{menu['dishes'][0]['id']}/enrolments/{body['id']}")
+    assert r.status_code == 204
