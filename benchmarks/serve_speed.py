@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO / "serve" / "samples" / "tray-charcuterie.jpg"
@@ -87,8 +88,8 @@ def rss_mib(pid: int) -> float:
 
 def service_env(data_dir: Path, admin_key: str, extra: dict[str, str] | None = None
                 ) -> dict[str, str]:
-    """Environment for a fresh service: temp data dir and SQLite file, bootstrap admin key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAYLENS_")}
+    """This environment (e.g. TRAYLENS_MODEL_PATH) with a fresh data dir, SQLite file, admin key."""
+    env = dict(os.environ)
     env.update(
         TRAYLENS_DATA_DIR=str(data_dir),
         TRAYLENS_DATABASE_URL=f"sqlite:///{data_dir / 'traylens.db'}",
@@ -132,6 +133,10 @@ def running_service(workers: int = 1, env: dict[str, str] | None = None,
         try:
             _wait_ready(service, timeout_s)
             yield service
+        except Exception:
+            # The client-side error rarely says why: show what the service logged.
+            print(f"service log ({log_path.name}):\n{service.log_tail()}", file=sys.stderr)
+            raise
         finally:
             process.terminate()
             try:
@@ -153,33 +158,42 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+def time_call(fn: Callable[[], object]) -> float:
+    """Seconds one call of fn takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def timed(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
     """Seconds per call of fn, after warm-up calls that are not counted."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+    return [time_call(fn) for _ in range(repeats)]
 
 
-def raw_model_times(model_path: Path, image_bytes: bytes, repeats: int, warmup: int
-                    ) -> dict[str, list[float]]:
-    """model.runtime on the photo in this process: predict alone, and decode + predict."""
-    from model.runtime import TrayModel, load_image
+class RawModel:
+    """model.runtime in this process on the same photo: the baseline the service is held to."""
 
-    model = TrayModel(str(model_path))
-    image = load_image(image_bytes)
-    return {
-        "predict": timed(lambda: model.predict([image]), repeats, warmup),
-        "decode+predict": timed(lambda: model.predict([load_image(image_bytes)]), repeats, warmup),
-    }
+    def __init__(self, model_path: Path, image_bytes: bytes) -> None:
+        from model.runtime import TrayModel, load_image
+
+        self._load_image = load_image
+        self.model = TrayModel(str(model_path))
+        self.image_bytes = image_bytes
+        self.image = load_image(image_bytes)
+
+    def predict(self) -> None:
+        """The model on the decoded photo (what the service times as inference)."""
+        self.model.predict([self.image])
+
+    def decode_predict(self) -> None:
+        """Decode the JPEG, then the model."""
+        self.model.predict([self._load_image(self.image_bytes)])
 
 
 def _post_analyze(client: httpx.Client, image_bytes: bytes) -> None:
-    """One POST /v1/analyze; any answer but 201 Created stops the benchmark with the service's answer."""
+    """One POST /v1/analyze; any answer but 201 Created stops the benchmark."""
     answer = client.post("/v1/analyze", files={"image": ("tray.jpg", image_bytes, "image/jpeg")})
     if answer.status_code != 201:
         raise RuntimeError(f"/v1/analyze answered {answer.status_code}: {answer.text[:500]}")
@@ -212,23 +226,77 @@ def _client(url: str, key: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
 
 
+def metric_sums(client: httpx.Client) -> dict[str, tuple[float, float]]:
+    """(sum, count) of the service's analyze request and batch-1 inference histograms."""
+    wanted = {
+        "request": ("traylens_request_seconds", {"method": "POST", "route": "/v1/analyze"}),
+        "inference": ("traylens_inference_seconds", {"batch_size": "1"}),
+    }
+    found = {name: [0.0, 0.0] for name in wanted}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            for name, (metric, labels) in wanted.items():
+                if not sample.name.startswith(metric) or any(
+                        sample.labels.get(k) != v for k, v in labels.items()):
+                    continue
+                if sample.name.endswith("_sum"):
+                    found[name][0] = sample.value
+                elif sample.name.endswith("_count"):
+                    found[name][1] = sample.value
+    return {name: (total, count) for name, (total, count) in found.items()}
+
+
+def service_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+                  ) -> dict[str, float]:
+    """Mean seconds per observation between two scrapes, per histogram."""
+    means = {}
+    for name in before:
+        count = after[name][1] - before[name][1]
+        means[name] = (after[name][0] - before[name][0]) / count if count else float("nan")
+    return means
+
+
 @dataclass
 class WorkerRun:
-    """Figures for one worker count."""
+    """Figures for one worker count; raw model and HTTP timings taken alternately."""
 
     workers: int
+    raw: dict[str, list[float]]
     single: list[float]
+    inside: dict[str, float]
     sequential_ips: float
     concurrent_ips: float
     batch_ips: float
     rss_mib: list[float]
 
 
-def measure_service(workers: int, image_bytes: bytes, args: argparse.Namespace) -> WorkerRun:
+def alternate(raw: RawModel, post: Callable[[], object], repeats: int
+              ) -> tuple[dict[str, list[float]], list[float]]:
+    """Raw predict, decode+predict and one request in turn, so load drifts hit all alike."""
+    times: dict[str, list[float]] = {"predict": [], "decode+predict": []}
+    single = []
+    for _ in range(repeats):
+        times["predict"].append(time_call(raw.predict))
+        times["decode+predict"].append(time_call(raw.decode_predict))
+        single.append(time_call(post))
+    return times, single
+
+
+def measure_service(workers: int, image_bytes: bytes, raw: RawModel, args: argparse.Namespace
+                    ) -> WorkerRun:
     """Start the service with `workers` workers and measure it."""
     with running_service(workers=workers) as service, \
             _client(service.url, service.admin_key) as client:
-        single = timed(lambda: _post_analyze(client, image_bytes), args.requests, args.warmup)
+        def post() -> None:
+            _post_analyze(client, image_bytes)
+
+        for _ in range(args.warmup):
+            post()
+            raw.predict()
+        # With one worker every request lands in the process /metrics answers from.
+        before = metric_sums(client)
+        raw_times, single = alternate(raw, post, args.requests)
+        inside = service_means(before, metric_sums(client)) if workers == 1 else {}
         # Each worker has its own model session: a short concurrent round warms them all.
         concurrent_rate(service.url, service.admin_key, image_bytes, 2 * workers, 2 * workers)
         concurrent = concurrent_rate(service.url, service.admin_key, image_bytes,
@@ -237,12 +305,9 @@ def measure_service(workers: int, image_bytes: bytes, args: argparse.Namespace) 
                             args.batches, 1)
         rss = [rss_mib(pid) for pid in service.worker_pids()]
     return WorkerRun(
-        workers=workers,
-        single=single,
-        sequential_ips=1 / statistics.mean(single),
-        concurrent_ips=concurrent,
-        batch_ips=args.batch_size / statistics.mean(batch_times),
-        rss_mib=rss,
+        workers=workers, raw=raw_times, single=single, inside=inside,
+        sequential_ips=1 / statistics.mean(single), concurrent_ips=concurrent,
+        batch_ips=args.batch_size / statistics.mean(batch_times), rss_mib=rss,
     )
 
 
@@ -266,37 +331,49 @@ def _ms(times: Sequence[float], q: float) -> str:
     return f"{percentile(times, q) * 1000:.1f}"
 
 
-def report(raw: dict[str, list[float]], runs: list[WorkerRun], args: argparse.Namespace
-           ) -> str:
+def report(runs: list[WorkerRun], args: argparse.Namespace) -> str:
     """The figures as a Markdown section."""
     image = args.image.resolve()
     shown = image.relative_to(REPO) if image.is_relative_to(REPO) else image
     lines = [
         SECTION, "",
         f"Measured by `python benchmarks/serve_speed.py` on {time.strftime('%Y-%m-%d')}: "
-        f"{machine_line()}; photo `{shown}`; {args.requests} timed requests after "
-        f"{args.warmup} warm-up ones; batch endpoint {args.batches} x {args.batch_size} "
-        "images; SQLite; ONNX Runtime default threads.",
+        f"{machine_line()}; photo `{shown}`; per worker count {args.requests} single requests "
+        f"over HTTP, each after one in-process model.runtime predict and decode+predict of the "
+        f"same photo (alternating, after {args.warmup} warm-up rounds); batch endpoint "
+        f"{args.batches} x {args.batch_size} images; SQLite; ONNX Runtime default threads.",
         "",
-        "| | p50 ms | p95 ms |",
-        "|---|---:|---:|",
+        "| workers | raw predict p50 / p95 ms | raw decode+predict p50 / p95 ms "
+        "| POST /v1/analyze p50 / p95 ms | analyze p50 / raw predict p50 (target <= 1.3) |",
+        "|---:|---:|---:|---:|---:|",
     ]
-    for name, times in raw.items():
-        lines.append(f"| model.runtime {name} (in process) | {_ms(times, 50)} | {_ms(times, 95)} |")
     for run in runs:
-        lines.append(f"| POST /v1/analyze, {run.workers} worker(s) | {_ms(run.single, 50)} "
-                     f"| {_ms(run.single, 95)} |")
-    lines += ["", "| workers | analyze p50 / raw predict p50 | single images/s (sequential) "
-              "| single images/s (concurrent clients) | batch images/s | RSS per worker MiB |",
-              "|---:|---:|---:|---:|---:|---|"]
-    raw_p50 = percentile(raw["predict"], 50)
+        ratio = percentile(run.single, 50) / percentile(run.raw["predict"], 50)
+        pred, dec = run.raw["predict"], run.raw["decode+predict"]
+        lines.append(f"| {run.workers} | {_ms(pred, 50)} / {_ms(pred, 95)} | {_ms(dec, 50)} / "
+                     f"{_ms(dec, 95)} | {_ms(run.single, 50)} / {_ms(run.single, 95)} "
+                     f"| {ratio:.2f} |")
+    lines += ["", "| workers | single images/s (sequential) | single images/s (concurrent) "
+              "| batch images/s | RSS per worker MiB |", "|---:|---:|---:|---:|---|"]
     for run in runs:
-        ratio = percentile(run.single, 50) / raw_p50
         rss = ", ".join(f"{value:.0f}" for value in run.rss_mib)
-        lines.append(f"| {run.workers} | {ratio:.2f} | {run.sequential_ips:.1f} | "
-                     f"{run.concurrent_ips:.1f} ({2 * run.workers} clients) | {run.batch_ips:.1f} "
-                     f"| {rss} |")
+        lines.append(f"| {run.workers} | {run.sequential_ips:.1f} | {run.concurrent_ips:.1f} "
+                     f"({2 * run.workers} clients) | {run.batch_ips:.1f} | {rss} |")
+    lines += _breakdown(runs)
     return "\n".join(lines) + "\n"
+
+
+def _breakdown(runs: list[WorkerRun]) -> list[str]:
+    """Where a single request's time goes, from the 1-worker service's own histograms."""
+    run = next((r for r in runs if r.inside), None)
+    if run is None:
+        return []
+    return [
+        "", f"Mean of one request with 1 worker: {statistics.mean(run.single) * 1000:.1f} ms at "
+        f"the client; {run.inside['request'] * 1000:.1f} ms inside the service (middleware to "
+        f"response), of which {run.inside['inference'] * 1000:.1f} ms in model.runtime predict "
+        f"(in this process, alternating: {statistics.mean(run.raw['predict']) * 1000:.1f} ms).",
+    ]
 
 
 def write_section(doc: Path, section: str) -> None:
@@ -341,13 +418,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     model_path = args.model or load_settings().model_path
     image_bytes = args.image.read_bytes()
-    print(f"raw model: {model_path}", flush=True)
-    raw = raw_model_times(model_path, image_bytes, args.requests, args.warmup)
+    print(f"model: {model_path}", flush=True)
+    raw = RawModel(model_path, image_bytes)
     runs = []
     for workers in args.workers:
         print(f"service with {workers} worker(s)...", flush=True)
-        runs.append(measure_service(workers, image_bytes, args))
-    section = report(raw, runs, args)
+        runs.append(measure_service(workers, image_bytes, raw, args))
+    section = report(runs, args)
     print(section)
     if args.write_docs:
         write_section(BENCHMARKS_DOC, section)
