@@ -35,7 +35,7 @@ from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
 from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, label_strata, train_val_split
-from model.menu_match import Dish, MatchConfig, Method, rank_menu
+from model.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
 from model.runtime import Item, ModelFileError, PostConfig, Prediction, TrayModel, load_image
 
 # Pseudo masks are the model's own guesses: scoring against them would flatter it.
@@ -285,23 +285,52 @@ def menu_section(samples: MenuSamples, cfg: EvalConfig, match: MatchConfig) -> d
                            "foods": sorted(tree), "match": asdict(match)}
     methods: tuple[Method, ...] = ("prototype", "nearest")
     for method in methods:
-        rng = np.random.default_rng(cfg.seed)  # same menus for both methods
-        per_menu, conf, correct = [], [], []
-        for _ in range(cfg.n_menus):
-            menu, queries = _one_menu(samples, tree, rng, cfg)
-            hits = []
-            for i, food in queries:
-                top = rank_menu(samples.embeddings[i], None, menu, replace(match, method=method))[0]
-                hits.append(top.dish_id == food)
-                conf.append(top.probability)
-            per_menu.append(float(np.mean(hits)))
-            correct.extend(hits)
-        out[method] = {
-            "accuracy": asdict(metrics.mean_ci95(per_menu)),
-            "queries": len(correct),
-            "calibration": _calibration(conf, correct, cfg.ece_bins),
-        }
+        out[method] = _run_menus(samples, tree, cfg, replace(match, method=method))
     out["accuracy"] = out[match.method]["accuracy"]
+    return out
+
+
+def _run_menus(
+    samples: MenuSamples,
+    tree: dict[str, dict[str, list[int]]],
+    cfg: EvalConfig,
+    match: MatchConfig,
+) -> dict[str, Any]:
+    """Draw the seeded menus, rank every query; accuracy, calibration, fitted temperature."""
+    rng = np.random.default_rng(cfg.seed)  # every method sees the same menus
+    per_menu, conf, correct = [], [], []
+    sims: list[list[float]] = []
+    truth: list[int] = []
+    for _ in range(cfg.n_menus):
+        menu, queries = _one_menu(samples, tree, rng, cfg)
+        ids = [d.dish_id for d in menu]
+        hits = []
+        for i, food in queries:
+            ranked = rank_menu(samples.embeddings[i], None, menu, match)
+            hits.append(ranked[0].dish_id == food)
+            conf.append(ranked[0].probability)
+            by_id = {r.dish_id: r.similarity for r in ranked}
+            sims.append([float(by_id[d] or 0.0) for d in ids])
+            truth.append(ids.index(food))
+        per_menu.append(float(np.mean(hits)))
+        correct.extend(hits)
+    fitted = fit_temperature(sims, truth)
+    return {
+        "accuracy": asdict(metrics.mean_ci95(per_menu)),
+        "queries": len(correct),
+        "calibration": _calibration(conf, correct, cfg.ece_bins),
+        # In-sample: the temperature these queries prefer, and the ECE it would give.
+        "fitted_temperature": fitted,
+        "calibration_at_fitted": _calibration(_top_softmax(sims, fitted), correct, cfg.ece_bins),
+    }
+
+
+def _top_softmax(sims: Sequence[Sequence[float]], temperature: float) -> list[float]:
+    """Top probability of softmax(similarities / temperature) per query."""
+    out = []
+    for row in sims:
+        z = np.exp((np.asarray(row) - max(row)) / temperature)
+        out.append(float(z.max() / z.sum()))
     return out
 
 
@@ -401,11 +430,13 @@ def markdown_report(result: dict[str, Any]) -> str:
                   f"{m['n_masks']} masks ({', '.join(m['mask_sources'])})", ""]
     if "grams" in result:
         lines += ["## Grams (ECUSTFD held-out objects)", "",
-                  "| scale from | MAE g | MAE % | found and weighed |", "|---|---|---|---|"]
+                  "| scale from | MAE g | MAE % | weighed | not detected | no grams (no scale) |",
+                  "|---|---|---|---|---|---|"]
         for scale, g in result["grams"].items():
             o = g["overall"] or {}
             lines.append(f"| {scale.replace('_', ' ')} | {_fmt(o.get('mae_g'))} | "
-                         f"{_fmt(o.get('mae_pct'))} | {o.get('n', 0)} of {g['annotated']} |")
+                         f"{_fmt(o.get('mae_pct'))} | {o.get('n', 0)} of {g['annotated']} | "
+                         f"{g['not_detected']} | {g['no_grams']} |")
         lines.append("")
     if "menu" in result:
         lines += _menu_lines(result["menu"])
@@ -418,14 +449,18 @@ def _menu_lines(menu: dict[str, Any]) -> list[str]:
         return ["## Menu mode", "", f"Not evaluated: {menu['not_evaluated']}", ""]
     lines = [f"## Menu mode: k={menu['k']} enrolled examples, menus of m={menu['m']}, "
              f"{menu['n_menus']} random menus", "",
-             "| similarity | accuracy | 95% CI | queries | ECE of top score |",
-             "|---|---|---|---|---|"]
+             "| similarity | accuracy | 95% CI | queries | ECE of top score "
+             "| fitted temperature (ECE at it) |", "|---|---|---|---|---|---|"]
     for method in ("prototype", "nearest"):
         acc = menu[method]["accuracy"]
         lines.append(f"| {method} | {_fmt(acc['mean'], True)} | {_fmt(acc['ci_low'], True)} - "
                      f"{_fmt(acc['ci_high'], True)} | {menu[method]['queries']} | "
-                     f"{_fmt(menu[method]['calibration']['ece'])} |")
-    return [*lines, "", f"Foods: {', '.join(menu['foods'])}", ""]
+                     f"{_fmt(menu[method]['calibration']['ece'])} | "
+                     f"{menu[method]['fitted_temperature']:.3g} "
+                     f"({_fmt(menu[method]['calibration_at_fitted']['ece'])}) |")
+    cfg = ", ".join(f"{k}={v}" for k, v in menu["match"].items())
+    return [*lines, "", f"Foods: {', '.join(menu['foods'])}. Matching: {cfg}; "
+            "embedding only (no class-score fallback), as for dishes outside the label set.", ""]
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

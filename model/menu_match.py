@@ -185,3 +185,30 @@ def _gate(sims: Sequence[float | None], p_cls: np.ndarray, cfg: MatchConfig) -> 
         return 1.0
     x = (max(known) - cfg.min_similarity) / cfg.gate_width
     return 1.0 / (1.0 + math.exp(-max(min(x, 50.0), -50.0)))
+
+
+def fit_temperature(
+    similarities: Sequence[npt.ArrayLike],
+    true_index: Sequence[int],
+    grid: npt.ArrayLike | None = None,
+) -> float:
+    """Softmax temperature minimising the mean negative log-likelihood of the true dishes.
+
+    similarities[q] holds one query's cosine similarities to its menu's dishes and
+    true_index[q] the position of its true dish; the grid defaults to 0.005..1 (log-spaced).
+    """
+    if len(similarities) != len(true_index) or not true_index:
+        raise MenuMatchError("need one true index per query, and at least one query")
+    temps = np.geomspace(0.005, 1.0, 60) if grid is None else np.asarray(grid, np.float64)
+    if temps.size == 0 or np.any(temps <= 0):
+        raise MenuMatchError("temperatures must be > 0")
+    nll = np.zeros(temps.size)
+    for sims, t in zip(similarities, true_index, strict=True):
+        s = np.asarray(sims, np.float64).ravel()
+        if not 0 <= t < s.size:
+            raise MenuMatchError(f"true index {t} outside a menu of {s.size} dishes")
+        logits = s[None, :] / temps[:, None]
+        top = logits.max(axis=1)
+        log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+        nll += log_z - logits[:, t]
+    return float(temps[int(np.argmin(nll))])

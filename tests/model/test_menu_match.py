@@ -6,7 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from model.menu_match import Dish, MatchConfig, MenuMatchError, dish_similarity, rank_menu
+from model.menu_match import (
+    Dish,
+    MatchConfig,
+    MenuMatchError,
+    dish_similarity,
+    fit_temperature,
+    rank_menu,
+)
 
 # Unit vectors in 3-d: cos(E1, E2) = 0, cos(E1, D) = 1/sqrt(2).
 E1 = np.array([1.0, 0.0, 0.0])
@@ -97,3 +104,15 @@ def test_bad_inputs_are_refused_clearly() -> None:
         Dish("nan", np.array([[np.nan, 0.0, 0.0]]))
     with pytest.raises(MenuMatchError, match="temperature"):
         MatchConfig(temperature=0.0)
+
+
+def test_fit_temperature_by_hand() -> None:
+    # One query, menu of two, similarities (1, 0), true dish 0:
+    # NLL(T) = log(1 + e^(-1/T)), falling as T shrinks -> the smallest grid value wins.
+    assert fit_temperature([[1.0, 0.0]], [0], grid=[0.1, 0.5, 1.0]) == 0.1
+    # Two queries that disagree: (1, 0) true 0 and (1, 0) true 1. NLL(T) =
+    # log(1 + e^(-1/T)) + log(1 + e^(1/T)); at T=0.1: 4.5e-5 + 10.00005 = 10.0001;
+    # at T=1: 0.3133 + 1.3133 = 1.6265; at T=10: 0.6444 + 0.7444 = 1.3888 -> T=10 wins.
+    assert fit_temperature([[1.0, 0.0], [1.0, 0.0]], [0, 1], grid=[0.1, 1.0, 10.0]) == 10.0
+    with pytest.raises(MenuMatchError, match="outside"):
+        fit_temperature([[1.0, 0.0]], [2])
