@@ -52,12 +52,18 @@ def cut_crop(image_rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def pick_annotations(
     ds: CocoDataset, per_label: int | None, seed: int, require_grams: bool = False
 ) -> list[int]:
-    """Annotation ids to crop: up to per_label of each label, chosen with the seed."""
+    """Annotation ids to crop: up to per_label of each label, chosen with the seed.
+
+    require_grams keeps only crops whose grams survive pasting: grams and a known scale.
+    """
     names = ds.category_names()
+    scaled = {im.id for im in ds.images if im.px_per_cm is not None}
     by_label: dict[str, list[int]] = {}
     for a in ds.annotations:
         label = names[a.category_id]
-        if label in SKIP_LABELS or (require_grams and a.grams is None):
+        if label in SKIP_LABELS or (
+            require_grams and (a.grams is None or a.image_id not in scaled)
+        ):
             continue
         by_label.setdefault(label, []).append(a.id)
     rng = np.random.default_rng(seed)
