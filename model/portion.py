@@ -124,7 +124,7 @@ def fit_class(areas_cm2: np.ndarray, grams: np.ndarray, folds: int = 5, seed: in
 def _linfit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least squares line; slope shrunk toward 1 (grams ~ area) when x barely varies."""
     var = float(np.var(x))
-    prior_weight = 0.05  # a weak prior keeps tiny or uniform classes physically sensible
+    prior_weight = 0.01  # a weak prior keeps tiny or uniform classes physically sensible
     b = (float(np.cov(x, y, bias=True)[0, 1]) + prior_weight * 1.0) / (var + prior_weight)
     a = float(np.mean(y) - b * np.mean(x))
     return a, b

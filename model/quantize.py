@@ -1,0 +1,101 @@
+"""Static INT8 (QDQ, per-channel weights) quantisation with real calibration photos.
+
+python -m model.quantize --model model/artifacts/traylens.onnx \
+    --out model/artifacts/traylens.int8.onnx --calib-dir ../shared/data/images/mealtray/labeled
+
+Calibration images go through model.runtime's own pre-processing, so activation ranges are
+those of real inference inputs. The metadata (labels, portions, ...) is copied across.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from model.export import read_meta, write_meta
+from model.runtime import ModelMeta, load_image, preprocess
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class PhotoReader(CalibrationDataReader):
+    """Feeds preprocessed real photos, one per call, to the ORT calibrator."""
+
+    def __init__(self, paths: Sequence[Path], meta: ModelMeta, input_name: str) -> None:
+        if not paths:
+            raise ValueError("quantisation needs at least one calibration image")
+        self._iter: Iterator[Path] = iter(paths)
+        self.meta = meta
+        self.input_name = input_name
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        path = next(self._iter, None)
+        if path is None:
+            return None
+        batch, _ = preprocess([load_image(path)], self.meta)
+        return {self.input_name: batch}
+
+
+def calibration_images(folders: Sequence[Path], per_folder: int, seed: int = 0) -> list[Path]:
+    """A seeded sample of photos from each folder (spread over the sources)."""
+    rng = np.random.default_rng(seed)
+    out: list[Path] = []
+    for folder in folders:
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"{folder}: no calibration images")
+        pick = rng.choice(len(files), size=min(per_folder, len(files)), replace=False)
+        out.extend(files[i] for i in sorted(pick))
+    return out
+
+
+def quantize(model_path: str | Path, out: str | Path, images: Sequence[Path]) -> Path:
+    """Write the INT8 QDQ model; weights per-channel int8, activations uint8 (MinMax)."""
+    model_path, out = Path(model_path), Path(out)
+    meta = read_meta(model_path)
+    input_name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(out), PhotoReader(images, meta, input_name),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    proto = onnx.load(str(out))
+    write_meta(proto, meta)
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(out), save_as_external_data=False)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m model.quantize", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--calib-dir", nargs="+", type=Path, required=True,
+                   help="folders of real photos (a seeded sample of each is used)")
+    p.add_argument("--per-folder", type=int, default=48)
+    a = p.parse_args(argv)
+    images = calibration_images(a.calib_dir, a.per_folder)
+    out = quantize(a.model, a.out, images)
+    print(json.dumps({"int8": str(out), "bytes": out.stat().st_size,
+                      "calibration_images": len(images)}))
+
+
+if __name__ == "__main__":
+    main()

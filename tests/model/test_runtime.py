@@ -1,0 +1,160 @@
+"""model.runtime: decoding every awkward real-image variant, post-processing units, torch-free."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import runtime
+from model.runtime import ImageError, ModelFileError, load_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def photo(fixtures_dir: Path) -> Image.Image:
+    """A real ECUSTFD photo (816x612, apple + coin)."""
+    return Image.open(fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG").convert("RGB")
+
+
+def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_plain_jpeg_path_bytes_and_file(fixtures_dir: Path) -> None:
+    path = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
+    a = load_image(path)
+    b = load_image(path.read_bytes())
+    with path.open("rb") as fh:
+        c = load_image(fh)
+    assert a.mode == b.mode == c.mode == "RGB"
+    assert a.size == b.size == c.size == (816, 612)
+
+
+def test_exif_rotation_is_applied(photo: Image.Image) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": stored landscape, shown portrait
+    img = load_image(_encode(photo, "JPEG", exif=exif.tobytes()))
+    assert img.size == (612, 816)
+
+
+def test_cmyk_jpeg_becomes_rgb(photo: Image.Image) -> None:
+    img = load_image(_encode(photo.convert("CMYK"), "JPEG"))
+    assert img.mode == "RGB"
+    diff = np.abs(np.asarray(img, np.int16) - np.asarray(photo, np.int16)).mean()
+    assert diff < 12  # same picture after the round trip, not a colour-inverted one
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(photo: Image.Image) -> None:
+    gray16 = (np.asarray(photo.convert("L"), np.uint16) * 257).astype(np.uint16)
+    img = load_image(_encode(Image.fromarray(gray16), "PNG"))
+    arr = np.asarray(img)
+    assert img.mode == "RGB"
+    assert abs(int(arr[..., 0].mean()) - int(np.asarray(photo.convert("L")).mean())) <= 1
+
+
+def test_alpha_is_composited_on_white(photo: Image.Image) -> None:
+    rgba = photo.convert("RGBA")
+    alpha = np.full((photo.height, photo.width), 255, np.uint8)
+    alpha[:, :100] = 0
+    rgba.putalpha(Image.fromarray(alpha))
+    arr = np.asarray(load_image(_encode(rgba, "PNG")))
+    assert (arr[:, :100] == 255).all()
+    assert (arr[:, 100:] == np.asarray(photo)[:, 100:]).all()
+
+
+def test_animated_gif_gives_first_frame(photo: Image.Image) -> None:
+    small = photo.resize((204, 153))
+    frames = [small, Image.new("RGB", small.size, (0, 0, 255))]
+    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    img = load_image(data)
+    assert img.size == small.size
+    assert np.asarray(img)[..., 2].mean() < 200  # not the all-blue second frame
+
+
+def test_truncated_zero_byte_and_non_image(photo: Image.Image, tmp_path: Path) -> None:
+    data = _encode(photo, "JPEG")
+    with pytest.raises(ImageError, match=r"truncated|corrupt"):
+        load_image(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="empty"):
+        load_image(b"")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(b"%PDF-1.7 definitely not a photo")
+    with pytest.raises(ImageError, match="cannot read"):
+        load_image(tmp_path / "missing.jpg")
+
+
+def test_pixel_bomb_guard_reads_header_only(photo: Image.Image) -> None:
+    data = _encode(photo, "PNG")
+    with pytest.raises(ImageError, match="too large"):
+        load_image(data, max_pixels=100_000)
+    assert load_image(data, max_pixels=816 * 612).size == (816, 612)
+
+
+def test_letterbox_keeps_aspect_and_pads_bottom_right(photo: Image.Image) -> None:
+    arr, scale = runtime.letterbox(photo, (512, 512))
+    assert arr.shape == (512, 512, 3)
+    assert scale == pytest.approx(512 / 816)
+    assert np.allclose(arr[400:, :, :], runtime.PAD_VALUE)  # 612 * scale = 384 rows of photo
+    assert not np.allclose(arr[:380, :, :], runtime.PAD_VALUE)
+
+
+def test_peaks_nms_and_box_decode_by_hand() -> None:
+    heat = np.zeros((2, 6, 8), np.float32)
+    heat[0, 2, 3] = 0.9
+    heat[0, 2, 4] = 0.5  # not a local maximum: its neighbour is higher
+    heat[1, 4, 6] = 0.7
+    peaks = runtime.find_peaks(heat, 0.3, top_k=10)
+    assert peaks[:, :3].tolist() == [[0, 2, 3], [1, 4, 6]]
+    ltrb = np.full((4, 6, 8), 8.0, np.float32)
+    boxes = runtime.decode_boxes(peaks, ltrb, stride=8)
+    assert boxes[0].tolist() == [20.0, 12.0, 36.0, 28.0]  # centre (28, 20) +/- 8
+    dup = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float)
+    assert runtime.nms(dup, np.array([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2]
+
+
+def test_decode_outputs_maps_back_to_original_pixels() -> None:
+    meta = runtime.ModelMeta(labels=["a", "coin"], food_ids=["x", None], input_size=(64, 48),
+                             mean=(0.5,) * 3, std=(0.5,) * 3, stride=8, embedding_dim=3,
+                             version="t", fingerprint="t")
+    heat = np.zeros((2, 6, 8), np.float32)
+    heat[0, 2, 3] = 0.8
+    heat[1, 2, 3] = 0.2
+    ltrb = np.full((4, 6, 8), 8.0, np.float32)
+    mask = np.zeros((1, 6, 8), np.float32)
+    mask[0, 1:4, 2:5] = 1.0
+    embed = np.zeros((3, 6, 8), np.float32)
+    embed[0] = 2.0
+    # The original image was 128x96, letterboxed at scale 0.5.
+    items = runtime.decode_outputs([heat, ltrb, mask, embed], 0.5, (128, 96), meta,
+                                   runtime.PostConfig(score_min=0.5))
+    assert len(items) == 1
+    it = items[0]
+    assert it.box == pytest.approx((40.0, 24.0, 72.0, 56.0))
+    assert it.label == "a" and it.score == pytest.approx(0.8)
+    assert it.class_scores == pytest.approx([0.8, 0.2])
+    assert it.embedding == pytest.approx([1.0, 0.0, 0.0])
+    assert it.polygon is not None and it.area_px > 0.5 * 32 * 32
+
+
+def test_model_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="not found"):
+        runtime.TrayModel(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ModelFileError, match="cannot load"):
+        runtime.TrayModel(bad)
+
+
+def test_runtime_import_leaves_torch_out() -> None:
+    code = "import sys, model.runtime, model.portion; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
