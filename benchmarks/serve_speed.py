@@ -29,6 +29,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from any folder
+
+# One home for the machine line and the docs-section writer: the model benchmark's.
+from benchmarks.model_speed import machine, write_section  # noqa: E402
+
 DEFAULT_IMAGE = REPO / "serve" / "samples" / "tray-charcuterie.jpg"
 BENCHMARKS_DOC = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Service"
@@ -179,6 +184,7 @@ class RawModel:
         from model.runtime import TrayModel, load_image
 
         self._load_image = load_image
+        self.model_path = model_path
         self.model = TrayModel(str(model_path))
         self.image_bytes = image_bytes
         self.image = load_image(image_bytes)
@@ -285,7 +291,8 @@ def alternate(raw: RawModel, post: Callable[[], object], repeats: int
 def measure_service(workers: int, image_bytes: bytes, raw: RawModel, args: argparse.Namespace
                     ) -> WorkerRun:
     """Start the service with `workers` workers and measure it."""
-    with running_service(workers=workers) as service, \
+    env = {"TRAYLENS_MODEL_PATH": str(raw.model_path)}
+    with running_service(workers=workers, env=env) as service, \
             _client(service.url, service.admin_key) as client:
         def post() -> None:
             _post_analyze(client, image_bytes)
@@ -314,18 +321,6 @@ def measure_service(workers: int, image_bytes: bytes, raw: RawModel, args: argpa
 # ---- report -------------------------------------------------------------------------
 
 
-def machine_line() -> str:
-    """CPU model and count, for the figures' context."""
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} logical CPUs"
-
-
 def _ms(times: Sequence[float], q: float) -> str:
     """The q-th percentile of durations in seconds, as milliseconds."""
     return f"{percentile(times, q) * 1000:.1f}"
@@ -338,7 +333,7 @@ def report(runs: list[WorkerRun], args: argparse.Namespace) -> str:
     lines = [
         SECTION, "",
         f"Measured by `python benchmarks/serve_speed.py` on {time.strftime('%Y-%m-%d')}: "
-        f"{machine_line()}; photo `{shown}`; per worker count {args.requests} single requests "
+        f"{machine()}; photo `{shown}`; per worker count {args.requests} single requests "
         f"over HTTP, each after one in-process model.runtime predict and decode+predict of the "
         f"same photo (alternating, after {args.warmup} warm-up rounds); batch endpoint "
         f"{args.batches} x {args.batch_size} images; SQLite; ONNX Runtime default threads.",
@@ -376,25 +371,13 @@ def _breakdown(runs: list[WorkerRun]) -> list[str]:
     ]
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Replace (or append) this script's section of docs/BENCHMARKS.md, keeping the others."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        rest = text[end + 1:] if end >= 0 else ""
-        text = text[:start] + section + ("\n" + rest if rest else "")
-    doc.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (all loops are bounded by these)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="a real tray photo")
     parser.add_argument("--model", type=Path, default=None,
-                        help="ONNX file for the raw timing (default: the service's setting)")
+                        help="ONNX file for both the service and the raw timing "
+                        "(default: TRAYLENS_MODEL_PATH or the shipped model)")
     parser.add_argument("--requests", type=int, default=40, help="timed single requests")
     parser.add_argument("--warmup", type=int, default=5, help="untimed requests first")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch request")
@@ -427,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     section = report(runs, args)
     print(section)
     if args.write_docs:
-        write_section(BENCHMARKS_DOC, section)
+        write_section(BENCHMARKS_DOC, section, SECTION)
         print(f"wrote the '{SECTION}' section of {BENCHMARKS_DOC}")
 
 
