@@ -24,7 +24,7 @@ from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, label_strata, 
 
 IMPORTERS: dict[str, Callable[[argparse.Namespace], CocoDataset]] = {
     "mealtray": lambda a: import_mealtray(a.src, a.names),
-    "ecustfd": lambda a: import_ecustfd(a.src),
+    "ecustfd": lambda a: import_ecustfd(a.src, strict=a.strict),
     "nutrition5k": lambda a: import_nutrition5k(a.src, _need(a.metadata, "--metadata")),
     "labelme": lambda a: import_labelme(a.src),
     "maskpng": lambda a: import_mask_png(a.src, _need(a.masks, "--masks"),
@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--masks", type=Path, help="maskpng: folder of class-id PNGs")
     imp.add_argument("--classes", type=Path, help="maskpng: classes file")
     imp.add_argument("--image-root", type=Path, help="coco: image folder (default: its own)")
+    imp.add_argument("--strict", action="store_true",
+                     help="ecustfd: raise on a bad image instead of dropping it (recorded)")
     imp.add_argument("--pseudo-masks", action="store_true",
                      help="GrabCut masks for box-only annotations (mask_source=pseudo)")
     _add_remap(imp)

@@ -114,8 +114,14 @@ def px_per_cm_from_coin(box_xyxy: list[float]) -> float:
     return max(x1 - x0, y1 - y0) / COIN_DIAMETER_CM
 
 
-def import_ecustfd(root: str | Path) -> CocoDataset:
-    """Import ECUSTFD (root holds JPEGImages/, Annotations/, weights.csv)."""
+def import_ecustfd(root: str | Path, strict: bool = False) -> CocoDataset:
+    """Import ECUSTFD (root holds JPEGImages/, Annotations/, weights.csv).
+
+    A problem confined to one image (no weights row, labels weights.csv contradicts, no
+    food box, unreadable XML) drops that image with the reason in info["dropped"], so a
+    larger or held-out copy of the set still imports; strict=True raises instead.
+    Problems with weights.csv itself always raise.
+    """
     root = Path(root)
     weights = read_weights(root / "weights.csv")
     groups = object_groups(weights)
@@ -124,7 +130,12 @@ def import_ecustfd(root: str | Path) -> CocoDataset:
         raise SourceFormatError(f"{root / 'Annotations'}: no VOC XML files")
     b = DatasetBuilder(image_root=(root / "JPEGImages").resolve(), source=SOURCE)
     for xml_path in xmls:
-        _add_image(b, root, xml_path, weights, groups)
+        try:
+            _add_image(b, root, xml_path, weights, groups)
+        except SourceFormatError as exc:
+            if strict:
+                raise
+            b.ds.info.setdefault("dropped", []).append({"file": xml_path.name, "why": str(exc)})
     return b.build()
 
 
@@ -141,6 +152,8 @@ def _add_image(
         raise SourceFormatError(f"{xml_path}: object {oid} has no row in weights.csv")
     if (width, height) != image_size(root / "JPEGImages" / file_name):
         raise SourceFormatError(f"{xml_path}: <size> differs from the image file")
+    if not any(label != COIN_LABEL for label, _ in objs):
+        raise SourceFormatError(f"{xml_path}: no food box (only {[lab for lab, _ in objs]})")
     objs = _fix_mislabel(objs, oid, weights, xml_path, b.ds.info)
     cleaned = _check_coin(objs, xml_path.name, b.ds.info)
     if cleaned is None:

@@ -81,13 +81,29 @@ def test_source_errors(fixtures_dir: Path, tmp_path: Path) -> None:
     w = root / "weights.csv"
     w.write_text(w.read_text().replace("egg007,egg,60,68.9", "egg007,egg,60,heavy"))
     with pytest.raises(SourceFormatError, match=r"weights.csv:\d+: bad number"):
-        import_ecustfd(root)
+        import_ecustfd(root)  # a broken weights file always raises
     w.write_text("\n".join(line for line in w.read_text().splitlines() if "egg007" not in line))
     with pytest.raises(SourceFormatError, match=r"egg007 has no row in weights\.csv"):
-        import_ecustfd(root)
+        import_ecustfd(root, strict=True)
     (root / "Annotations" / "apple003T(1).xml").write_text("<annotation><size>")
     with pytest.raises(SourceFormatError, match=r"apple003T\(1\).xml: malformed VOC XML"):
-        import_ecustfd(root)
+        import_ecustfd(root, strict=True)
+
+
+def test_lenient_import_drops_only_the_bad_images(fixtures_dir: Path, tmp_path: Path) -> None:
+    root = _copy(fixtures_dir, tmp_path)
+    w = root / "weights.csv"
+    w.write_text("\n".join(line for line in w.read_text().splitlines() if "egg007" not in line))
+    xml = root / "Annotations" / "apple003T(1).xml"
+    xml.write_text(xml.read_text().replace("<name>apple</name>", "<name>coin</name>"))
+    ds = import_ecustfd(root)
+    names = {i.file_name for i in ds.images}
+    assert names == {"orange002T(1).JPG", "mix001T(1).JPG", "mix012T(4).JPG",
+                     "doughnut006T(7).JPG"}
+    why = {d["file"]: d["why"] for d in ds.info["dropped"]}
+    assert "egg007 has no row in weights.csv" in why["egg007T(1).xml"]
+    assert "no food box" in why["apple003T(1).xml"]
+    assert "lies on the coin" in why["qiwi007T(3).xml"]
 
 
 @pytest.mark.shared_data
