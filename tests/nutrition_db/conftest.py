@@ -1,10 +1,7 @@
-"""Fixtures for the nutrient database tests: raw-table readers independent of the builder."""
+"""Helpers for the nutrient database tests: raw-table readers independent of the builder."""
 from __future__ import annotations
 
 import csv
-from pathlib import Path
-
-import pytest
 
 from nutrition_db.paths import RAW_DIR
 
@@ -16,8 +13,3 @@ def raw_csv_row(relpath: str, key_column: str, key: str) -> dict[str, str]:
             if row[key_column] == key:
                 return row
     raise AssertionError(f"{key} not in {relpath}")
-
-
-@pytest.fixture(scope="session")
-def raw_dir() -> Path:
-    return RAW_DIR
