@@ -5,13 +5,14 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from nutrition_db.schema import NUTRIENT_KEYS
+from nutrition_db import NUTRIENTS
 from serve.routers import pages
 
 
@@ -82,5 +83,20 @@ def test_unknown_sample_is_404(client: TestClient) -> None:
 
 def test_nutrient_names_come_from_the_schema(client: TestClient) -> None:
     rows = client.get("/page/nutrients").json()
-    assert [row["key"] for row in rows] == list(NUTRIENT_KEYS)
+    assert [row["key"] for row in rows] == [n.key for n in NUTRIENTS]
     assert all(row["unit"] and row["name_en"] for row in rows)
+
+
+def test_the_service_app_serves_the_page(tmp_path: Path) -> None:
+    """serve.main.create_app includes the page router; the page stays out of the API schema."""
+    from serve.main import create_app
+    from serve.settings import load_settings
+
+    app = create_app(load_settings(data_dir=tmp_path))
+    # No `with`: the lifespan (database, model) is not needed to serve files.
+    client = TestClient(app)
+    assert client.get("/").headers["content-type"].startswith("text/html")
+    assert client.get("/samples").status_code == 200
+    paths = app.openapi()["paths"]
+    assert "/v1/analyze" in paths
+    assert not {"/", "/samples", "/static/{name}", "/page/nutrients"} & set(paths)
