@@ -34,7 +34,8 @@ _SERVING = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*(g|ml|m)?\s*$")
 
 def trust_of(origin: str) -> str:
     """Trust from the origin: company-declared, computed from recipes, or lab-analysed."""
-    if "업체" in origin:
+    # '업체 제공' (company-supplied), not just '업체': 산업체급식 (company canteens) contains it.
+    if "업체 제공" in origin or "프랜차이즈" in origin:
         return COMPANY
     if "산출" in origin:
         return RECIPE

@@ -12,6 +12,7 @@ from nutrition_db.density import CUP_ML
 from nutrition_db.paths import RAW_DIR
 from nutrition_db.sources.common import RawDataError, parse_number
 from nutrition_db.sources.mfds import parse_serving, trust_of
+from nutrition_db.table import table
 
 from .conftest import raw_csv_row
 
@@ -143,6 +144,9 @@ def test_parsers() -> None:
     assert parse_serving("250m", basis_ml=True) == (250.0, True)
     assert parse_serving("", basis_ml=True) is None
     assert trust_of("초등학교급식(재료량 기반 산출 함량)") == "recipe-calculated"
+    assert trust_of("산업체급식(재료량 기반 산출 함량)") == "recipe-calculated"  # not '업체'
+    assert trust_of("외식(프랜차이즈 등 업체 제공 영양정") == "company-supplied"
+    assert trust_of("외식(분석함량)") == "analysed"
     with pytest.raises(RawDataError):
         trust_of("모름")
 
@@ -161,3 +165,13 @@ def test_kfct_minus_flag_is_not_a_negative_amount() -> None:
     raw = raw_csv_row("kr_rda/kfct_db10_2025-04-26_macros.csv", "식품명", "과당")
     assert raw["당류(g)"] == "-99.9"
     assert ndb.get_food("kfct:과당").nutrients["sugars_g"] == 99.9
+
+
+def test_mfds_trust_counts_follow_the_origins() -> None:
+    by_origin: dict[str, set[str]] = {}
+    for food in table().foods.values():
+        if food.source == "mfds":
+            by_origin.setdefault(food.origin or "", set()).add(food.trust)
+    assert all(len(trusts) == 1 for trusts in by_origin.values()), by_origin
+    canteen = {o: t for o, t in by_origin.items() if "급식" in o}
+    assert len(canteen) == 3 and all(t == {"recipe-calculated"} for t in canteen.values())
