@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.canteen_models import Kiosk, MealPair
@@ -34,63 +29,32 @@ RICE = "mfds:D301-022000000-0001"
 SOUP = "mfds:D105-216010000-0001"
 KIMCHI = "mfds:D315-670000000-0001"
 WINDOW = dt.timedelta(hours=3)
-POSTGRES_URL = os.environ.get("TRAYLENS_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/traylens_test")
-
-
-@contextmanager
-def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database of this kind: a SQLite file, or a fresh schema on the test
-    PostgreSQL server (skips, saying why, when there is none). Used by the API tests too."""
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'canteen.db'}"
-        _migrate(url)
-        yield url
-        return
-    base = make_engine(POSTGRES_URL)
-    try:
-        with base.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:  # no server here: say so and skip
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc.__class__.__name__}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with base.begin() as conn:
-        conn.execute(text(f'create schema "{schema}"'))
-    pg_url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        _migrate(pg_url.render_as_string(hide_password=False))
-        yield pg_url.render_as_string(hide_password=False)
-    finally:
-        with base.begin() as conn:
-            conn.execute(text(f'drop schema "{schema}" cascade'))
-        base.dispose()
-
-
-def _migrate(url: str) -> None:
-    """Bring a database to the newest Alembic revision."""
-    engine = make_engine(url)
-    upgrade_database(engine)
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a migrated database of each supported kind."""
-    with database_url(request.param, tmp_path) as url:
-        engine = make_engine(url)
-        yield make_session_factory(engine)
-        engine.dispose()
 
 
 @pytest.fixture
-def photo_sha(factory: sessionmaker[Session], fixtures_dir: Path) -> str:
-    """A real tray photo recorded as stored (analyses point at it)."""
-    data = (fixtures_dir / "mealtray" / "labeled").glob("*2770*.jpg").__next__().read_bytes()
+def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the module's database (tests/serve/conftest.py: SQLite and PostgreSQL),
+    migrated to the newest revision; each test makes its own canteen, so tests stay apart."""
+    engine = make_engine(database_url)
+    upgrade_database(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def record_photo(factory: sessionmaker[Session], fixtures_dir: Path) -> str:
+    """A real tray photo recorded as stored (hand-made analyses point at it)."""
+    data = next((fixtures_dir / "mealtray" / "labeled").glob("*2770*.jpg")).read_bytes()
     digest = sha256_hex(data)
     with factory.begin() as s:
         record_image(s, sha256=digest, kind="photo", content_type="image/jpeg",
                      size_bytes=len(data), width=1024, height=768)
     return digest
+
+
+@pytest.fixture
+def photo_sha(factory: sessionmaker[Session], fixtures_dir: Path) -> str:
+    """The stored photo's hash."""
+    return record_photo(factory, fixtures_dir)
 
 
 @pytest.fixture
@@ -107,7 +71,7 @@ def people(factory: sessionmaker[Session]) -> dict[str, str]:
         return {"canteen": canteen.id, "kiosk": kiosk.id, "user": user.id}
 
 
-def _analysis(s: Session, sha: str, ids: dict[str, str], at: dt.datetime,
+def stored_analysis(s: Session, sha: str, ids: dict[str, str], at: dt.datetime,
               state: str | None, items: list[tuple[str, float]]) -> Analysis:
     """A stored analysis with (food_id, grams) items laid out left to right (times in UTC,
     as the pipeline stores them)."""
@@ -126,14 +90,14 @@ KST = dt.timezone(dt.timedelta(hours=9))
 LUNCH = dt.datetime(2026, 11, 23, 12, 5, tzinfo=KST)  # Monday of ISO week 2026-W48
 
 
-def _lunch_pair(factory: sessionmaker[Session], sha: str, ids: dict[str, str]) -> str:
+def lunch_pair(factory: sessionmaker[Session], sha: str, ids: dict[str, str]) -> str:
     """Before 210/300/50 g, after 30/120/50 g of rice/soup/kimchi, auto-paired by user+kiosk."""
     with factory.begin() as s:
-        before = _analysis(s, sha, ids, LUNCH, "before",
+        before = stored_analysis(s, sha, ids, LUNCH, "before",
                            [(RICE, 210), (SOUP, 300), (KIMCHI, 50)])
         pair = link_analysis(s, before, pair_id=None, window=WINDOW)
         assert pair is not None
-        after = _analysis(s, sha, ids, LUNCH + dt.timedelta(minutes=25), "after",
+        after = stored_analysis(s, sha, ids, LUNCH + dt.timedelta(minutes=25), "after",
                           [(RICE, 30), (SOUP, 120), (KIMCHI, 50)])
         closed = link_analysis(s, after, pair_id=None, window=WINDOW)
         assert closed is not None and closed.id == pair.id
@@ -142,7 +106,7 @@ def _lunch_pair(factory: sessionmaker[Session], sha: str, ids: dict[str, str]) -
 
 def test_auto_pairing_and_result(factory: sessionmaker[Session], photo_sha: str,
                                  people: dict[str, str]) -> None:
-    pair_id = _lunch_pair(factory, photo_sha, people)
+    pair_id = lunch_pair(factory, photo_sha, people)
     with factory() as s:
         pair = s.get(MealPair, pair_id)
         assert pair is not None
@@ -155,15 +119,15 @@ def test_auto_pairing_and_result(factory: sessionmaker[Session], photo_sha: str,
 def test_after_outside_window_or_other_user_is_not_paired(
         factory: sessionmaker[Session], photo_sha: str, people: dict[str, str]) -> None:
     with factory.begin() as s:
-        before = _analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
+        before = stored_analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
         link_analysis(s, before, pair_id=None, window=WINDOW)
-        late = _analysis(s, photo_sha, people, LUNCH + dt.timedelta(hours=4), "after",
+        late = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(hours=4), "after",
                          [(RICE, 20)])
         assert link_analysis(s, late, pair_id=None, window=WINDOW) is None
         other = User(canteen_id=people["canteen"])
         s.add(other)
         s.flush()
-        stranger = _analysis(s, photo_sha, {**people, "user": other.id},
+        stranger = stored_analysis(s, photo_sha, {**people, "user": other.id},
                              LUNCH + dt.timedelta(minutes=20), "after", [(RICE, 20)])
         assert link_analysis(s, stranger, pair_id=None, window=WINDOW) is None
 
@@ -171,16 +135,16 @@ def test_after_outside_window_or_other_user_is_not_paired(
 def test_explicit_pair_id_rules(factory: sessionmaker[Session], photo_sha: str,
                                 people: dict[str, str]) -> None:
     with factory.begin() as s:
-        before = _analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
+        before = stored_analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
         pair = link_analysis(s, before, pair_id=None, window=WINDOW)
         assert pair is not None
-        after0 = _analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=5), "after",
+        after0 = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=5), "after",
                            [(RICE, 20)])
         with pytest.raises(ApiError) as unknown:
             link_analysis(s, after0, pair_id="nope", window=WINDOW)
         assert unknown.value.status_code == 404
         assert link_analysis(s, after0, pair_id=pair.id, window=WINDOW) is pair
-        after1 = _analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=6), "after",
+        after1 = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=6), "after",
                            [(RICE, 10)])
         with pytest.raises(ApiError) as closed:
             link_analysis(s, after1, pair_id=pair.id, window=WINDOW)
@@ -189,9 +153,9 @@ def test_explicit_pair_id_rules(factory: sessionmaker[Session], photo_sha: str,
 
 def test_day_totals_against_kdri(factory: sessionmaker[Session], photo_sha: str,
                                  people: dict[str, str]) -> None:
-    _lunch_pair(factory, photo_sha, people)
+    lunch_pair(factory, photo_sha, people)
     with factory.begin() as s:  # dinner from the app: one photo, all eaten
-        _analysis(s, photo_sha, people, dt.datetime(2026, 11, 23, 19, 0, tzinfo=KST), None,
+        stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 23, 19, 0, tzinfo=KST), None,
                   [(RICE, 200), (KIMCHI, 40)])
     with factory() as s:
         user = s.get(User, people["user"])
@@ -212,7 +176,7 @@ def test_day_totals_against_kdri(factory: sessionmaker[Session], photo_sha: str,
 def test_correction_wins_over_estimate(factory: sessionmaker[Session], photo_sha: str,
                                        people: dict[str, str]) -> None:
     with factory.begin() as s:
-        a = _analysis(s, photo_sha, people, LUNCH, None, [(RICE, 200)])
+        a = stored_analysis(s, photo_sha, people, LUNCH, None, [(RICE, 200)])
         item = a.items[0]
         item.original = {"food_id": RICE, "grams": 200}
         item.food_id, item.grams, item.provenance = KIMCHI, 100.0, "user_correction"
@@ -228,9 +192,9 @@ def test_local_day_boundary_follows_canteen_timezone(
         factory: sessionmaker[Session], photo_sha: str, people: dict[str, str]) -> None:
     with factory.begin() as s:  # 23:30 in Seoul on the 23rd is 14:30 UTC the same day;
         # 00:30 in Seoul on the 24th is still the 23rd in UTC
-        _analysis(s, photo_sha, people, dt.datetime(2026, 11, 23, 23, 30, tzinfo=KST), None,
+        stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 23, 23, 30, tzinfo=KST), None,
                   [(RICE, 100)])
-        _analysis(s, photo_sha, people, dt.datetime(2026, 11, 24, 0, 30, tzinfo=KST), None,
+        stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 24, 0, 30, tzinfo=KST), None,
                   [(RICE, 50)])
     with factory() as s:
         user = s.get(User, people["user"])
@@ -242,9 +206,9 @@ def test_local_day_boundary_follows_canteen_timezone(
 
 def test_week_habits(factory: sessionmaker[Session], photo_sha: str,
                      people: dict[str, str]) -> None:
-    _lunch_pair(factory, photo_sha, people)
+    lunch_pair(factory, photo_sha, people)
     with factory.begin() as s:  # Wednesday: 500 g kimchi = 2755 mg sodium, over the 2300 CDRR
-        _analysis(s, photo_sha, people, dt.datetime(2026, 11, 25, 12, 0, tzinfo=KST), None,
+        stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 25, 12, 0, tzinfo=KST), None,
                   [(KIMCHI, 500), (RICE, 210)])
     start, end = dt.date(2026, 11, 23), dt.date(2026, 11, 29)
     with factory() as s:
@@ -278,12 +242,12 @@ def test_references_need_sex_and_age(factory: sessionmaker[Session],
 
 def test_canteen_waste_by_dish(factory: sessionmaker[Session], photo_sha: str,
                                people: dict[str, str]) -> None:
-    _lunch_pair(factory, photo_sha, people)
+    lunch_pair(factory, photo_sha, people)
     with factory.begin() as s:  # a second tray the next day: soup fully eaten, rice absent
-        b = _analysis(s, photo_sha, people, LUNCH + dt.timedelta(days=1), "before",
+        b = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(days=1), "before",
                       [(SOUP, 250), (KIMCHI, 60)])
         link_analysis(s, b, pair_id=None, window=WINDOW)
-        a = _analysis(s, photo_sha, people, LUNCH + dt.timedelta(days=1, minutes=20), "after",
+        a = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(days=1, minutes=20), "after",
                       [(KIMCHI, 15)])
         a.items[0].box = [300.0, 100.0, 550.0, 350.0]  # the kimchi stayed in its place
         link_analysis(s, a, pair_id=None, window=WINDOW)
@@ -305,9 +269,9 @@ def test_canteen_waste_by_dish(factory: sessionmaker[Session], photo_sha: str,
 def test_relabelled_pair_flags_survive_storage(factory: sessionmaker[Session], photo_sha: str,
                                                people: dict[str, str]) -> None:
     with factory.begin() as s:
-        b = _analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
+        b = stored_analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
         pair = link_analysis(s, b, pair_id=None, window=WINDOW)
-        a = _analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=30), "after",
+        a = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=30), "after",
                       [(KIMCHI, 40)])  # same place as the rice: a relabelled leftover
         link_analysis(s, a, pair_id=None, window=WINDOW)
         assert pair is not None

@@ -3,8 +3,7 @@ SQLite and PostgreSQL, with real photos, real nutrient values and every role's s
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Iterator
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,61 +15,47 @@ from PIL import Image, ImageDraw
 from model.data.importers.ecustfd import read_voc
 from model.runtime import load_image
 from serve.canteen_models import Menu
-from serve.main import create_app
 from serve.menus import identify, menu_context
-from serve.model_registry import LoadedModel, load_model
-from serve.settings import SHIPPED_MODEL, load_settings
-from tests.serve.test_diary import KIMCHI, RICE, SOUP, database_url
+from tests.serve.conftest import Service
+from tests.serve.test_diary import KIMCHI, RICE, SOUP
 
-ADMIN_KEY = "admin-key-for-canteen-tests-0123456789"
 APPLE, KIWI, DOUGHNUT = "kfct:사과, 생것", "kfct:키위, 그린, 생것", "mfds:D102-082120000-0001"
-
-
-@pytest.fixture(scope="module")
-def loaded_model() -> LoadedModel:
-    """The shipped ONNX model (or TRAYLENS_TEST_MODEL), loaded once for the module."""
-    path = Path(os.environ.get("TRAYLENS_TEST_MODEL", SHIPPED_MODEL))
-    if not path.is_file():
-        pytest.skip(f"no ONNX model at {path}: it is committed with the trained model")
-    return load_model(path)
 
 
 @dataclass
 class Api:
-    """A running app and a key per role: canteen A's kiosk and app, canteen B's kiosk."""
+    """The module's running app (tests/serve/conftest.py) with two fresh canteens and a key
+    per role: canteen A's kiosk and app keys, canteen B's kiosk key, and the admin."""
 
-    client: TestClient
+    service: Service
     canteen_a: str
     canteen_b: str
-    keys: dict[str, str]
+    keys: dict[str, dict[str, str]]
+
+    @property
+    def client(self) -> TestClient:
+        """The app's test client."""
+        return self.service.client
 
     def call(self, who: str, method: str, url: str, **kw: Any) -> Any:
         """A request as one of admin, kiosk_a, app_a, kiosk_b."""
-        headers = {"Authorization": f"Bearer {self.keys[who]}"}
-        return self.client.request(method, url, headers=headers, **kw)
+        return self.client.request(method, url, headers=self.keys[who], **kw)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def api(request: pytest.FixtureRequest, tmp_path: Path,
-        loaded_model: LoadedModel) -> Iterator[Api]:
-    """The app on a fresh database of each kind, with two canteens and their keys."""
-    with database_url(request.param, tmp_path) as url:
-        settings = load_settings(data_dir=tmp_path / "data", database_url=url,
-                                 bootstrap_admin_key=ADMIN_KEY)
-        with TestClient(create_app(settings, model=loaded_model)) as client:
-            api = Api(client, "", "", {"admin": ADMIN_KEY})
-            api.canteen_a = api.call("admin", "POST", "/v1/canteens",
-                                     json={"name": "A", "timezone": "Asia/Seoul"}).json()["id"]
-            api.canteen_b = api.call("admin", "POST", "/v1/canteens",
-                                     json={"name": "B"}).json()["id"]
-            for who, role, canteen in (("kiosk_a", "kiosk", api.canteen_a),
-                                       ("app_a", "app", api.canteen_a),
-                                       ("kiosk_b", "kiosk", api.canteen_b)):
-                r = api.call("admin", "POST", "/v1/keys",
-                             json={"name": who, "role": role, "canteen_id": canteen})
-                assert r.status_code == 201, r.text
-                api.keys[who] = r.json()["key"]
-            yield api
+def make_api(service: Service) -> Api:
+    """Two new canteens (A in Seoul time) and their keys, on the module's app."""
+    a = service.ok(service.client.post("/v1/canteens", headers=service.admin, json={
+        "name": f"A-{uuid.uuid4().hex[:6]}", "timezone": "Asia/Seoul"}), 201)["id"]
+    b = service.canteen("B")
+    keys = {"admin": service.admin, "kiosk_a": service.key("kiosk", a),
+            "app_a": service.key("app", a), "kiosk_b": service.key("kiosk", b)}
+    return Api(service, a, b, keys)
+
+
+@pytest.fixture
+def api(service: Service) -> Api:
+    """A fresh pair of tenants per test."""
+    return make_api(service)
 
 
 # --- kiosks -----------------------------------------------------------------------------
@@ -90,6 +75,7 @@ def test_kiosk_register_and_calibrate(api: Api) -> None:
     assert api.call("kiosk_a", "GET", f"/v1/kiosks/{kiosk['id']}").json()["px_per_cm"] == 20.0
     assert [k["id"] for k in api.call("kiosk_a", "GET", "/v1/kiosks").json()] == [kiosk["id"]]
     assert api.call("kiosk_b", "GET", "/v1/kiosks").json() == []
+    assert kiosk["id"] in [k["id"] for k in api.call("admin", "GET", "/v1/kiosks").json()]
 
 
 @pytest.mark.parametrize("body", [
@@ -222,6 +208,12 @@ def _enrol(api: Api, menu: dict[str, Any], dish: int, photo: Path, **form: Any) 
 
 def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
                                                    fixtures_dir: Path) -> None:
+    model = api.client.app.state.models.active  # type: ignore[attr-defined]
+    if not model.model.meta.metrics:
+        # Measured: an untrained network's region embeddings all lie within cosine ~0.99 of
+        # each other, so nearest-example ranking is near chance; the trained model is judged.
+        pytest.skip(f"model {model.version} carries no evaluation metrics (untrained "
+                    "development model): embedding identification needs the trained model")
     menu = _fruit_menu(api)
     root = shared_data / "images" / "ecustfd"
     for n, (food, _, _) in enumerate(FRUIT_MENU):
@@ -234,7 +226,6 @@ def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
             assert r.json()["region"] == "box" and r.json()["area_px"] > 0
     listed = api.call("app_a", "GET", f"/v1/menus/{menu['id']}").json()
     assert [len(d["enrolments"]) for d in listed["dishes"]] == [3, 3, 3]
-    model = api.client.app.state.models.active  # type: ignore[attr-defined]
     with api.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
         row = session.get(Menu, menu["id"])
         ctx = menu_context(row, model_food_ids=model.model.meta.food_ids,
