@@ -1,0 +1,69 @@
+"""`python -m serve analyze` runs the same pipeline as the API, without a server."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from model.runtime import load_image
+from serve.analyses import analysis_payload, analysis_row
+from serve.model_registry import LoadedModel
+from serve.pipeline import ImageRequest, analyze
+from tests.serve.conftest import ECUSTFD, MEALTRAY, REPO_ROOT
+
+
+def _cli(*args: str, model: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRAYLENS_MODEL_PATH": str(model)}
+    return subprocess.run([sys.executable, "-m", "serve", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_equals_the_pipeline(loaded_model: LoadedModel, fixtures_dir: Path) -> None:
+    paths = [fixtures_dir / MEALTRAY.format(n=2772),
+             fixtures_dir / ECUSTFD.format(name="mix012T(4)")]
+    done = _cli("analyze", *map(str, paths), "--json", model=loaded_model.path)
+    assert done.returncode == 0, done.stderr
+    printed: list[dict[str, Any]] = json.loads(done.stdout)
+    requests = [ImageRequest(load_image(p)) for p in paths]
+    results, _ = analyze(loaded_model.model, requests)
+    for out, result, path in zip(printed, results, paths, strict=True):
+        expected = analysis_payload(analysis_row(result, image_sha256=None))
+        assert out.pop("file") == str(path)
+        assert out == json.loads(json.dumps(expected))
+
+
+def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> None:
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    table = _cli("analyze", str(photo), model=loaded_model.path)
+    assert table.returncode == 0 and str(photo) in table.stdout and "total" in table.stdout
+    missing = _cli("analyze", "no/such/photo.jpg", model=loaded_model.path)
+    assert missing.returncode == 2 and "cannot read no/such/photo.jpg" in missing.stderr
+    bad_port = _cli("--port", "eighty", model=loaded_model.path)
+    assert bad_port.returncode == 2 and "invalid int value" in bad_port.stderr
+
+
+def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: Path) -> None:
+    """With --menu every item is identified among the menu's dishes."""
+    menu = {"dishes": [
+        {"id": "apple", "food_id": "sr28:09003", "serving_g": 180,
+         "examples": [str(fixtures_dir / ECUSTFD.format(name="apple003T(1)"))]},
+        {"id": "orange", "food_id": "sr28:09200", "serving_g": 140,
+         "examples": [str(fixtures_dir / ECUSTFD.format(name="orange002T(1)"))]},
+    ]}
+    (tmp_path / "menu.json").write_text(json.dumps(menu))
+    photo = fixtures_dir / ECUSTFD.format(name="mix001T(1)")
+    done = _cli("analyze", str(photo), "--menu", str(tmp_path / "menu.json"), "--json",
+                model=loaded_model.path)
+    assert done.returncode == 0, done.stderr
+    items = json.loads(done.stdout)["items"]
+    assert items, "no item found on a plate with an apple and a banana"
+    for item in items:
+        assert item["identified_by"] == "menu" and item["menu_dish_id"] in ("apple", "orange")
+        assert {a["dish_id"] for a in item["alternatives"]} == {"apple", "orange"}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"dishes": [{"food_id": "x"}]}')
+    failed = _cli("analyze", str(photo), "--menu", str(bad), model=loaded_model.path)
+    assert failed.returncode == 2 and "needs food_id and serving_g" in failed.stderr
