@@ -14,8 +14,11 @@ from PIL import Image, ImageDraw
 
 from model.data.importers.ecustfd import read_voc
 from model.runtime import load_image
-from serve.canteen_models import Menu
-from serve.menus import identify, menu_context
+from serve.auth import Principal
+from serve.canteen_models import Enrolment, Menu
+from serve.menus import identify, load_menu_context, menu_context
+from serve.models import Role
+from serve.storage import ImageStore
 from tests.serve.conftest import Service
 from tests.serve.test_diary import KIMCHI, RICE, SOUP
 
@@ -297,3 +300,77 @@ def test_mask_enrolment_area_is_the_mask(api: Api, fixtures_dir: Path) -> None:
     r = api.call("kiosk_a", "DELETE", f"/v1/menus/{menu['id']}/dishes/"
                  f"{menu['dishes'][0]['id']}/enrolments/{body['id']}")
     assert r.status_code == 204
+
+
+def test_whole_image_enrolment(api: Api, fixtures_dir: Path) -> None:
+    menu = _fruit_menu(api)
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "qiwi007T(3).JPG"
+    r = _enrol(api, menu, 1, photo)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["region"] == "image" and body["box"] is None and body["mask_sha256"] is None
+    # measured by the model's own mask when it finds the food, else the whole 816 x 612 frame
+    assert 0 < body["area_px"] <= 816 * 612
+    model = api.client.app.state.models.active  # type: ignore[attr-defined]
+    assert body["model_version"] == model.version
+
+
+def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
+                                                                fixtures_dir: Path) -> None:
+    menu = _fruit_menu(api)
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
+    fresh = _enrol(api, menu, 0, photo, box="361,226,583,464").json()
+    factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
+    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
+    with factory.begin() as session:  # as if enrolled under an older model
+        row = session.get(Enrolment, fresh["id"])
+        kept = list(row.embedding)
+        row.model_version, row.embedding = "older-model", [0.0] * len(kept)
+    with factory.begin() as session:
+        menu_row = session.get(Menu, menu["id"])
+        stale = menu_context(menu_row, model_food_ids=loaded.model.meta.food_ids,
+                             model_version=loaded.version)
+        assert (stale.dishes[0].enrolled, stale.dishes[0].stale) == (0, 1)
+        store = ImageStore(api.service.settings.image_dir)
+        ctx = load_menu_context(session, Principal("k", Role.ADMIN, None), menu["id"], loaded,
+                                store, api.service.settings.max_pixels)
+    assert (ctx.dishes[0].enrolled, ctx.dishes[0].stale) == (1, 0)
+    with factory() as session:
+        row = session.get(Enrolment, fresh["id"])
+        assert row.model_version == loaded.version
+        assert row.embedding == pytest.approx(kept, abs=1e-5)
+
+
+def test_analyze_uses_the_kiosk_calibration(api: Api, photo_bytes: dict[str, bytes]) -> None:
+    kiosk = api.call("kiosk_a", "POST", "/v1/kiosks", json={
+        "name": "scale", "calibration": {"px_per_cm": 20.0}}).json()
+    files = {"image": ("tray.jpg", photo_bytes["tray"], "image/jpeg")}
+    r = api.call("kiosk_a", "POST", "/v1/analyze", files=files, data={"kiosk_id": kiosk["id"]})
+    assert r.status_code == 201, r.text
+    assert r.json()["scale"]["px_per_cm"] == 20.0
+    other = api.call("kiosk_b", "POST", "/v1/analyze", files=files,
+                     data={"kiosk_id": kiosk["id"]})
+    assert other.status_code == 404
+
+
+def test_analyze_with_menu_identifies_enrolled_dishes(api: Api, shared_data: Path,
+                                                      photo_bytes: dict[str, bytes]) -> None:
+    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
+    if not loaded.model.meta.metrics:
+        pytest.skip(f"model {loaded.version} carries no evaluation metrics (untrained "
+                    "development model): it detects nothing to identify")
+    menu = _fruit_menu(api)
+    root = shared_data / "images" / "ecustfd"
+    for n, (food, _, _) in enumerate(FRUIT_MENU):
+        for obj in ENROL_OBJECTS[food]:
+            stem = f"{food}{obj}T(1)"
+            box = food_box(root / "Annotations" / f"{stem}.xml", food)
+            assert _enrol(api, menu, n, root / "JPEGImages" / f"{stem}.JPG",
+                          box=",".join(map(str, box))).status_code == 201
+    files = {"image": ("apple.jpg", photo_bytes["apple"], "image/jpeg")}
+    r = api.call("kiosk_a", "POST", "/v1/analyze", files=files, data={"menu_id": menu["id"]})
+    assert r.status_code == 201, r.text
+    foods = [i for i in r.json()["items"] if i["food_id"] is not None]
+    assert foods, r.text
+    biggest = max(foods, key=lambda i: (i["box"][2] - i["box"][0]) * (i["box"][3] - i["box"][1]))
+    assert biggest["food_id"] == APPLE and biggest["menu_dish_id"] == menu["dishes"][0]["id"]
