@@ -11,7 +11,10 @@ const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9
 // Nutrients shown per item in the table; the totals list every nutrient the answer has.
 const ITEM_NUTRIENTS = ["energy_kcal", "protein_g", "fat_g", "carbohydrate_g", "sodium_mg"];
 
-const state = { file: null, fileName: "", nutrients: new Map(), photoUrl: null, overlayUrl: null };
+const state = {
+  file: null, fileName: "", nutrients: new Map(), namesReady: null, photoUrl: null,
+  overlayUrl: null, requestCount: 0,
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -163,25 +166,35 @@ async function analyze() {
   setStatus(`Analysing ${state.fileName}…`);
   $("analyze-button").disabled = true;
   document.body.setAttribute("data-state", "busy");
+  // A newer request (another photo picked meanwhile) wins: older answers are dropped.
+  const request = ++state.requestCount;
+  let answer;
   try {
-    const answer = await fetch("/v1/analyze", {
+    answer = await fetch("/v1/analyze", {
       method: "POST", body: form, headers: { Authorization: `Bearer ${key}` },
     });
-    const body = await answer.json().catch(() => null);
-    if (!answer.ok) {
-      $("result").hidden = true;
-      showError(describeApiError(answer.status, body));
-      document.body.setAttribute("data-state", "error");
-      return;
-    }
+  } catch (err) {
+    if (request === state.requestCount) fail(`The service could not be reached: ${err.message || err}`);
+    return;
+  }
+  const body = await answer.json().catch(() => null);
+  if (request !== state.requestCount) return;
+  if (!answer.ok) { fail(describeApiError(answer.status, body)); return; }
+  try {
     await showResult(body);
     document.body.setAttribute("data-state", "done");
   } catch (err) {
-    showError(`The service could not be reached: ${err.message || err}`);
-    document.body.setAttribute("data-state", "error");
+    fail(`The answer could not be shown: ${err.message || err}`);
   } finally {
     $("analyze-button").disabled = false;
   }
+}
+
+function fail(message) {
+  $("result").hidden = true;
+  showError(message);
+  $("analyze-button").disabled = false;
+  document.body.setAttribute("data-state", "error");
 }
 
 // ---- the answer -------------------------------------------------------------------
@@ -212,6 +225,7 @@ function loadPhoto(url) {
 }
 
 async function showResult(result) {
+  await state.namesReady;
   if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
   state.photoUrl = URL.createObjectURL(state.file);
   $("result").hidden = false;
@@ -402,6 +416,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpDropZone();
   $("analyze-form").addEventListener("submit", (e) => { e.preventDefault(); analyze(); });
   $("overlay-button").addEventListener("click", openOverlayImage);
-  loadNutrientNames();
+  state.namesReady = loadNutrientNames();
   loadSamples();
 });
