@@ -30,6 +30,7 @@ import numpy as np
 
 from model import metrics, portion
 from model.data.coco import MASK_SOURCES, Annotation, CocoDataset, CocoFormatError, ImageRecord
+from model.data.compose import compose_dataset, extract_crops
 from model.data.importers.common import SourceFormatError
 from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
@@ -41,6 +42,8 @@ from model.runtime import Item, ModelFileError, PostConfig, Prediction, TrayMode
 # Pseudo masks are the model's own guesses: scoring against them would flatter it.
 EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s != "pseudo")
 SCHEMA_VERSION = 1
+# Crops per label for the composed trays: enough variety, bounded pseudo-mask (GrabCut) time.
+COMPOSE_CROPS_PER_LABEL = 6
 
 
 class EvaluationError(ValueError):
@@ -400,10 +403,22 @@ def held_out_sets(data_dir: Path, val_fraction: float, seed: int) -> dict[str, C
         if not folder.is_dir():
             raise EvaluationError(f"{folder}: not found (is --data the shared data folder?)")
     full = {"mealtray": import_mealtray(tray_dir), "ecustfd": import_ecustfd(ecust_dir)}
-    return {
-        name: train_val_split(ds, val_fraction, seed, strata=label_strata(ds))[1]
-        for name, ds in full.items()
-    }
+    return {name: _val_part(ds, val_fraction, seed) for name, ds in full.items()}
+
+
+def _val_part(ds: CocoDataset, val_fraction: float, seed: int) -> CocoDataset:
+    """Training's rule (engine.split_sources): stratified by label, else plain when empty."""
+    val = train_val_split(ds, val_fraction, seed, strata=label_strata(ds))[1]
+    return val if val.images else train_val_split(ds, val_fraction, seed)[1]
+
+
+def composed_held_out(
+    sets: dict[str, CocoDataset], out_dir: Path, n_images: int, seed: int
+) -> CocoDataset:
+    """Trays composed only from held-out crops: exact masks, so mask IoU can be measured."""
+    crops = [c for ds in sets.values()
+             for c in extract_crops(ds, per_label=COMPOSE_CROPS_PER_LABEL, seed=seed)]
+    return compose_dataset(crops, out_dir, n_images, seed)
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:
@@ -483,9 +498,24 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--m", type=int, default=d.menu_size, help="dishes per menu")
     p.add_argument("--menus", type=int, default=d.n_menus, help="random menus to draw")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--composed", type=int, default=40,
+                   help="trays to compose from held-out crops for mask IoU (0: none)")
     p.add_argument("--val-fraction", type=float, help="default: the model's training split")
     p.add_argument("--split-seed", type=int, help="default: the model's training seed")
     return p.parse_args(argv)
+
+
+def _load_sets(args: argparse.Namespace, model: TrayModel) -> dict[str, CocoDataset]:
+    """Held-out sets with the model's own split (unless overridden), plus composed trays."""
+    val_fraction, seed = split_params(model)
+    sets = held_out_sets(
+        args.data,
+        seed=seed if args.split_seed is None else args.split_seed,
+        val_fraction=val_fraction if args.val_fraction is None else args.val_fraction,
+    )
+    if args.composed > 0:
+        sets["composed"] = composed_held_out(sets, args.out / "composed", args.composed, args.seed)
+    return sets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -494,13 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = EvalConfig(k_enrol=args.k, menu_size=args.m, n_menus=args.menus, seed=args.seed)
     try:
         model = TrayModel(args.model)
-        val_fraction, seed = split_params(model)
-        sets = held_out_sets(
-            args.data,
-            seed=seed if args.split_seed is None else args.split_seed,
-            val_fraction=val_fraction if args.val_fraction is None else args.val_fraction,
-        )
-        result = evaluate(model, sets, cfg)
+        result = evaluate(model, _load_sets(args, model), cfg)
     except (EvaluationError, ModelFileError, SourceFormatError, CocoFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

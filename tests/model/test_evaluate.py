@@ -17,6 +17,7 @@ from model.data.masks import annotation_mask
 from model.evaluate import (
     EvalConfig,
     MenuSamples,
+    composed_held_out,
     detection_section,
     evaluate,
     grams_section,
@@ -213,6 +214,21 @@ def test_evaluate_fixture_photos_with_model(
     assert "## Detection: mealtray" in md_path.read_text()
 
 
+def test_composed_trays_give_mask_iou(
+    model_path: Path, ecustfd: CocoDataset, tmp_path: Path
+) -> None:
+    # Two real ECUSTFD photos give the crops (pseudo masks); the composed trays' masks are
+    # exact ("composed"), so the model's masks are scored against them.
+    source = {"ecustfd": ecustfd.subset([im.id for im in ecustfd.images[:2]])}
+    composed = composed_held_out(source, tmp_path / "composed", n_images=2, seed=0)
+    assert {a.mask_source for a in composed.annotations} == {"composed"}
+    result = evaluate(TrayModel(model_path), {"composed": composed}, EvalConfig())
+    masks = result["masks"]["composed"]
+    assert masks["n_masks"] == len(composed.annotations)
+    assert 0.0 <= masks["mean_iou"] <= 1.0
+    assert "grams" not in result and "menu" not in result
+
+
 def test_cli_writes_reports_and_refuses_bad_input(
     model_path: Path, fixtures_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -222,7 +238,7 @@ def test_cli_writes_reports_and_refuses_bad_input(
         (data / name).symlink_to(fixtures_dir / name)
     out = tmp_path / "out"
     args = ["--model", str(model_path), "--data", str(data.parent), "--out", str(out),
-            "--val-fraction", "0.5", "--m", "2", "--k", "1", "--menus", "3"]
+            "--val-fraction", "0.5", "--m", "2", "--k", "1", "--menus", "3", "--composed", "0"]
     assert main(args) == 0
     result = json.loads((out / "metrics.json").read_text())
     assert set(result["detection"]) == {"mealtray", "ecustfd"}
