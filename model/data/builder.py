@@ -19,6 +19,7 @@ class DatasetBuilder:
     """Hands out consecutive ids and keeps categories unique by name."""
 
     def __init__(self, image_root: Path | None, source: str, categories: list[str] | None = None):
+        """Start an empty dataset; `categories` fixes the first ids in order."""
         self.ds = CocoDataset(image_root=image_root, info={"source": source})
         self.source = source
         self._cat_ids: dict[str, int] = {}

@@ -34,6 +34,7 @@ IMPORTERS: dict[str, Callable[[argparse.Namespace], CocoDataset]] = {
 
 
 def _need(value: Any, flag: str) -> Any:
+    """The value of a flag this format requires; ValueError naming the flag."""
     if value is None:
         raise ValueError(f"{flag} is required for this format")
     return value
@@ -65,6 +66,7 @@ def cmd_import(a: argparse.Namespace) -> None:
 
 
 def cmd_merge(a: argparse.Namespace) -> None:
+    """Merge datasets, optionally remap, save."""
     ds = merge([load(p) for p in a.inputs])
     if a.to_label_map:
         ds = remap_to_label_map(ds, drop_unknown=a.drop_unknown)
@@ -73,6 +75,7 @@ def cmd_merge(a: argparse.Namespace) -> None:
 
 
 def cmd_split(a: argparse.Namespace) -> None:
+    """Split a dataset into train and val files."""
     ds = load(a.input)
     strata = label_strata(ds) if a.stratify else None
     train, val = train_val_split(ds, a.val_fraction, a.seed, strata)
@@ -82,6 +85,7 @@ def cmd_split(a: argparse.Namespace) -> None:
 
 
 def cmd_compose(a: argparse.Namespace) -> None:
+    """Cut crops from the sources and write a composed dataset."""
     from model.data.compose import compose_to_file, extract_crops  # OpenCV-heavy, load late
 
     crops = []
@@ -93,10 +97,12 @@ def cmd_compose(a: argparse.Namespace) -> None:
 
 
 def cmd_stats(a: argparse.Namespace) -> None:
+    """Print the counts of a dataset as JSON."""
     print(json.dumps(stats(load(a.input)), ensure_ascii=False, indent=1))
 
 
 def _add_remap(p: argparse.ArgumentParser) -> None:
+    """The --to-label-map / --drop-unknown flags."""
     p.add_argument("--to-label-map", action="store_true",
                    help="remap categories to nutrition_db's label map (class order, food ids)")
     p.add_argument("--drop-unknown", action="store_true",
@@ -144,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_compose(sub: Any) -> None:
+    """The compose subcommand."""
     cp = sub.add_parser("compose", help="compose trays from real food crops")
     cp.add_argument("--source", type=Path, nargs="+", required=True,
                     help="datasets to cut crops from (use the TRAIN side only)")

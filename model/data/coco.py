@@ -256,20 +256,24 @@ def _check_unique(ids: list[Any], where: str, what: str = "id") -> set[Any]:
 
 
 def _is_num(v: Any) -> bool:
+    """A finite int or float (bool excluded)."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _check_positive(v: Any, where: str) -> None:
+    """None or a positive number."""
     if v is not None and (not _is_num(v) or v <= 0):
         raise CocoFormatError(f"{where}: expected a positive number, got {v!r}")
 
 
 def _check_opt_str(v: Any, where: str) -> None:
+    """None or a non-empty string."""
     if v is not None and not (isinstance(v, str) and v):
         raise CocoFormatError(f"{where}: expected a non-empty string, got {v!r}")
 
 
 def _check_category(c: Category, where: str) -> None:
+    """Field checks of one category."""
     if not isinstance(c.name, str) or not c.name:
         raise CocoFormatError(f"{where}.name: expected a non-empty string, got {c.name!r}")
     _check_opt_str(c.food_id, f"{where}.food_id")
@@ -277,6 +281,7 @@ def _check_category(c: Category, where: str) -> None:
 
 
 def _check_image(im: ImageRecord, where: str) -> None:
+    """Field checks of one image record."""
     if not isinstance(im.file_name, str) or not im.file_name:
         raise CocoFormatError(f"{where}.file_name: expected a non-empty string")
     for key in ("width", "height"):
@@ -295,6 +300,7 @@ def _check_image(im: ImageRecord, where: str) -> None:
 
 
 def _check_annotation(a: Annotation, size: tuple[int, int], where: str) -> None:
+    """Field checks of one annotation against its image size."""
     box = a.bbox
     if not isinstance(box, list) or len(box) != 4 or not all(_is_num(v) for v in box):
         raise CocoFormatError(f"{where}.bbox: expected [x, y, w, h] numbers, got {box!r}")

@@ -235,6 +235,7 @@ def compose_dataset(
 
 
 def _add_items(b: DatasetBuilder, iid: int, items: list[PlacedItem]) -> None:
+    """Annotations for the visible placed items of one image."""
     for it in items:
         full = int(it.mask.sum())
         if full == 0:

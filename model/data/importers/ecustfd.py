@@ -66,6 +66,7 @@ def object_groups(weights: dict[tuple[str, str], Weight]) -> dict[str, str]:
     parent: dict[str, str] = {oid: oid for oid, _ in weights}
 
     def find(x: str) -> str:
+        """Root of x in the union-find forest."""
         while parent[x] != x:
             x = parent[x]
         return x
@@ -146,6 +147,7 @@ def _add_image(
     weights: dict[tuple[str, str], Weight],
     groups: dict[str, str],
 ) -> None:
+    """One VOC file -> an image with food grams and coin scale; raises on a bad image."""
     file_name, width, height, objs = read_voc(xml_path)
     oid = object_id_of(Path(file_name).stem)
     if oid not in groups:

@@ -66,6 +66,7 @@ def import_labelme(src: str | Path) -> CocoDataset:
 
 
 def _add_doc(b: DatasetBuilder, f: Path, image: Path, root: Path, doc: dict[str, Any]) -> None:
+    """One LabelMe file -> an image and one annotation per object."""
     width, height = image_size(image)
     stated = (doc.get("imageWidth"), doc.get("imageHeight"))
     if None not in stated and stated != (width, height):

@@ -73,6 +73,7 @@ def import_mask_png(
 
 
 def _add_mask(b: DatasetBuilder, images_dir: Path, mpath: Path, classes: dict[int, str]) -> None:
+    """One class-id mask -> an image and an instance per blob."""
     image = find_image(images_dir, mpath.stem)
     mask = read_mask(mpath)
     width, height = image_size(image)

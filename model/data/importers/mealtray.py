@@ -95,6 +95,7 @@ def tray_distance(a: Path, b: Path) -> float:
 
 
 def _centre_hist(path: Path) -> np.ndarray:
+    """Normalised hue/saturation histogram of the image centre."""
     img = cv2.imread(str(path))
     if img is None:
         raise SourceFormatError(f"{path}: not a readable image")
@@ -122,6 +123,7 @@ def capture_runs(shots: list[Shot]) -> list[list[Shot]]:
 
 
 def _same_run(prev: Shot, shot: Shot) -> bool:
+    """Whether shot continues the run that prev ends."""
     if prev.series != shot.series or shot.number != prev.number + 1:
         return False
     if prev.classes() == shot.classes():
@@ -154,6 +156,7 @@ def import_mealtray(root: str | Path, names_file: str | Path | None = None) -> C
 
 
 def _add_shot(b: DatasetBuilder, root: Path, shot: Shot, names: list[str], group: str) -> None:
+    """One shot -> an image record and its boxes in pixels."""
     width, height = image_size(shot.path)
     iid = b.image(relative_name(shot.path, root), width, height, split_group=group)
     for cls, cx, cy, w, h in shot.labels:

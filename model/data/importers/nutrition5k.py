@@ -80,6 +80,7 @@ def import_nutrition5k(images_dir: str | Path, metadata: Sequence[str | Path]) -
 
 
 def _add_dish(b: DatasetBuilder, root: Path, folder: Path, dish: dict[str, Any]) -> None:
+    """The images of one dish folder, each with the dish record."""
     depth = folder / DEPTH_NAME
     for path in list_images(folder):
         if path.name == DEPTH_NAME:
