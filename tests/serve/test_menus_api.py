@@ -209,14 +209,18 @@ def _enrol(api: Api, menu: dict[str, Any], dish: int, photo: Path, **form: Any) 
     return api.call("kiosk_a", "POST", url, files=files, data=form)
 
 
-def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
-                                                   fixtures_dir: Path) -> None:
-    model = api.client.app.state.models.active  # type: ignore[attr-defined]
-    if not model.model.meta.metrics:
-        # Measured: an untrained network's region embeddings all lie within cosine ~0.99 of
-        # each other, so nearest-example ranking is near chance; the trained model is judged.
-        pytest.skip(f"model {model.version} carries no evaluation metrics (untrained "
-                    "development model): embedding identification needs the trained model")
+def _trained_model(api: Api, why: str) -> Any:
+    """The app's model; skips when it carries no evaluation metrics (an untrained
+    development model), since what is checked needs a trained network."""
+    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
+    if not loaded.model.meta.metrics:
+        pytest.skip(f"model {loaded.version} carries no evaluation metrics (untrained "
+                    f"development model): {why}")
+    return loaded
+
+
+def _enrol_fruit(api: Api, shared_data: Path) -> dict[str, Any]:
+    """The fruit menu with 3 ECUSTFD objects enrolled per dish (box from the annotation)."""
     menu = _fruit_menu(api)
     root = shared_data / "images" / "ecustfd"
     for n, (food, _, _) in enumerate(FRUIT_MENU):
@@ -227,6 +231,15 @@ def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
                        box=",".join(str(v) for v in box))
             assert r.status_code == 201, r.text
             assert r.json()["region"] == "box" and r.json()["area_px"] > 0
+    return menu
+
+
+def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
+                                                   fixtures_dir: Path) -> None:
+    # Measured: an untrained network's region embeddings all lie within cosine ~0.99 of each
+    # other, so nearest-example ranking is near chance; the trained model is what is judged.
+    model = _trained_model(api, "embedding identification needs the trained model")
+    menu = _enrol_fruit(api, shared_data)
     listed = api.call("app_a", "GET", f"/v1/menus/{menu['id']}").json()
     assert [len(d["enrolments"]) for d in listed["dishes"]] == [3, 3, 3]
     with api.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
@@ -355,18 +368,8 @@ def test_analyze_uses_the_kiosk_calibration(api: Api, photo_bytes: dict[str, byt
 
 def test_analyze_with_menu_identifies_enrolled_dishes(api: Api, shared_data: Path,
                                                       photo_bytes: dict[str, bytes]) -> None:
-    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
-    if not loaded.model.meta.metrics:
-        pytest.skip(f"model {loaded.version} carries no evaluation metrics (untrained "
-                    "development model): it detects nothing to identify")
-    menu = _fruit_menu(api)
-    root = shared_data / "images" / "ecustfd"
-    for n, (food, _, _) in enumerate(FRUIT_MENU):
-        for obj in ENROL_OBJECTS[food]:
-            stem = f"{food}{obj}T(1)"
-            box = food_box(root / "Annotations" / f"{stem}.xml", food)
-            assert _enrol(api, menu, n, root / "JPEGImages" / f"{stem}.JPG",
-                          box=",".join(map(str, box))).status_code == 201
+    _trained_model(api, "it detects nothing to identify")
+    menu = _enrol_fruit(api, shared_data)
     files = {"image": ("apple.jpg", photo_bytes["apple"], "image/jpeg")}
     r = api.call("kiosk_a", "POST", "/v1/analyze", files=files, data={"menu_id": menu["id"]})
     assert r.status_code == 201, r.text
