@@ -1,6 +1,7 @@
 """MFDS 음식 standard data 2023-12-27, plus 2025-04-08 macro rows for codes 2023 lacks."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -55,6 +56,30 @@ def parse_serving(text: str, basis_ml: bool) -> tuple[float, bool] | None:
     return float(match.group(1)), is_ml
 
 
+# Physical limits of 100 g of food: at most 100 g of protein + fat + carbohydrate and the
+# energy of pure fat (the tables give oils up to 921 kcal). A density that would break them
+# is too low for that row.
+MAX_MACROS_G, MAX_KCAL = 100.0, 925.0
+
+
+def least_density(nutrients: dict[str, float | None]) -> float:
+    """The smallest g/ml at which a per-100 ml row stays physically possible per 100 g."""
+    macros = sum(nutrients.get(k) or 0.0 for k in ("protein_g", "fat_g", "carbohydrate_g"))
+    least = max(macros / MAX_MACROS_G, (nutrients.get("energy_kcal") or 0.0) / MAX_KCAL)
+    return math.ceil(least * 10_000) / 10_000
+
+
+def row_density(food: Food, basis_ml: bool, group: GroupDensity) -> tuple[float, str]:
+    """The group density, raised to the physical minimum where the row needs it."""
+    note = f"MFDS gives none; {group.note}"
+    least = least_density(food.nutrients) if basis_ml else 0.0
+    if least <= group.density:
+        return group.density, note
+    return least, (f"{note}; raised to {least:g} g/ml, the least density at which this row's "
+                   f"per-100 ml values fit in 100 g (<= {MAX_MACROS_G:g} g macronutrients, "
+                   f"<= {MAX_KCAL:g} kcal)")
+
+
 def to_per_100g(food: Food, basis_ml: bool, serving: tuple[float, bool] | None,
                 group: GroupDensity | None) -> Food:
     """Converts a per-100 ml row (and a serving in ml) to grams with the group density."""
@@ -63,7 +88,7 @@ def to_per_100g(food: Food, basis_ml: bool, serving: tuple[float, bool] | None,
         return replace(food, serving_g=amount)
     if group is None:
         raise RawDataError(f"no density for {food.food_id}")
-    d = group.density
+    d, density_note = row_density(food, basis_ml, group)
     nutrients = food.nutrients
     basis = "per 100 g as published"
     if basis_ml:
@@ -71,7 +96,7 @@ def to_per_100g(food: Food, basis_ml: bool, serving: tuple[float, bool] | None,
         basis = f"MFDS gives per 100 ml; converted to per 100 g with {d:g} g/ml (value / {d:g})"
     serving_g = round(amount * d, 1) if amount is not None and serving_ml else amount
     return replace(food, nutrients=nutrients, basis_note=basis, serving_g=serving_g,
-                   density_g_per_ml=d, density_note=f"MFDS gives none; {group.note}")
+                   density_g_per_ml=d, density_note=density_note)
 
 
 def _basis_ml(text: str, code: str) -> bool:

@@ -175,3 +175,26 @@ def test_mfds_trust_counts_follow_the_origins() -> None:
     assert all(len(trusts) == 1 for trusts in by_origin.values()), by_origin
     canteen = {o: t for o, t in by_origin.items() if "급식" in o}
     assert len(canteen) == 3 and all(t == {"recipe-calculated"} for t in canteen.values())
+
+
+def test_converted_rows_are_physically_possible() -> None:
+    converted = [f for f in table().foods.values() if "per 100 ml" in f.basis_note]
+    assert len(converted) == 7023
+    for food in converted:
+        n = food.nutrients
+        macros = sum(n[k] or 0.0 for k in ("protein_g", "fat_g", "carbohydrate_g"))
+        assert macros <= 100.0 + 1e-3 and (n["energy_kcal"] or 0.0) <= 925.0 + 1e-3, food
+
+
+def test_density_is_raised_only_where_the_group_median_is_impossible() -> None:
+    # 뱅어포튀김 (school canteen, 2025 file): 120 g of macronutrients per 100 ml in the raw
+    # row, so the 튀김류 median (0.55 g/ml) would put 219 g of them and 1,332 kcal in 100 g.
+    raw = raw_csv_row("kr_mfds/mfds_food_db_2025-04-08_macros.csv", "식품코드",
+                      "D512-599000000-0001")
+    macros = sum(float(raw[c]) for c in ("단백질(g)", "지방(g)", "탄수화물(g)"))
+    food = ndb.get_food("mfds:D512-599000000-0001")
+    assert food.density_g_per_ml == pytest.approx(macros / 100, abs=1e-4)
+    assert "raised to" in (food.density_note or "")
+    fried = ndb.get_food("mfds:D512-587000000-0001")  # 닭강정: the group median fits
+    assert fried.density_g_per_ml is not None and fried.density_g_per_ml < 0.6
+    assert "raised" not in (fried.density_note or "")
