@@ -167,8 +167,14 @@ def load(path: str | Path) -> CocoDataset:
         raise CocoFormatError(f"{path}: {exc}") from exc
 
 
-def from_dict(data: Any, json_dir: Path | None = None) -> CocoDataset:
-    """Build and validate a dataset from parsed JSON."""
+def from_dict(
+    data: Any, json_dir: Path | None = None, allow_unknown_keys: bool = False
+) -> CocoDataset:
+    """Build and validate a dataset from parsed JSON.
+
+    An unknown record key is an error (a misspelt `gram` would silently lose weights);
+    allow_unknown_keys drops them instead, for files written by other tools.
+    """
     if not isinstance(data, Mapping):
         raise CocoFormatError("top level: expected a JSON object")
     for key in ("images", "annotations", "categories"):
@@ -181,14 +187,14 @@ def from_dict(data: Any, json_dir: Path | None = None) -> CocoDataset:
     info = data.get("info") or {}
     if not isinstance(info, Mapping):
         raise CocoFormatError("info: expected an object")
+    def build(cls: Any, key: str) -> list[Any]:
+        return [_build(cls, d, f"{key}[{i}]", allow_unknown_keys)
+                for i, d in enumerate(data[key])]
+
     ds = CocoDataset(
-        images=[_build(ImageRecord, d, f"images[{i}]") for i, d in enumerate(data["images"])],
-        annotations=[
-            _build(Annotation, d, f"annotations[{i}]") for i, d in enumerate(data["annotations"])
-        ],
-        categories=[
-            _build(Category, d, f"categories[{i}]") for i, d in enumerate(data["categories"])
-        ],
+        images=build(ImageRecord, "images"),
+        annotations=build(Annotation, "annotations"),
+        categories=build(Category, "categories"),
         image_root=image_root,
         info=dict(info),
     )
@@ -211,14 +217,17 @@ _REQUIRED = {
 }
 
 
-def _build(cls: Any, d: Any, where: str) -> Any:
-    """One record from a JSON object; unknown keys are kept out, missing ones reported."""
+def _build(cls: Any, d: Any, where: str, allow_unknown_keys: bool) -> Any:
+    """One record from a JSON object; missing and (unless allowed) unknown keys reported."""
     if not isinstance(d, Mapping):
         raise CocoFormatError(f"{where}: expected an object")
     for key in _REQUIRED[cls]:
         if key not in d:
             raise CocoFormatError(f"{where}.{key}: missing")
     names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown and not allow_unknown_keys:
+        raise CocoFormatError(f"{where}.{unknown[0]}: unknown field (known: {sorted(names)})")
     return cls(**{k: v for k, v in d.items() if k in names})
 
 

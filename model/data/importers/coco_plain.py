@@ -42,6 +42,6 @@ def import_coco(json_path: str | Path, image_root: str | Path | None = None) -> 
         if isinstance(im, dict):
             im.setdefault("source", SOURCE)
     try:
-        return from_dict(data)
+        return from_dict(data, allow_unknown_keys=True)
     except CocoFormatError as exc:
         raise SourceFormatError(f"{path}: {exc}") from exc

@@ -66,6 +66,7 @@ BAD_CASES = [
     ),
     (lambda d: d["categories"][1].update(name=d["categories"][0]["name"]), "categories[1].name"),
     (lambda d: d["categories"][0].update(food_id=""), "categories[0].food_id"),
+    (lambda d: d["annotations"][2].update(gram=12.0), "annotations[2].gram: unknown field"),
 ]
 
 
