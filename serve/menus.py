@@ -21,6 +21,7 @@ from serve.canteen_models import Enrolment, Menu, MenuDish, RegionKind
 from serve.errors import not_found, unprocessable
 from serve.pairing import box_iou
 from serve.storage import ImageStore, record_image
+from serve.uploads import decode_photo
 
 if TYPE_CHECKING:
     from model.runtime import TrayModel
@@ -217,47 +218,36 @@ def parse_box(text: str) -> list[float]:
     return values
 
 
-def decode_image(data: bytes, max_pixels: int, what: str) -> Image.Image:
-    """An uploaded photo or mask as an upright RGB image; 422 naming the field when unusable."""
-    from model.runtime import ImageError, load_image
-
-    try:
-        return load_image(data, max_pixels=max_pixels)
-    except ImageError as exc:
-        raise unprocessable(f"{what}: {exc}", code="invalid_image") from exc
-
-
 def mask_array(img: Image.Image) -> np.ndarray:
     """Any non-black pixel of a mask image marks the dish."""
     return np.asarray(img).max(axis=2) > 0
 
 
-def store_photo(session: Session, store: ImageStore, data: bytes, img: Image.Image,
-                kind: str, content_type: str | None) -> str:
-    """Keep an enrolment photo or mask content-addressed (S's store) and record it."""
+def store_photo(session: Session, store: ImageStore, data: bytes, kind: str,
+                max_pixels: int) -> tuple[str, Image.Image]:
+    """Decode an enrolment photo or mask (JPEG/PNG/WebP, 4xx otherwise), keep it
+    content-addressed and record it; returns its hash and the upright RGB image."""
+    img, content_type = decode_photo(data, max_pixels)
     digest = store.put(data)
-    record_image(session, sha256=digest, kind=kind,
-                 content_type=content_type or "application/octet-stream",
+    record_image(session, sha256=digest, kind=kind, content_type=content_type,
                  size_bytes=len(data), width=img.width, height=img.height)
-    return digest
+    return digest, img
 
 
 def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: ImageStore,
-          photo: bytes, photo_type: str | None, box: Sequence[float] | None,
-          mask: bytes | None, max_pixels: int) -> tuple[Enrolment, EnrolledRegion]:
+          photo: bytes, box: Sequence[float] | None, mask: bytes | None,
+          max_pixels: int) -> tuple[Enrolment, EnrolledRegion]:
     """Embed and store one example photo of a dish (whole image, box or mask)."""
-    img = decode_image(photo, max_pixels, "image")
-    mask_img = decode_image(mask, max_pixels, "mask") if mask is not None else None
+    photo_sha, img = store_photo(session, store, photo, "photo", max_pixels)
+    mask_sha, mask_img = (store_photo(session, store, mask, "mask", max_pixels)
+                          if mask is not None else (None, None))
     region = enrolled_region(loaded.model, img, box=box,
                              mask=mask_array(mask_img) if mask_img is not None else None)
-    row = Enrolment(dish_id=dish.id,
-                    image_sha256=store_photo(session, store, photo, img, "photo", photo_type),
-                    mask_sha256=(store_photo(session, store, mask, mask_img, "mask", "image/png")
-                                 if mask is not None and mask_img is not None else None),
-                    region=(RegionKind.MASK if mask is not None
-                            else RegionKind.BOX if box is not None else RegionKind.IMAGE).value,
-                    box=list(box) if box is not None else None, area_px=region.area_px,
-                    embedding=[float(v) for v in region.embedding],
+    kind = (RegionKind.MASK if mask is not None
+            else RegionKind.BOX if box is not None else RegionKind.IMAGE)
+    row = Enrolment(dish_id=dish.id, image_sha256=photo_sha, mask_sha256=mask_sha,
+                    region=kind.value, box=list(box) if box is not None else None,
+                    area_px=region.area_px, embedding=[float(v) for v in region.embedding],
                     model_version=loaded.version)
     session.add(row)
     session.flush()
@@ -278,8 +268,8 @@ def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store:
         if photo is None or (row.mask_sha256 and mask is None):
             left += 1
             continue
-        img = decode_image(photo, max_pixels, "stored enrolment photo")
-        mask_arr = mask_array(decode_image(mask, max_pixels, "stored mask")) if mask else None
+        img = decode_photo(photo, max_pixels)[0]
+        mask_arr = mask_array(decode_photo(mask, max_pixels)[0]) if mask else None
         region = enrolled_region(loaded.model, img, box=row.box, mask=mask_arr)
         row.embedding = [float(v) for v in region.embedding]
         row.area_px, row.model_version = region.area_px, loaded.version

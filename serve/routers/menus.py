@@ -224,8 +224,7 @@ async def add_enrolment(menu_id: str, dish_id: str, request: Request,
         with transaction(factory) as session:
             dish = _dish_of(_writable_menu(session, principal, menu_id), dish_id)
             row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo.data,
-                           photo_type=photo.content_type, box=box,
-                           mask=mask.data if mask is not None else None,
+                           box=box, mask=mask.data if mask is not None else None,
                            max_pixels=settings.max_pixels)
             return row
 

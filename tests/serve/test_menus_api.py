@@ -262,6 +262,9 @@ def test_enrolment_bad_input(api: Api, fixtures_dir: Path) -> None:
     r = api.call("kiosk_a", "POST", url, files={"photo": ("a.jpg", b"x", "image/jpeg")})
     assert r.status_code == 422 and "'image'" in r.json()["detail"]
     r = api.call("kiosk_a", "POST", url, files={"image": ("a.jpg", b"not a jpeg", "image/jpeg")})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_image_type"
+    truncated = photo.read_bytes()[:2000]
+    r = api.call("kiosk_a", "POST", url, files={"image": ("a.jpg", truncated, "image/jpeg")})
     assert r.status_code == 422 and r.json()["error"] == "invalid_image"
     for box in ("1,2,3", "10,10,5,5", "0,0,9000,10", "a,b,c,d"):
         r = _enrol(api, menu, 0, photo, box=box)
