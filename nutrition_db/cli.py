@@ -19,6 +19,7 @@ def _food_json(food: Food) -> dict[str, object]:
 
 
 def _print_json(data: object) -> None:
+    """Pretty JSON on stdout, Korean kept readable."""
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 

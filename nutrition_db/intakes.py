@@ -32,6 +32,8 @@ class ReferenceIntake:
 
 @dataclass(frozen=True)
 class _Row:
+    """One line of reference_intakes.csv."""
+
     system: str
     sex: str
     age_min: int
