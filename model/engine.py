@@ -71,8 +71,11 @@ def split_sources(
     for ds in datasets:
         if val_fraction <= 0:
             train.append(ds)
+            val.append(ds.subset([]))
             continue
         tr, va = train_val_split(ds, val_fraction, seed, strata=label_strata(ds))
+        if not va.images:  # every label in one group (small sets): split groups unstratified
+            tr, va = train_val_split(ds, val_fraction, seed)
         train.append(tr)
         val.append(va)
     return train, val
@@ -143,6 +146,11 @@ def build_datasets(
     """One torch dataset over several COCO sources."""
     tf = train_transforms() if augment else None
     return ConcatDataset([TrayDataset(ds, labels, spec, tf) for ds in parts if ds.images])
+
+
+def has_images(parts: Sequence[CocoDataset]) -> bool:
+    """Whether any part holds an image."""
+    return any(ds.images for ds in parts)
 
 
 # ---------------------------------------------------------------- losses
@@ -493,8 +501,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = input_spec(args)
     meta = meta_for(args, labels, food_ids, fingerprint(train_parts))
     train_data = build_datasets(train_parts, labels, spec, augment=bool(args.augment))
-    val_data = build_datasets(val_parts, labels, spec, augment=False) if val_parts else None
-    return fit(args, meta, train_data, val_data, device, amp, distributed)
+    val_data = (build_datasets(val_parts, labels, spec, augment=False)
+                if has_images(val_parts) else None)
+    try:
+        return fit(args, meta, train_data, val_data, device, amp, distributed)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
 
 
 def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
@@ -521,12 +534,17 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
     out_dir = Path(args.output_dir)
     if args.resume:
         load_checkpoint(args.resume, state)
+        # Resuming with more epochs extends the schedule instead of overrunning it.
+        sched = state.scheduler
+        if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):
+            sched.total_steps = max(sched.total_steps, args.epochs * len(loader))
     state.model.to(device)
     state.criterion.to(device)
     wrapped: nn.Module = Trainable(state.model, cached)
     if distributed:
         wrapped = nn.parallel.DistributedDataParallel(wrapped)
     metrics: dict[str, Any] = {}
+    history: list[float] = []
     if args.test_only:
         return validate(state.model, val_data, meta, cached, device) if val_data else {}
     while state.epoch < args.epochs:
@@ -534,6 +552,7 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
             sampler.set_epoch(state.epoch)
         t0 = time.time()
         losses = train_one_epoch(state, loader, cached, device, amp, wrapped)
+        history.append(losses["total"])
         metrics = {"epoch": state.epoch, **losses}
         state.epoch += 1
         if val_data is not None and is_main() and (state.epoch % args.val_every == 0
@@ -544,7 +563,7 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                               for k, v in metrics.items()}), flush=True)
             save_checkpoint(out_dir / "checkpoint.pt", state, args, meta_dict(meta))
-    return metrics
+    return {**metrics, "loss_history": history}
 
 
 def cache_key(args: argparse.Namespace, meta: ModelMeta) -> str:

@@ -1,0 +1,108 @@
+"""Training on real fixture photos: loss falls, checkpoints load and resume, CLI config, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import engine
+from model.train import parse_args
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_args(fixtures_dir: Path, out: Path, *extra: str) -> list[str]:
+    """A few-second run: both fixture sources, 128x96 input, frozen backbone."""
+    data = [{"kind": "mealtray", "root": str(fixtures_dir / "mealtray" / "labeled")},
+            {"kind": "ecustfd", "root": str(fixtures_dir / "ecustfd")}]
+    return ["--data", json.dumps(data), "--labels", "default", "--val-fraction", "0.3",
+            "--input-width", "128", "--input-height", "96", "--embed-dim", "16",
+            "--neck-channels", "32", "--batch-size", "4", "--lr", "0.01",
+            "--freeze-backbone", "true", "--augment", "false", "--device", "cpu",
+            "--output-dir", str(out), "--cache-dir", str(out / "cache"), *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("train")
+    result = engine.run(parse_args(tiny_args(fixtures_dir, out, "--epochs", "4",
+                                             "--cache-features", "true", "--val-every", "4")))
+    return out, result
+
+
+def test_loss_falls_and_validation_runs(trained: tuple[Path, dict]) -> None:
+    _, result = trained
+    history = result["loss_history"]
+    assert len(history) == 4
+    assert history[-1] < 0.8 * history[0]
+    assert 0.0 <= result["map50"] <= 1.0
+
+
+def test_checkpoint_holds_everything_and_loads(trained: tuple[Path, dict]) -> None:
+    out, _ = trained
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert {"model", "criterion", "optimizer", "scheduler", "epoch", "args", "meta"} <= set(ckpt)
+    assert ckpt["epoch"] == 4
+    from nutrition_db import label_map
+
+    assert ckpt["meta"]["labels"] == label_map().labels
+    model, _ = engine.model_from_checkpoint(out / "checkpoint.pt")
+    with torch.no_grad():
+        heat, ltrb, mask, emb = model(torch.zeros(1, 3, 96, 128))
+    assert heat.shape == (1, len(label_map().labels), 12, 16)
+    assert ltrb.shape == (1, 4, 12, 16) and bool((ltrb > 0).all())
+    assert mask.shape == (1, 1, 12, 16)
+    assert emb.shape == (1, 16, 12, 16)
+
+
+def test_resume_continues_from_saved_epoch(trained: tuple[Path, dict], fixtures_dir: Path) -> None:
+    out, _ = trained
+    result = engine.run(parse_args(tiny_args(
+        fixtures_dir, out, "--epochs", "5", "--cache-features", "true", "--val-every", "10",
+        "--resume", str(out / "checkpoint.pt"))))
+    assert len(result["loss_history"]) == 1  # only epoch 5 ran
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 5
+
+
+def test_test_only_validates_without_training(trained: tuple[Path, dict],
+                                             fixtures_dir: Path) -> None:
+    out, _ = trained
+    before = (out / "checkpoint.pt").stat().st_mtime_ns
+    result = engine.run(parse_args(tiny_args(
+        fixtures_dir, out, "--epochs", "5", "--cache-features", "true", "--test-only",
+        "--resume", str(out / "checkpoint.pt"))))
+    assert set(result) >= {"map50"}
+    assert (out / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_config_file_then_cli_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: [{kind: coco, path: x.json}]\nepochs: 7\nlr: 0.1\n")
+    args = parse_args(["--config", str(cfg), "--lr", "0.5"])
+    assert (args.epochs, args.lr, args.data[0]["kind"]) == (7, 0.5, "coco")
+    cfg.write_text("epochz: 3\n")
+    with pytest.raises(SystemExit, match="unknown config keys"):
+        parse_args(["--config", str(cfg)])
+    with pytest.raises(SystemExit, match="no training data"):
+        parse_args([])
+
+
+def test_default_config_parses() -> None:
+    args = parse_args(["--config", str(REPO / "model" / "configs" / "default.yaml")])
+    assert args.labels == "default" and args.input_width == 512
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_on_gloo(fixtures_dir: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29533", "-m", "model.train",
+           *tiny_args(fixtures_dir, tmp_path, "--epochs", "1", "--val-fraction", "0")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
