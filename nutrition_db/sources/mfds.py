@@ -115,19 +115,29 @@ def _food(code: str, name: str, category: str | None, origin: str,
                 nutrients=nutrients, origin=origin)
 
 
+def _same(seen: dict[str, str], key: str, name: str, code: str) -> str:
+    """Records that a code digit means `name`; RawDataError if it meant another before."""
+    known = seen.setdefault(key, name)
+    if known != name:
+        raise RawDataError(f"{code}: code digits {key!r} mean {known!r} in other rows")
+    return known
+
+
 def read(raw: Path, densities: Mapping[str, GroupDensity]) -> list[Food]:
     """MFDS 2023 rows, then 2025 macro rows whose codes 2023 lacks (other nutrients None)."""
     foods: list[Food] = []
     # The 2025 file has no group or origin columns: its rows take the names that the same
-    # code digits (식품코드 = D + origin digit + 2-digit group + ...) have in the 2023 file.
+    # code digits (식품코드 = D + origin digit + 2-digit group + ...) have in the 2023 file,
+    # where the digits and the named columns agree on every row (checked here).
     groups: dict[str, str] = {}
     origins: dict[str, str] = {}
     for row in read_csv(raw / STANDARD_FILE):
         code, group = row["식품코드"].strip(), row["식품대분류코드"].strip()
-        groups[group] = row["식품대분류명"].strip()
-        origins[code[1:2]] = row["식품기원명"].strip()
-        food = _food(code, row["식품명"], groups[group], origins[code[1:2]],
-                     nutrients_from(row, COLUMNS))
+        if code[2:4] != group:
+            raise RawDataError(f"{code}: 식품대분류코드 {group} is not the code's digits")
+        category = _same(groups, group, row["식품대분류명"].strip(), code)
+        origin = _same(origins, code[1:2], row["식품기원명"].strip(), code)
+        food = _food(code, row["식품명"], category, origin, nutrients_from(row, COLUMNS))
         basis_ml = _basis_ml(row["영양성분함량기준량"], code)
         serving = parse_serving(row["식품중량"], basis_ml)
         foods.append(to_per_100g(food, basis_ml, serving, densities.get(group, densities[""])))
@@ -136,11 +146,10 @@ def read(raw: Path, densities: Mapping[str, GroupDensity]) -> list[Food]:
         code = row["식품코드"].strip()
         if f"mfds:{code}" in seen:
             continue
-        group, origin = code[2:4], origins.get(code[1:2])
-        if origin is None:
+        if code[1:2] not in origins:
             raise RawDataError(f"{code}: unknown origin digit")
-        food = _food(code, row["식품명"], groups.get(group), origin,
+        food = _food(code, row["식품명"], groups.get(code[2:4]), origins[code[1:2]],
                      nutrients_from(row, MACRO_COLUMNS))
         basis_ml = _basis_ml(row["영양성분함량기준량"], code)
-        foods.append(to_per_100g(food, basis_ml, None, densities.get(group, densities[""])))
+        foods.append(to_per_100g(food, basis_ml, None, densities.get(code[2:4], densities[""])))
     return foods

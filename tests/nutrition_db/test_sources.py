@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 
 import nutrition_db as ndb
-from nutrition_db.density import CUP_ML
+from nutrition_db.density import CUP_ML, GroupDensity
 from nutrition_db.paths import RAW_DIR
+from nutrition_db.sources import mfds
 from nutrition_db.sources.common import RawDataError, parse_number
 from nutrition_db.sources.mfds import parse_serving, trust_of
 from nutrition_db.table import table
@@ -198,3 +201,25 @@ def test_density_is_raised_only_where_the_group_median_is_impossible() -> None:
     fried = ndb.get_food("mfds:D512-587000000-0001")  # 닭강정: the group median fits
     assert fried.density_g_per_ml is not None and fried.density_g_per_ml < 0.6
     assert "raised" not in (fried.density_note or "")
+
+
+def _mfds_copy(tmp_path: Path, code: str, old: str, new: str) -> Path:
+    """A raw folder holding the two MFDS files, with one edit in the row of `code`."""
+    folder = tmp_path / "kr_mfds"
+    shutil.copytree(RAW_DIR / "kr_mfds", folder)
+    path = folder / "mfds_food_standard_2023-12-27.csv"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    i = next(i for i, line in enumerate(lines) if line.startswith(code + ","))
+    lines[i] = lines[i].replace(old, new, 1)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return tmp_path
+
+
+def test_mfds_code_digits_must_agree_with_named_columns(tmp_path: Path) -> None:
+    densities = {"": GroupDensity(1.0, "test")}
+    raw = _mfds_copy(tmp_path, "D105-216010000-0001", "가정식(분석 함량)", "외식(분석함량)")
+    with pytest.raises(RawDataError, match="D105-216010000-0001: code digits '1'"):
+        mfds.read(raw, densities)
+    raw2 = _mfds_copy(tmp_path / "b", "D105-216010000-0001", ",05,국 및 탕류,", ",06,국 및 탕류,")
+    with pytest.raises(RawDataError, match="식품대분류코드 06"):
+        mfds.read(raw2, densities)
