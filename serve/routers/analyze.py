@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
@@ -84,10 +84,17 @@ class Context:
 def parse_fields(raw: dict[str, str]) -> AnalyzeFields:
     """Validate the form's text fields; 422 naming each bad one."""
     try:
-        return AnalyzeFields.model_validate({k: v for k, v in raw.items() if v != ""})
+        fields = AnalyzeFields.model_validate({k: v for k, v in raw.items() if v != ""})
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, "invalid_input", detail) from exc
+    if fields.captured_at is not None:
+        # Stored and answered in UTC (a time without offset is taken as UTC), so the first
+        # answer and every later read show the same instant the same way.
+        at = fields.captured_at
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        fields = fields.model_copy(update={"captured_at": at})
+    return fields
 
 
 def _tenant(session: Session, principal: Principal, fields: AnalyzeFields) -> str | None:

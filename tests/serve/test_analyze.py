@@ -64,11 +64,13 @@ def test_analyze_answers_items_grams_nutrients_and_totals(
 def test_user_meal_is_logged_once(
     service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
 ) -> None:
-    body = _analyze(service, photo_bytes["tray2"], tenant["app"], user_id=tenant["app_user"])
+    body = _analyze(service, photo_bytes["tray2"], tenant["app"], user_id=tenant["app_user"],
+                    captured_at="2026-11-28T12:30:00+09:00")
     assert body["user_id"] == tenant["app_user"]
+    assert body["captured_at"] == "2026-11-28T03:30:00+00:00"
     listed = service.ok(service.client.get(
         "/v1/analyses", params={"user_id": tenant["app_user"]}, headers=tenant["app"]))
-    assert [a["id"] for a in listed] == [body["id"]]
+    assert listed == [body]
 
 
 def test_overlay_is_a_png_of_the_photo_size(
