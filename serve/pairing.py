@@ -119,10 +119,16 @@ def _greedy(pairs: list[tuple[float, int, int]]) -> list[tuple[int, int]]:
     return chosen
 
 
+def _unmatched(n: int, taken: set[int]) -> list[int]:
+    """Indices 0..n-1 not yet taken."""
+    return [i for i in range(n) if i not in taken]
+
+
 def match_items(
     before: Sequence[TrayItem], after: Sequence[TrayItem]
 ) -> tuple[list[tuple[int, int, bool]], list[int], list[int]]:
-    """Match after-items to before-items: same key first, then by position alone.
+    """Match after-items to before-items: same key, then same food (one photo analysed with
+    the menu, the other without), then by position alone (flagged as relabelled).
 
     Returns (matches as (before index, after index, relabelled), unmatched before indices,
     unmatched after indices).
@@ -130,16 +136,19 @@ def match_items(
     same = [(similarity(b, a), i, j) for i, b in enumerate(before)
             for j, a in enumerate(after) if b.key == a.key]
     matches = [(i, j, False) for i, j in _greedy(same)]
-    left_b = [i for i in range(len(before)) if i not in {m[0] for m in matches}]
-    left_a = [j for j in range(len(after)) if j not in {m[1] for m in matches}]
+    left_b = _unmatched(len(before), {m[0] for m in matches})
+    left_a = _unmatched(len(after), {m[1] for m in matches})
+    same_food = [(similarity(before[i], after[j]), i, j) for i in left_b for j in left_a
+                 if before[i].food_id is not None and before[i].food_id == after[j].food_id]
+    matches += [(i, j, False) for i, j in _greedy(same_food)]
+    left_b = _unmatched(len(before), {m[0] for m in matches})
+    left_a = _unmatched(len(after), {m[1] for m in matches})
     by_place = [(box_iou(bb, ab), i, j) for i in left_b for j in left_a
                 if (bb := before[i].box) is not None and (ab := after[j].box) is not None
                 and box_iou(bb, ab) >= RELABEL_MIN_IOU]
     matches += [(i, j, True) for i, j in _greedy(by_place)]
-    matched_b = {m[0] for m in matches}
-    matched_a = {m[1] for m in matches}
-    return (sorted(matches), [i for i in range(len(before)) if i not in matched_b],
-            [j for j in range(len(after)) if j not in matched_a])
+    return (sorted(matches), _unmatched(len(before), {m[0] for m in matches}),
+            _unmatched(len(after), {m[1] for m in matches}))
 
 
 def _pct(part: float, whole: float) -> float | None:

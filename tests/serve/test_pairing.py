@@ -107,6 +107,17 @@ def test_relabelled_leftover_is_paired_by_position() -> None:
     assert (rice.eaten_g, rice.leftover_g) == (160, 40)
 
 
+def test_same_food_matches_when_only_one_photo_used_the_menu() -> None:
+    # before analysed with the menu (key = dish id), after without it (key = food id)
+    before = [TrayItem("dish-1", "F-rice", 200.0, (0, 0, 100, 100)),
+              TrayItem("dish-2", "F-soup", 300.0, (200, 0, 300, 100))]
+    after = [TrayItem("F-soup", "F-soup", 100.0, (400, 300, 500, 400)),
+             TrayItem("F-rice", "F-rice", 50.0, (500, 300, 600, 400))]
+    res = pair_meal(before, after)
+    assert [(p.key, p.eaten_g, p.flags) for p in res.items] == [
+        ("dish-1", 150.0, ()), ("dish-2", 200.0, ())]
+
+
 def test_different_labels_far_apart_are_not_paired() -> None:
     res = pair_meal([_item(RICE, 200, (0, 0, 100, 100))],
                     [_item("porridge", 40, (200, 200, 300, 300))])
