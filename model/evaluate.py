@@ -318,6 +318,8 @@ def _run_menus(
         per_menu.append(float(np.mean(hits)))
         correct.extend(hits)
     fitted = fit_temperature(sims, truth)
+    top_sim = np.array([max(row) for row in sims])
+    hit = np.array(correct, dtype=bool)
     return {
         "accuracy": asdict(metrics.mean_ci95(per_menu)),
         "queries": len(correct),
@@ -325,6 +327,11 @@ def _run_menus(
         # In-sample: the temperature these queries prefer, and the ECE it would give.
         "fitted_temperature": fitted,
         "calibration_at_fitted": _calibration(_top_softmax(sims, fitted), correct, cfg.ece_bins),
+        # Where MatchConfig.min_similarity should sit: best similarity of right vs wrong picks.
+        "top_similarity_median": {
+            "correct": float(np.median(top_sim[hit])) if hit.any() else None,
+            "wrong": float(np.median(top_sim[~hit])) if (~hit).any() else None,
+        },
     }
 
 

@@ -159,6 +159,10 @@ def test_menu_section_counts_and_certain_case() -> None:
     assert result["prototype"]["queries"] == 360
     assert result["accuracy"]["mean"] == 1.0 and result["accuracy"]["ci_low"] == 1.0
     assert result["nearest"]["accuracy"]["mean"] == 1.0
+    # Every pick is right with cosine 1 to its own axis; no wrong picks to summarise.
+    assert result["prototype"]["top_similarity_median"] == {"correct": 1.0, "wrong": None}
+    # Similarities (1, 0, 0, 0) prefer the sharpest softmax: the grid's smallest temperature.
+    assert result["prototype"]["fitted_temperature"] == pytest.approx(0.005)
     # Too few foods with two objects for menus of 7: a clear error.
     with pytest.raises(ValueError, match="needs 7 foods"):
         menu_section(samples, replace(cfg, menu_size=7), MatchConfig())
