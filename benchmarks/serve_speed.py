@@ -3,7 +3,8 @@
 For 1 and 2 uvicorn workers it starts the real service on 127.0.0.1 (a temp SQLite database
 and data dir), sends one real tray photo, and prints side by side:
   - p50/p95 of single POST /v1/analyze requests over HTTP vs model.runtime predict on the
-    same decoded photo in this process (target: p50 ratio <= 1.3);
+    same decoded photo in this process, taken alternately so that load from other jobs hits
+    both alike (target: p50 ratio <= 1.3);
   - images/s of POST /v1/analyze/batch vs single requests (sequential and concurrent);
   - RSS of each worker after the load.
 Usage: python benchmarks/serve_speed.py [--requests 40] [--workers 1 2] [--write-docs]
