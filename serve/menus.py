@@ -254,13 +254,19 @@ def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: Image
     return row, region
 
 
-def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store: ImageStore,
-                       max_pixels: int) -> int:
-    """Re-embed enrolments made with another model version from their stored photos.
+@dataclass(frozen=True)
+class Refresh:
+    """What re-embedding a menu's enrolments did."""
 
-    Returns how many stay stale because their photo was purged (they are then unused).
-    """
-    left = 0
+    re_embedded: int
+    left_stale: int  # their photo was purged by retention: unused until enrolled again
+    model_version: str
+
+
+def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store: ImageStore,
+                       max_pixels: int) -> Refresh:
+    """Re-embed enrolments made with another model version from their stored photos."""
+    done = left = 0
     for row in (e for d in menu.dishes for e in d.enrolments
                 if e.model_version != loaded.version):
         photo = store.get(row.image_sha256)
@@ -273,8 +279,9 @@ def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store:
         region = enrolled_region(loaded.model, img, box=row.box, mask=mask_arr)
         row.embedding = [float(v) for v in region.embedding]
         row.area_px, row.model_version = region.area_px, loaded.version
+        done += 1
     session.flush()
-    return left
+    return Refresh(done, left, loaded.version)
 
 
 def load_menu_context(session: Session, principal: Principal, menu_id: str,

@@ -16,7 +16,7 @@ from model.data.importers.ecustfd import read_voc
 from model.runtime import load_image
 from serve.auth import Principal
 from serve.canteen_models import Enrolment, Menu
-from serve.menus import identify, load_menu_context, menu_context
+from serve.menus import identify, load_menu_context, menu_context, refresh_enrolments
 from serve.models import Role
 from serve.storage import ImageStore
 from tests.serve.conftest import Service
@@ -355,6 +355,14 @@ def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
         row = session.get(Enrolment, fresh["id"])
         assert row.model_version == loaded.version
         assert row.embedding == pytest.approx(kept, abs=1e-5)
+    # a photo purged by retention cannot be re-embedded: the enrolment stays stale, unused
+    with factory.begin() as session:
+        row = session.get(Enrolment, fresh["id"])
+        row.model_version = "older-model"
+        store.delete(row.image_sha256)
+        done = refresh_enrolments(session, session.get(Menu, menu["id"]), loaded, store,
+                                  api.service.settings.max_pixels)
+    assert (done.re_embedded, done.left_stale) == (0, 1)
 
 
 def test_analyze_uses_the_kiosk_calibration(api: Api, photo_bytes: dict[str, bytes]) -> None:
