@@ -1,0 +1,100 @@
+"""ONNX export: checker, dynamic batch, metadata round trip, torch vs ORT parity (maps and items)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from model import export
+from model.network import TrayNet
+from model.runtime import ModelMeta, PostConfig, TrayModel, decode_outputs, load_image, preprocess
+
+SIZE = (160, 128)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrayNet, ModelMeta, Path]:
+    from nutrition_db import label_map
+
+    lm = label_map()
+    torch.manual_seed(0)
+    model = TrayNet(len(lm.labels), embed_dim=16, neck_channels=32).eval()
+    # Untrained heads give near-equal scores whose order float noise could flip; spread them.
+    for branch in (model.heads.heat, model.heads.box, model.heads.mask):
+        torch.nn.init.normal_(branch[1].weight, std=0.3)
+    meta = ModelMeta(labels=lm.labels, food_ids=[lm.food_id(n) for n in lm.labels],
+                     input_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, stride=8,
+                     embedding_dim=16, version="test", fingerprint="sha256:test",
+                     training={"seed": 0, "val_fraction": 0.2})
+    path = export.export_onnx(model, meta, tmp_path_factory.mktemp("onnx") / "m.onnx")
+    return model, meta, path
+
+
+@pytest.fixture(scope="module")
+def photos(fixtures_dir: Path) -> list[Path]:
+    return [fixtures_dir / "ecustfd" / "JPEGImages" / "mix001T(1).JPG",
+            next((fixtures_dir / "mealtray" / "labeled").glob("*.jpg"))]
+
+
+def test_file_passes_checker_with_opset_and_dynamic_batch(exported: tuple) -> None:
+    _, _, path = exported
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert any(o.domain in ("", "ai.onnx") and o.version == export.OPSET
+               for o in proto.opset_import)
+    dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param and not dim0.dim_value  # symbolic batch
+
+
+def test_metadata_round_trip(exported: tuple) -> None:
+    _, meta, path = exported
+    assert export.read_meta(path) == meta
+    rt = TrayModel(path)
+    assert rt.meta == meta
+    new = export.update_meta(path, metrics={"map50": 0.5})
+    assert TrayModel(path).meta.metrics == {"map50": 0.5} and new.labels == meta.labels
+
+
+def test_parity_on_real_photos_and_batch_sizes(exported: tuple, photos: list[Path]) -> None:
+    model, _, path = exported
+    diffs = export.parity(model, path, photos)
+    export.check_parity(diffs)  # raises beyond PARITY_ATOL
+    assert set(diffs) == {"heatmap", "ltrb", "mask", "embedding"}
+    rt = TrayModel(path)
+    one, _ = rt.run([load_image(photos[0])])
+    three, _ = rt.run([load_image(p) for p in [*photos, photos[0]]])
+    assert np.allclose(one[0][0], three[0][0], atol=1e-5)
+    with pytest.raises(export.ExportError, match="beyond"):
+        export.check_parity({"heatmap": 1.0})
+
+
+def test_torch_path_and_onnx_path_give_the_same_items(exported: tuple,
+                                                      photos: list[Path]) -> None:
+    model, meta, path = exported
+    rt = TrayModel(path)
+    cfg = PostConfig(score_min=0.02, max_items=10)
+    img = load_image(photos[0])
+    batch, scales = preprocess([img], meta)
+    with torch.no_grad():
+        maps = [t[0].numpy() for t in model(torch.from_numpy(batch))]
+    via_torch = decode_outputs(maps, scales[0], img.size, meta, cfg)
+    via_onnx = rt.predict([img], cfg=cfg)[0].items
+    assert len(via_torch) == len(via_onnx) > 0
+    for a, b in zip(via_torch, via_onnx, strict=True):
+        assert a.label == b.label
+        assert a.box == pytest.approx(b.box, abs=0.5)
+        assert a.score == pytest.approx(b.score, abs=1e-3)
+        assert float(a.embedding @ b.embedding) > 0.999
+
+
+def test_missing_metadata_is_an_error(exported: tuple, tmp_path: Path) -> None:
+    _, _, path = exported
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save_model(proto, str(bare))
+    with pytest.raises(export.ExportError, match="no 'traylens'"):
+        export.read_meta(bare)
