@@ -1,4 +1,4 @@
-"""ONNX export: checker, dynamic batch, metadata round trip, torch vs ORT parity (maps and items)."""
+"""ONNX export: checker, dynamic batch, metadata, torch vs ORT parity (maps and items)."""
 from __future__ import annotations
 
 from pathlib import Path
