@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 # Said in each item's provenance when its grams come from the enrolled serving.
 RELATIVE_GRAMS_SOURCE = "relative_to_enrolled_serving"
+# How an enrolment's area was measured, best first. A whole-photo area (nothing found to
+# measure) is no food's area, so it never serves as the reference for relative grams.
+AREA_SOURCES = ("mask", "model_mask", "box", "image")
+SIZE_REFERENCES = frozenset(AREA_SOURCES[:3])
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def _dish_info(dish: MenuDish, model_food_ids: Sequence[str | None],
     label = label_index_for(dish.food_id, model_food_ids)
     info = DishInfo(dish.id, dish.food_id, dish.name, dish.serving_g, dish.tray_slot, label,
                     len(current), len(dish.enrolments) - len(current),
-                    tuple(e.area_px for e in current))
+                    tuple(e.area_px for e in current if e.area_from in SIZE_REFERENCES))
     examples = (np.asarray([e.embedding for e in current], dtype=np.float32) if current
                 else np.zeros((0, 0), np.float32))
     return info, MatchDish(dish.id, examples, label)
@@ -149,7 +153,7 @@ class EnrolledRegion:
 
     embedding: np.ndarray
     area_px: float
-    area_from: str  # "mask" | "model_mask" | "box" | "image": how area_px was measured
+    area_from: str  # one of AREA_SOURCES: how area_px was measured
 
 
 def check_box(box: Sequence[float], size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -247,7 +251,8 @@ def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: Image
             else RegionKind.BOX if box is not None else RegionKind.IMAGE)
     row = Enrolment(dish_id=dish.id, image_sha256=photo_sha, mask_sha256=mask_sha,
                     region=kind.value, box=list(box) if box is not None else None,
-                    area_px=region.area_px, embedding=[float(v) for v in region.embedding],
+                    area_px=region.area_px, area_from=region.area_from,
+                    embedding=[float(v) for v in region.embedding],
                     model_version=loaded.version)
     session.add(row)
     session.flush()
@@ -278,7 +283,8 @@ def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store:
         mask_arr = mask_array(decode_photo(mask, max_pixels)[0]) if mask else None
         region = enrolled_region(loaded.model, img, box=row.box, mask=mask_arr)
         row.embedding = [float(v) for v in region.embedding]
-        row.area_px, row.model_version = region.area_px, loaded.version
+        row.area_px, row.area_from = region.area_px, region.area_from
+        row.model_version = loaded.version
         done += 1
     session.flush()
     return Refresh(done, left, loaded.version)

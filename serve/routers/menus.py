@@ -60,6 +60,7 @@ class EnrolmentPublic(BaseModel):
     region: str
     box: list[float] | None
     area_px: float
+    area_from: str
     model_version: str
     created_at: dt.datetime
 

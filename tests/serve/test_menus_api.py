@@ -307,7 +307,7 @@ def test_mask_enrolment_area_is_the_mask(api: Api, fixtures_dir: Path) -> None:
     r = _enrol(api, menu, 0, photo, mask=mask)
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["region"] == "mask" and body["mask_sha256"] is not None
+    assert body["region"] == body["area_from"] == "mask" and body["mask_sha256"] is not None
     # the ellipse inscribed in a 223 x 239 px box covers about pi/4 of it (~41,900 px)
     assert body["area_px"] == pytest.approx(3.14159 / 4 * 223 * 239, rel=0.02)
     enrolments = api.call("kiosk_a", "GET", f"/v1/menus/{menu['id']}/dishes/"
@@ -326,9 +326,17 @@ def test_whole_image_enrolment(api: Api, fixtures_dir: Path) -> None:
     body = r.json()
     assert body["region"] == "image" and body["box"] is None and body["mask_sha256"] is None
     # measured by the model's own mask when it finds the food, else the whole 816 x 612 frame
+    assert body["area_from"] in ("model_mask", "image")
     assert 0 < body["area_px"] <= 816 * 612
-    model = api.client.app.state.models.active  # type: ignore[attr-defined]
-    assert body["model_version"] == model.version
+    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
+    assert body["model_version"] == loaded.version
+    with api.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        ctx = menu_context(session.get(Menu, menu["id"]), model_version=loaded.version,
+                           model_food_ids=loaded.model.meta.food_ids)
+    kiwi = ctx.dishes[1]
+    assert kiwi.enrolled == 1  # its embedding counts for identification either way ...
+    # ... but a whole-photo area is no food's size: never the reference for relative grams
+    assert kiwi.area_px == (() if body["area_from"] == "image" else (body["area_px"],))
 
 
 def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
