@@ -108,3 +108,22 @@ def test_importing_the_service_leaves_torch_out() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    """The Alembic revisions build exactly the schema the SQLAlchemy models declare."""
+    import importlib
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from serve.db import Base, make_engine, upgrade_database
+
+    importlib.import_module("serve.canteen_models")
+    engine = make_engine(database_url)
+    upgrade_database(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
+                                Base.metadata)
+    engine.dispose()
+    assert diff == []
