@@ -47,6 +47,7 @@ class TrayItem:
     ref: str | int | None = None  # the stored item's id, carried through for links
 
     def __post_init__(self) -> None:
+        """Grams must be a real, non-negative amount."""
         if not np.isfinite(self.grams) or self.grams < 0:
             raise ValueError(f"item {self.key!r}: grams must be a finite number >= 0, "
                              f"got {self.grams!r}")

@@ -222,6 +222,7 @@ async def add_enrolment(menu_id: str, dish_id: str, request: Request,
     store = ImageStore(settings.image_dir)
 
     def work() -> Enrolment:
+        """Inference and storage off the event loop, in one transaction."""
         with transaction(factory) as session:
             dish = _dish_of(_writable_menu(session, principal, menu_id), dish_id)
             row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo.data,
