@@ -377,7 +377,31 @@ def evaluate(
             result["menu"] = menu_section(samples, cfg, match or MatchConfig())
         except EvaluationError as exc:  # too few held-out objects: say so, keep the rest
             result["menu"] = {"not_evaluated": str(exc)}
+    result["headline"] = headline(result)
     return result
+
+
+def headline(result: dict[str, Any]) -> dict[str, float | None]:
+    """The few figures the issue sets targets for, flat (for the ONNX metadata and the card)."""
+
+    def get(*keys: str) -> Any:
+        node: Any = result
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        return node
+
+    return {
+        "mealtray_map50": get("detection", "mealtray", "map"),
+        "mealtray_detection_ece": get("detection", "mealtray", "calibration", "ece"),
+        "ecustfd_grams_mae_pct": get("grams", "detected_coin", "overall", "mae_pct"),
+        "ecustfd_grams_coverage": get("grams", "detected_coin", "coverage"),
+        "ecustfd_grams_mae_pct_annotated_coin": get("grams", "annotated_coin", "overall",
+                                                    "mae_pct"),
+        "composed_mask_iou": get("masks", "composed", "mean_iou"),
+        "menu_accuracy": get("menu", "accuracy", "mean"),
+        "menu_accuracy_ci_low": get("menu", "accuracy", "ci_low"),
+        "menu_ece": get("menu", get("menu", "match", "method") or "", "calibration", "ece"),
+    }
 
 
 def _grams_both_scales(model: TrayModel, ds: CocoDataset, cfg: EvalConfig) -> dict[str, Any]:
@@ -438,7 +462,9 @@ def _fmt(value: float | None, pct: bool = False) -> str:
 def markdown_report(result: dict[str, Any]) -> str:
     """A human-readable summary of the JSON result."""
     lines = [f"# Evaluation of {result['model']['file']} (version {result['model']['version']})",
-             "", f"Held-out images: {result['data']}", ""]
+             "", f"Held-out images: {result['data']}", "", "| headline | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in result["headline"].items()]
+    lines.append("")
     for name, det in result["detection"].items():
         lines += [f"## Detection: {name} ({det['images']} images)", "",
                   f"mAP@{det['iou_threshold']} ({det['interpolation']} interpolation): "

@@ -212,6 +212,9 @@ def test_evaluate_fixture_photos_with_model(
         weighed = (g["overall"] or {}).get("n", 0)
         assert g["not_detected"] + g["no_grams"] + weighed == g["annotated"]
     assert "menu" in result
+    head = result["headline"]
+    assert head["mealtray_map50"] == det["map"]
+    assert head["composed_mask_iou"] is None  # no composed trays in this run
     json_path, md_path = write_outputs(result, tmp_path / "eval")
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(result))
     assert md_path.read_text() == markdown_report(result)
