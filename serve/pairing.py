@@ -257,6 +257,9 @@ def close_pair(session: Session, pair: MealPair, after: Analysis) -> MealPair:
     if pair.before_analysis_id == after.id or after.canteen_id != pair.canteen_id:
         raise unprocessable(f"analysis {after.id} cannot close pair {pair.id}",
                             code="pair_mismatch")
+    # another kiosk is fine (trays are returned elsewhere); another person is not
+    if None not in (after.user_id, pair.user_id) and after.user_id != pair.user_id:
+        raise unprocessable(f"pair {pair.id} is another user's tray", code="pair_mismatch")
     if _utc(after.captured_at) < _utc(pair.before_at):
         raise unprocessable("the after photo was taken before the before photo",
                             code="pair_order")

@@ -94,11 +94,11 @@ def lunch_pair(factory: sessionmaker[Session], sha: str, ids: dict[str, str]) ->
     """Before 210/300/50 g, after 30/120/50 g of rice/soup/kimchi, auto-paired by user+kiosk."""
     with factory.begin() as s:
         before = stored_analysis(s, sha, ids, LUNCH, "before",
-                           [(RICE, 210), (SOUP, 300), (KIMCHI, 50)])
+                                 [(RICE, 210), (SOUP, 300), (KIMCHI, 50)])
         pair = link_analysis(s, before, pair_id=None, window=WINDOW)
         assert pair is not None
         after = stored_analysis(s, sha, ids, LUNCH + dt.timedelta(minutes=25), "after",
-                          [(RICE, 30), (SOUP, 120), (KIMCHI, 50)])
+                                [(RICE, 30), (SOUP, 120), (KIMCHI, 50)])
         closed = link_analysis(s, after, pair_id=None, window=WINDOW)
         assert closed is not None and closed.id == pair.id
         return pair.id
@@ -122,7 +122,7 @@ def test_after_outside_window_or_other_user_is_not_paired(
         before = stored_analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
         link_analysis(s, before, pair_id=None, window=WINDOW)
         late = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(hours=4), "after",
-                         [(RICE, 20)])
+                               [(RICE, 20)])
         assert link_analysis(s, late, pair_id=None, window=WINDOW) is None
         other = User(canteen_id=people["canteen"])
         s.add(other)
@@ -138,14 +138,22 @@ def test_explicit_pair_id_rules(factory: sessionmaker[Session], photo_sha: str,
         before = stored_analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
         pair = link_analysis(s, before, pair_id=None, window=WINDOW)
         assert pair is not None
-        after0 = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=5), "after",
-                           [(RICE, 20)])
+        after0 = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=5),
+                                 "after", [(RICE, 20)])
         with pytest.raises(ApiError) as unknown:
             link_analysis(s, after0, pair_id="nope", window=WINDOW)
         assert unknown.value.status_code == 404
+        other = User(canteen_id=people["canteen"])
+        s.add(other)
+        s.flush()
+        theirs = stored_analysis(s, photo_sha, {**people, "user": other.id},
+                                 LUNCH + dt.timedelta(minutes=5), "after", [(RICE, 20)])
+        with pytest.raises(ApiError) as mismatch:
+            link_analysis(s, theirs, pair_id=pair.id, window=WINDOW)
+        assert mismatch.value.code == "pair_mismatch"
         assert link_analysis(s, after0, pair_id=pair.id, window=WINDOW) is pair
-        after1 = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=6), "after",
-                           [(RICE, 10)])
+        after1 = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=6),
+                                 "after", [(RICE, 10)])
         with pytest.raises(ApiError) as closed:
             link_analysis(s, after1, pair_id=pair.id, window=WINDOW)
         assert closed.value.status_code == 409
@@ -156,7 +164,7 @@ def test_day_totals_against_kdri(factory: sessionmaker[Session], photo_sha: str,
     lunch_pair(factory, photo_sha, people)
     with factory.begin() as s:  # dinner from the app: one photo, all eaten
         stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 23, 19, 0, tzinfo=KST), None,
-                  [(RICE, 200), (KIMCHI, 40)])
+                        [(RICE, 200), (KIMCHI, 40)])
     with factory() as s:
         user = s.get(User, people["user"])
         assert user is not None
@@ -193,9 +201,9 @@ def test_local_day_boundary_follows_canteen_timezone(
     with factory.begin() as s:  # 23:30 in Seoul on the 23rd is 14:30 UTC the same day;
         # 00:30 in Seoul on the 24th is still the 23rd in UTC
         stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 23, 23, 30, tzinfo=KST), None,
-                  [(RICE, 100)])
+                        [(RICE, 100)])
         stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 24, 0, 30, tzinfo=KST), None,
-                  [(RICE, 50)])
+                        [(RICE, 50)])
     with factory() as s:
         user = s.get(User, people["user"])
         assert user is not None
@@ -209,7 +217,7 @@ def test_week_habits(factory: sessionmaker[Session], photo_sha: str,
     lunch_pair(factory, photo_sha, people)
     with factory.begin() as s:  # Wednesday: 500 g kimchi = 2755 mg sodium, over the 2300 CDRR
         stored_analysis(s, photo_sha, people, dt.datetime(2026, 11, 25, 12, 0, tzinfo=KST), None,
-                  [(KIMCHI, 500), (RICE, 210)])
+                        [(KIMCHI, 500), (RICE, 210)])
     start, end = dt.date(2026, 11, 23), dt.date(2026, 11, 29)
     with factory() as s:
         user = s.get(User, people["user"])
@@ -245,10 +253,10 @@ def test_canteen_waste_by_dish(factory: sessionmaker[Session], photo_sha: str,
     lunch_pair(factory, photo_sha, people)
     with factory.begin() as s:  # a second tray the next day: soup fully eaten, rice absent
         b = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(days=1), "before",
-                      [(SOUP, 250), (KIMCHI, 60)])
+                            [(SOUP, 250), (KIMCHI, 60)])
         link_analysis(s, b, pair_id=None, window=WINDOW)
         a = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(days=1, minutes=20), "after",
-                      [(KIMCHI, 15)])
+                            [(KIMCHI, 15)])
         a.items[0].box = [300.0, 100.0, 550.0, 350.0]  # the kimchi stayed in its place
         link_analysis(s, a, pair_id=None, window=WINDOW)
     with factory() as s:
@@ -272,7 +280,7 @@ def test_relabelled_pair_flags_survive_storage(factory: sessionmaker[Session], p
         b = stored_analysis(s, photo_sha, people, LUNCH, "before", [(RICE, 200)])
         pair = link_analysis(s, b, pair_id=None, window=WINDOW)
         a = stored_analysis(s, photo_sha, people, LUNCH + dt.timedelta(minutes=30), "after",
-                      [(KIMCHI, 40)])  # same place as the rice: a relabelled leftover
+                            [(KIMCHI, 40)])  # same place as the rice: a relabelled leftover
         link_analysis(s, a, pair_id=None, window=WINDOW)
         assert pair is not None
         res = pair_of(s, pair)

@@ -1,0 +1,47 @@
+"""notebooks/retrain.ipynb: valid nbformat-4 JSON whose code imports model/ and calls real APIs."""
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO / "notebooks" / "retrain.ipynb"
+
+
+def code_cells() -> list[str]:
+    nb = json.loads(NOTEBOOK.read_text())
+    assert nb["nbformat"] == 4
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_notebook_is_small_valid_and_without_outputs() -> None:
+    nb = json.loads(NOTEBOOK.read_text())
+    assert NOTEBOOK.stat().st_size < 20_000
+    for cell in nb["cells"]:
+        assert {"cell_type", "source", "metadata"} <= set(cell)
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == []
+
+
+def test_code_compiles_and_every_model_call_exists() -> None:
+    source = "\n".join(code_cells())
+    tree = ast.parse(source)  # raises on a syntax error
+    imported: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("model"):
+            for alias in node.names:
+                imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    assert {"engine", "export", "quantize", "parse_args"} <= set(imported)
+    calls = [(n.value.id, n.attr) for n in ast.walk(tree)
+             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+             and n.value.id in ("engine", "export", "quantize")]
+    assert calls
+    for module, attr in calls:
+        assert hasattr(importlib.import_module(f"model.{module}"), attr), f"{module}.{attr}"
+
+
+def test_notebook_copies_no_model_code() -> None:
+    tree = ast.parse("\n".join(code_cells()))
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
