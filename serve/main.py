@@ -16,6 +16,7 @@ from serve.db import make_engine, make_session_factory, transaction, upgrade_dat
 from serve.errors import ApiError
 from serve.metrics import ServiceMetrics, metrics_middleware
 from serve.model_registry import LoadedModel, ModelRegistry, load_model
+from serve.model_sync import ModelSync, startup_model
 from serve.settings import Settings, get_settings
 
 log = logging.getLogger("traylens")
@@ -64,13 +65,14 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
         with transaction(factory) as session:
             if bootstrap_admin(session, settings.bootstrap_admin_key.get_secret_value()):
                 log.warning("created the bootstrap admin key from TRAYLENS_BOOTSTRAP_ADMIN_KEY")
-    registry = ModelRegistry()
     try:
-        loaded = preloaded or load_model(
+        deployed = preloaded or load_model(
             settings.model_path, intra_op_threads=settings.intra_op_threads
         )
     except ApiError as exc:  # fail fast: a service without its model must not start
         raise RuntimeError(f"cannot start: {exc.detail} (set TRAYLENS_MODEL_PATH)") from exc
+    registry = ModelRegistry()
+    loaded = startup_model(factory, deployed, settings.intra_op_threads)
     registry.activate(loaded)
     app.state.metrics.set_model(loaded.version, loaded.sha256)
     app.state.engine = engine
@@ -80,11 +82,19 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Startup and shutdown of one app instance."""
-    _start(app, app.state.settings, app.state.preloaded_model)
+    """Startup and shutdown of one app instance (and its model sync thread)."""
+    settings: Settings = app.state.settings
+    _start(app, settings, app.state.preloaded_model)
+    sync = None
+    if settings.model_sync_seconds > 0:
+        sync = ModelSync(settings.model_sync_seconds, app.state.session_factory,
+                         app.state.models, app.state.metrics, settings.intra_op_threads)
+        sync.start()
     try:
         yield
     finally:
+        if sync is not None:
+            sync.stop()
         app.state.engine.dispose()
 
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     pair_window_minutes: int = Field(
         default=180, ge=1, le=24 * 60, description="an after photo pairs with a before this recent"
     )
+    model_sync_seconds: float = Field(
+        default=5.0, ge=0, description="how often workers adopt a newly loaded model; 0: never"
+    )
     intra_op_threads: int = Field(default=0, ge=0, description="ORT threads; 0 = its default")
 
     @field_validator("database_url")

@@ -1,7 +1,6 @@
 """The served model: what it is, and (admins) loading a new ONNX file or rolling back live."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,7 +10,7 @@ from serve.db import transaction
 from serve.deps import AdminPrincipal, CurrentPrincipal, RegistryDep
 from serve.errors import ApiError
 from serve.model_registry import LoadedModel, load_model
-from serve.models import ModelVersion
+from serve.model_sync import record_active
 from serve.settings import Settings
 from serve.storage import sha256_hex
 from serve.uploads import read_upload_form
@@ -66,12 +65,9 @@ def _activate(request: Request, loaded: LoadedModel) -> None:
 
 
 def _record(request: Request, loaded: LoadedModel) -> None:
-    """Persist which model is active (the audit trail of swaps and rollbacks)."""
+    """Record the active model (other workers follow it; it survives restarts)."""
     with transaction(request.app.state.session_factory) as session:
-        for row in session.query(ModelVersion).filter(ModelVersion.active.is_(True)):
-            row.active = False
-        session.add(ModelVersion(sha256=loaded.sha256, path=str(Path(loaded.path)),
-                                 version=loaded.version, active=True))
+        record_active(session, loaded)
     request.app.state.metrics.set_model(loaded.version, loaded.sha256)
 
 

@@ -7,25 +7,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from serve.model_registry import LoadedModel
-from tests.serve.conftest import Service
+from serve.main import create_app
+from serve.model_registry import LoadedModel, load_model
+from serve.model_sync import sync_once
+from tests.serve.conftest import ADMIN_KEY, Service, make_settings
 
 onnx = pytest.importorskip("onnx", reason="writing a second model file needs the onnx package")
 
 
-@pytest.fixture(scope="module")
-def second_model(loaded_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def _renamed(model: LoadedModel, suffix: str, folder: Path) -> Path:
     """The same network under a new version string: a distinct, valid model file."""
-    proto = onnx.load(str(loaded_model.path))
+    proto = onnx.load(str(model.path))
     for prop in proto.metadata_props:
         if prop.key == "traylens":
             meta = json.loads(prop.value)
-            meta["version"] = f"{meta['version']}+swap-test"
+            meta["version"] = f"{meta['version']}{suffix}"
             prop.value = json.dumps(meta)
-    path = tmp_path_factory.mktemp("models") / "second.onnx"
+    path = folder / f"model{suffix}.onnx"
     onnx.save(proto, str(path))
-    return Path(path).read_bytes()
+    return path
+
+
+@pytest.fixture(scope="module")
+def second_model(loaded_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A second model file's bytes (version '<v>+swap-test')."""
+    return _renamed(loaded_model, "+swap-test", tmp_path_factory.mktemp("models")).read_bytes()
 
 
 def test_model_info_comes_from_the_onnx_metadata(
@@ -92,3 +100,45 @@ def test_swap_and_rollback_while_requests_flow(
     metrics = service.client.get("/metrics").text
     assert f'traylens_model_info{{sha256="{loaded_model.sha256[:12]}",version="{old}"}} 1.0' \
         in metrics
+
+
+def _version(client: TestClient) -> str:
+    response = client.get("/v1/model", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert response.status_code == 200, response.text
+    return str(response.json()["version"])
+
+
+def test_every_worker_follows_the_admin_and_restarts_keep_it(
+    service: Service, second_model: bytes, loaded_model: LoadedModel, database_url: str
+) -> None:
+    """Two apps on one database stand for two worker processes."""
+    settings = make_settings(database_url, service.settings.data_dir, loaded_model,
+                             model_sync_seconds=0)
+    old = loaded_model.version
+    with TestClient(create_app(settings, model=loaded_model)) as worker2:
+        assert _version(worker2) == old
+        new = service.ok(service.client.post("/v1/model", files={
+            "model": ("second.onnx", second_model)}, headers=service.admin), 201)["version"]
+        state = worker2.app.state  # type: ignore[attr-defined]
+        assert sync_once(state.session_factory, state.models, state.metrics)
+        assert _version(worker2) == new
+        assert not sync_once(state.session_factory, state.models, state.metrics)
+    with TestClient(create_app(settings, model=loaded_model)) as restarted:
+        assert _version(restarted) == new  # the admin's choice survives a restart
+        service.ok(service.client.post("/v1/model/rollback", headers=service.admin))
+        state = restarted.app.state  # type: ignore[attr-defined]
+        assert sync_once(state.session_factory, state.models, state.metrics)
+        assert _version(restarted) == old
+
+
+def test_a_newly_deployed_model_file_takes_over(
+    service: Service, loaded_model: LoadedModel, database_url: str, tmp_path: Path
+) -> None:
+    deployed = load_model(_renamed(loaded_model, "+deployed", tmp_path))
+    settings = make_settings(database_url, service.settings.data_dir, deployed,
+                             model_sync_seconds=0)
+    with TestClient(create_app(settings, model=deployed)) as worker:
+        assert _version(worker) == deployed.version
+    state = service.client.app.state  # type: ignore[attr-defined]
+    sync_once(state.session_factory, state.models, state.metrics)  # the old worker follows
+    assert _version(service.client) == deployed.version
