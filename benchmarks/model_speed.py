@@ -24,9 +24,10 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -43,6 +44,7 @@ DEFAULT_IMAGE = (
 EXPECTED_SIZE = (1024, 768)
 DOCS = REPO / "docs" / "BENCHMARKS.md"
 HEADING = "## Model"
+K = TypeVar("K", bound=Hashable)
 
 # The memory probe: a fresh interpreter that only imports the torch-free runtime. Linux keeps
 # ru_maxrss across fork + exec, so the probe runs before this process grows (torch, sessions),
@@ -70,16 +72,28 @@ class Timing:
     p95_ms: float
 
 
-def time_it(fn: Callable[[], object], runs: int, warmup: int) -> Timing:
-    """Run fn warmup times unmeasured, then runs times; median and p95 wall time."""
+def time_interleaved(
+    calls: dict[K, Callable[[], object]], runs: int, warmup: int
+) -> dict[K, Timing]:
+    """Median and p95 wall time per callable, timed in alternating rounds.
+
+    Each round runs every callable once, in a rotated order, so load drift on a shared
+    machine falls on all engines alike and the ratios stay fair.
+    """
+    names = list(calls)
     for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return Timing(float(np.median(samples)), float(np.percentile(samples, 95)))
+        for name in names:
+            calls[name]()
+    samples: dict[K, list[float]] = {name: [] for name in names}
+    for r in range(runs):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            start = time.perf_counter()
+            calls[name]()
+            samples[name].append((time.perf_counter() - start) * 1000.0)
+    return {
+        name: Timing(float(np.median(v)), float(np.percentile(v, 95)))
+        for name, v in samples.items()
+    }
 
 
 def ort_paths(model: TrayModel, img: Image.Image) -> dict[str, Callable[[], object]]:
@@ -167,10 +181,10 @@ def measure(args: argparse.Namespace) -> Figures:
         engines["ORT INT8"] = ort_paths(TrayModel(args.int8), img)
     torch_calls, torch_source = torch_paths(args.checkpoint, fp32, img)
     engines["torch eager"] = torch_calls
-    timings = {
-        engine: {path: time_it(fn, args.runs, args.warmup) for path, fn in calls.items()}
-        for engine, calls in engines.items()
-    }
+    flat = {(engine, path): fn for engine, calls in engines.items() for path, fn in calls.items()}
+    timings: dict[str, dict[str, Timing]] = {engine: {} for engine in engines}
+    for (engine, path), timing in time_interleaved(flat, args.runs, args.warmup).items():
+        timings[engine][path] = timing
     return Figures(img.size, timings, torch_source, rss)
 
 
@@ -193,7 +207,8 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
         HEADING, "",
         f"Measured by `python benchmarks/model_speed.py` on {time.strftime('%Y-%m-%d')}: "
         f"{machine()}; photo `{shown}` ({width}x{height}); "
-        f"{args.runs} timed runs after {args.warmup} warm-up; batch 1; default threads. "
+        f"{args.runs} timed rounds after {args.warmup} warm-up, engines alternating within each "
+        "round; batch 1; default threads. "
         f"Torch eager: {figures.torch_source}.", "",
         "| engine | network median ms | network p95 ms | photo -> items median ms "
         "| photo -> items p95 ms |", "|---|---:|---:|---:|---:|",
