@@ -154,7 +154,12 @@ def draw_plate(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, li
 
 def draw_bowl(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list[Region]]:
     """A bowl seen from above: a deep well holding one item."""
-    img, _, radius, (cx, cy) = _round_dish(rng, h, w, 0.42, 0.82)
+    img, well, radius, (cx, cy) = _round_dish(rng, h, w, 0.42, 0.82)
+    # A bowl's wall falls away from the light: darken the well towards its edge, radially.
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.hypot(xx - cx, yy - cy) / (radius * 0.82)
+    inside = well.astype(bool)
+    img[inside] *= (1.0 - float(rng.uniform(0.25, 0.4)) * np.clip(r[inside], 0, 1) ** 2)[:, None]
     half = int(radius * 0.8 / np.sqrt(2))
     return img, [Region(cx - half, cy - half, 2 * half, 2 * half, "bowl")]
 

@@ -10,7 +10,7 @@ It supplements real photos for pre-training and tests; it never replaces real va
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -164,14 +164,11 @@ def _choose_regions(scene: Scene, rng: np.random.Generator) -> list[Region]:
     return chosen or [regions[int(rng.integers(len(regions)))]]
 
 
-def _transform(rgba: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
-    """Resize by factor, then a random quarter turn / flip (size-preserving)."""
+def _resize(rgba: np.ndarray, factor: float) -> np.ndarray:
+    """The crop scaled by factor (area interpolation when shrinking)."""
     h, w = rgba.shape[:2]
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-    out = cv2.resize(rgba, size, interpolation=interp)
-    out = np.rot90(out, k=int(rng.integers(4)))
-    return np.ascontiguousarray(out[:, ::-1] if rng.random() < 0.5 else out)
+    return cv2.resize(rgba, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
 
 
 def compose_image(
@@ -183,10 +180,10 @@ def compose_image(
     items: list[PlacedItem] = []
     for region in _choose_regions(scene, rng):
         crop = crops[int(rng.integers(len(crops)))]
+        # A random quarter turn before fitting; no mirroring, as packaging has text.
+        crop = replace(crop, rgba=np.ascontiguousarray(np.rot90(crop.rgba, int(rng.integers(4)))))
         factor, grams = place_scale(crop, scene.px_per_cm, region, rng)
-        rgba = _transform(crop.rgba, factor, rng)
-        # A quarter turn may swap w and h: trim to the region rather than spill out of it.
-        rgba = rgba[: region.h, : region.w]
+        rgba = _resize(crop.rgba, factor)[: region.h, : region.w]  # trims a rounding pixel
         h, w = rgba.shape[:2]
         if min(h, w) < MIN_CROP_PX or not (rgba[..., 3] > 127).any():
             continue
