@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -125,7 +125,6 @@ class ImageResult:
     scale_source: str | None
     px_per_cm: float | None
     model_version: str
-    reference_objects: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -214,12 +213,8 @@ def build_item(
 def result_for(
     model: TrayModel, pred: Prediction, request: ImageRequest, top_k: int
 ) -> ImageResult:
-    """All food items of one prediction; reference objects (the coin) are listed apart."""
+    """All food items of one prediction (a coin is a scale reference, not food)."""
     foods = [i for i in pred.items if i.label != COIN_LABEL]
-    refs = [
-        {"label": i.label, "box": [round(float(v), 1) for v in i.box], "score": float(i.score)}
-        for i in pred.items if i.label == COIN_LABEL
-    ]
     items = [build_item(model, pred, i, request, top_k) for i in foods]
     totals = meal_totals((i.food_id, i.grams.value if i.grams else None) for i in items)
     scale_source = {"given": KIOSK, "coin": REFERENCE}.get(pred.scale_source or "")
@@ -231,7 +226,6 @@ def result_for(
         scale_source=scale_source,
         px_per_cm=pred.px_per_cm,
         model_version=str(model.meta.version),
-        reference_objects=refs,
     )
 
 
