@@ -57,3 +57,15 @@ def test_polygon_round_trip_and_box() -> None:
     assert np.array_equal(segmentation_to_mask(polys, 60, 80), mask)
     with pytest.raises(ValueError, match="empty mask"):
         mask_bbox(np.zeros((3, 3), dtype=bool))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_rle_strings_match_pycocotools(seed: int) -> None:
+    mask_utils = pytest.importorskip("pycocotools.mask")  # a [dev] dependency
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 80)), int(rng.integers(1, 80)))
+    m = rng.random(shape) > rng.random()
+    ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    mine = compress_rle(rle_encode(m))
+    assert mine == {"size": list(ref["size"]), "counts": ref["counts"].decode()}
+    assert np.array_equal(rle_decode({"size": ref["size"], "counts": ref["counts"]}), m)
