@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,13 @@ def test_merge_two_real_sets(mealtray_ds: CocoDataset, ecustfd_ds: CocoDataset,
     assert back.images == both.images
     grams = sorted(a.grams for a in back.annotations if a.grams)
     assert grams == sorted(a.grams for a in ecustfd_ds.annotations if a.grams)
+
+
+def test_merge_moves_depth_files_with_their_images(ecustfd_ds: CocoDataset,
+                                                  mealtray_ds: CocoDataset) -> None:
+    first = replace(ecustfd_ds.images[0], depth_file="depth/apple003T(1).png")
+    with_depth = replace(ecustfd_ds, images=[first, *ecustfd_ds.images[1:]])
+    both = merge([mealtray_ds, with_depth])
+    moved = next(im for im in both.images if im.depth_file)
+    assert moved.file_name == "ecustfd/JPEGImages/" + first.file_name
+    assert moved.depth_file == "ecustfd/JPEGImages/depth/apple003T(1).png"
