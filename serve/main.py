@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from nutrition_db.table import table
 from serve.auth import bootstrap_admin
 from serve.db import make_engine, make_session_factory, transaction, upgrade_database
 from serve.errors import ApiError
@@ -71,6 +72,7 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
         )
     except ApiError as exc:  # fail fast: a service without its model must not start
         raise RuntimeError(f"cannot start: {exc.detail} (set TRAYLENS_MODEL_PATH)") from exc
+    table()  # read the nutrient table now, not in the first request (about 2 s)
     registry = ModelRegistry()
     loaded = startup_model(factory, deployed, settings.intra_op_threads)
     registry.activate(loaded)

@@ -1,0 +1,90 @@
+"""What the service adds on top of the model, measured side by side in one process.
+
+For one real tray photo: (1) model.predict alone, (2) the pipeline (decode, predict,
+identification, grams, nutrients), (3) POST /v1/analyze through the ASGI app in-process
+(multipart parse, auth, pipeline, photo store, one DB transaction, JSON), on SQLite.
+Prints p50/p95 of each and the ratios. (Process/worker figures over real HTTP are in
+benchmarks/serve_speed.py.)
+
+    python benchmarks/pipeline_overhead.py [--model PATH] [--runs 30] [--photo PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from model.runtime import load_image  # noqa: E402
+from serve.main import create_app  # noqa: E402
+from serve.model_registry import load_model  # noqa: E402
+from serve.pipeline import ImageRequest, analyze  # noqa: E402
+from serve.settings import load_settings  # noqa: E402
+
+PHOTO = (REPO / "tests/fixtures/mealtray/labeled/"
+         "20220308112654_000042_059_0000000001_B______xx_C (2770).jpg")
+ADMIN = "tl_benchmark_admin_key_0000000000"
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    """Milliseconds per call, after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000.0)
+    return out
+
+
+def p(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of a sample."""
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def main() -> None:
+    """Measure the three layers and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=load_settings().model_path)
+    parser.add_argument("--photo", type=Path, default=PHOTO)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    loaded = load_model(args.model)
+    data = args.photo.read_bytes()
+    img = load_image(data)
+    results: dict[str, list[float]] = {}
+    results["model.predict"] = timed(lambda: loaded.model.predict([img]), args.runs)
+    results["pipeline (decode+predict+ids+grams+nutrients)"] = timed(
+        lambda: analyze(loaded.model, [ImageRequest(load_image(data))]), args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(data_dir=Path(tmp), model_path=loaded.path,
+                                 bootstrap_admin_key=ADMIN, model_sync_seconds=0)
+        with TestClient(create_app(settings, model=loaded)) as client:
+            headers = {"Authorization": f"Bearer {ADMIN}"}
+
+            def post() -> None:
+                r = client.post("/v1/analyze", files={"image": ("t.jpg", data)},
+                                headers=headers)
+                assert r.status_code == 201, r.text
+
+            results["POST /v1/analyze in-process (SQLite)"] = timed(post, args.runs)
+    items = len(analyze(loaded.model, [ImageRequest(img)])[0][0].items)
+    print(f"model {loaded.version}, photo {args.photo.name} ({img.width}x{img.height}), "
+          f"{items} items, {args.runs} runs")
+    base = statistics.median(results["model.predict"])
+    for name, ms in results.items():
+        print(f"{name:<50} p50 {p(ms, 0.5):7.1f} ms  p95 {p(ms, 0.95):7.1f} ms  "
+              f"x{statistics.median(ms) / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
