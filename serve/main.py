@@ -120,20 +120,24 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        """The service's own errors, with their status and code."""
         return _json_error(exc.status_code, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """Schema violations of JSON bodies, queries and paths."""
         return _json_error(422, "invalid_input", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing errors (unknown path, wrong method) and plain HTTPExceptions."""
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
         return _json_error(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A bug: logged with its traceback; the client gets no internals."""
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _json_error(500, "internal_error", "internal error; the server logged it")
 

@@ -348,6 +348,7 @@ def _analyze_batch(
     store = ImageStore(settings.image_dir)
 
     def write(session: Session) -> tuple[int, dict[str, Any]]:
+        """All good photos' analyses, answered in the order they were sent."""
         entries = [
             {"index": index, "filename": images[index].filename,
              "analysis": store_analysis(session, store, principal, ctx, photo, result, settings)}
