@@ -37,15 +37,16 @@ def split_groups(
     val: list[str] = []
     taken = 0
     for name in order:
-        # Stop before overshooting by more than the group would add; keep one for train.
+        # Val takes a group only when it brings the image count closer to the target (the
+        # first always, so val is never empty); train always keeps at least one group.
         if taken >= target or len(val) == len(names) - 1:
             break
         if val and abs(taken + groups[name] - target) > abs(taken - target):
             continue
         val.append(name)
         taken += groups[name]
-    train = [n for n in names if n not in set(val)]
-    return train, sorted(val)
+    chosen = set(val)
+    return [n for n in names if n not in chosen], sorted(val)
 
 
 def train_val_split(
