@@ -22,7 +22,6 @@ from model.data.importers.common import SourceFormatError, image_size
 SOURCE = "ecustfd"
 COIN_LABEL = "coin"
 COIN_DIAMETER_CM = 2.5
-PLATE_DIAMETERS_CM = {"white": 20.7, "red": 18.7}
 # Coin/food overlaps that only annotation mistakes produce (see _check_coin).
 COPY_IOU = 0.9
 MISPLACED_IOU = 0.1
