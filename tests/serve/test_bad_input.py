@@ -98,6 +98,15 @@ def test_refused_requests(service: Service, kiosk: dict[str, str],
            "invalid_idempotency_key", "1-200")
     two = [("image", ("a.jpg", real)), ("image", ("b.jpg", real))]
     _error(c.post("/v1/analyze", files=two, headers=kiosk), 422, "invalid_input", "one file")
+    multipart = {**kiosk, "Content-Type": "multipart/form-data"}
+    _error(c.post("/v1/analyze", content=b"x", headers=multipart), 400, "bad_multipart",
+           "boundary")
+    garbled = {**kiosk, "Content-Type": "multipart/form-data; boundary=zz"}
+    _error(c.post("/v1/analyze", content=b"--zz\r\nno headers here", headers=garbled), 400,
+           "bad_multipart", "malformed")
+    too_many = [("images", (f"{i}.jpg", b"x")) for i in range(65)]
+    _error(c.post("/v1/analyze/batch", files=too_many, headers=kiosk), 400, "bad_multipart",
+           "too many files")
 
 
 def test_unknown_ids_routes_and_methods_are_json(service: Service, kiosk: dict[str, str]) -> None:
