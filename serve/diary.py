@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from nutrition_db import ReferenceIntake, meal_nutrients, reference_intakes
 from serve.canteen_models import MealPair
 from serve.models import Analysis, Canteen, MealState, User
-from serve.pairing import PairResult, pair_of, tray_items
+from serve.pairing import PairResult, pair_results, tray_items
 
 ENERGY = "energy_kcal"
 SODIUM = "sodium_mg"
@@ -259,15 +259,17 @@ def user_meals(session: Session, user: User, start: dt.date, end: dt.date,
         select(MealPair).where(MealPair.before_analysis_id.in_(ids)))} if ids else {}
     paired_after = {p.after_analysis_id for p in session.scalars(
         select(MealPair).where(MealPair.after_analysis_id.in_(ids)))} if ids else set()
+    closed = [p for p in pairs.values() if p.after_analysis_id is not None]
+    results = dict(zip((p.before_analysis_id for p in closed), pair_results(session, closed),
+                       strict=True))
     meals, notes = [], []
     for a in analyses:
         if a.meal_state == MealState.AFTER.value:
             if a.id not in paired_after:
                 notes.append(f"after photo {a.id} has no before photo: not counted")
             continue
-        pair = pairs.get(a.id)
-        if pair is not None and pair.after_analysis_id is not None:
-            meals.append(pair_meal_log(a, pair, pair_of(session, pair)))
+        if a.id in results:
+            meals.append(pair_meal_log(a, pairs[a.id], results[a.id]))
         else:
             before_only = a.meal_state == MealState.BEFORE.value
             meals.append(photo_meal(a, MealKind.BEFORE_ONLY if before_only else MealKind.PHOTO))
@@ -351,12 +353,12 @@ def canteen_waste(session: Session, canteen_id: str, start: dt.date,
                   end: dt.date) -> WasteReport:
     """Waste by dish over the canteen's closed pairs whose before photo falls in the dates."""
     lo, hi = utc_range(start, end, canteen_zone(session, canteen_id))
-    pairs = session.scalars(
+    pairs = list(session.scalars(
         select(MealPair).where(MealPair.canteen_id == canteen_id,
                                MealPair.after_analysis_id.is_not(None),
                                MealPair.before_at >= lo, MealPair.before_at < hi)
-        .order_by(MealPair.before_at))
-    results = [pair_of(session, p) for p in pairs]
+        .order_by(MealPair.before_at)))
+    results = pair_results(session, pairs)
     served = sum(r.served_g for r in results)
     left = sum(r.leftover_g for r in results)
     return WasteReport(canteen_id, start, end, len(results), round(served, 1), round(left, 1),

@@ -7,9 +7,11 @@ two analyses form a pair.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from serve.canteen_models import MealPair
 from serve.errors import ApiError, not_found, unprocessable
-from serve.models import Analysis, MealState
+from serve.models import Analysis, AnalysisItem, MealState
 
 Box = tuple[float, float, float, float]
 
@@ -48,7 +50,7 @@ class TrayItem:
 
     def __post_init__(self) -> None:
         """Grams must be a real, non-negative amount."""
-        if not np.isfinite(self.grams) or self.grams < 0:
+        if not math.isfinite(self.grams) or self.grams < 0:
             raise ValueError(f"item {self.key!r}: grams must be a finite number >= 0, "
                              f"got {self.grams!r}")
 
@@ -104,7 +106,7 @@ def similarity(a: TrayItem, b: TrayItem) -> float:
         va, vb = np.asarray(a.embedding), np.asarray(b.embedding)
         norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
         parts.append(float(va @ vb) / norm if norm > 0 else 0.0)
-    return float(np.mean(parts)) if parts else 0.0
+    return sum(parts) / len(parts) if parts else 0.0
 
 
 def _greedy(pairs: list[tuple[float, int, int]]) -> list[tuple[int, int]]:
@@ -196,19 +198,28 @@ def pair_meal(before: Sequence[TrayItem], after: Sequence[TrayItem]) -> PairResu
 # --- storage glue: which analyses form a pair, and their items as TrayItems ---------------
 
 
+# The item columns pairing reads: reports select just these, not whole items (whose JSON
+# columns - alternatives, polygon, nutrients - would dominate the time of a month's report).
+ITEM_COLUMNS = (AnalysisItem.analysis_id, AnalysisItem.position, AnalysisItem.id,
+                AnalysisItem.food_id, AnalysisItem.label, AnalysisItem.menu_dish_id,
+                AnalysisItem.grams, AnalysisItem.box)
+
+
+def as_tray_item(item: Any) -> TrayItem | None:
+    """A stored item (ORM object or ITEM_COLUMNS row) as pairing input; corrections already
+    live in its fields. None when it has no grams estimate (nothing to subtract)."""
+    if item.grams is None:
+        return None
+    box: Box | None = None
+    if item.box and len(item.box) == 4:
+        box = (float(item.box[0]), float(item.box[1]), float(item.box[2]), float(item.box[3]))
+    key = item.menu_dish_id or item.food_id or f"label:{item.label}"
+    return TrayItem(key=key, food_id=item.food_id, grams=item.grams, box=box, ref=item.id)
+
+
 def tray_items(analysis: Analysis) -> list[TrayItem]:
-    """An analysis's items as pairing input; corrections already live in the item's fields."""
-    out = []
-    for item in analysis.items:
-        if item.grams is None:  # no estimate at all: nothing to subtract, left out
-            continue
-        box: Box | None = None
-        if item.box and len(item.box) == 4:
-            box = (float(item.box[0]), float(item.box[1]), float(item.box[2]), float(item.box[3]))
-        key = item.menu_dish_id or item.food_id or f"label:{item.label}"
-        out.append(TrayItem(key=key, food_id=item.food_id, grams=item.grams, box=box,
-                            ref=item.id))
-    return out
+    """An analysis's items as pairing input."""
+    return [t for item in analysis.items if (t := as_tray_item(item)) is not None]
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -291,10 +302,33 @@ def link_analysis(session: Session, analysis: Analysis, *, pair_id: str | None,
 
 def pair_of(session: Session, pair: MealPair) -> PairResult:
     """The pair's before/after result, computed from the current (maybe corrected) items."""
-    before = session.get(Analysis, pair.before_analysis_id)
-    assert before is not None  # FK with ON DELETE CASCADE
-    after = (session.get(Analysis, pair.after_analysis_id)
-             if pair.after_analysis_id is not None else None)
-    if after is None:
-        raise ApiError(409, "pair_open", f"pair {pair.id} has no after photo yet")
-    return pair_meal(tray_items(before), tray_items(after))
+    return pair_results(session, [pair])[0]
+
+
+# Bound on ids per IN (...) query: well under SQLite's variable limit and PostgreSQL's.
+BATCH_IDS = 500
+
+
+def items_by_analysis(session: Session, ids: Sequence[str]) -> dict[str, list[TrayItem]]:
+    """Pairing input for many analyses in a few batched column queries."""
+    out: dict[str, list[TrayItem]] = {i: [] for i in ids}
+    for n in range(0, len(ids), BATCH_IDS):
+        rows = session.execute(select(*ITEM_COLUMNS)
+                               .where(AnalysisItem.analysis_id.in_(ids[n:n + BATCH_IDS]))
+                               .order_by(AnalysisItem.analysis_id, AnalysisItem.position))
+        for row in rows:
+            if (item := as_tray_item(row)) is not None:
+                out[row.analysis_id].append(item)
+    return out
+
+
+def pair_results(session: Session, pairs: Sequence[MealPair]) -> list[PairResult]:
+    """Results of many closed pairs from a few batched queries (reports span thousands of
+    trays), computed from the current - maybe corrected - items."""
+    ids: list[tuple[str, str]] = []
+    for pair in pairs:
+        if pair.after_analysis_id is None:
+            raise ApiError(409, "pair_open", f"pair {pair.id} has no after photo yet")
+        ids.append((pair.before_analysis_id, pair.after_analysis_id))
+    items = items_by_analysis(session, [i for both in ids for i in both])
+    return [pair_meal(items[before], items[after]) for before, after in ids]
