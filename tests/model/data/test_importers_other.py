@@ -137,3 +137,18 @@ def test_full_nutrition5k_frames(shared_data: Path) -> None:
     meta = sorted((shared_data / "nutrition" / "nutrition5k").glob("dish_metadata_cafe*.csv"))
     ds = import_nutrition5k(shared_data / "images" / "nutrition5k" / "frames", meta)
     assert len(ds.images) == 40 and len({i.split_group for i in ds.images}) == 2
+
+
+def test_nutrition5k_overhead_layout_links_depth(fixtures_dir: Path, tmp_path: Path) -> None:
+    # The full Nutrition5k overhead layout: dish_<id>/rgb.png + depth_raw.png (uint16).
+    root = fixtures_dir / "nutrition5k"
+    dish = tmp_path / "dish_1550704750"
+    dish.mkdir()
+    rgb = cv2.imread(str(root / "frames" / dish.name / "camera_A_frame_001.jpeg"))
+    assert rgb is not None
+    cv2.imwrite(str(dish / "rgb.png"), rgb)
+    cv2.imwrite(str(dish / "depth_raw.png"), np.full(rgb.shape[:2], 4000, np.uint16))
+    ds = import_nutrition5k(tmp_path, [root / "dish_metadata_cafe1.csv"])
+    assert [(im.file_name, im.depth_file) for im in ds.images] == [
+        ("dish_1550704750/rgb.png", "dish_1550704750/depth_raw.png")]
+    assert ds.info["depth_units_per_m"] == 10_000
