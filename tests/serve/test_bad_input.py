@@ -169,7 +169,11 @@ def test_depth_maps(service: Service, photo: Image.Image, photo_bytes: dict[str,
     flat = np.full((photo.height, photo.width), 400, dtype=np.uint16)
     npy = io.BytesIO()
     np.save(npy, flat)
-    assert send(npy.getvalue(), "application/octet-stream").status_code == 201
+    first = send(npy.getvalue(), "application/octet-stream")
+    assert first.status_code == 201, first.text
+    assert first.json()["scale"] == {"source": "kiosk_calibration", "px_per_cm": 21.0}
+    for item in first.json()["items"]:  # the kiosk's scale outranks any coin on the tray
+        assert item["grams"] is None or item["grams"]["source"] != "reference_object"
     assert send(_encode(Image.fromarray(flat), "PNG")).status_code == 201
     _error(send(_encode(Image.fromarray(flat[:10, :10]), "PNG")), 422, "invalid_depth",
            f"the photo {photo.width}x{photo.height}")
