@@ -65,18 +65,19 @@ def _print_table(path: Path, payload: dict[str, Any]) -> None:
 
 def run_analyze(argv: Sequence[str]) -> int:
     """The same pipeline as POST /v1/analyze, over files, printing a table or JSON."""
-    from model.runtime import ImageError, TrayModel, load_image
+    from model.runtime import ImageError, ModelFileError, TrayModel, load_image
     from serve.analyses import analysis_payload, analysis_row
     from serve.menu_adapter import MenuFileError, menu_from_file
     from serve.pipeline import ImageRequest, analyze
 
     args = _analyze_parser().parse_args(argv)
     settings = load_settings()
-    model = TrayModel(args.model or settings.model_path, threads=settings.intra_op_threads or None)
     try:
+        model = TrayModel(args.model or settings.model_path,
+                          threads=settings.intra_op_threads or None)
         menu = menu_from_file(model, args.menu) if args.menu else None
         images = [load_image(p, max_pixels=settings.max_pixels) for p in args.images]
-    except (MenuFileError, ImageError) as exc:
+    except (ModelFileError, MenuFileError, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     requests = [ImageRequest(img, px_per_cm=args.px_per_cm, menu=menu) for img in images]

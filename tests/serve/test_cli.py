@@ -43,6 +43,8 @@ def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> 
     assert table.returncode == 0 and str(photo) in table.stdout and "total" in table.stdout
     missing = _cli("analyze", "no/such/photo.jpg", model=loaded_model.path)
     assert missing.returncode == 2 and "cannot read no/such/photo.jpg" in missing.stderr
+    no_model = _cli("analyze", str(photo), "--model", "no/model.onnx", model=loaded_model.path)
+    assert no_model.returncode == 2 and "model file not found" in no_model.stderr
     bad_port = _cli("--port", "eighty", model=loaded_model.path)
     assert bad_port.returncode == 2 and "invalid int value" in bad_port.stderr
 
