@@ -33,7 +33,7 @@ class MealKind:
 
 
 @dataclass(frozen=True)
-class Food:
+class FoodAmount:
     """One food eaten in a meal."""
 
     food_id: str
@@ -49,8 +49,8 @@ class MealLog:
     captured_at: dt.datetime
     kind: str
     pair_id: str | None
-    foods: tuple[Food, ...]  # eaten
-    leftovers: tuple[Food, ...]  # left on the tray (paired trays only)
+    foods: tuple[FoodAmount, ...]  # eaten
+    leftovers: tuple[FoodAmount, ...]  # left on the tray (paired trays only)
     served_g: float
     leftover_g: float
     unidentified_g: float  # eaten grams of items with no food id (no nutrients)
@@ -218,9 +218,9 @@ def local_date(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
     return aware.astimezone(zone).date()
 
 
-def _foods(pairs: Iterable[tuple[str | None, float, str | None]]) -> tuple[Food, ...]:
-    """(food_id, grams, dish_id) triples with a food and grams > 0 as Food records."""
-    return tuple(Food(f, round(g, 1), d) for f, g, d in pairs if f is not None and g > 0)
+def _foods(pairs: Iterable[tuple[str | None, float, str | None]]) -> tuple[FoodAmount, ...]:
+    """(food_id, grams, dish_id) triples with a food and grams > 0 as FoodAmount records."""
+    return tuple(FoodAmount(f, round(g, 1), d) for f, g, d in pairs if f is not None and g > 0)
 
 
 def _dish(key: str) -> str | None:
