@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -153,6 +154,8 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
     app.state.settings = settings or get_settings()
     app.state.preloaded_model = model
     app.state.metrics = ServiceMetrics()
+    # Concurrent ORT runs would fight over the same cores: queue them instead.
+    app.state.inference_slots = threading.BoundedSemaphore(app.state.settings.inference_concurrency)
     app.middleware("http")(metrics_middleware(app.state.metrics))
     _install_error_handlers(app)
     _include_routers(app)

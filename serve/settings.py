@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     model_sync_seconds: float = Field(
         default=5.0, ge=0, description="how often workers adopt a newly loaded model; 0: never"
     )
+    inference_concurrency: int = Field(
+        default=1, ge=1, le=64,
+        description="model runs at once per worker; ORT already uses every core for one",
+    )
     intra_op_threads: int = Field(default=0, ge=0, description="ORT threads; 0 = its default")
 
     @field_validator("database_url")

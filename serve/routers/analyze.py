@@ -234,8 +234,9 @@ def save_idempotency(
 def run_model(request: Request, loaded: LoadedModel, photos: list[Photo]) -> list[ImageResult]:
     """The pipeline over decoded photos, with inference timings recorded."""
     settings: Settings = request.app.state.settings
-    results, timings = analyze(loaded.model, [p.request for p in photos],
-                               batch_size=settings.batch_size, top_k=settings.top_k)
+    with request.app.state.inference_slots:
+        results, timings = analyze(loaded.model, [p.request for p in photos],
+                                   batch_size=settings.batch_size, top_k=settings.top_k)
     for t in timings:
         request.app.state.metrics.observe_inference(t.seconds, t.batch_size)
     return results
