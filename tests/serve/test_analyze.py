@@ -11,6 +11,9 @@ from nutrition_db.table import nutrients_for
 from serve.models import Analysis, AnalysisItem
 from tests.serve.conftest import Service
 
+# SR28 foods with complete rows: apples (raw, with skin), bananas (raw), oranges (raw).
+APPLE, BANANA, ORANGE = "sr28:09003", "sr28:09040", "sr28:09200"
+
 
 def _analyze(service: Service, photo: bytes, headers: dict[str, str], status: int = 201,
              **fields: Any) -> Any:
@@ -88,44 +91,69 @@ def test_overlay_is_a_png_of_the_photo_size(
     assert img.size == (body["image"]["width"], body["image"]["height"])
 
 
+def _analysis_with_items(service: Service, tenant: dict[str, Any], photo: bytes) -> Any:
+    """An analysed real photo with two model-estimate items of known food and grams added
+    (so corrections are tested whatever the model finds on the photo)."""
+    body = _analyze(service, photo, tenant["kiosk"])
+    factory = service.client.app.state.session_factory  # type: ignore[attr-defined]
+    with factory() as session, session.begin():
+        analysis = session.get(Analysis, body["id"])
+        assert analysis is not None
+        start = len(analysis.items)
+        for offset, (food_id, grams) in enumerate([(BANANA, 118.0), (ORANGE, 131.0)]):
+            session.add(AnalysisItem(
+                analysis_id=analysis.id, position=start + offset, label="Fruit",
+                food_id=food_id, confidence=0.6, box=[10.0, 10.0, 200.0, 200.0],
+                grams=grams, grams_low=grams * 0.8, grams_high=grams * 1.2,
+                grams_source="kiosk_calibration", nutrients=nutrients_for(food_id, grams)))
+    return service.ok(service.client.get(f"/v1/analyses/{body['id']}", headers=tenant["kiosk"]))
+
+
 def test_correction_keeps_the_original_and_updates_totals(
     service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
 ) -> None:
-    body = _analyze(service, photo_bytes["mix"], tenant["kiosk"])
-    if not body["items"]:
-        pytest.skip("the model found no item on this photo to correct")
-    item = body["items"][0]
-    patch = {"food_id": "sr28:09003", "grams": 150.0}  # SR28 apples, raw, with skin
-    fixed = service.ok(service.client.patch(
-        f"/v1/analyses/{body['id']}/items/{item['id']}", json=patch, headers=tenant["kiosk"]))
+    body = _analysis_with_items(service, tenant, photo_bytes["mix"])
+    item = body["items"][-2]  # the banana
+    url = f"/v1/analyses/{body['id']}/items/{item['id']}"
+    fixed = service.ok(service.client.patch(url, json={"food_id": APPLE, "grams": 150.0},
+                                            headers=tenant["kiosk"]))
     new = next(i for i in fixed["items"] if i["id"] == item["id"])
-    assert new["food_id"] == "sr28:09003" and new["grams"]["value"] == 150.0
+    assert new["food_id"] == APPLE and new["grams"]["value"] == 150.0
+    assert new["names"]["en"] == "Apples, raw, with skin"
     assert new["provenance"] == {"item": "user_correction", "food": "user_correction",
                                  "grams": "user_correction", "nutrients": "database_value"}
-    assert new["original"]["food_id"] == item["food_id"]
-    assert new["original"]["grams"] == (item["grams"]["value"] if item["grams"] else None)
-    expected = nutrients_for("sr28:09003", 150.0)["energy_kcal"]
-    assert new["nutrients"]["energy_kcal"] == pytest.approx(expected)
+    assert (new["original"]["food_id"], new["original"]["grams"]) == (BANANA, 118.0)
+    assert new["nutrients"] == nutrients_for(APPLE, 150.0)
+    # Totals: the corrected apple plus every other item with nutrients, by hand.
+    counted = [i for i in fixed["items"] if i["nutrients"]]
+    assert fixed["totals"]["grams"] == pytest.approx(sum(i["grams"]["value"] for i in counted),
+                                                     abs=0.05)
+    kcal = sum(i["nutrients"]["energy_kcal"] for i in counted)
+    assert fixed["totals"]["nutrients"]["energy_kcal"] == pytest.approx(kcal)
     # A second correction still keeps the model's first estimate.
-    again = service.ok(service.client.patch(
-        f"/v1/analyses/{body['id']}/items/{item['id']}", json={"grams": 90},
-        headers=tenant["kiosk"]))
-    assert next(i for i in again["items"] if i["id"] == item["id"])["original"] == new["original"]
+    again = service.ok(service.client.patch(url, json={"grams": 90}, headers=tenant["kiosk"]))
+    second = next(i for i in again["items"] if i["id"] == item["id"])
+    assert second["original"] == new["original"] and second["food_id"] == APPLE
+    assert second["nutrients"] == nutrients_for(APPLE, 90.0)
+    assert service.ok(service.client.get(f"/v1/analyses/{body['id']}",
+                                         headers=tenant["kiosk"])) == again
 
 
 def test_correction_errors_are_clear(
     service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
 ) -> None:
-    body = _analyze(service, photo_bytes["apple"], tenant["kiosk"])
-    url = f"/v1/analyses/{body['id']}/items/nope"
-    assert service.client.patch(url, json={"grams": 5}, headers=tenant["kiosk"]).status_code == 404
-    if body["items"]:
-        url = f"/v1/analyses/{body['id']}/items/{body['items'][0]['id']}"
-        bad = service.client.patch(url, json={"food_id": "mfds:nonexistent"},
-                                   headers=tenant["kiosk"])
-        assert bad.status_code == 422 and bad.json()["error"] == "unknown_food"
-        empty = service.client.patch(url, json={}, headers=tenant["kiosk"])
-        assert empty.status_code == 422 and "food_id" in empty.json()["detail"]
+    body = _analysis_with_items(service, tenant, photo_bytes["apple"])
+    c, kiosk = service.client, tenant["kiosk"]
+    assert c.patch(f"/v1/analyses/{body['id']}/items/nope", json={"grams": 5},
+                   headers=kiosk).status_code == 404
+    url = f"/v1/analyses/{body['id']}/items/{body['items'][-1]['id']}"
+    bad = c.patch(url, json={"food_id": "mfds:nonexistent"}, headers=kiosk)
+    assert bad.status_code == 422 and bad.json()["error"] == "unknown_food"
+    for wrong in ({}, {"grams": -1}, {"grams": 9000}, {"grams": "lots"}, {"colour": 1}):
+        r = c.patch(url, json=wrong, headers=kiosk)
+        assert r.status_code == 422 and r.json()["error"] == "invalid_input", (wrong, r.text)
+    other_app = service.key("app", tenant["canteen"])
+    assert c.patch(url, json={"grams": 5}, headers=other_app).status_code == 404
 
 
 def test_batch_matches_single_requests(
