@@ -42,7 +42,7 @@ function nutrientInfo(key) {
 
 function formatNutrient(key, value) {
   const unit = nutrientInfo(key).unit;
-  const digits = unit === "kcal" || unit === "mg" ? 0 : 1;
+  const digits = unit === "kcal" || unit === "mg" || Math.abs(value) >= 100 ? 0 : 1;
   return `${formatNumber(value, digits)} ${unit}`.trim();
 }
 
@@ -250,34 +250,52 @@ function shapePoints(item) {
   return `${x1},${y1} ${x2},${y1} ${x2},${y2} ${x1},${y2}`;
 }
 
+// Tags stay short on the photo; the table gives the full name.
+function shortName(name, limit = 26) {
+  return name.length > limit ? `${name.slice(0, limit - 1).trimEnd()}…` : name;
+}
+
 function tagText(item) {
   const nutrients = item.nutrients || {};
   const kcal = nutrients.energy_kcal;
-  const parts = [itemName(item).en];
+  const parts = [shortName(itemName(item).en)];
   if (item.grams) parts.push(formatGrams(item));
   if (kcal !== null && kcal !== undefined) parts.push(`${formatNumber(kcal)} kcal`);
   return parts.join(" · ");
 }
 
-function drawTag(svg, item, index, width, colour) {
-  const fontSize = Math.max(12, Math.round(width / 55));
-  const [x1, y1] = item.box;
-  const text = svgEl("text", { x: x1 + fontSize * 0.3, y: 0, "font-size": fontSize });
+function overlaps(a, b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+// Above the box (inside it at the photo's top edge); moved down past tags already placed.
+function placeTag(box, size, placed, width, height) {
+  const [x1, y1] = box;
+  const x = Math.min(Math.max(0, x1), Math.max(0, width - size.w));
+  let y = y1 - size.h - 2 >= 0 ? y1 - size.h - 2 : y1 + 2;
+  for (let tries = 0; tries < 12 && placed.some((p) => overlaps(p, { x, y, ...size })); tries += 1) {
+    y = Math.min(y + size.h + 2, height - size.h);
+  }
+  return { x, y, ...size };
+}
+
+function drawTag(svg, item, index, size, colour, placed) {
+  const fontSize = Math.max(12, Math.round(size.width / 55));
+  const text = svgEl("text", { x: 0, y: 0, "font-size": fontSize });
   text.textContent = tagText(item);
+  const rect = svgEl("rect", { class: "tag-bg", fill: colour });
   const group = svgEl("g", { "data-item": index });
-  group.append(svgEl("rect", { class: "tag-bg", fill: colour }), text);
+  group.append(rect, text);
   svg.append(group);
-  // Measure the text, then place it above the box, or inside it at the photo's top edge.
-  const box = text.getBBox();
-  const y = y1 - fontSize * 0.4 > fontSize ? y1 - fontSize * 0.4 : y1 + fontSize * 1.1;
-  const x = Math.min(Math.max(0, x1), Math.max(0, width - box.width - fontSize * 0.6));
-  text.setAttribute("x", x + fontSize * 0.3);
-  text.setAttribute("y", y);
-  const rect = group.querySelector("rect");
-  rect.setAttribute("x", x);
-  rect.setAttribute("y", y - fontSize);
-  rect.setAttribute("width", box.width + fontSize * 0.6);
-  rect.setAttribute("height", fontSize * 1.35);
+  // The text's width is known only once it is in the document.
+  const spot = placeTag(item.box, { w: text.getBBox().width + fontSize * 0.6, h: fontSize * 1.35 },
+    placed, size.width, size.height);
+  placed.push(spot);
+  for (const [name, value] of Object.entries({ x: spot.x, y: spot.y, width: spot.w, height: spot.h })) {
+    rect.setAttribute(name, value);
+  }
+  text.setAttribute("x", spot.x + fontSize * 0.3);
+  text.setAttribute("y", spot.y + fontSize);
 }
 
 function drawOverlay(items, width, height) {
@@ -293,7 +311,9 @@ function drawOverlay(items, width, height) {
     svg.append(shape);
   });
   // Tags after all shapes so no mask covers a label.
-  items.forEach((item, index) => drawTag(svg, item, index, width, PALETTE[index % PALETTE.length]));
+  const placed = [];
+  items.forEach((item, index) => drawTag(svg, item, index, { width, height },
+    PALETTE[index % PALETTE.length], placed));
 }
 
 function alternativesList(item) {
@@ -350,10 +370,10 @@ function fillItems(items) {
 
 function provenanceText(item) {
   const prov = item.provenance || {};
-  const parts = [item.identified_by === "menu" ? "identified from the menu" : "identified by the model"];
+  const parts = [item.identified_by === "menu" ? "from the menu" : "by the model"];
   if (prov.grams) parts.push(`grams: ${words(prov.grams)}`);
   if (!item.nutrients) parts.push("no nutrient data");
-  return parts.join("; ");
+  return parts.join(" · ");
 }
 
 function highlight(index, on) {
@@ -370,14 +390,16 @@ function fillTotals(totals) {
   const keys = known.length ? known : Object.keys(values);
   body.append(el("tr", { "data-nutrient": "grams" }, el("th", { scope: "row" }, "Food weight"),
     el("td", { class: "num" }, `${formatNumber(totals.grams)} g`)));
+  let lowerBounds = 0;
   for (const key of keys) {
     if (typeof values[key] !== "number") continue;
+    if (incomplete.has(key)) lowerBounds += 1;
     const amount = `${incomplete.has(key) ? "≥ " : ""}${formatNutrient(key, values[key])}`;
     body.append(el("tr", { "data-nutrient": key },
       el("th", { scope: "row" }, nutrientInfo(key).name_en), el("td", { class: "num" }, amount)));
   }
   const note = $("totals-note");
-  note.hidden = !incomplete.size;
+  note.hidden = lowerBounds === 0;
   note.textContent = totals.items_without_nutrients
     ? `${totals.items_without_nutrients} item(s) without nutrient data: totals marked ≥ are lower bounds.`
     : "Totals marked ≥ lack some item's value: they are lower bounds.";
