@@ -20,7 +20,7 @@ from serve.analyses import analysis_payload, analysis_row
 from serve.auth import Principal
 from serve.db import transaction, utcnow
 from serve.deps import CurrentPrincipal, ModelDep
-from serve.errors import ApiError
+from serve.errors import ApiError, not_found
 from serve.kiosks import kiosk_calibration
 from serve.menu_adapter import CanteenMenu
 from serve.menus import get_menu, menu_context
@@ -114,7 +114,7 @@ def resolve_context(
     if fields.user_id is not None:
         user = load_user(session, principal, fields.user_id)
         if canteen_id is not None and user.canteen_id != canteen_id:
-            raise ApiError(404, "not_found", f"no user with id {fields.user_id!r}")
+            raise not_found("user", fields.user_id)
         canteen_id = user.canteen_id
     px_per_cm = None
     if fields.kiosk_id is not None:
@@ -124,7 +124,7 @@ def resolve_context(
     if fields.menu_id is not None:
         row = get_menu(session, fields.menu_id, principal)
         if canteen_id is not None and row.canteen_id != canteen_id:
-            raise ApiError(404, "not_found", f"no menu with id {fields.menu_id!r}")
+            raise not_found("menu", fields.menu_id)
         canteen_id = row.canteen_id
         menu = CanteenMenu(menu_context(row, model_food_ids=loaded.model.meta.food_ids,
                                         model_version=loaded.version))
