@@ -127,3 +127,24 @@ def test_migrations_match_the_models(database_url: str) -> None:
                                 Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_readiness_fails_when_the_database_does_not_answer(
+    tmp_path: Path, loaded_model: LoadedModel
+) -> None:
+    from serve.db import make_engine
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}", tmp_path, loaded_model,
+                             model_sync_seconds=0)
+    with TestClient(create_app(settings, model=loaded_model)) as c:
+        state = c.app.state  # type: ignore[attr-defined]
+        working = state.engine
+        state.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2")
+        try:
+            r = c.get("/readyz")
+        finally:
+            state.engine.dispose()
+            state.engine = working
+        assert r.status_code == 503 and r.json()["status"] == "not_ready"
+        assert r.json()["checks"]["database"].startswith("error: ")
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
