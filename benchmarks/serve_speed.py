@@ -38,6 +38,15 @@ from benchmarks.model_speed import machine, write_section  # noqa: E402
 DEFAULT_IMAGE = REPO / "serve" / "samples" / "tray-charcuterie.jpg"
 BENCHMARKS_DOC = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Service"
+# How to read the figures (printed under them, the same every run).
+METHOD_NOTES = (
+    "- Single requests go one after another over one keep-alive connection, so they reach one "
+    "worker; the concurrent column uses 2 clients per worker.",
+    "- The batch endpoint runs ONNX Runtime on batches of `TRAYLENS_BATCH_SIZE` (default 8); "
+    "the RSS after batch requests includes the runtime's memory arena grown for that batch.",
+    "- The benchmark migrates the temp database and creates the admin key before starting the "
+    "workers: uvicorn workers starting together on a fresh database race on the Alembic upgrade.",
+)
 PAUSE_S = 0.05
 
 
@@ -385,7 +394,7 @@ def report(runs: list[WorkerRun], args: argparse.Namespace) -> str:
                + ", ".join(f"{value:.0f}" for value in run.rss_batch))
         lines.append(f"| {run.workers} | {run.sequential_ips:.1f} | {run.concurrent_ips:.1f} "
                      f"({2 * run.workers} clients) | {run.batch_ips:.1f} | {rss} |")
-    lines += _breakdown(runs)
+    lines += [*_breakdown(runs), "", *METHOD_NOTES]
     return "\n".join(lines) + "\n"
 
 
