@@ -167,8 +167,13 @@ class Criterion(nn.Module):
     def forward(
         self, raw: dict[str, torch.Tensor], t: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        losses = {
-            "heat": focal_loss(raw["heat_logits"], t["heat"]),
+        if "cls_logits" in raw:
+            objectness = t["heat"].amax(dim=1, keepdim=True)
+            losses = {"heat": focal_loss(raw["heat_logits"], objectness),
+                      "cls": class_loss(raw["cls_logits"], t["heat"])}
+        else:
+            losses = {"heat": focal_loss(raw["heat_logits"], t["heat"])}
+        losses |= {
             "box": giou_loss(raw["ltrb"], t["reg_box"], t["reg_w"]),
             "mask": mask_loss(raw["mask_logits"], t["mask"]),
             "embed": self.embed_loss(raw["embedding"], t),
@@ -198,6 +203,16 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     neg_loss = torch.log(1 - pred) * torch.pow(pred, 2) * neg_w * (1 - pos)
     n = pos.sum().clamp(min=1.0)
     return -(pos_loss.sum() + neg_loss.sum()) / n
+
+
+def class_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the class softmax near item centres, weighted by the Gaussian."""
+    weight, target = heat.max(dim=1)
+    near = weight > 0.3
+    if not near.any():
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits.float().permute(0, 2, 3, 1)[near], target[near], reduction="none")
+    return (ce * weight[near]).sum() / weight[near].sum()
 
 
 def cell_centres(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -347,7 +362,8 @@ class TrainState:
 
 def make_state(args: argparse.Namespace, labels: Sequence[str], steps_per_epoch: int) -> TrainState:
     """Model, loss, AdamW and a one-cycle cosine schedule from the config."""
-    model = TrayNet(len(labels), args.embed_dim, args.neck_channels, pretrained=args.pretrained)
+    model = TrayNet(len(labels), args.embed_dim, args.neck_channels, pretrained=args.pretrained,
+                    decoupled=bool(args.decoupled))
     if args.cache_features or args.freeze_backbone:
         model.backbone.requires_grad_(False)
     criterion = Criterion(len(labels), args.embed_dim, dict(args.loss_weights))
@@ -388,7 +404,8 @@ def model_from_checkpoint(path: str | Path) -> tuple[TrayNet, dict[str, Any]]:
     """Rebuild the network (eval mode) and its label metadata from a checkpoint."""
     ckpt = load_checkpoint(path)
     args, meta = ckpt["args"], ckpt["meta"]
-    model = TrayNet(len(meta["labels"]), args["embed_dim"], args["neck_channels"], pretrained=False)
+    model = TrayNet(len(meta["labels"]), args["embed_dim"], args["neck_channels"], pretrained=False,
+                    decoupled=bool(args.get("decoupled", False)))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 

@@ -1,7 +1,8 @@
 """TrayNet: EfficientNet-Lite0 backbone, a light FPN to stride 8 and dense CenterNet-style heads.
 
 Outputs (all at stride 8 of the letterboxed input, NCHW):
-  heatmap   (B, C, h, w)  per-class centre probability (sigmoid)
+  heatmap   (B, C, h, w)  per-class centre probability: a sigmoid per class, or (decoupled)
+                          objectness sigmoid x softmax over classes
   ltrb      (B, 4, h, w)  distances from the cell centre to the box sides, input pixels
   mask      (B, 1, h, w)  food/object foreground probability (sigmoid)
   embedding (B, E, h, w)  raw embedding map; pooled inside an item's mask and L2-normalised
@@ -84,19 +85,26 @@ def head(ch: int, out: int, bias: float = 0.0) -> nn.Sequential:
 class Heads(nn.Module):
     """Neck + prediction heads: everything after the backbone (trainable on cached features)."""
 
-    def __init__(self, in_channels: list[int], num_classes: int, embed_dim: int, ch: int) -> None:
+    def __init__(self, in_channels: list[int], num_classes: int, embed_dim: int, ch: int,
+                 decoupled: bool = False) -> None:
         super().__init__()
         self.neck = Neck(in_channels, ch)
         self.trunk = sep_conv(ch)
-        prior = 0.05  # focal-loss style prior so early heatmaps are near zero, not 0.5
-        self.heat = head(ch, num_classes, bias=-math.log((1 - prior) / prior))
+        prior = -math.log((1 - 0.05) / 0.05)  # early heatmaps near zero, not 0.5 (focal loss)
+        # Decoupled: one objectness map learns "an item is centred here" from every item, so
+        # rare or confusable classes are still found; a softmax then says which class.
+        self.decoupled = decoupled
+        self.heat = head(ch, 1 if decoupled else num_classes, bias=prior)
+        self.cls = head(ch, num_classes) if decoupled else None
         self.box = head(ch, 4)
         self.mask = head(ch, 1)
         self.embed = head(ch, embed_dim)
 
     def forward(self, feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         x = self.trunk(self.neck(feats))
+        out = {"cls_logits": self.cls(x)} if self.cls is not None else {}
         return {
+            **out,
             "heat_logits": self.heat(x),
             "ltrb": torch.exp(self.box(x).clamp(-6.0, 6.0)) * LTRB_BASE_PX,
             "mask_logits": self.mask(x),
@@ -113,6 +121,7 @@ class TrayNet(nn.Module):
         embed_dim: int = 64,
         neck_channels: int = 64,
         pretrained: bool = True,
+        decoupled: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -125,7 +134,7 @@ class TrayNet(nn.Module):
         if pretrained:
             self.backbone.load_state_dict(pretrained_lite0_state(), strict=False)
         channels: list[int] = list(self.backbone.feature_info.channels())  # type: ignore[union-attr,operator]
-        self.heads = Heads(channels, num_classes, embed_dim, neck_channels)
+        self.heads = Heads(channels, num_classes, embed_dim, neck_channels, decoupled)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Backbone feature maps at strides 8, 16, 32."""
@@ -142,8 +151,11 @@ class TrayNet(nn.Module):
 
 def to_export(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Raw head outputs -> the exported maps (probabilities, pixels, raw embedding)."""
+    heat = torch.sigmoid(out["heat_logits"])
+    if "cls_logits" in out:
+        heat = heat * torch.softmax(out["cls_logits"], dim=1)
     return (
-        torch.sigmoid(out["heat_logits"]),
+        heat,
         out["ltrb"],
         torch.sigmoid(out["mask_logits"]),
         out["embedding"],

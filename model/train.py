@@ -16,7 +16,8 @@ import yaml
 DEFAULTS: dict[str, Any] = {
     "data": [], "labels": "default", "val_fraction": 0.2, "seed": 0,
     "input_width": 512, "input_height": 384, "embed_dim": 64, "neck_channels": 64,
-    "pretrained": True, "cache_features": False, "cache_views": 1, "freeze_backbone": False,
+    "pretrained": True, "decoupled": False, "cache_features": False, "cache_views": 1,
+    "freeze_backbone": False,
     "epochs": 10, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4,
     "loss_weights": {"heat": 1.0, "box": 2.0, "mask": 1.0, "embed": 0.5},
     "workers": 0, "val_every": 1, "device": "auto", "amp": True, "version": "dev",
