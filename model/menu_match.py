@@ -38,8 +38,11 @@ class MenuMatchError(ValueError):
 class MatchConfig:
     """How similarities become probabilities; defaults checked by model.evaluate."""
 
-    method: Method = "prototype"
-    temperature: float = 0.05
+    # Measured with the shipped model 1.0.0 on held-out ECUSTFD objects (k=3, menus of 5,
+    # 500 menus): nearest example 89.3% vs prototype 88.0% on the same menus; the fitted
+    # temperature was 0.097 (ECE 0.061 at 0.05, 0.009 at the fit), hence 0.1.
+    method: Method = "nearest"
+    temperature: float = 0.1
     min_similarity: float = 0.5
     gate_width: float = 0.05
 
