@@ -18,6 +18,7 @@ from serve.auth import Principal
 from serve.canteen_models import Enrolment, Menu
 from serve.menus import identify, load_menu_context, menu_context, refresh_enrolments
 from serve.models import Role
+from serve.pairing import box_iou
 from serve.storage import ImageStore
 from tests.serve.conftest import Service
 from tests.serve.test_diary import KIMCHI, RICE, SOUP
@@ -183,12 +184,23 @@ def test_menu_scoping(api: Api) -> None:
 FRUIT_MENU = [("apple", APPLE, 150.0), ("qiwi", KIWI, 80.0), ("doughnut", DOUGHNUT, None)]
 ENROL_OBJECTS = {"apple": ("001", "002", "004"), "qiwi": ("001", "002", "003"),
                  "doughnut": ("001", "002", "003")}
-QUERIES = {"apple": "apple003T(1)", "qiwi": "qiwi007T(3)", "doughnut": "doughnut006T(7)"}
+# Four objects per dish that are not enrolled (first photo of each). Not qiwi007T(3): its
+# annotated qiwi box lies on the coin.
+QUERIES = {"apple": ("apple003T(1)", "apple006T(1)", "apple007T(1)", "apple008T(1)"),
+           "qiwi": ("qiwi004T(1)", "qiwi006T(1)", "qiwi007T(1)", "qiwi008T(1)"),
+           "doughnut": ("doughnut004T(1)", "doughnut006T(1)", "doughnut007T(1)",
+                        "doughnut008T(1)")}
 
 
 def food_box(xml: Path, food: str) -> list[float]:
-    """The annotated box of the food (not the coin) in an ECUSTFD photo."""
-    return next(box for name, box in read_voc(xml)[3] if name == food)
+    """The annotated box of the food in an ECUSTFD photo, checked clear of the coin (a few
+    ECUSTFD boxes are misplaced; a coin crop would test nothing)."""
+    objects = read_voc(xml)[3]
+    box = next(b for name, b in objects if name == food)
+    coins = [b for name, b in objects if name == "coin"]
+    assert all(box_iou((box[0], box[1], box[2], box[3]), (c[0], c[1], c[2], c[3])) == 0
+               for c in coins), f"{xml.name}: the food box lies on the coin"
+    return box
 
 
 def _fruit_menu(api: Api) -> dict[str, Any]:
@@ -234,8 +246,7 @@ def _enrol_fruit(api: Api, shared_data: Path) -> dict[str, Any]:
     return menu
 
 
-def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
-                                                   fixtures_dir: Path) -> None:
+def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path) -> None:
     # Measured: an untrained network's region embeddings all lie within cosine ~0.99 of each
     # other, so nearest-example ranking is near chance; the trained model is what is judged.
     model = _trained_model(api, "embedding identification needs the trained model")
@@ -246,13 +257,17 @@ def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path,
         row = session.get(Menu, menu["id"])
         ctx = menu_context(row, model_food_ids=model.model.meta.food_ids,
                            model_version=model.version)
+    root = shared_data / "images" / "ecustfd"
     for food, expected in zip(QUERIES, (APPLE, KIWI, DOUGHNUT), strict=True):
-        photo = fixtures_dir / "ecustfd" / "JPEGImages" / f"{QUERIES[food]}.JPG"
-        box = food_box(photo.parent.parent / "Annotations" / f"{QUERIES[food]}.xml", food)
-        emb = model.model.embed_regions(load_image(photo), boxes=[box])[0]
-        found = identify(ctx, emb, None)
-        assert found.dish.food_id == expected, (food, found.ranking)
-        assert found.source == "embedding"
+        hits = []
+        for stem in QUERIES[food]:
+            box = food_box(root / "Annotations" / f"{stem}.xml", food)
+            img = load_image(root / "JPEGImages" / f"{stem}.JPG")
+            found = identify(ctx, model.model.embed_regions(img, boxes=[box])[0], None)
+            assert found.source == "embedding"  # no dish is a model class: enrolment decides
+            hits.append(found.dish.food_id == expected)
+        # chance is 1 in 3; measured: 12 of 12 with model 1.0.0 and menu_match defaults
+        assert sum(hits) >= 3, (food, hits)
 
 
 def test_enrolment_bad_input(api: Api, fixtures_dir: Path) -> None:
