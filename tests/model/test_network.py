@@ -29,3 +29,22 @@ def test_outputs_at_stride_8_with_valid_ranges() -> None:
 def test_size_fits_the_cpu_budget() -> None:
     # Lite0 (3.4 M without its classifier) + neck/heads; fp32 file must stay under 25 MB.
     assert count_parameters(TrayNet(28)) * 4 < 25e6
+
+
+def test_decoupled_heatmap_is_objectness_times_class_softmax() -> None:
+    from model.engine import Criterion
+
+    net = TrayNet(4, embed_dim=8, neck_channels=16, pretrained=False, decoupled=True).eval()
+    with torch.no_grad():
+        raw = net.raw(torch.randn(1, 3, 64, 64))
+        heat = net(torch.randn(1, 3, 64, 64))[0]
+    assert heat.shape == (1, 4, 8, 8)
+    assert float(heat.sum(dim=1).max()) <= 1.0 + 1e-6  # objectness <= 1 spread over classes
+    target_heat = torch.zeros(1, 4, 8, 8)
+    target_heat[0, 2, 3, 3] = 1.0
+    targets = {"heat": target_heat, "reg_box": torch.zeros(1, 4, 8, 8),
+               "reg_w": torch.zeros(1, 8, 8), "mask": torch.zeros(1, 1, 8, 8),
+               "boxes": torch.zeros(1, 2, 4), "labels": torch.tensor([[-1, -1]])}
+    losses = Criterion(4, 8, {})(raw, targets)
+    assert {"heat", "cls", "box", "mask", "embed", "total"} <= set(losses)
+    assert float(losses["cls"]) > 0
