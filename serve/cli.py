@@ -57,6 +57,7 @@ def _print_table(path: Path, payload: dict[str, Any]) -> None:
         amount = f"{grams['value']:.0f} g [{grams['low']:.0f}-{grams['high']:.0f}] " \
                  f"({grams['source']})" if grams else "? g"
         name = item["names"]["en"] or item["names"]["ko"] or item["label"]
+        name = name if len(name) <= 40 else name[:39] + "…"
         print(f"  {name:<40} {item['confidence']:.2f}  {amount}")
     kcal = payload["totals"]["nutrients"].get("energy_kcal")
     print(f"  total {payload['totals']['grams']:.0f} g, "
