@@ -24,7 +24,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrayNet, ModelMe
     model = TrayNet(len(lm.labels), embed_dim=16, neck_channels=32).eval()
     # Untrained heads give near-equal scores whose order float noise could flip; spread them.
     for branch in (model.heads.heat, model.heads.box, model.heads.mask):
-        torch.nn.init.normal_(branch[1].weight, std=0.3)
+        proj = branch[1]
+        assert isinstance(proj, torch.nn.Conv2d)
+        torch.nn.init.normal_(proj.weight, std=0.3)
     meta = ModelMeta(labels=lm.labels, food_ids=[lm.food_id(n) for n in lm.labels],
                      input_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, stride=8,
                      embedding_dim=16, version="test", fingerprint="sha256:test",
