@@ -303,6 +303,7 @@ class WorkerRun:
     batch_ips: float
     rss_single: list[float]
     rss_batch: list[float]
+    load: tuple[float, float]  # 1-minute load average before and after: other jobs' share
 
 
 def alternate(raw: RawModel, post: Callable[[], object], repeats: int
@@ -325,6 +326,7 @@ def alternate(raw: RawModel, post: Callable[[], object], repeats: int
 def measure_service(workers: int, image_bytes: bytes, raw: RawModel, args: argparse.Namespace
                     ) -> WorkerRun:
     """Start the service with `workers` workers and measure it."""
+    load_before = os.getloadavg()[0]
     env = {"TRAYLENS_MODEL_PATH": str(raw.model_path)}
     with running_service(workers=workers, env=env) as service, \
             _client(service.url, service.admin_key) as client:
@@ -350,7 +352,7 @@ def measure_service(workers: int, image_bytes: bytes, raw: RawModel, args: argpa
         workers=workers, raw=raw_times, single=single, inside=inside,
         sequential_ips=1 / statistics.mean(single), concurrent_ips=concurrent,
         batch_ips=args.batch_size / statistics.mean(batch_times), rss_single=rss_single,
-        rss_batch=rss_batch,
+        rss_batch=rss_batch, load=(load_before, os.getloadavg()[0]),
     )
 
 
@@ -376,8 +378,8 @@ def report(runs: list[WorkerRun], args: argparse.Namespace) -> str:
         "",
         "| workers | raw predict p50 / p95 ms | raw decode+predict p50 / p95 ms "
         "| POST /v1/analyze p50 / p95 ms | analyze p50 / raw predict p50 (target <= 1.3) "
-        "| analyze p50 / raw decode+predict p50 |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| analyze p50 / raw decode+predict p50 | load average before / after |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         pred, dec = run.raw["predict"], run.raw["decode+predict"]
@@ -385,7 +387,8 @@ def report(runs: list[WorkerRun], args: argparse.Namespace) -> str:
         ratio_decoded = percentile(run.single, 50) / percentile(dec, 50)
         lines.append(f"| {run.workers} | {_ms(pred, 50)} / {_ms(pred, 95)} | {_ms(dec, 50)} / "
                      f"{_ms(dec, 95)} | {_ms(run.single, 50)} / {_ms(run.single, 95)} "
-                     f"| {ratio:.2f} | {ratio_decoded:.2f} |")
+                     f"| {ratio:.2f} | {ratio_decoded:.2f} "
+                     f"| {run.load[0]:.1f} / {run.load[1]:.1f} |")
     lines += ["", "| workers | single images/s (sequential) | single images/s (concurrent) "
               "| batch images/s | RSS per worker MiB (after single / after batch requests) |",
               "|---:|---:|---:|---:|---|"]

@@ -130,7 +130,9 @@ def _save_screenshot(page: Any) -> None:
     """Keep a screenshot of the result where the README can use it, when asked to."""
     target = os.environ.get("TRAYLENS_PAGE_SCREENSHOT")
     if target:
-        page.locator("#result").screenshot(path=target)
+        shot = Image.open(io.BytesIO(page.locator("#result").screenshot())).convert("RGB")
+        # 256 colours keep the README image a few hundred kB instead of most of a MB.
+        shot.quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(target, optimize=True)
 
 
 def test_uploaded_plate_photo_is_analysed(browser_page: Any) -> None:
