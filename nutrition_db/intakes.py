@@ -74,7 +74,7 @@ def reference_intakes(system: str, sex: str, age_years: float) -> dict[str, Refe
             and r.age_min <= age_years and (r.age_max is None or age_years < r.age_max + 1)]
     if not rows:
         youngest = min(r.age_min for r in read_intakes() if r.system == system)
-        raise ValueError(f"{system} has adult references only (age {youngest}+), got {age_years}")
+        raise ValueError(f"{system} has references from age {youngest} here, got {age_years}")
     out: dict[str, ReferenceIntake] = {}
     for key in dict.fromkeys(r.nutrient for r in rows):
         mine = [r for r in rows if r.nutrient == key]

@@ -29,6 +29,18 @@ def test_kdri_bands_by_age_and_sex() -> None:
     assert "iron_mg" in old and old["iron_mg"].target is None  # only the UL is given for 65+
 
 
+def test_school_age_references() -> None:
+    girl = ndb.reference_intakes("kdri2020", "female", 13)
+    assert girl["energy_kcal"].target == 2000 and girl["iron_mg"].target == 16
+    assert girl["sodium_mg"].target == 1500 and girl["sodium_mg"].upper == 2300
+    assert "vitamin_c_mg" not in girl  # not given for children here: left out, not guessed
+    boy = ndb.reference_intakes("kdri2020", "male", 7)
+    assert boy["energy_kcal"].target == 1700 and boy["sodium_mg"].upper == 1900
+    us_child = ndb.reference_intakes("us_dri", "male", 10)
+    assert us_child["calcium_mg"].target == 1300 and us_child["sodium_mg"].upper == 1800
+    assert ndb.reference_intakes("us_dri", "female", 18.5)["iron_mg"].target == 15
+
+
 def test_us_dri() -> None:
     woman = ndb.reference_intakes("us_dri", "female", 35)
     assert woman["iron_mg"].target == 18 and woman["iron_mg"].target_kind == "RDA"
@@ -43,7 +55,8 @@ def test_us_dri() -> None:
     ("kdri2020", "other", 30, "sex"),
     ("kdri2020", "male", -1, "non-negative"),
     ("kdri2020", "male", float("nan"), "non-negative"),
-    ("kdri2020", "male", 10, "adult references only"),
+    ("kdri2020", "male", 5, "from age 6"),
+    ("us_dri", "female", 3, "from age 4"),
 ])
 def test_bad_lookups(system: str, sex: str, age: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
