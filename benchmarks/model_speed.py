@@ -169,10 +169,12 @@ class Figures:
     timings: dict[str, dict[str, Timing]]
     torch_source: str
     rss: dict[str, float | bool | None]
+    load: tuple[float, float]  # 1-minute load average before and after: the machine is shared
 
 
 def measure(args: argparse.Namespace) -> Figures:
     """All figures of one run."""
+    load_before = os.getloadavg()[0]
     rss = peak_rss(args.model, args.image, 5)  # first, while this process is still small
     img = load_image(args.image)
     fp32 = TrayModel(args.model)
@@ -185,7 +187,7 @@ def measure(args: argparse.Namespace) -> Figures:
     timings: dict[str, dict[str, Timing]] = {engine: {} for engine in engines}
     for (engine, path), timing in time_interleaved(flat, args.runs, args.warmup).items():
         timings[engine][path] = timing
-    return Figures(img.size, timings, torch_source, rss)
+    return Figures(img.size, timings, torch_source, rss, (load_before, os.getloadavg()[0]))
 
 
 def ratios(timings: dict[str, dict[str, Timing]], path: str) -> dict[str, float]:
@@ -208,7 +210,8 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
         f"Measured by `python benchmarks/model_speed.py` on {time.strftime('%Y-%m-%d')}: "
         f"{machine()}; photo `{shown}` ({width}x{height}); "
         f"{args.runs} timed rounds after {args.warmup} warm-up, engines alternating within each "
-        "round; batch 1; default threads. "
+        f"round; batch 1; default threads; 1-min load average {figures.load[0]:.1f} before, "
+        f"{figures.load[1]:.1f} after (other work on the machine inflates times and p95). "
         f"Torch eager: {figures.torch_source}.", "",
         "| engine | network median ms | network p95 ms | photo -> items median ms "
         "| photo -> items p95 ms |", "|---|---:|---:|---:|---:|",
