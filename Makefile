@@ -8,7 +8,7 @@ HOST      ?= 127.0.0.1
 PORT      ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint venv install-serve install-dev test-services
+.PHONY: serve test lint model venv install-serve install-dev test-services
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,3 +38,16 @@ test: install-dev test-services
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy model serve nutrition_db
+
+# Reproduce the shipped default model from ../shared/data (tens of minutes on a 2-core CPU);
+# the steps are the model card's "Reproduce" section.
+SHARED ?= ../shared/data
+model: install-dev
+	$(BIN)/python -m model.train --config model/configs/default.yaml
+	$(BIN)/python -m model.export --checkpoint var/train/default/checkpoint.pt \
+	    --out model/artifacts/traylens.onnx --parity-images tests/fixtures/ecustfd/JPEGImages/*.JPG
+	$(BIN)/python -m model.quantize --model model/artifacts/traylens.onnx --out model/artifacts/traylens.int8.onnx \
+	    --calib-dir $(SHARED)/images/mealtray/labeled $(SHARED)/images/ecustfd/JPEGImages --per-folder 32
+	$(BIN)/python -m model.evaluate --model model/artifacts/traylens.onnx --out var/eval
+	cp var/eval/metrics.json model/artifacts/traylens.metrics.json
+	cp var/eval/report.md model/artifacts/traylens.metrics.md
