@@ -4,9 +4,11 @@
 # - a PostgreSQL database `traylens_test` on 127.0.0.1:5432 (service tests run on it too).
 # Nothing here is fatal: a test whose service is missing skips and says why.
 set -u
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing Debian chromium for the browser test..."
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+# fonts-nanum: Korean dish names render in the page screenshots.
+if { ! command -v chromium >/dev/null 2>&1 || [ ! -d /usr/share/fonts/truetype/nanum ]; } \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian chromium and Korean fonts for the browser test..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null) \
     || echo "could not install chromium: the browser test will skip"
 fi
 if command -v psql >/dev/null 2>&1; then
