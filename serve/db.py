@@ -1,6 +1,7 @@
 """Database engine, session factory, declarative Base and Alembic migrations."""
 from __future__ import annotations
 
+import fcntl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -88,6 +89,35 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+# Any fixed 64-bit number: the PostgreSQL advisory lock that serialises migrations.
+MIGRATION_LOCK_KEY = 0x7472_6179_6C65_6E73
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold a lock across processes (uvicorn workers, replicas) while migrating."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                conn.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def upgrade_database(engine: Engine) -> None:
-    """Bring the schema to the newest migration (run at every startup)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the newest migration (run at every startup, one process at a time)."""
+    with migration_lock(engine):
+        command.upgrade(alembic_config(engine), "head")

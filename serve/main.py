@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nutrition_db.table import table
@@ -57,6 +59,17 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
+def _bootstrap(factory: sessionmaker[Session], key: str) -> None:
+    """The first admin key on a fresh install; of workers starting together, one creates it
+    and the others meet its unique hash and find it there."""
+    try:
+        with transaction(factory) as session:
+            if bootstrap_admin(session, key):
+                log.warning("created the bootstrap admin key from TRAYLENS_BOOTSTRAP_ADMIN_KEY")
+    except IntegrityError:
+        log.info("bootstrap admin key created by another worker")
+
+
 def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> None:
     """Create directories, migrate the database, bootstrap the admin key, load the model."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -64,9 +77,7 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
     upgrade_database(engine)
     factory = make_session_factory(engine)
     if settings.bootstrap_admin_key is not None:
-        with transaction(factory) as session:
-            if bootstrap_admin(session, settings.bootstrap_admin_key.get_secret_value()):
-                log.warning("created the bootstrap admin key from TRAYLENS_BOOTSTRAP_ADMIN_KEY")
+        _bootstrap(factory, settings.bootstrap_admin_key.get_secret_value())
     try:
         deployed = preloaded or load_model(
             settings.model_path, intra_op_threads=settings.intra_op_threads

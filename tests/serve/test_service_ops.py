@@ -148,3 +148,45 @@ def test_readiness_fails_when_the_database_does_not_answer(
         assert r.status_code == 503 and r.json()["status"] == "not_ready"
         assert r.json()["checks"]["database"].startswith("error: ")
         assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_workers_starting_together_migrate_and_bootstrap_once(
+    kind: str, tmp_path: Path, loaded_model: LoadedModel
+) -> None:
+    """Four apps start at once on an empty database, as uvicorn workers do."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from serve.models import ApiKey
+    from tests.serve.conftest import _postgres_url
+
+    urls = iter([f"sqlite:///{tmp_path / 'w.db'}"]) if kind == "sqlite" else _postgres_url()
+    url = next(urls)
+    try:
+        settings = make_settings(url, tmp_path, loaded_model, model_sync_seconds=0)
+        start, errors, counts = threading.Barrier(4), [], []
+
+        def worker() -> None:
+            try:
+                app = create_app(settings, model=loaded_model)
+                start.wait()
+                with TestClient(app) as c:
+                    assert c.get("/v1/keys", headers={
+                        "Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 200
+                    with app.state.session_factory() as s:
+                        counts.append(s.scalar(select(func.count(ApiKey.id))))
+            except Exception as exc:  # collected: a thread's assertion must fail the test
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "startup hung: migrations deadlocked"
+        assert not errors, errors
+        assert counts == [1, 1, 1, 1]
+    finally:
+        next(urls, None)
