@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from serve.canteen_models import Enrolment
 from serve.db import utcnow
 from serve.models import StoredImage
 
@@ -83,13 +84,20 @@ def record_image(
 
 
 def purge_expired(session: Session, store: ImageStore, retention_days: int) -> int:
-    """Delete stored files older than the retention period; analyses keep their results."""
+    """Delete stored files older than the retention period; analyses keep their results.
+
+    Enrolment photos are kept: they are the canteen's reference examples, re-embedded
+    whenever the model changes, not meal records.
+    """
     if retention_days <= 0:
         return 0
     cutoff = utcnow() - timedelta(days=retention_days)
+    enrolled = select(Enrolment.image_sha256).union(
+        select(Enrolment.mask_sha256).where(Enrolment.mask_sha256.is_not(None)))
     rows = session.scalars(
         select(StoredImage).where(
-            StoredImage.created_at < cutoff, StoredImage.purged_at.is_(None)
+            StoredImage.created_at < cutoff, StoredImage.purged_at.is_(None),
+            StoredImage.sha256.not_in(enrolled),
         )
     ).all()
     for row in rows:

@@ -23,7 +23,7 @@ from serve.deps import CurrentPrincipal, ModelDep
 from serve.errors import ApiError, not_found
 from serve.kiosks import kiosk_calibration
 from serve.menu_adapter import CanteenMenu
-from serve.menus import get_menu, menu_context
+from serve.menus import load_menu_context
 from serve.model_registry import LoadedModel
 from serve.models import IdempotencyRecord
 from serve.pairing import link_analysis
@@ -107,7 +107,8 @@ def _tenant(session: Session, principal: Principal, fields: AnalyzeFields) -> st
 
 
 def resolve_context(
-    session: Session, principal: Principal, fields: AnalyzeFields, loaded: LoadedModel
+    session: Session, principal: Principal, fields: AnalyzeFields, loaded: LoadedModel,
+    settings: Settings,
 ) -> Context:
     """Check every id the request names against the caller's tenant (404 when not theirs)."""
     canteen_id = _tenant(session, principal, fields)
@@ -122,12 +123,14 @@ def resolve_context(
         canteen_id, px_per_cm = calibration.canteen_id, calibration.px_per_cm
     menu = None
     if fields.menu_id is not None:
-        row = get_menu(session, fields.menu_id, principal)
-        if canteen_id is not None and row.canteen_id != canteen_id:
+        # Enrolments made under another model version are re-embedded here, so a model
+        # swap never silently drops a canteen's enrolled examples.
+        context = load_menu_context(session, principal, fields.menu_id, loaded,
+                                    ImageStore(settings.image_dir), settings.max_pixels)
+        if canteen_id is not None and context.canteen_id != canteen_id:
             raise not_found("menu", fields.menu_id)
-        canteen_id = row.canteen_id
-        menu = CanteenMenu(menu_context(row, model_food_ids=loaded.model.meta.food_ids,
-                                        model_version=loaded.version))
+        canteen_id = context.canteen_id
+        menu = CanteenMenu(context)
     if fields.meal_state is not None and canteen_id is None:
         raise ApiError(422, "canteen_required", "meal_state needs a canteen (admin: canteen_id)")
     return Context(canteen_id, fields, px_per_cm, menu)
@@ -260,15 +263,16 @@ def _stored_or_replayed(
 
 
 def _replay_or_context(
-    factory: sessionmaker[Session], principal: Principal, loaded: LoadedModel,
+    request: Request, principal: Principal, loaded: LoadedModel,
     fields: AnalyzeFields, key: str | None, fingerprint: str,
 ) -> JSONResponse | Context:
     """The stored answer to a retried request, else the resolved context of a new one."""
+    factory = request.app.state.session_factory
     replayed = replay(factory, principal, key, fingerprint)
     if replayed is not None:
         return replayed
-    with factory() as session:
-        return resolve_context(session, principal, fields, loaded)
+    with transaction(factory) as session:  # may re-embed stale enrolments
+        return resolve_context(session, principal, fields, loaded, request.app.state.settings)
 
 
 def _analyze_single(
@@ -278,7 +282,7 @@ def _analyze_single(
     """Resolve, decode, infer, then store one analysis atomically."""
     factory = request.app.state.session_factory
     settings: Settings = request.app.state.settings
-    ctx = _replay_or_context(factory, principal, loaded, fields, key, fingerprint)
+    ctx = _replay_or_context(request, principal, loaded, fields, key, fingerprint)
     if isinstance(ctx, JSONResponse):
         return ctx
     photo = decode_upload(files["image"], files.get("depth"), ctx, settings)
@@ -341,7 +345,7 @@ def _analyze_batch(
     """Decode all, infer in batches, store every good photo in one transaction."""
     factory = request.app.state.session_factory
     settings: Settings = request.app.state.settings
-    ctx = _replay_or_context(factory, principal, loaded, fields, key, fingerprint)
+    ctx = _replay_or_context(request, principal, loaded, fields, key, fingerprint)
     if isinstance(ctx, JSONResponse):
         return ctx
     photos, errors = _decode_all(images, ctx, settings)

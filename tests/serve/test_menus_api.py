@@ -2,6 +2,7 @@
 SQLite and PostgreSQL, with real photos, real nutrient values and every role's scoping."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import uuid
 from dataclasses import dataclass
@@ -11,15 +12,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from sqlalchemy import update
 
 from model.data.importers.ecustfd import read_voc
 from model.runtime import load_image
 from serve.auth import Principal
 from serve.canteen_models import Enrolment, Menu
 from serve.menus import identify, load_menu_context, menu_context, refresh_enrolments
-from serve.models import Role
+from serve.models import Role, StoredImage
 from serve.pairing import box_iou
-from serve.storage import ImageStore
+from serve.storage import ImageStore, purge_expired
 from tests.serve.conftest import Service
 from tests.serve.test_diary import KIMCHI, RICE, SOUP
 
@@ -386,6 +388,43 @@ def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
         done = refresh_enrolments(session, session.get(Menu, menu["id"]), loaded, store,
                                   api.service.settings.max_pixels)
     assert (done.re_embedded, done.left_stale) == (0, 1)
+
+
+def test_analyze_with_menu_re_embeds_stale_enrolments(api: Api, fixtures_dir: Path) -> None:
+    """After a model swap, /v1/analyze brings the menu's enrolments up to the active model."""
+    menu = _fruit_menu(api)
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
+    fresh = _enrol(api, menu, 0, photo, box="361,226,583,464").json()
+    factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
+    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
+    with factory.begin() as session:  # as if enrolled under an older model
+        row = session.get(Enrolment, fresh["id"])
+        kept = list(row.embedding)
+        row.model_version, row.embedding = "older-model", [0.0] * len(kept)
+    files = {"image": (photo.name, photo.read_bytes(), "image/jpeg")}
+    r = api.call("kiosk_a", "POST", "/v1/analyze", files=files, data={"menu_id": menu["id"]})
+    assert r.status_code == 201, r.text
+    with factory() as session:
+        row = session.get(Enrolment, fresh["id"])
+        assert row.model_version == loaded.version
+        assert row.embedding == pytest.approx(kept, abs=1e-5)
+
+
+def test_retention_keeps_enrolment_photos(api: Api, fixtures_dir: Path) -> None:
+    """Retention purges meal photos, never the enrolled examples a model swap re-embeds."""
+    menu = _fruit_menu(api)
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
+    enrolled = _enrol(api, menu, 0, photo, box="361,226,583,464").json()
+    factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
+    settings = api.service.settings
+    store = ImageStore(settings.image_dir)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.image_retention_days + 1)
+    with factory.begin() as session:
+        sha = session.get(Enrolment, enrolled["id"]).image_sha256
+        session.execute(update(StoredImage).values(created_at=old))
+        purge_expired(session, store, settings.image_retention_days)
+        assert session.get(StoredImage, sha).purged_at is None
+    assert store.get(sha) == photo.read_bytes()
 
 
 def test_analyze_uses_the_kiosk_calibration(api: Api, photo_bytes: dict[str, bytes]) -> None:
