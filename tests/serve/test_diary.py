@@ -240,7 +240,8 @@ def test_references_need_sex_and_age(factory: sessionmaker[Session],
                                      people: dict[str, str]) -> None:
     with factory.begin() as s:
         anonymous = User(canteen_id=people["canteen"])
-        child = User(canteen_id=people["canteen"], sex="male", birth_year=2023)  # age 3: below the tables
+        # age 3: younger than any row of the reference tables
+        child = User(canteen_id=people["canteen"], sex="male", birth_year=2023)
         s.add_all([anonymous, child])
         s.flush()
         assert user_references(anonymous, "kdri2020", LUNCH.date())[1] is not None
