@@ -9,7 +9,14 @@ import numpy as np
 
 from model.menu_match import Dish as MatchDish
 from model.runtime import load_image
-from serve.menus import DishInfo, MenuContext, enrolled_region, identify, label_index_for
+from serve.menus import (
+    SIZE_REFERENCES,
+    DishInfo,
+    MenuContext,
+    enrolled_region,
+    identify,
+    label_index_for,
+)
 from serve.menus import relative_grams as menu_relative_grams
 from serve.pipeline import ENROLLED, MENU_SERVING, SERVING_SPREAD, Alternative, Grams, MenuChoice
 
@@ -69,7 +76,8 @@ def _dish_from_json(
     dish_id = str(entry.get("id", f"dish{position}"))
     label = label_index_for(food_id, model.meta.food_ids)
     info = DishInfo(dish_id, food_id, entry.get("name"), serving_g, entry.get("tray_slot"),
-                    label, len(regions), 0, tuple(r.area_px for r in regions))
+                    label, len(regions), 0,
+                    tuple(r.area_px for r in regions if r.area_from in SIZE_REFERENCES))
     examples = (np.stack([r.embedding for r in regions]) if regions
                 else np.zeros((0, 0), np.float32))
     return info, MatchDish(dish_id, examples, label)

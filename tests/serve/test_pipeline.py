@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from model.runtime import Item, Prediction, load_image
 from nutrition_db.table import get_food, nutrients_for
@@ -101,3 +102,15 @@ def test_grams_priority_without_menu(loaded_model: LoadedModel, fixtures_dir: Pa
     assert [a.score for a in out.alternatives] == sorted(
         [a.score for a in out.alternatives], reverse=True)
     assert out.alternatives[0].label == loaded_model.model.meta.labels[label]
+
+
+def test_menu_file_never_sizes_against_a_whole_photo(loaded_model: LoadedModel,
+                                                      tmp_path: Path) -> None:
+    """An example where the model finds no food enrols by the whole image: its embedding
+    counts for identification, but its area (the photo's) is no serving's size."""
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(tmp_path / "blank.png")
+    spec = {"dishes": [{"id": "soup", "food_id": APPLE, "serving_g": 200,
+                        "examples": ["blank.png"]}]}
+    (tmp_path / "menu.json").write_text(json.dumps(spec))
+    dish = menu_from_file(loaded_model.model, tmp_path / "menu.json").context.dishes[0]
+    assert dish.enrolled == 1 and dish.area_px == ()
