@@ -18,10 +18,10 @@ from typing import Any
 from model.data.builder import DatasetBuilder
 from model.data.coco import CocoDataset
 from model.data.importers.common import SourceFormatError, image_size
+from model.portion import coin_px_per_cm  # the one coin scale (runtime + importers)
 
 SOURCE = "ecustfd"
 COIN_LABEL = "coin"
-COIN_DIAMETER_CM = 2.5
 # Coin/food overlaps that only annotation mistakes produce (see _check_coin).
 COPY_IOU = 0.9
 MISPLACED_IOU = 0.1
@@ -108,12 +108,6 @@ def read_voc(path: Path) -> tuple[str, int, int, list[tuple[str, list[float]]]]:
     return root.findtext("filename", path.stem + ".JPG"), width, height, objs
 
 
-def px_per_cm_from_coin(box_xyxy: list[float]) -> float:
-    """Scale from the coin box: its longer side is the diameter (tilt shortens the other)."""
-    x0, y0, x1, y1 = box_xyxy
-    return max(x1 - x0, y1 - y0) / COIN_DIAMETER_CM
-
-
 def import_ecustfd(root: str | Path, strict: bool = False) -> CocoDataset:
     """Import ECUSTFD (root holds JPEGImages/, Annotations/, weights.csv).
 
@@ -161,7 +155,7 @@ def _add_image(
         return
     objs = cleaned
     coins = [box for label, box in objs if label == COIN_LABEL]
-    scale = px_per_cm_from_coin(coins[0]) if len(coins) == 1 else None
+    scale = coin_px_per_cm(coins[0]) if len(coins) == 1 else None
     iid = b.image(file_name, width, height, px_per_cm=scale, split_group=groups[oid])
     for label, (x0, y0, x1, y1) in objs:
         grams = None
