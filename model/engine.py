@@ -65,7 +65,7 @@ def split_sources(
     datasets: Sequence[CocoDataset], val_fraction: float, seed: int
 ) -> tuple[list[CocoDataset], list[CocoDataset]]:
     """Group-aware train/val split of each source (capture runs / objects never cut)."""
-    from model.data.splits import label_strata, train_val_split
+    from model.data.splits import training_split
 
     train, val = [], []
     for ds in datasets:
@@ -73,9 +73,7 @@ def split_sources(
             train.append(ds)
             val.append(ds.subset([]))
             continue
-        tr, va = train_val_split(ds, val_fraction, seed, strata=label_strata(ds))
-        if not va.images:  # every label in one group (small sets): split groups unstratified
-            tr, va = train_val_split(ds, val_fraction, seed)
+        tr, va = training_split(ds, val_fraction, seed)
         train.append(tr)
         val.append(va)
     return train, val

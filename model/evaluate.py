@@ -35,7 +35,7 @@ from model.data.importers.common import SourceFormatError
 from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
-from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, label_strata, train_val_split
+from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, training_split
 from model.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
 from model.runtime import Item, ModelFileError, PostConfig, Prediction, TrayModel, load_image
 
@@ -438,9 +438,8 @@ def held_out_sets(data_dir: Path, val_fraction: float, seed: int) -> dict[str, C
 
 
 def _val_part(ds: CocoDataset, val_fraction: float, seed: int) -> CocoDataset:
-    """Training's rule (engine.split_sources): stratified by label, else plain when empty."""
-    val = train_val_split(ds, val_fraction, seed, strata=label_strata(ds))[1]
-    return val if val.images else train_val_split(ds, val_fraction, seed)[1]
+    """The held-out side of training's own split (model.data.splits.training_split)."""
+    return training_split(ds, val_fraction, seed)[1]
 
 
 def composed_held_out(

@@ -88,3 +88,17 @@ def label_strata(ds: CocoDataset, ignore: tuple[str, ...] = ("coin",)) -> dict[s
         g: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] if c else ""
         for g, c in ((g, counts.get(g, Counter())) for g in set(group.values()))
     }
+
+
+def training_split(
+    ds: CocoDataset, val_fraction: float, seed: int
+) -> tuple[CocoDataset, CocoDataset]:
+    """The split training and evaluation share: stratified by label, else plain by group.
+
+    Small sets where every label sits in one group give an empty stratified val side; they
+    fall back to an unstratified group split.
+    """
+    train, val = train_val_split(ds, val_fraction, seed, strata=label_strata(ds))
+    if not val.images:
+        train, val = train_val_split(ds, val_fraction, seed)
+    return train, val
