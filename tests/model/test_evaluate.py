@@ -12,7 +12,6 @@ import pytest
 
 from model.data.coco import CocoDataset
 from model.data.importers.ecustfd import import_ecustfd
-from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
 from model.evaluate import (
     EvalConfig,
@@ -47,16 +46,6 @@ def model_path() -> Path:
     pytest.skip("no ONNX model yet: model/artifacts/traylens.onnx is committed with the model")
 
 
-@pytest.fixture(scope="module")
-def mealtray(fixtures_dir: Path) -> CocoDataset:
-    return import_mealtray(fixtures_dir / "mealtray" / "labeled")
-
-
-@pytest.fixture(scope="module")
-def ecustfd(fixtures_dir: Path) -> CocoDataset:
-    return import_ecustfd(fixtures_dir / "ecustfd")
-
-
 def _item(box: tuple[float, float, float, float], label: str, score: float, **kw: object) -> Item:
     """A prediction item with the fields the evaluator reads."""
     return Item(box=box, label=label, label_index=0, score=score, class_scores=np.ones(1),
@@ -76,27 +65,27 @@ def _oracle(ds: CocoDataset, shift: float = 0.0) -> dict[int, Prediction]:
     return preds
 
 
-def test_detection_section_known_answers(mealtray: CocoDataset) -> None:
+def test_detection_section_known_answers(mealtray_ds: CocoDataset) -> None:
     cfg = EvalConfig()
-    exact = detection_section(mealtray, _oracle(mealtray), cfg)
+    exact = detection_section(mealtray_ds, _oracle(mealtray_ds), cfg)
     # Every annotation predicted exactly: every class AP 1, mAP 1, and all detections correct
     # at confidence 0.9 -> ECE = |1.0 - 0.9| = 0.1.
     assert exact["map"] == pytest.approx(1.0)
     n_gt = sum(c["n_gt"] for c in exact["per_class"].values())
-    assert n_gt == len(mealtray.annotations) == 25  # label rows: 2+2+3+3+3+4+4+4 = 25
+    assert n_gt == len(mealtray_ds.annotations) == 25  # label rows: 2+2+3+3+3+4+4+4 = 25
     assert exact["calibration"]["ece"] == pytest.approx(0.1)
     # A box shifted by its full width never overlaps its annotation: every AP is 0.
-    wide = max(a.bbox[2] for a in mealtray.annotations)
-    assert detection_section(mealtray, _oracle(mealtray, wide + 1), cfg)["map"] == 0.0
+    wide = max(a.bbox[2] for a in mealtray_ds.annotations)
+    assert detection_section(mealtray_ds, _oracle(mealtray_ds, wide + 1), cfg)["map"] == 0.0
 
 
-def test_grams_section_known_answers(ecustfd: CocoDataset) -> None:
-    preds = _oracle(ecustfd)
+def test_grams_section_known_answers(ecustfd_ds: CocoDataset) -> None:
+    preds = _oracle(ecustfd_ds)
     for pred in preds.values():
         for it in pred.items:
             it.grams = it.grams * 1.1 if it.grams is not None else None  # every food +10%
-    weighed = [a for a in ecustfd.annotations if a.grams is not None]
-    result = grams_section(ecustfd, preds, 0.5)
+    weighed = [a for a in ecustfd_ds.annotations if a.grams is not None]
+    result = grams_section(ecustfd_ds, preds, 0.5)
     # |1.1 g - g| / g = 10% for every food; MAE in grams = 0.1 x mean true weight.
     assert result["overall"]["mae_pct"] == pytest.approx(10.0)
     assert result["overall"]["mae_g"] == pytest.approx(0.1 * np.mean([a.grams for a in weighed]))
@@ -105,21 +94,21 @@ def test_grams_section_known_answers(ecustfd: CocoDataset) -> None:
     for pred in preds.values():
         for it in pred.items:
             it.grams = None
-    empty = grams_section(ecustfd, preds, 0.5)
+    empty = grams_section(ecustfd_ds, preds, 0.5)
     assert empty["no_grams"] == len(weighed) and empty["overall"] is None
 
 
-def test_mask_section_scores_real_masks_only(mealtray: CocoDataset) -> None:
+def test_mask_section_scores_real_masks_only(mealtray_ds: CocoDataset) -> None:
     # Give the first image's annotations polygon masks: the first a real ("gt") mask, the
     # second a "pseudo" one that must be ignored.
-    im = mealtray.images[0]
-    anns = [a for a in mealtray.annotations if a.image_id == im.id][:2]
+    im = mealtray_ds.images[0]
+    anns = [a for a in mealtray_ds.annotations if a.image_id == im.id][:2]
     polys = []
     for a in anns:
         x, y, w, h = a.bbox
         polys.append([x, y, x + w, y, x + w / 2, y + h])  # a triangle inside the box
     ds = replace(
-        mealtray.subset([im.id]),
+        mealtray_ds.subset([im.id]),
         annotations=[replace(anns[0], segmentation=[polys[0]], mask_source="gt"),
                      replace(anns[1], segmentation=[polys[1]], mask_source="pseudo")],
     )
@@ -197,18 +186,18 @@ def test_menu_section_on_real_embeddings(model_path: Path, shared_data: Path) ->
 
 
 def test_evaluate_fixture_photos_with_model(
-    model_path: Path, mealtray: CocoDataset, ecustfd: CocoDataset, tmp_path: Path
+    model_path: Path, mealtray_ds: CocoDataset, ecustfd_ds: CocoDataset, tmp_path: Path
 ) -> None:
     model = TrayModel(model_path)
     cfg = EvalConfig(menu_size=2, k_enrol=1, n_menus=5)
-    result = evaluate(model, {"mealtray": mealtray, "ecustfd": ecustfd}, cfg)
+    result = evaluate(model, {"mealtray": mealtray_ds, "ecustfd": ecustfd_ds}, cfg)
     det = result["detection"]["mealtray"]
-    assert det["images"] == len(mealtray.images)
+    assert det["images"] == len(mealtray_ds.images)
     aps = [c["ap"] for c in det["per_class"].values()]
     assert det["map"] == pytest.approx(np.mean(aps)) and all(0 <= ap <= 1 for ap in aps)
     for scale in ("detected_coin", "annotated_coin"):
         g = result["grams"][scale]
-        assert g["annotated"] == sum(a.grams is not None for a in ecustfd.annotations)
+        assert g["annotated"] == sum(a.grams is not None for a in ecustfd_ds.annotations)
         weighed = (g["overall"] or {}).get("n", 0)
         assert g["not_detected"] + g["no_grams"] + weighed == g["annotated"]
     assert "menu" in result
@@ -222,11 +211,11 @@ def test_evaluate_fixture_photos_with_model(
 
 
 def test_composed_trays_give_mask_iou(
-    model_path: Path, ecustfd: CocoDataset, tmp_path: Path
+    model_path: Path, ecustfd_ds: CocoDataset, tmp_path: Path
 ) -> None:
     # Two real ECUSTFD photos give the crops (pseudo masks); the composed trays' masks are
     # exact ("composed"), so the model's masks are scored against them.
-    source = {"ecustfd": ecustfd.subset([im.id for im in ecustfd.images[:2]])}
+    source = {"ecustfd": ecustfd_ds.subset([im.id for im in ecustfd_ds.images[:2]])}
     composed = composed_held_out(source, tmp_path / "composed", n_images=2, seed=0)
     assert {a.mask_source for a in composed.annotations} == {"composed"}
     result = evaluate(TrayModel(model_path), {"composed": composed}, EvalConfig())

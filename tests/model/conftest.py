@@ -1,4 +1,4 @@
-"""Datasets imported from the committed real fixtures, shared by the data-layer tests."""
+"""Datasets imported from the committed real fixtures, shared by the model tests."""
 from __future__ import annotations
 
 from pathlib import Path
