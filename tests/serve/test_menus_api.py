@@ -356,17 +356,25 @@ def test_whole_image_enrolment(api: Api, fixtures_dir: Path) -> None:
     assert kiwi.area_px == (() if body["area_from"] == "image" else (body["area_px"],))
 
 
-def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
-                                                                fixtures_dir: Path) -> None:
+def _stale_enrolment(api: Api, photo: Path) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+    """A fruit menu whose one enrolment looks made under an older model: (menu, enrolment,
+    the embedding the active model gives it)."""
     menu = _fruit_menu(api)
-    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
     fresh = _enrol(api, menu, 0, photo, box="361,226,583,464").json()
     factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
-    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
-    with factory.begin() as session:  # as if enrolled under an older model
+    with factory.begin() as session:
         row = session.get(Enrolment, fresh["id"])
         kept = list(row.embedding)
         row.model_version, row.embedding = "older-model", [0.0] * len(kept)
+    return menu, fresh, kept
+
+
+def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
+                                                                fixtures_dir: Path) -> None:
+    menu, fresh, kept = _stale_enrolment(api, fixtures_dir / "ecustfd" / "JPEGImages"
+                                         / "apple003T(1).JPG")
+    factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
+    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
     with factory.begin() as session:
         menu_row = session.get(Menu, menu["id"])
         stale = menu_context(menu_row, model_food_ids=loaded.model.meta.food_ids,
@@ -392,15 +400,10 @@ def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
 
 def test_analyze_with_menu_re_embeds_stale_enrolments(api: Api, fixtures_dir: Path) -> None:
     """After a model swap, /v1/analyze brings the menu's enrolments up to the active model."""
-    menu = _fruit_menu(api)
     photo = fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG"
-    fresh = _enrol(api, menu, 0, photo, box="361,226,583,464").json()
+    menu, fresh, kept = _stale_enrolment(api, photo)
     factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
     loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
-    with factory.begin() as session:  # as if enrolled under an older model
-        row = session.get(Enrolment, fresh["id"])
-        kept = list(row.embedding)
-        row.model_version, row.embedding = "older-model", [0.0] * len(kept)
     files = {"image": (photo.name, photo.read_bytes(), "image/jpeg")}
     r = api.call("kiosk_a", "POST", "/v1/analyze", files=files, data={"menu_id": menu["id"]})
     assert r.status_code == 201, r.text
