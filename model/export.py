@@ -161,15 +161,30 @@ def calibrate(onnx_path: str | Path, coco: Any) -> dict[str, portion.ClassFit]:
     return table
 
 
+def record_metrics(onnx_path: str | Path, metrics_json: str | Path) -> ModelMeta:
+    """Carry `python -m model.evaluate`'s held-out headline inside the ONNX file."""
+    result = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
+    evaluated = Path(result["model"]["file"]).name
+    return update_meta(onnx_path, metrics={"evaluated_file": evaluated,
+                                           "held_out": result["headline"]})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from model.engine import load_sources, meta_for, model_from_checkpoint, split_sources
 
     p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help="training checkpoint to export")
     p.add_argument("--out", required=True)
     p.add_argument("--parity-images", nargs="*", type=Path, default=[])
     p.add_argument("--no-calibrate", action="store_true", help="skip the portion fit")
+    p.add_argument("--record-metrics", type=Path, metavar="METRICS_JSON",
+                   help="only write this evaluation's headline into --out's metadata")
     a = p.parse_args(argv)
+    if a.record_metrics is not None:
+        print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))
+        return
+    if a.checkpoint is None:
+        p.error("--checkpoint is required to export")
     model, ckpt = model_from_checkpoint(a.checkpoint)
     saved = ModelMeta.from_json(json.dumps(ckpt["meta"]))
     meta = meta_for(argparse.Namespace(**ckpt["args"]), saved.labels, saved.food_ids,

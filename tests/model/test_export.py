@@ -100,3 +100,33 @@ def test_missing_metadata_is_an_error(exported: tuple, tmp_path: Path) -> None:
     onnx.save_model(proto, str(bare))
     with pytest.raises(export.ExportError, match="no 'traylens'"):
         export.read_meta(bare)
+
+
+def test_record_metrics_carries_the_evaluation_headline(exported: tuple, tmp_path: Path) -> None:
+    """`python -m model.export --record-metrics` writes model.evaluate's headline into the file."""
+    import json
+    import shutil
+
+    _, meta, path = exported
+    copy = shutil.copy(path, tmp_path / "m.onnx")
+    result = {"model": {"file": "/elsewhere/m.onnx"}, "headline": {"mealtray_map50": 0.42}}
+    (tmp_path / "metrics.json").write_text(json.dumps(result))
+    export.main(["--out", str(copy), "--record-metrics", str(tmp_path / "metrics.json")])
+    recorded = TrayModel(copy).meta
+    assert recorded.metrics == {"evaluated_file": "m.onnx", "held_out": {"mealtray_map50": 0.42}}
+    assert recorded.labels == meta.labels and recorded.fingerprint == meta.fingerprint
+    with pytest.raises(SystemExit):
+        export.main(["--out", str(copy)])  # neither a checkpoint nor metrics: a usage error
+
+
+@pytest.mark.parametrize("stem", ["traylens", "traylens.int8"])
+def test_shipped_files_carry_their_committed_evaluation(stem: str) -> None:
+    """The metrics inside each shipped ONNX file are those of its committed evaluation."""
+    import json
+
+    artifacts = Path(__file__).resolve().parents[2] / "model" / "artifacts"
+    meta = TrayModel(artifacts / f"{stem}.onnx").meta
+    result = json.loads((artifacts / f"{stem}.metrics.json").read_text(encoding="utf-8"))
+    assert meta.metrics == {"evaluated_file": f"{stem}.onnx", "held_out": result["headline"]}
+    assert (meta.version, meta.fingerprint) == (result["model"]["version"],
+                                                result["model"]["fingerprint"])
