@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.data.importers.ecustfd import read_voc
 from model.runtime import Item, Prediction, load_image
 from nutrition_db.table import get_food, nutrients_for
 from serve.menu_adapter import CanteenMenu, menu_from_file
@@ -28,29 +29,41 @@ from tests.serve.conftest import ECUSTFD
 APPLE, ORANGE = "sr28:09003", "sr28:09200"  # SR28 apples raw with skin; oranges raw
 
 
-def _item(loaded: LoadedModel, photo: Path, label_index: int, grams: float | None = None
-          ) -> Item:
-    """An item covering the whole photo, with the model's real embedding of it."""
+def _food_box(photo: Path) -> list[float]:
+    """The annotated food box of an ECUSTFD fixture photo."""
+    voc = photo.parent.parent / "Annotations" / (photo.stem + ".xml")
+    return next(box for label, box in read_voc(voc)[3] if label != "coin")
+
+
+def _item(loaded: LoadedModel, photo: Path, label_index: int, grams: float | None = None,
+          box: list[float] | None = None) -> Item:
+    """An item over `box` (default: the whole photo), with the model's real embedding of it."""
     img = load_image(photo)
+    x0, y0, x1, y1 = box or [0.0, 0.0, float(img.width), float(img.height)]
     n = len(loaded.model.meta.labels)
     scores = np.full(n, 0.1 / (n - 1), np.float32)
     scores[label_index] = 0.9
-    return Item(box=(0.0, 0.0, float(img.width), float(img.height)),
+    embedding = loaded.model.embed_regions(img, boxes=[box] if box else None)[0]
+    return Item(box=(x0, y0, x1, y1),
                 label=loaded.model.meta.labels[label_index], label_index=label_index, score=0.8,
-                class_scores=scores, mask=None, polygon=[[0, 0], [img.width, 0], [0, img.height]],
-                area_px=float(img.width * img.height), embedding=loaded.model.embed_regions(img)[0],
+                class_scores=scores, mask=None,
+                polygon=[[int(x0), int(y0)], [int(x1), int(y0)], [int(x0), int(y1)]],
+                area_px=(x1 - x0) * (y1 - y0), embedding=embedding,
                 grams=grams, grams_range=None if grams is None else (grams * 0.8, grams * 1.2))
 
 
 @pytest.fixture(scope="module")
 def menu(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory
          ) -> CanteenMenu:
-    """Two dishes, each enrolled with one real photo."""
+    """Two dishes, each enrolled with one real photo and its food's box."""
+    def example(name: str) -> dict[str, object]:
+        photo = fixtures_dir / ECUSTFD.format(name=name)
+        return {"image": str(photo), "box": _food_box(photo)}
+
     spec = {"dishes": [
-        {"id": "apple", "food_id": APPLE, "serving_g": 180,
-         "examples": [str(fixtures_dir / ECUSTFD.format(name="apple003T(1)"))]},
+        {"id": "apple", "food_id": APPLE, "serving_g": 180, "examples": [example("apple003T(1)")]},
         {"id": "orange", "food_id": ORANGE, "serving_g": 140,
-         "examples": [str(fixtures_dir / ECUSTFD.format(name="orange002T(1)"))]}]}
+         "examples": [example("orange002T(1)")]}]}
     path = tmp_path_factory.mktemp("menu") / "menu.json"
     path.write_text(json.dumps(spec))
     return menu_from_file(loaded_model.model, path)
@@ -65,13 +78,14 @@ def test_menu_identifies_the_enrolled_dish(
     loaded_model: LoadedModel, menu: CanteenMenu, fixtures_dir: Path
 ) -> None:
     for name, dish, food in (("apple003T(1)", "apple", APPLE), ("orange002T(1)", "orange", ORANGE)):
-        item = _item(loaded_model, fixtures_dir / ECUSTFD.format(name=name), 0)
+        photo = fixtures_dir / ECUSTFD.format(name=name)
+        item = _item(loaded_model, photo, 0, box=_food_box(photo))
         pred = Prediction(item.box[2], item.box[3], [item])  # type: ignore[arg-type]
         out = build_item(loaded_model.model, pred, item, ImageRequest(load_image(
             fixtures_dir / ECUSTFD.format(name=name)), menu=menu), top_k=5)
         assert (out.identified_by, out.menu_dish_id, out.food_id) == ("menu", dish, food)
         assert out.confidence > 0.5 and {a.dish_id for a in out.alternatives} == {"apple", "orange"}
-        # No scale on the photo: grams relative to the enrolled example of the same size.
+        # No scale on the photo: grams relative to the enrolled example (its box's food).
         assert out.grams is not None and out.grams.source == ENROLLED
         assert out.nutrients == nutrients_for(food, out.grams.value)
 
