@@ -37,7 +37,15 @@ from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
 from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, training_split
 from model.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
-from model.runtime import Item, ModelFileError, PostConfig, Prediction, TrayModel, load_image
+from model.runtime import (
+    Item,
+    ModelFileError,
+    PostConfig,
+    Prediction,
+    TrayModel,
+    full_item_mask,
+    load_image,
+)
 
 # Pseudo masks are the model's own guesses: scoring against them would flatter it.
 EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s != "pseudo")
@@ -186,16 +194,6 @@ def _grams(pairs: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
     return asdict(metrics.grams_error(pred, true))
 
 
-def _full_mask(item: Item, width: int, height: int) -> np.ndarray:
-    """The item's box-crop mask placed in a full-image boolean array."""
-    out = np.zeros((height, width), dtype=bool)
-    if item.mask is not None:
-        x0, y0 = int(np.floor(item.box[0])), int(np.floor(item.box[1]))
-        crop = item.mask[: height - y0, : width - x0]
-        out[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
-    return out
-
-
 def mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any] | None:
     """Mean IoU over ground-truth/composed masks (greedy one-to-one); None without any."""
     by_image = ds.annotations_by_image()
@@ -210,7 +208,7 @@ def mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any
         if not gts:
             continue
         items = [it for it in preds[im.id].items if it.label != portion.COIN_LABEL]
-        pred_masks = [_full_mask(it, im.width, im.height) for it in items]
+        pred_masks = [full_item_mask(it, (im.width, im.height)) for it in items]
         ious.extend(metrics.matched_mask_ious(pred_masks, gts))
     if not ious:
         return None

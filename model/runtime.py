@@ -430,7 +430,7 @@ class TrayModel:
             item.area_cm2 = portion.area_cm2(item.area_px, scale)
             if depth is not None:
                 item.volume_ml = portion.depth_volume_ml(
-                    _full_item_mask(item, size), np.asarray(depth, dtype=np.float64), scale
+                    full_item_mask(item, size), np.asarray(depth, dtype=np.float64), scale
                 )
             item.grams, item.grams_range = portion.estimate_grams(
                 self.calibration.get(item.label), item.area_cm2, item.volume_ml
@@ -503,11 +503,12 @@ def _scale_for(
         return None, None
 
 
-def _full_item_mask(item: Item, size: tuple[int, int]) -> np.ndarray:
-    """The item's crop mask placed in a full-image boolean array."""
-    out = np.zeros((size[1], size[0]), dtype=bool)
+def full_item_mask(item: Item, size: tuple[int, int]) -> np.ndarray:
+    """The item's crop mask placed in a full-image (width, height) boolean array."""
+    width, height = size
+    out = np.zeros((height, width), dtype=bool)
     if item.mask is not None:
         x0, y0 = int(np.floor(item.box[0])), int(np.floor(item.box[1]))
-        h, w = item.mask.shape
-        out[y0 : y0 + h, x0 : x0 + w] = item.mask
+        crop = item.mask[: height - y0, : width - x0]
+        out[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
     return out

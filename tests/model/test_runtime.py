@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from model import runtime
-from model.runtime import ImageError, ModelFileError, load_image
+from model.runtime import ImageError, Item, ModelFileError, full_item_mask, load_image
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -158,3 +158,16 @@ def test_runtime_import_leaves_torch_out() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_full_item_mask_places_the_crop_and_clips_at_the_border() -> None:
+    """A 3x4 crop at box (8.6, 1.2, ...) in a 10x5 image: columns 8-9, rows 1-3 set."""
+    crop = np.ones((3, 4), dtype=bool)
+    item = Item(box=(8.6, 1.2, 12.0, 4.0), label="apple", label_index=0, score=0.9,
+                class_scores=np.ones(1), mask=crop, polygon=None, area_px=12.0,
+                embedding=np.ones(4, np.float32))
+    full = full_item_mask(item, (10, 5))
+    assert full.shape == (5, 10) and full.sum() == 6  # 3 rows x the 2 columns inside
+    assert full[1:4, 8:10].all()
+    empty = full_item_mask(Item(**{**item.__dict__, "mask": None}), (10, 5))
+    assert not empty.any()
