@@ -255,18 +255,23 @@ def full_mask(mask_map: np.ndarray, scale: float, size: tuple[int, int], stride:
     return cv2.resize(up[:valid_h, :valid_w], (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+# Outline tolerance in pixels: the mask comes up-sampled from stride 8, so finer vertices
+# carry no information; they only made every answer, row and overlay ~5x larger.
+POLYGON_TOLERANCE_PX = 1.0
+
+
 def mask_polygon(mask: np.ndarray, offset: tuple[int, int]) -> list[list[int]] | None:
-    """Outline of the largest connected region of a boolean mask, in image pixels."""
+    """Outline (within 1 px) of the largest connected region of a boolean mask, in pixels."""
     contours, _ = cv2.findContours(
         mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
     if not contours:
         return None
-    largest = max(contours, key=cv2.contourArea)
+    largest = cv2.approxPolyDP(max(contours, key=cv2.contourArea), POLYGON_TOLERANCE_PX, True)
     if len(largest) < 3:
         return None
-    ox, oy = offset
-    return [[int(p[0][0]) + ox, int(p[0][1]) + oy] for p in largest]
+    points: list[list[int]] = (largest.reshape(-1, 2) + np.asarray(offset)).tolist()
+    return points
 
 
 def pool_embedding(embed: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -6,12 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from model import runtime
-from model.runtime import ImageError, Item, ModelFileError, full_item_mask, load_image
+from model.runtime import (
+    ImageError,
+    Item,
+    ModelFileError,
+    full_item_mask,
+    load_image,
+    mask_polygon,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,3 +179,16 @@ def test_full_item_mask_places_the_crop_and_clips_at_the_border() -> None:
     assert full[1:4, 8:10].all()
     empty = full_item_mask(Item(**{**item.__dict__, "mask": None}), (10, 5))
     assert not empty.any()
+
+
+def test_mask_polygon_keeps_the_outline_within_a_pixel_with_few_vertices() -> None:
+    """A disc of radius 40: the outline keeps its area (pi r^2) with far fewer vertices than
+    boundary pixels, and is placed at the offset."""
+    yy, xx = np.mgrid[:101, :101]
+    disc = (yy - 50) ** 2 + (xx - 50) ** 2 <= 40**2
+    poly = mask_polygon(disc, (10, 20))
+    assert poly is not None and 8 <= len(poly) < 60  # the raw contour has ~220 vertices
+    pts = np.asarray(poly, dtype=np.float32)
+    assert abs(cv2.contourArea(pts) - disc.sum()) / disc.sum() < 0.03
+    assert pts[:, 0].min() == 10 + 10 and pts[:, 1].min() == 20 + 10
+    assert mask_polygon(np.zeros((5, 5), bool), (0, 0)) is None
