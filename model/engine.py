@@ -582,8 +582,12 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
 
 
 def cache_key(args: argparse.Namespace, meta: ModelMeta) -> str:
-    """What the cached features depend on: data, labels, input geometry, seed, split."""
-    parts = [meta.fingerprint, meta.labels, meta.input_size, args.seed, args.val_fraction]
+    """What the cached features depend on: data, labels, input geometry, seed, split, augment.
+
+    Why augment: a clean view and an augmented view of the same index must not share a file.
+    """
+    parts = [meta.fingerprint, meta.labels, meta.input_size, args.seed, args.val_fraction,
+             bool(args.augment)]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 

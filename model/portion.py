@@ -194,3 +194,43 @@ def estimate_grams(
     if area is None or area <= 0:
         return None, None
     return fit.grams(area)
+
+
+# Classes below this posterior share do not widen an item's grams range.
+MIXTURE_MIN_SHARE = 0.1
+
+
+def posterior_grams(
+    table: Mapping[str, ClassFit],
+    labels: Sequence[str],
+    class_scores: np.ndarray,
+    top: int,
+    area: float | None,
+    volume_ml: float | None = None,
+) -> tuple[float | None, tuple[float, float] | None]:
+    """Grams averaged in log space over the classes the classifier finds likely.
+
+    Why: a confusable pair (orange/lemon, bread/sachima) with different areal densities
+    makes a hard top-1 choice swing the grams; the expected log grams under the class
+    posterior is the estimate with the least expected log error. The range spans the
+    ranges of every class holding at least MIXTURE_MIN_SHARE of the weight. Only when the
+    top class itself has a fit (a food, not a course label or the coin).
+    """
+    if labels[top] not in table:
+        return None, None
+    parts: list[tuple[float, float, tuple[float, float]]] = []
+    for i, name in enumerate(labels):
+        share = float(class_scores[i])
+        if name in table and share > 0:
+            grams, rng = estimate_grams(table[name], area, volume_ml)
+            if grams is not None and rng is not None:
+                parts.append((share, grams, rng))
+    if not parts:
+        return None, None
+    total = sum(share for share, _, _ in parts)
+    log_g = sum(share * math.log(g) for share, g, _ in parts) / total
+    wide = [rng for share, _, rng in parts if share / total >= MIXTURE_MIN_SHARE]
+    grams = math.exp(log_g)
+    low = min([grams, *(lo for lo, _ in wide)])
+    high = max([grams, *(hi for _, hi in wide)])
+    return grams, (low, high)

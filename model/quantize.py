@@ -62,19 +62,46 @@ def calibration_images(folders: Sequence[Path], per_folder: int, seed: int = 0) 
     return out
 
 
+def output_head_nodes(graph: onnx.GraphProto) -> list[str]:
+    """Nodes from each output back to (and including) the last Conv that feeds it.
+
+    Why keep them in float: the prediction maps are scores and pixel distances read by
+    numpy post-processing. Quantised, a heatmap turns into plateaus of equal values, each
+    cell of which is a 3x3 "peak": many more candidates, a slower decode and noisier
+    boxes, for convolutions that cost ~1% of the network.
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    keep: list[str] = []
+    todo = [o.name for o in graph.output]
+    seen: set[str] = set()
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        keep.append(node.name)
+        if node.op_type != "Conv":
+            todo.extend(node.input)
+    return keep
+
+
 def quantize(model_path: str | Path, out: str | Path, images: Sequence[Path]) -> Path:
-    """Write the INT8 QDQ model; weights per-channel int8, activations uint8 (MinMax)."""
+    """Write the INT8 QDQ model; weights per-channel int8, activations uint8 (MinMax).
+
+    The output heads (see output_head_nodes) stay float.
+    """
     model_path, out = Path(model_path), Path(out)
     meta = read_meta(model_path)
     input_name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+        exclude = output_head_nodes(onnx.load(str(prepared)).graph)
         quantize_static(
             str(prepared), str(out), PhotoReader(images, meta, input_name),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
         )
     proto = onnx.load(str(out))
     write_meta(proto, meta)

@@ -437,8 +437,9 @@ class TrayModel:
                 item.volume_ml = portion.depth_volume_ml(
                     full_item_mask(item, size), np.asarray(depth, dtype=np.float64), scale
                 )
-            item.grams, item.grams_range = portion.estimate_grams(
-                self.calibration.get(item.label), item.area_cm2, item.volume_ml
+            item.grams, item.grams_range = portion.posterior_grams(
+                self.calibration, self.meta.labels, item.class_scores, item.label_index,
+                item.area_cm2, item.volume_ml,
             )
         return Prediction(size[0], size[1], items, scale, source)
 

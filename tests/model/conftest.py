@@ -1,13 +1,38 @@
-"""Datasets imported from the committed real fixtures, shared by the model tests."""
+"""Shared model-test fixtures: datasets from the committed real fixtures, a tiny exported net."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
+from model import export
 from model.data.coco import CocoDataset
 from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
+from model.network import TrayNet
+from model.runtime import ModelMeta
+
+TINY_SIZE = (160, 128)
+
+
+def export_tiny(out: Path, decoupled: bool = False) -> tuple[TrayNet, ModelMeta, Path]:
+    """A small untrained TrayNet over the default labels, exported to `out` with metadata."""
+    from nutrition_db import label_map
+
+    lm = label_map()
+    torch.manual_seed(0)
+    model = TrayNet(len(lm.labels), embed_dim=16, neck_channels=32, decoupled=decoupled).eval()
+    # Untrained heads give near-equal scores whose order float noise could flip; spread them.
+    for branch in (model.heads.heat, model.heads.box, model.heads.mask, model.heads.embed):
+        proj = branch[1]
+        assert isinstance(proj, torch.nn.Conv2d)
+        torch.nn.init.normal_(proj.weight, std=0.3)
+    meta = ModelMeta(labels=lm.labels, food_ids=[lm.food_id(n) for n in lm.labels],
+                     input_size=TINY_SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, stride=8,
+                     embedding_dim=16, version="test", fingerprint="sha256:test",
+                     training={"seed": 0, "val_fraction": 0.2})
+    return model, meta, export.export_onnx(model, meta, out)
 
 
 @pytest.fixture(scope="session")

@@ -11,28 +11,12 @@ import torch
 from model import export
 from model.network import TrayNet
 from model.runtime import ModelMeta, PostConfig, TrayModel, decode_outputs, load_image, preprocess
-
-SIZE = (160, 128)
+from tests.model.conftest import export_tiny
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrayNet, ModelMeta, Path]:
-    from nutrition_db import label_map
-
-    lm = label_map()
-    torch.manual_seed(0)
-    model = TrayNet(len(lm.labels), embed_dim=16, neck_channels=32).eval()
-    # Untrained heads give near-equal scores whose order float noise could flip; spread them.
-    for branch in (model.heads.heat, model.heads.box, model.heads.mask):
-        proj = branch[1]
-        assert isinstance(proj, torch.nn.Conv2d)
-        torch.nn.init.normal_(proj.weight, std=0.3)
-    meta = ModelMeta(labels=lm.labels, food_ids=[lm.food_id(n) for n in lm.labels],
-                     input_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, stride=8,
-                     embedding_dim=16, version="test", fingerprint="sha256:test",
-                     training={"seed": 0, "val_fraction": 0.2})
-    path = export.export_onnx(model, meta, tmp_path_factory.mktemp("onnx") / "m.onnx")
-    return model, meta, path
+    return export_tiny(tmp_path_factory.mktemp("onnx") / "m.onnx")
 
 
 @pytest.fixture(scope="module")

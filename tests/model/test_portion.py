@@ -95,3 +95,32 @@ def test_estimate_grams_prefers_depth_when_density_known() -> None:
     assert g2 == pytest.approx(30.0)
     assert portion.estimate_grams(None, 30.0) == (None, None)
     assert portion.estimate_grams(fit, None) == (None, None)
+
+
+def test_posterior_grams_average_likely_classes_in_log_space() -> None:
+    light = portion.ClassFit(a=math.log(2.0), b=1.0, resid_lo=-0.1, resid_hi=0.1, n=10)
+    heavy = portion.ClassFit(a=math.log(8.0), b=1.0, resid_lo=-0.2, resid_hi=0.2, n=10)
+    table = {"lemon": light, "orange": heavy}
+    labels = ["Plate", "lemon", "orange", "coin"]
+    one_hot = np.array([0.0, 0.0, 1.0, 0.0])
+    assert portion.posterior_grams(table, labels, one_hot, 2, 50.0) == \
+        portion.estimate_grams(heavy, 50.0)
+    # 50/50 between 100 g and 400 g: the geometric mean, a range spanning both classes.
+    g, (lo, hi) = portion.posterior_grams(table, labels, np.array([0, 0.5, 0.5, 0]), 1, 50.0)
+    assert g == pytest.approx(200.0)
+    assert (lo, hi) == pytest.approx((100 * math.exp(-0.1), 400 * math.exp(0.2)))
+    # A class without a fit (a course label) drops out and the rest renormalise.
+    g2, _ = portion.posterior_grams(table, labels, np.array([0.5, 0.25, 0.25, 0]), 1, 50.0)
+    assert g2 == pytest.approx(200.0)
+    # A faint alternative moves the estimate a little but does not widen the range.
+    g3, rng3 = portion.posterior_grams(table, labels, np.array([0, 0.05, 0.95, 0]), 2, 50.0)
+    assert 300.0 < g3 < 400.0
+    assert rng3 == pytest.approx((400 * math.exp(-0.2), 400 * math.exp(0.2)))
+
+
+def test_posterior_grams_need_a_fit_for_the_top_class_and_an_area() -> None:
+    fit = portion.ClassFit(a=0.0, b=1.0, resid_lo=-0.1, resid_hi=0.1, n=10)
+    labels = ["Plate", "apple"]
+    scores = np.array([0.6, 0.4])
+    assert portion.posterior_grams({"apple": fit}, labels, scores, 0, 50.0) == (None, None)
+    assert portion.posterior_grams({"apple": fit}, labels, scores, 1, None) == (None, None)
