@@ -227,6 +227,8 @@ def posterior_grams(
                 parts.append((share, grams, rng))
     if not parts:
         return None, None
+    if any(g <= 0 for _, g, _ in parts):  # a flat depth map: no volume, no log average
+        return estimate_grams(table[labels[top]], area, volume_ml)
     total = sum(share for share, _, _ in parts)
     log_g = sum(share * math.log(g) for share, g, _ in parts) / total
     wide = [rng for share, _, rng in parts if share / total >= MIXTURE_MIN_SHARE]

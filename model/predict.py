@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     records, failed = [], 0
     for path in a.images:
         try:
-            pred = model.predict([load_image(path)], px_per_cm=[a.px_per_cm])[0]
+            img = load_image(path, fit=model.meta.input_size)
+            pred = model.predict([img], px_per_cm=[a.px_per_cm])[0]
         except ImageError as exc:
             print(f"error: {path}: {exc}", file=sys.stderr)
             failed += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,10 +113,23 @@ class Prediction:
     scale_source: str | None = None  # "given", "coin" or None
 
 
+# Image.info key of a reduced decode: the upright (width, height) of the full image.
+FULL_SIZE_KEY = "traylens_full_size"
+_SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that turn the stored image by 90 degrees
+
+
 def load_image(
-    data: bytes | str | os.PathLike[str] | IO[bytes], max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes | str | os.PathLike[str] | IO[bytes],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    fit: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """Decode bytes/path/file to an EXIF-upright RGB image; ImageError when unusable."""
+    """Decode bytes/path/file to an EXIF-upright RGB image; ImageError when unusable.
+
+    With `fit` (a network input size), a JPEG is decoded at the smallest DCT scale that
+    still covers its letterbox at that size (see `reduce_jpeg`): several times faster, and
+    the pixels the network sees are the same averaging of the photo. `full_size(img)` then
+    gives the photo's own size, in which predictions are reported.
+    """
     raw = _read_bytes(data)
     if not raw:
         raise ImageError("empty file: zero bytes")
@@ -132,11 +146,41 @@ def load_image(
         raise ImageError(f"image has no pixels: {width}x{height}")
     try:
         img.seek(0)  # animated files: the first frame is the photo
+        full = reduce_jpeg(img, fit) if fit is not None else None
         img.load()
         upright: Image.Image = ImageOps.exif_transpose(img) or img
-        return _to_rgb(upright)
+        out = _to_rgb(upright)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"truncated or corrupt image: {exc}") from exc
+    if full is not None and full != out.size:
+        out.info[FULL_SIZE_KEY] = full
+    return out
+
+
+def reduce_jpeg(img: Image.Image, fit: tuple[int, int]) -> tuple[int, int]:
+    """Ask the JPEG decoder for a 1/2, 1/4 or 1/8 scale that still covers the letterbox.
+
+    Returns the upright full size. A no-op for other formats (Image.draft ignores them).
+    """
+    orientation = img.getexif().get(0x0112, 1)
+    stored_w, stored_h = img.size
+    up_w, up_h = (stored_h, stored_w) if orientation in _SWAPS_AXES else (stored_w, stored_h)
+    scale = min(fit[0] / up_w, fit[1] / up_h)
+    if scale < 1 and img.format == "JPEG":
+        # The letterbox needs at least scale x the photo along each stored axis.
+        img.draft(img.mode, (math.ceil(stored_w * scale), math.ceil(stored_h * scale)))
+    return up_w, up_h
+
+
+def full_size(img: Image.Image) -> tuple[int, int]:
+    """The (width, height) of the photo a possibly reduced decode came from."""
+    size = img.info.get(FULL_SIZE_KEY)
+    return (int(size[0]), int(size[1])) if size else img.size
+
+
+def full_scale(img: Image.Image, letterbox_scale: float) -> float:
+    """Letterbox scale of the full-size photo, given the one of the decoded image."""
+    return letterbox_scale * img.width / full_size(img)[0]
 
 
 def _read_bytes(data: bytes | str | os.PathLike[str] | IO[bytes]) -> bytes:
@@ -413,8 +457,9 @@ class TrayModel:
         preds = []
         for i, img in enumerate(images):
             maps = [o[i] for o in outputs]
-            items = decode_outputs(maps, scales[i], img.size, self.meta, cfg)
-            preds.append(self._with_portions(img.size, items, px_per_cm[i], depths[i], cfg))
+            size, scale = full_size(img), full_scale(img, scales[i])
+            items = decode_outputs(maps, scale, size, self.meta, cfg)
+            preds.append(self._with_portions(size, items, px_per_cm[i], depths[i], cfg))
         return preds
 
     def _with_portions(
@@ -453,13 +498,14 @@ class TrayModel:
         outputs, scales = self.run([img])
         _, _, mask_map, embed = (o[0] for o in outputs)
         stride, thr = self.meta.stride, PostConfig().mask_threshold
+        size, scale = full_size(img), full_scale(img, scales[0])
         if masks is not None:
-            return np.stack([self._mask_embedding(embed, m, img.size, scales[0]) for m in masks])
+            return np.stack([self._mask_embedding(embed, m, size, scale) for m in masks])
         if boxes is None:
-            boxes = [(0.0, 0.0, float(img.width), float(img.height))]
+            boxes = [(0.0, 0.0, float(size[0]), float(size[1]))]
         vecs = []
         for box in boxes:
-            box_in = np.asarray(box, dtype=np.float64) * scales[0]
+            box_in = np.asarray(box, dtype=np.float64) * scale
             vecs.append(region_embedding(embed, mask_map[0], box_in, stride, thr))
         return np.stack(vecs)
 

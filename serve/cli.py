@@ -77,7 +77,8 @@ def run_analyze(argv: Sequence[str]) -> int:
         model = TrayModel(args.model or settings.model_path,
                           threads=settings.intra_op_threads or None)
         menu = menu_from_file(model, args.menu) if args.menu else None
-        images = [load_image(p, max_pixels=settings.max_pixels) for p in args.images]
+        fit = model.meta.input_size  # the service's own decode (see load_image)
+        images = [load_image(p, max_pixels=settings.max_pixels, fit=fit) for p in args.images]
     except (ModelFileError, MenuFileError, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -138,11 +138,13 @@ def sniff_image_type(data: bytes) -> str:
     )
 
 
-def decode_photo(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
-    """An upright RGB photo (model.runtime.load_image) and its sniffed content type."""
+def decode_photo(
+    data: bytes, max_pixels: int, fit: tuple[int, int] | None = None
+) -> tuple[Image.Image, str]:
+    """An upright RGB photo (model.runtime.load_image, `fit` as there) and its content type."""
     content_type = sniff_image_type(data)
     try:
-        return load_image(data, max_pixels=max_pixels), content_type
+        return load_image(data, max_pixels=max_pixels, fit=fit), content_type
     except ImageError as exc:
         raise ApiError(422, "invalid_image", f"cannot use the image: {exc}") from exc
 

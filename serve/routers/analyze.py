@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from model.runtime import full_size
 from serve.access import load_canteen, load_user
 from serve.analyses import analysis_payload, analysis_row
 from serve.auth import Principal
@@ -184,11 +185,12 @@ class Photo:
 
 
 def decode_upload(
-    image: UploadedFile, depth: UploadedFile | None, ctx: Context, settings: Settings
+    image: UploadedFile, depth: UploadedFile | None, ctx: Context, settings: Settings,
+    fit: tuple[int, int],
 ) -> Photo:
-    """Decode the photo (and depth map) and attach the request's scale and menu."""
-    img, content_type = decode_photo(image.data, settings.max_pixels)
-    depth_mm = decode_depth(depth.data, img.size) if depth is not None else None
+    """Decode the photo (reduced to the model's input, see load_image) and depth map."""
+    img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
+    depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
     req = ImageRequest(img, px_per_cm=ctx.px_per_cm, depth_mm=depth_mm, menu=ctx.menu)
     return Photo(req, image.data, content_type, depth.data if depth else None)
 
@@ -199,14 +201,14 @@ def store_analysis(
 ) -> dict[str, Any]:
     """Write one analysis (image rows, analysis, items, before/after link) in the session."""
     sha = store.put(photo.data)
-    img = photo.request.image
+    width, height = full_size(photo.request.image)
     record_image(session, sha256=sha, kind="photo", content_type=photo.content_type,
-                 size_bytes=len(photo.data), width=img.width, height=img.height)
+                 size_bytes=len(photo.data), width=width, height=height)
     depth_sha = None
     if photo.depth_data is not None:
         depth_sha = store.put(photo.depth_data)
         record_image(session, sha256=depth_sha, kind="depth", content_type="depth",
-                     size_bytes=len(photo.depth_data), width=img.width, height=img.height)
+                     size_bytes=len(photo.depth_data), width=width, height=height)
     fields = ctx.fields
     analysis = analysis_row(
         result, canteen_id=ctx.canteen_id, api_key_id=principal.key_id, user_id=fields.user_id,
@@ -285,7 +287,8 @@ def _analyze_single(
     ctx = _replay_or_context(request, principal, loaded, fields, key, fingerprint)
     if isinstance(ctx, JSONResponse):
         return ctx
-    photo = decode_upload(files["image"], files.get("depth"), ctx, settings)
+    photo = decode_upload(files["image"], files.get("depth"), ctx, settings,
+                          loaded.model.meta.input_size)
     result = run_model(request, loaded, [photo])[0]
     store = ImageStore(settings.image_dir)
     return _stored_or_replayed(
@@ -324,14 +327,14 @@ async def analyze_photo(
 
 
 def _decode_all(
-    images: list[UploadedFile], ctx: Context, settings: Settings
+    images: list[UploadedFile], ctx: Context, settings: Settings, fit: tuple[int, int]
 ) -> tuple[list[tuple[int, Photo]], list[dict[str, Any]]]:
     """Decode each photo; a bad one becomes an error entry instead of failing the batch."""
     photos: list[tuple[int, Photo]] = []
     errors: list[dict[str, Any]] = []
     for index, upload in enumerate(images):
         try:
-            photos.append((index, decode_upload(upload, None, ctx, settings)))
+            photos.append((index, decode_upload(upload, None, ctx, settings, fit)))
         except ApiError as exc:
             errors.append({"index": index, "filename": upload.filename,
                            "status": exc.status_code, **exc.body()})
@@ -348,7 +351,7 @@ def _analyze_batch(
     ctx = _replay_or_context(request, principal, loaded, fields, key, fingerprint)
     if isinstance(ctx, JSONResponse):
         return ctx
-    photos, errors = _decode_all(images, ctx, settings)
+    photos, errors = _decode_all(images, ctx, settings, loaded.model.meta.input_size)
     results = run_model(request, loaded, [p for _, p in photos]) if photos else []
     store = ImageStore(settings.image_dir)
 

@@ -124,3 +124,10 @@ def test_posterior_grams_need_a_fit_for_the_top_class_and_an_area() -> None:
     scores = np.array([0.6, 0.4])
     assert portion.posterior_grams({"apple": fit}, labels, scores, 0, 50.0) == (None, None)
     assert portion.posterior_grams({"apple": fit}, labels, scores, 1, None) == (None, None)
+
+
+def test_posterior_grams_of_zero_volume_is_zero_not_an_error() -> None:
+    fit = portion.ClassFit(a=0.0, b=1.0, resid_lo=-0.1, resid_hi=0.1, n=10, density_g_per_ml=1.0)
+    table = {"apple": fit, "pear": fit}
+    got = portion.posterior_grams(table, ["apple", "pear"], np.array([0.7, 0.3]), 0, 20.0, 0.0)
+    assert got == (0.0, (0.0, 0.0))

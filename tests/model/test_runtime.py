@@ -192,3 +192,57 @@ def test_mask_polygon_keeps_the_outline_within_a_pixel_with_few_vertices() -> No
     assert abs(cv2.contourArea(pts) - disc.sum()) / disc.sum() < 0.03
     assert pts[:, 0].min() == 10 + 10 and pts[:, 1].min() == 20 + 10
     assert mask_polygon(np.zeros((5, 5), bool), (0, 0)) is None
+
+
+MEALTRAY_PHOTO = "20220308112654_000042_059_0000000001_B______xx_C (2770).jpg"
+
+
+def test_reduced_jpeg_decode_covers_the_letterbox_and_keeps_the_full_size(
+    fixtures_dir: Path,
+) -> None:
+    path = fixtures_dir / "mealtray" / "labeled" / MEALTRAY_PHOTO
+    full = load_image(path)
+    small = load_image(path, fit=(512, 384))
+    assert full.size == runtime.full_size(full) == (1024, 768)
+    assert small.size == (512, 384) and runtime.full_size(small) == (1024, 768)
+    assert runtime.full_scale(small, 1.0) == pytest.approx(0.5)
+    # The same photo, averaged by the decoder instead of by cv2's INTER_AREA.
+    ref, _ = runtime.letterbox(full, (512, 384))
+    got, _ = runtime.letterbox(small, (512, 384))
+    assert float(np.abs(ref - got).mean()) < 0.02
+    # Nothing to gain (or to lose) when the photo is already small enough, or not a JPEG.
+    assert runtime.FULL_SIZE_KEY not in load_image(path, fit=(2048, 1536)).info
+    png = _encode(full, "PNG")
+    assert load_image(png, fit=(512, 384)).size == (1024, 768)
+
+
+
+def test_reduced_decode_of_an_exif_rotated_jpeg(photo: Image.Image) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: upright is the stored image turned 90 degrees
+    data = _encode(photo, "JPEG", exif=exif, quality=95)
+    upright = load_image(data)
+    small = load_image(data, fit=(160, 120))
+    assert upright.size == (photo.height, photo.width)
+    assert runtime.full_size(small) == upright.size
+    assert small.width < upright.width and small.height < upright.height
+    scale = min(160 / upright.width, 120 / upright.height)
+    assert small.width >= scale * upright.width and small.height >= scale * upright.height
+    assert small.width / small.height == pytest.approx(upright.width / upright.height, rel=0.02)
+
+
+def test_predictions_of_a_reduced_decode_are_in_full_photo_pixels(fixtures_dir: Path) -> None:
+    """The shipped model on one real tray: same items, boxes within a few pixels."""
+    model = runtime.TrayModel(REPO / "model" / "artifacts" / "traylens.onnx")
+    path = fixtures_dir / "mealtray" / "labeled" / MEALTRAY_PHOTO
+    ref = model.predict([load_image(path)])[0]
+    got = model.predict([load_image(path, fit=model.meta.input_size)])[0]
+    assert (got.width, got.height) == (ref.width, ref.height) == (1024, 768)
+    assert [i.label for i in got.items] == [i.label for i in ref.items] and ref.items
+    for a, b in zip(ref.items, got.items, strict=True):
+        assert b.box == pytest.approx(a.box, abs=4.0)
+        assert b.area_px == pytest.approx(a.area_px, rel=0.05)
+        assert float(a.embedding @ b.embedding) > 0.98
+    whole = model.embed_regions(load_image(path))
+    reduced = model.embed_regions(load_image(path, fit=model.meta.input_size))
+    assert float(whole[0] @ reduced[0]) > 0.98
