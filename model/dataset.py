@@ -22,7 +22,12 @@ from model.data.masks import annotation_mask
 from model.runtime import PAD_VALUE, letterbox, load_image
 
 MAX_OBJECTS = 32  # padded per-image object slots for batching (trays hold far fewer)
-CENTRE_RADIUS = 1  # box regression is supervised on cells within this many of the centre
+CENTRE_RADIUS = 1  # box regression is supervised on cells within this many of the centre...
+# ...and wherever the centre Gaussian reaches this value (TTFNet's idea): along a long object
+# (a bottle) the heatmap peak may land a few cells off centre, and the box read there must be
+# the whole object's, not a part's.
+REG_GAUSS_MIN = 0.3
+TARGETS_VERSION = 2  # bump when build_targets changes: feature caches hold targets too
 
 
 class LabelMismatchError(ValueError):
@@ -166,7 +171,7 @@ def build_targets(
         dx, dy = xs - (ix + 0.5), ys - (iy + 0.5)
         g = torch.exp(-(dx**2 / (2 * sx**2) + dy**2 / (2 * sy**2)))
         heat[cls] = torch.maximum(heat[cls], g)
-        near = (dx.abs() <= CENTRE_RADIUS) & (dy.abs() <= CENTRE_RADIUS)
+        near = ((dx.abs() <= CENTRE_RADIUS) & (dy.abs() <= CENTRE_RADIUS)) | (g >= REG_GAUSS_MIN)
         area = float(bw * bh)
         take = near & (area < area_at)  # smaller object wins a shared cell
         area_at[take] = area

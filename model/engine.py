@@ -27,7 +27,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from tqdm import tqdm
 
 from model.data.coco import CocoDataset
-from model.dataset import InputSpec, TrayDataset, train_transforms
+from model.dataset import TARGETS_VERSION, InputSpec, TrayDataset, train_transforms
 from model.network import STRIDE, TrayNet, to_export
 from model.runtime import ModelMeta, PostConfig, decode_outputs
 
@@ -582,12 +582,14 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
 
 
 def cache_key(args: argparse.Namespace, meta: ModelMeta) -> str:
-    """What the cached features depend on: data, labels, input geometry, seed, split, augment.
+    """What the cached features and targets depend on: data, labels, geometry, split, augment.
 
     Why augment: a clean view and an augmented view of the same index must not share a file.
+    TARGETS_VERSION: the dense targets are cached too, so a change to how they are built
+    must not reuse files made the old way.
     """
     parts = [meta.fingerprint, meta.labels, meta.input_size, args.seed, args.val_fraction,
-             bool(args.augment)]
+             bool(args.augment), TARGETS_VERSION]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 

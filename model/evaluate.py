@@ -89,7 +89,8 @@ def predict_dataset(
     """Run the model over every image of a dataset; image id -> Prediction."""
     out: dict[int, Prediction] = {}
     for batch in _batches(ds.images, batch_size):
-        imgs = [load_image(ds.image_path(im)) for im in batch]
+        # Decoded as the service decodes (reduced to the input size): what kiosks get.
+        imgs = [load_image(ds.image_path(im), fit=model.meta.input_size) for im in batch]
         scales = [px_per_cm.get(im.id) if px_per_cm else None for im in batch]
         for im, pred in zip(batch, model.predict(imgs, px_per_cm=scales, cfg=post), strict=True):
             out[im.id] = pred
@@ -239,7 +240,8 @@ def embed_annotations(model: TrayModel, ds: CocoDataset) -> MenuSamples:
         anns = [a for a in by_image[im.id] if names[a.category_id] != portion.COIN_LABEL]
         if not anns:
             continue
-        emb = model.embed_regions(load_image(ds.image_path(im)), boxes=[_xyxy(a) for a in anns])
+        img = load_image(ds.image_path(im), fit=model.meta.input_size)
+        emb = model.embed_regions(img, boxes=[_xyxy(a) for a in anns])
         vecs.extend(emb)
         foods.extend(names[a.category_id] for a in anns)
         # The split group is the physical object (ECUSTFD joins mix photos to their foods).

@@ -120,7 +120,8 @@ def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
         anns = [a for a in by_image.get(rec.id, []) if a.grams]
         if not anns:
             continue
-        pred = rt.predict([load_image(coco.image_path(rec))], cfg=cfg)[0]
+        img = load_image(coco.image_path(rec), fit=rt.meta.input_size)  # as the service does
+        pred = rt.predict([img], cfg=cfg)[0]
         items = [i for i in pred.items if i.area_cm2]
         if not items:
             continue

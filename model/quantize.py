@@ -45,7 +45,7 @@ class PhotoReader(CalibrationDataReader):
         path = next(self._iter, None)
         if path is None:
             return None
-        batch, _ = preprocess([load_image(path)], self.meta)
+        batch, _ = preprocess([load_image(path, fit=self.meta.input_size)], self.meta)
         return {self.input_name: batch}
 
 
