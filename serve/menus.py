@@ -197,9 +197,10 @@ def enrolled_region(model: TrayModel, img: Image.Image, *,
                                 f"{img.width}x{img.height}: they must match", code="invalid_mask")
         if not mask.any():
             raise unprocessable("the mask is empty: mark the dish's pixels", code="invalid_mask")
-        return EnrolledRegion(model.embed_regions(img, masks=[mask])[0], float(mask.sum()), "mask")
+        return EnrolledRegion(model.embed_enrolment(img, masks=[mask])[0], float(mask.sum()),
+                              "mask")
     checked = check_box(box, img.size) if box is not None else None
-    emb = model.embed_regions(img, boxes=[checked] if checked is not None else None)[0]
+    emb = model.embed_enrolment(img, boxes=[checked] if checked is not None else None)[0]
     area = _model_area(model, img, checked)
     if area is not None:
         return EnrolledRegion(emb, area, "model_mask")

@@ -157,6 +157,19 @@ def test_menu_section_counts_and_certain_case() -> None:
         menu_section(samples, replace(cfg, menu_size=7), MatchConfig())
 
 
+def test_menu_examples_come_from_the_enrolment_vectors() -> None:
+    """Queries use `embeddings`, dishes `enrolled`: a swapped example axis shows which is read."""
+    certain = _one_hot_samples(foods=5, objects=2, images=1)
+    rolled = np.roll(certain.embeddings, 1, axis=1)  # every example points at the next food
+    cfg = EvalConfig(k_enrol=1, menu_size=5, n_menus=10, seed=0)
+    wrong = menu_section(MenuSamples(certain.embeddings, certain.foods, certain.groups, rolled),
+                         cfg, MatchConfig())
+    assert wrong["accuracy"]["mean"] == 0.0 and wrong["prototype"]["queries"] == 10 * 5
+    same = menu_section(MenuSamples(certain.embeddings, certain.foods, certain.groups,
+                                    certain.embeddings.copy()), cfg, MatchConfig())
+    assert same["accuracy"]["mean"] == 1.0
+
+
 def test_menu_section_on_real_embeddings(model_path: Path, shared_data: Path) -> None:
     # Two objects each of four foods from the real ECUSTFD set, two photos per object.
     ds = import_ecustfd(shared_data / "images" / "ecustfd")

@@ -246,3 +246,27 @@ def test_predictions_of_a_reduced_decode_are_in_full_photo_pixels(fixtures_dir: 
     whole = model.embed_regions(load_image(path))
     reduced = model.embed_regions(load_image(path, fit=model.meta.input_size))
     assert float(whole[0] @ reduced[0]) > 0.98
+
+
+def test_enrolment_embedding_averages_the_photo_and_its_mirror(fixtures_dir: Path) -> None:
+    """The average over both views is the same whichever way round the photo was taken."""
+    model = runtime.TrayModel(REPO / "model" / "artifacts" / "traylens.onnx")
+    img = load_image(fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG",
+                     fit=model.meta.input_size)
+    mirror = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    mirror.info.update(img.info)
+    width, height = runtime.full_size(img)
+    box = (200.0, 150.0, 500.0, 420.0)
+    flipped = (width - box[2], box[1], width - box[0], box[3])
+    a = model.embed_enrolment(img, boxes=[box])[0]
+    b = model.embed_enrolment(mirror, boxes=[flipped])[0]
+    assert float(np.linalg.norm(a)) == pytest.approx(1.0, abs=1e-5)
+    assert float(a @ b) > 0.999
+    assert float(a @ model.embed_regions(img, boxes=[box])[0]) > 0.8
+    mask = np.zeros((height, width), bool)
+    mask[150:420, 200:500] = True
+    c = model.embed_enrolment(img, masks=[mask])[0]
+    d = model.embed_enrolment(mirror, masks=[mask[:, ::-1]])[0]
+    assert float(c @ d) > 0.999
+    whole = model.embed_enrolment(img)[0]
+    assert float(whole @ model.embed_enrolment(mirror)[0]) > 0.999
