@@ -9,7 +9,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from serve.db import utcnow
+from sqlalchemy.orm import Session
+
+from serve.db import insert_rows, new_id, utcnow
 from serve.models import Analysis, AnalysisItem, Provenance
 from serve.nutrients import find_food, item_nutrients, meal_totals, require_food
 from serve.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
@@ -67,6 +69,22 @@ def analysis_row(result: ImageResult, **context: Any) -> Analysis:
         items=[item_row(item, i) for i, item in enumerate(result.items)],
         **context,
     )
+
+
+def insert_analysis(session: Session, analysis: Analysis) -> None:
+    """Store a new (transient) analysis and its items: two INSERTs, no ORM unit of work.
+
+    Ids and the creation time are set here, as the column defaults would set them, so the
+    object itself answers the request (analysis_payload) exactly as it was stored. It stays
+    transient: load it with session.get to change it in the same transaction.
+    """
+    analysis.id = new_id()
+    analysis.created_at = utcnow()
+    for item in analysis.items:
+        item.id = new_id()
+        item.analysis_id = analysis.id
+    insert_rows(session, [analysis])
+    insert_rows(session, list(analysis.items))
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -66,21 +66,24 @@ def record_image(
     session: Session, *, sha256: str, kind: str, content_type: str, size_bytes: int,
     width: int | None, height: int | None,
 ) -> None:
-    """Insert the image row unless it exists (safe when two requests store the same photo)."""
+    """Insert the image row, or revive it when the same bytes were purged and come again.
+
+    One upsert, safe when two requests store the same photo at once. A revived photo counts
+    its retention from now, or the next purge would delete it straight away.
+    """
+    now = utcnow()
     values = dict(
         sha256=sha256, kind=kind, content_type=content_type, size_bytes=size_bytes,
-        width=width, height=height, created_at=utcnow(),
+        width=width, height=height, created_at=now,
     )
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(StoredImage).values(**values).on_conflict_do_nothing(index_elements=["sha256"])
-    session.execute(stmt)
-    # A purged photo sent again is stored again: the row must say so.
-    session.execute(
-        update(StoredImage)
-        .where(StoredImage.sha256 == sha256, StoredImage.purged_at.is_not(None))
-        .values(purged_at=None)
+    stmt = insert(StoredImage).values(**values).on_conflict_do_update(
+        index_elements=["sha256"],
+        set_={"purged_at": None, "created_at": now},
+        where=StoredImage.purged_at.is_not(None),
     )
+    session.connection().execute(stmt)
 
 
 def purge_expired(session: Session, store: ImageStore, retention_days: int) -> int:

@@ -17,16 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model.runtime import full_size
 from serve.access import load_canteen, load_user
-from serve.analyses import analysis_payload, analysis_row
+from serve.analyses import analysis_payload, analysis_row, insert_analysis
 from serve.auth import Principal
-from serve.db import transaction, utcnow
+from serve.db import insert_rows, new_id, transaction, utcnow
 from serve.deps import CurrentPrincipal, ModelDep
 from serve.errors import ApiError, not_found
 from serve.kiosks import kiosk_calibration
 from serve.menu_adapter import CanteenMenu
 from serve.menus import load_menu_context
 from serve.model_registry import LoadedModel
-from serve.models import IdempotencyRecord
+from serve.models import Analysis, IdempotencyRecord
 from serve.pairing import link_analysis
 from serve.pipeline import ImageRequest, ImageResult, analyze
 from serve.settings import Settings
@@ -215,12 +215,12 @@ def store_analysis(
         menu_id=fields.menu_id, kiosk_id=fields.kiosk_id, meal_state=fields.meal_state,
         captured_at=fields.captured_at or utcnow(), image_sha256=sha, depth_sha256=depth_sha,
     )
-    session.add(analysis)
-    session.flush()
+    insert_analysis(session, analysis)
     pair = None
     if fields.meal_state is not None:
         window = timedelta(minutes=settings.pair_window_minutes)
-        pair = link_analysis(session, analysis, pair_id=fields.pair_id, window=window)
+        stored = session.get_one(Analysis, analysis.id)
+        pair = link_analysis(session, stored, pair_id=fields.pair_id, window=window)
     return analysis_payload(analysis, pair_id=pair.id if pair else None)
 
 
@@ -229,11 +229,10 @@ def save_idempotency(
     status: int, body: dict[str, Any],
 ) -> None:
     """Remember the answer under the key, in the same transaction as what it describes."""
-    if key is not None:
-        session.add(IdempotencyRecord(api_key_id=principal.key_id, key=key,
-                                      request_hash=fingerprint, status_code=status,
-                                      response=body))
-        session.flush()
+    if key is not None:  # a concurrent twin fails here on the unique key (IntegrityError)
+        insert_rows(session, [IdempotencyRecord(
+            id=new_id(), api_key_id=principal.key_id, key=key, request_hash=fingerprint,
+            status_code=status, response=body, created_at=utcnow())])
 
 
 def run_model(request: Request, loaded: LoadedModel, photos: list[Photo]) -> list[ImageResult]:

@@ -100,6 +100,15 @@ def test_retention_purges_old_photos(service: Service, photo_bytes: dict[str, by
     assert gone.status_code == 410 and gone.json()["error"] == "image_purged"
     # The analysis itself (items, grams, nutrients) is kept.
     assert service.ok(service.client.get(f"/v1/analyses/{body['id']}", headers=kiosk)) == body
+    # Sent again, the photo is stored again and its retention starts afresh.
+    again = service.ok(service.client.post("/v1/analyze", files={
+        "image": ("m.jpg", photo_bytes["mix"])}, headers=kiosk), 201)
+    assert again["image"]["sha256"] == sha and store.get(sha) == photo_bytes["mix"]
+    with factory() as session, session.begin():
+        row = session.get_one(StoredImage, sha)
+        assert row.purged_at is None and row.created_at.replace(tzinfo=dt.UTC) > old
+        assert purge_expired(session, store, service.settings.image_retention_days) == 0
+    assert service.client.get(again["overlay_url"], headers=kiosk).status_code == 200
 
 
 def test_importing_the_service_leaves_torch_out() -> None:
