@@ -1,4 +1,9 @@
-"""FastAPI dependencies: settings, DB session, the active model and the calling principal."""
+"""FastAPI dependencies: settings, DB session, the active model and the calling principal.
+
+The ones that only read app state are `async def`: FastAPI runs a plain `def` dependency in
+the thread pool, a hop that costs more than the work. Those that touch the database stay
+plain functions, off the event loop.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -12,13 +17,13 @@ from serve.model_registry import LoadedModel, ModelRegistry
 from serve.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The app's settings (set by create_app)."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     """The app's session factory (built in the lifespan)."""
     factory: sessionmaker[Session] = request.app.state.session_factory
     return factory
@@ -32,13 +37,13 @@ def get_session(
         yield session
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     """The app's model registry."""
     registry: ModelRegistry = request.app.state.models
     return registry
 
 
-def get_model(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> LoadedModel:
+async def get_model(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> LoadedModel:
     """The active model, taken once per request so a hot swap cannot change it mid-request."""
     return registry.active
 
@@ -53,7 +58,7 @@ def get_principal(
         return authenticate(session, key)
 
 
-def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     """The caller, who must hold an admin key (403 otherwise)."""
     principal.require_admin()
     return principal

@@ -18,7 +18,7 @@ from nutrition_db.table import table
 from serve.auth import bootstrap_admin
 from serve.db import make_engine, make_session_factory, transaction, upgrade_database
 from serve.errors import ApiError
-from serve.metrics import ServiceMetrics, metrics_middleware
+from serve.metrics import MetricsMiddleware, ServiceMetrics
 from serve.model_registry import LoadedModel, ModelRegistry, load_model
 from serve.model_sync import ModelSync, startup_model
 from serve.settings import Settings, get_settings
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
     app.state.metrics = ServiceMetrics()
     # Concurrent ORT runs would fight over the same cores: queue them instead.
     app.state.inference_slots = threading.BoundedSemaphore(app.state.settings.inference_concurrency)
-    app.middleware("http")(metrics_middleware(app.state.metrics))
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
     _include_routers(app)
     return app
