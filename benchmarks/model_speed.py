@@ -235,12 +235,13 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
 def write_section(doc: Path, section: str, heading: str = HEADING) -> None:
     """Replace (or append) this script's section of the benchmarks doc, keeping the others."""
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    start = text.find(heading + "\n")
-    if start < 0:
+    # The heading as a whole line: "## Service" must not match "## Service core".
+    found = re.search(rf"^{re.escape(heading)}$", text, flags=re.MULTILINE)
+    if found is None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
+        end = text.find("\n## ", found.end())
+        text = text[:found.start()] + section + (text[end:] if end >= 0 else "")
     doc.write_text(text, encoding="utf-8")
 
 

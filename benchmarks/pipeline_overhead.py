@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from model.runtime import load_image  # noqa: E402
+from model.runtime import full_size, load_image  # noqa: E402
 from serve.main import create_app  # noqa: E402
 from serve.model_registry import load_model  # noqa: E402
 from serve.pipeline import ImageRequest, analyze  # noqa: E402
@@ -60,11 +60,12 @@ def main() -> None:
     args = parser.parse_args()
     loaded = load_model(args.model)
     data = args.photo.read_bytes()
-    img = load_image(data)
+    fit = loaded.model.meta.input_size  # decoded as the service decodes (DCT-reduced JPEG)
+    img = load_image(data, fit=fit)
     results: dict[str, list[float]] = {}
     results["model.predict"] = timed(lambda: loaded.model.predict([img]), args.runs)
     results["pipeline (decode+predict+ids+grams+nutrients)"] = timed(
-        lambda: analyze(loaded.model, [ImageRequest(load_image(data))]), args.runs)
+        lambda: analyze(loaded.model, [ImageRequest(load_image(data, fit=fit))]), args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp), model_path=loaded.path,
                                  bootstrap_admin_key=ADMIN, model_sync_seconds=0)
@@ -78,7 +79,8 @@ def main() -> None:
 
             results["POST /v1/analyze in-process (SQLite)"] = timed(post, args.runs)
     items = len(analyze(loaded.model, [ImageRequest(img)])[0][0].items)
-    print(f"model {loaded.version}, photo {args.photo.name} ({img.width}x{img.height}), "
+    width, height = full_size(img)
+    print(f"model {loaded.version}, photo {args.photo.name} ({width}x{height}), "
           f"{items} items, {args.runs} runs")
     base = statistics.median(results["model.predict"])
     for name, ms in results.items():
