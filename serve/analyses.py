@@ -5,7 +5,6 @@ and the offline CLI, so every client sees the same fields.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +41,7 @@ def item_row(result: ItemResult, position: int) -> AnalysisItem:
         confidence=result.confidence,
         identified_by=result.identified_by,
         menu_dish_id=result.menu_dish_id,
-        alternatives=[asdict(a) for a in result.alternatives],
+        alternatives=[a.to_dict() for a in result.alternatives],
         box=result.box,
         polygon=result.polygon,
         area_px=result.area_px,

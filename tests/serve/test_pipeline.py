@@ -4,6 +4,7 @@ so these checks hold whatever the model detects on a given photo."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from serve.pipeline import (
     REFERENCE,
     SERVING_SPREAD,
     TYPICAL,
+    Alternative,
     ImageRequest,
     build_item,
 )
@@ -128,3 +130,9 @@ def test_menu_file_never_sizes_against_a_whole_photo(loaded_model: LoadedModel,
     (tmp_path / "menu.json").write_text(json.dumps(spec))
     dish = menu_from_file(loaded_model.model, tmp_path / "menu.json").context.dishes[0]
     assert dish.enrolled == 1 and dish.area_px == ()
+
+
+def test_alternative_json_holds_every_field() -> None:
+    alt = Alternative("Bread", "fndds:51000100", 0.25, dish_id="d1")
+    assert alt.to_dict() == asdict(alt)
+    assert set(alt.to_dict()) == {f.name for f in fields(Alternative)}
