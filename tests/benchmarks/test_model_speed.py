@@ -1,9 +1,10 @@
 """benchmarks.model_speed: the docs-section writer shared by the benchmark scripts."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
-from benchmarks.model_speed import write_section
+from benchmarks.model_speed import time_in_blocks, write_section
 
 DOC = """# Benchmarks
 
@@ -41,3 +42,17 @@ def test_a_missing_section_is_appended(tmp_path: Path) -> None:
     doc.write_text("# Benchmarks\n\n## Service core\n\ncore\n", encoding="utf-8")
     write_section(doc, "## Service\n\nfigures\n", heading="## Service")
     assert doc.read_text(encoding="utf-8").endswith("core\n\n## Service\n\nfigures\n")
+
+
+def test_engines_are_timed_in_blocks_of_consecutive_runs() -> None:
+    order: list[str] = []
+    calls = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
+    timings = time_in_blocks(calls, runs=25, warmup=1, block=10)
+    assert set(timings) == {"a", "b", "c"}
+    assert order[:3] == ["a", "b", "c"]  # warm-up round
+    timed = order[3:]
+    assert all(timed.count(name) == 25 + 3 for name in "abc")  # + one hand-over per block
+    runs = [(name, len(list(group))) for name, group in itertools.groupby(timed)]
+    assert runs[:3] == [("a", 11), ("b", 11), ("c", 11)]  # 1 untimed + 10 timed each
+    assert runs[3][0] == "b"  # the next round starts one engine later
+    assert all(t.median_ms >= 0 and t.p95_ms >= t.median_ms for t in timings.values())
