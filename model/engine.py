@@ -120,6 +120,32 @@ def resolve_labels(
     return labels, [food[n] for n in labels]
 
 
+def compose_training_trays(
+    parts: Sequence[CocoDataset], images: int, per_label: int, seed: int,
+    cache_dir: Path | None,
+) -> CocoDataset:
+    """Trays composed from crops of the training parts only: never a held-out object.
+
+    Written under cache_dir keyed by the parts and settings, so later runs reuse them (rank 0
+    composes, other ranks wait). The index is saved last, via a temp file: a run stopped
+    half-way composes again.
+    """
+    from model.data.coco import load, save
+    from model.data.compose import compose_dataset, extract_crops
+
+    key = hashlib.sha256(json.dumps([fingerprint(parts), images, per_label, seed]).encode())
+    root = cache_dir if cache_dir is not None else Path("var/cache")
+    out = root / f"composed-{key.hexdigest()[:12]}"
+    index = out / "composed.json"
+    if is_main() and not index.is_file():
+        crops = [c for ds in parts for c in extract_crops(ds, per_label=per_label, seed=seed)]
+        tmp = save(compose_dataset(crops, out, images, seed), out / "composed.json.tmp")
+        tmp.replace(index)
+    if dist.is_initialized():
+        dist.barrier()
+    return load(index)
+
+
 def fingerprint(datasets: Sequence[CocoDataset]) -> str:
     """Hash of the training annotations (images, boxes, labels, grams) in a stable order."""
     from model.data.coco import to_dict
@@ -512,6 +538,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     caps = [int(src.get("max_per_group", 0)) for src in args.data]
     train_parts = [cap_groups(ds, n) for ds, n in zip(train_parts, caps, strict=True)]
     val_parts = [cap_groups(ds, n) for ds, n in zip(val_parts, caps, strict=True)]
+    compose = dict(getattr(args, "compose", None) or {})
+    if compose.get("images"):  # pasted real training crops: more layouts, exact masks
+        cache_dir = Path(args.cache_dir) if args.cache_dir else None
+        train_parts.append(compose_training_trays(
+            train_parts, int(compose["images"]), int(compose.get("per_label", 20)), args.seed,
+            cache_dir))
     labels, food_ids = resolve_labels(args.labels, sources)
     spec = input_spec(args)
     meta = meta_for(args, labels, food_ids, fingerprint(train_parts))

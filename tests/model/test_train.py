@@ -106,3 +106,32 @@ def test_ddp_two_cpu_processes_on_gloo(fixtures_dir: Path, tmp_path: Path) -> No
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_composed_trays_come_from_training_crops_only(fixtures_dir: Path, tmp_path: Path) -> None:
+    args = parse_args(tiny_args(fixtures_dir, tmp_path))
+    sources = engine.load_sources(args.data)
+    train_parts, val_parts = engine.split_sources(sources, args.val_fraction, args.seed)
+    composed = engine.compose_training_trays(train_parts, 3, 2, 0, tmp_path / "cache")
+    assert len(composed.images) == 3 and composed.annotations
+    trained_files = {im.file_name for ds in train_parts for im in ds.images}
+    held_out = {im.file_name for ds in val_parts for im in ds.images}
+    origins = {str(a.object_id).split("#")[0] for a in composed.annotations}
+    assert origins <= trained_files and not origins & held_out
+    assert all(composed.image_path(im).is_file() for im in composed.images)
+    index = next((tmp_path / "cache").glob("composed-*/composed.json"))
+    stamp = index.stat().st_mtime_ns
+    again = engine.compose_training_trays(train_parts, 3, 2, 0, tmp_path / "cache")
+    assert index.stat().st_mtime_ns == stamp and len(again.images) == 3  # reused, not redone
+
+
+def test_compose_setting_adds_the_trays_to_training(
+    trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
+) -> None:
+    engine.run(parse_args(tiny_args(fixtures_dir, tmp_path, "--epochs", "1",
+                                    "--compose", '{"images": 2, "per_label": 1}')))
+    with_trays = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    without = torch.load(trained[0] / "checkpoint.pt", weights_only=False)
+    assert with_trays["args"]["compose"] == {"images": 2, "per_label": 1}
+    assert with_trays["meta"]["fingerprint"] != without["meta"]["fingerprint"]
+    assert list((tmp_path / "cache").glob("composed-*/images/*.jpg"))
