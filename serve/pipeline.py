@@ -53,7 +53,7 @@ class Alternative:
     dish_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (dataclasses.asdict costs ~10x more, on every item of every request)."""
+        """JSON form (dataclasses.asdict: ~5 us against ~0.1 us, for every alternative)."""
         return {"label": self.label, "food_id": self.food_id, "score": self.score,
                 "dish_id": self.dish_id}
 
