@@ -1,6 +1,9 @@
 """model.dataset: dense training targets by hand, and real fixture images through the dataset."""
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from model.data.coco import CocoDataset
@@ -27,13 +30,26 @@ def test_long_object_regresses_along_its_length_inside_the_box() -> None:
     box = [120.0, 8.0, 144.0, 184.0]  # a bottle: 3 cells wide, 22 tall
     t = _targets([box], [2])
     ys, xs = torch.nonzero(t["reg_w"] > 0, as_tuple=True)
-    assert int(ys.max() - ys.min()) + 1 >= 5  # beyond the 3x3 centre, along the length
+    assert int(ys.max() - ys.min()) + 1 == 11  # the inner half of its 22 cells of length
     assert int(xs.max() - xs.min()) + 1 == 3
     centres_y, centres_x = (ys + 0.5) * 8, (xs + 0.5) * 8
     assert bool(((centres_x > box[0]) & (centres_x < box[2])).all())
     assert bool(((centres_y > box[1]) & (centres_y < box[3])).all())
     assert bool((t["reg_box"][:, ys, xs] == torch.tensor(box).view(4, 1)).all())
-    assert float(t["reg_w"].max()) == 1.0 and float(t["reg_w"][ys, xs].min()) >= 0.3
+    w = t["reg_w"][ys, xs]
+    assert float(w.sum()) == pytest.approx(math.log(24 * 176))
+    assert float(w.max()) == float(t["reg_w"][12, 16])  # centre cell weighs most...
+    assert float(w.min()) == pytest.approx(0.3 * float(w.max()))  # ...the ends at the floor
+
+
+def test_each_object_weighs_log_of_its_area_however_many_cells_it_has() -> None:
+    plate, roll = [8.0, 8.0, 248.0, 184.0], [16.0, 16.0, 32.0, 32.0]
+    t = _targets([plate, roll], [0, 1])
+    roll_cells = (t["reg_box"] == torch.tensor(roll).view(4, 1, 1)).all(dim=0)
+    plate_cells = (t["reg_w"] > 0) & ~roll_cells
+    assert int(plate_cells.sum()) > 15 * int(roll_cells.sum())
+    assert float(t["reg_w"][roll_cells].sum()) == pytest.approx(math.log(16 * 16))
+    assert float(t["reg_w"][plate_cells].sum()) == pytest.approx(math.log(240 * 176))
 
 
 def test_a_shared_cell_regresses_the_smaller_object() -> None:
