@@ -178,7 +178,8 @@ def build_targets(
     boxes: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, num_classes: int,
     spec: InputSpec,
 ) -> dict[str, torch.Tensor]:
-    """Dense stride-8 targets: per-class Gaussian heatmap, box per centre cell, mask, objects."""
+    """Dense stride-8 targets: per-class Gaussian heatmap, boxes on each object's regression
+    cells (see regression_cells, object_weights), mask, objects."""
     width, height = spec.size
     gh, gw = height // spec.stride, width // spec.stride
     heat = torch.zeros(num_classes, gh, gw)
