@@ -39,6 +39,7 @@ from benchmarks.model_speed import machine, write_section  # noqa: E402
 DEFAULT_IMAGE = REPO / "serve" / "samples" / "tray-charcuterie.jpg"
 BENCHMARKS_DOC = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Service"
+PAUSE_S = 0.05  # before each timed call (see alternate)
 # How to read the figures (printed under them, the same every run).
 METHOD_NOTES = (
     "- Single requests go one after another over one keep-alive connection, so they reach one "
@@ -47,11 +48,12 @@ METHOD_NOTES = (
     "the RSS after batch requests includes the runtime's memory arena grown for that batch.",
     "- The benchmark migrates the temp database and creates the admin key before starting the "
     "workers: uvicorn workers starting together on a fresh database race on the Alembic upgrade.",
+    f"- Each timed call, raw or over HTTP, follows a pause of {PAUSE_S * 1000:.0f} ms, so that "
+    "the other process's ONNX Runtime threads have stopped spinning and are not timed against it.",
     "- The target ratio is taken against decode + predict: the model cannot see a photo without "
     "decoding it, and both sides decode the same way (`load_image(..., fit=input size)`, a JPEG "
     "reduced by DCT scaling). Against predict alone the service's decode counts as overhead too.",
 )
-PAUSE_S = 0.05
 
 
 def free_port() -> int:
