@@ -3,20 +3,24 @@
 For one real tray photo: (1) model.predict alone, (2) the pipeline (decode, predict,
 identification, grams, nutrients), (3) POST /v1/analyze through the ASGI app in-process
 (multipart parse, auth, pipeline, photo store, one DB transaction, JSON), on SQLite.
-Prints p50/p95 of each and the ratios. (Process/worker figures over real HTTP are in
-benchmarks/serve_speed.py.)
+Prints p50/p95 of each and the ratios, then where the in-process requests spent their time:
+the mean per request of the request path's steps, each timed by a wrapper while (3) ran.
+(Process/worker figures over real HTTP are in benchmarks/serve_speed.py.)
 
     python benchmarks/pipeline_overhead.py [--model PATH] [--runs 30] [--photo PATH]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -44,6 +48,45 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
         fn()
         out.append((time.perf_counter() - start) * 1000.0)
     return out
+
+
+# The steps of POST /v1/analyze that the breakdown times: (owner, attribute, shown as).
+STEPS = (
+    ("serve.routers.analyze", "decode_upload", "decode the upload"),
+    ("serve.routers.analyze", "run_model", "pipeline after decode"),
+    ("model.runtime:TrayModel", "predict", "  of which model.predict"),
+    ("serve.routers.analyze", "_stored_or_replayed", "store: transaction + commit"),
+    ("serve.routers.analyze", "store_analysis", "  of which rows and file"),
+    ("serve.routers.analyze", "record_image", "    image row upsert"),
+    ("serve.routers.analyze", "insert_analysis", "    analysis + item INSERTs"),
+)
+
+
+@contextmanager
+def timed_steps(seconds: dict[str, list[float]]) -> Iterator[None]:
+    """Wrap each of STEPS so every call adds its duration to seconds[shown as]."""
+    saved = []
+    for owner_name, attr, shown in STEPS:
+        module_name, _, cls = owner_name.partition(":")
+        owner = getattr(importlib.import_module(module_name), cls) if cls else \
+            importlib.import_module(module_name)
+        original = getattr(owner, attr)
+
+        def wrapper(*a: Any, _f: Callable[..., Any] = original, _k: str = shown,
+                    **kw: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _f(*a, **kw)
+            finally:
+                seconds.setdefault(_k, []).append(time.perf_counter() - start)
+
+        saved.append((owner, attr, original))
+        setattr(owner, attr, wrapper)
+    try:
+        yield
+    finally:
+        for owner, attr, original in saved:
+            setattr(owner, attr, original)
 
 
 def p(values: list[float], q: float) -> float:
@@ -78,6 +121,10 @@ def main() -> None:
                 assert r.status_code == 201, r.text
 
             results["POST /v1/analyze in-process (SQLite)"] = timed(post, args.runs)
+            steps: dict[str, list[float]] = {}
+            with timed_steps(steps):
+                for _ in range(args.runs):
+                    post()
     items = len(analyze(loaded.model, [ImageRequest(img)])[0][0].items)
     width, height = full_size(img)
     print(f"model {loaded.version}, photo {args.photo.name} ({width}x{height}), "
@@ -86,6 +133,9 @@ def main() -> None:
     for name, ms in results.items():
         print(f"{name:<50} p50 {p(ms, 0.5):7.1f} ms  p95 {p(ms, 0.95):7.1f} ms  "
               f"x{statistics.median(ms) / base:.2f}")
+    print(f"where POST /v1/analyze spends its time (mean ms per request, {args.runs} requests):")
+    for _, _, shown in STEPS:
+        print(f"  {shown:<40} {sum(steps.get(shown, [])) * 1000 / args.runs:6.2f}")
 
 
 if __name__ == "__main__":
