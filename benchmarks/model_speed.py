@@ -129,7 +129,8 @@ def torch_paths(
         source = f"checkpoint {checkpoint.name}"
     else:
         # Same architecture as the exported file; untrained weights cost the same time.
-        net = TrayNet(len(model.meta.labels), model.meta.embedding_dim, pretrained=False).eval()
+        net = TrayNet(len(model.meta.labels), model.meta.embedding_dim, pretrained=False,
+                      flip_test=model.meta.flip_test).eval()
         source = "TrayNet built from the ONNX metadata (weights do not change the time)"
     post = PostConfig()
 

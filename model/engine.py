@@ -429,7 +429,8 @@ def model_from_checkpoint(path: str | Path) -> tuple[TrayNet, dict[str, Any]]:
     ckpt = load_checkpoint(path)
     args, meta = ckpt["args"], ckpt["meta"]
     model = TrayNet(len(meta["labels"]), args["embed_dim"], args["neck_channels"], pretrained=False,
-                    decoupled=bool(args.get("decoupled", False)))
+                    decoupled=bool(args.get("decoupled", False)),
+                    flip_test=bool(args.get("flip_test", False)))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
@@ -518,7 +519,7 @@ def meta_for(args: argparse.Namespace, labels: Sequence[str], food_ids: Sequence
         labels=list(labels), food_ids=list(food_ids),
         input_size=(int(args.input_width), int(args.input_height)), mean=MEAN, std=STD,
         stride=STRIDE, embedding_dim=int(args.embed_dim), version=str(args.version),
-        fingerprint=fp,
+        fingerprint=fp, flip_test=bool(getattr(args, "flip_test", False)),
         # The evaluator re-derives the held-out split from val_fraction and seed.
         training={"epochs": int(args.epochs), "seed": int(args.seed),
                   "val_fraction": float(args.val_fraction), "data": list(args.data),

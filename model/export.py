@@ -178,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--parity-images", nargs="*", type=Path, default=[])
     p.add_argument("--no-calibrate", action="store_true", help="skip the portion fit")
+    p.add_argument("--flip-test", choices=("true", "false"),
+                   help="average each photo with its mirror in the graph (default: the "
+                        "checkpoint's flip_test; about twice the network time)")
+    p.add_argument("--version", help="model version in the metadata (default: the "
+                                     "checkpoint's; a changed --flip-test is a new model)")
     p.add_argument("--record-metrics", type=Path, metavar="METRICS_JSON",
                    help="only write this evaluation's headline into --out's metadata")
     a = p.parse_args(argv)
@@ -187,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.checkpoint is None:
         p.error("--checkpoint is required to export")
     model, ckpt = model_from_checkpoint(a.checkpoint)
+    if a.flip_test is not None:
+        model.flip_test = ckpt["args"]["flip_test"] = a.flip_test == "true"
+    if a.version is not None:
+        ckpt["args"]["version"] = a.version
     saved = ModelMeta.from_json(json.dumps(ckpt["meta"]))
     meta = meta_for(argparse.Namespace(**ckpt["args"]), saved.labels, saved.food_ids,
                     saved.fingerprint)

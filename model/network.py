@@ -122,12 +122,15 @@ class TrayNet(nn.Module):
         neck_channels: int = 64,
         pretrained: bool = True,
         decoupled: bool = False,
+        flip_test: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError("num_classes must be >= 1")
         self.num_classes = num_classes
         self.embed_dim = embed_dim
+        # Inference only (forward, hence the exported file): average with the mirrored photo.
+        self.flip_test = flip_test
         self.backbone = timm.create_model(
             "efficientnet_lite0", pretrained=False, features_only=True, out_indices=BACKBONE_INDICES
         )
@@ -145,21 +148,48 @@ class TrayNet(nn.Module):
         return self.heads(self.features(x))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.raw(x)
-        return to_export(out)
+        if not self.flip_test:
+            return to_export(self.raw(x))
+        if x.shape[-1] % STRIDE:
+            raise ValueError(f"flip test needs an input width divisible by {STRIDE}")
+        n = x.shape[0]
+        maps = to_export(self.raw(torch.cat([x, x.flip(-1)])))
+        return tuple((m[:n] + unflip(name, m[n:])) / 2 for name, m in zip(OUTPUT_NAMES, maps,
+                                                                          strict=True))
+
+
+def unflip(name: str, mirrored: torch.Tensor) -> torch.Tensor:
+    """A map predicted on the mirrored photo, put back in the photo's frame.
+
+    Cell j goes back to cell w-1-j and box distances swap left and right: training assigns
+    an object to the cell [8j, 8j+8) holding its centre, and a mirror maps that span exactly
+    onto cell w-1-j (the input width is a multiple of the stride). Features do not mirror
+    pixel for pixel (stride-2 convolutions sample even columns, a mirror makes them odd);
+    flip augmentation in training taught the heads to answer the same either way. Measured:
+    taking cell w-j instead (nearer in feature centres) halved the averaged peaks.
+    """
+    back = mirrored.flip(-1)
+    return back[:, [2, 1, 0, 3]] if name == "ltrb" else back
 
 
 def to_export(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Raw head outputs -> the exported maps (probabilities, pixels, raw embedding)."""
     heat = torch.sigmoid(out["heat_logits"])
     if "cls_logits" in out:
-        heat = heat * torch.softmax(out["cls_logits"], dim=1)
+        heat = heat * channel_softmax(out["cls_logits"])
     return (
         heat,
         out["ltrb"],
         torch.sigmoid(out["mask_logits"]),
         out["embedding"],
     )
+
+
+def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1, written out: ONNX Runtime's Softmax on a non-last axis of an NCHW
+    map transposes twice and took 0.6 ms of a 15 ms network; these element-wise ops ~0.1 ms."""
+    e = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+    return e / e.sum(dim=1, keepdim=True)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -50,6 +50,8 @@ class ModelMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     portion: dict[str, dict[str, Any]] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # The graph runs each photo and its mirror image and averages the maps (model.network).
+    flip_test: bool = False
 
     def to_json(self) -> str:
         """Serialised form written into the ONNX metadata."""
@@ -519,10 +521,12 @@ class TrayModel:
 
         Why: a dish is enrolled from a handful of photos, and a top view is as valid mirrored.
         Averaging the two views makes each example's vector depend less on one pose; measured
-        on held-out ECUSTFD menus (k=3, m=5) it lifted identification by ~2-3 points. Queries
-        stay a single pass, so a kiosk pays nothing for it.
+        on held-out ECUSTFD menus (k=3, m=5) it lifted identification by ~2-3 points. A file
+        with `flip_test` already averages every photo with its mirror inside the graph.
         """
         plain = self.embed_regions(img, boxes, masks)
+        if self.meta.flip_test:
+            return plain
         mirror = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         mirror.info.update(img.info)  # a reduced decode keeps its full size
         width = full_size(img)[0]

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "loss_weights": {"heat": 1.0, "box": 2.0, "mask": 1.0, "embed": 0.5},
     "workers": 0, "val_every": 1, "device": "auto", "amp": True, "version": "dev",
     "output_dir": "var/train/run", "augment": True, "cache_dir": "var/cache",
+    "flip_test": False,  # the exported file also runs the mirrored photo and averages
     "compose": {},  # {images: N, per_label: K}: N trays composed from training crops
 }
 

@@ -32,6 +32,7 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
                                                             strict=True))],
         "metrics": meta.metrics,
         "embedding_dim": meta.embedding_dim,
+        "flip_test": meta.flip_test,  # each photo is also run mirrored (twice the network time)
         "portion_calibrated_labels": sorted(meta.portion),
     }
 

@@ -57,6 +57,17 @@ def test_parity_on_real_photos_and_batch_sizes(exported: tuple, photos: list[Pat
         export.check_parity({"heatmap": 1.0})
 
 
+def test_flip_test_file_matches_torch_and_says_so(tmp_path: Path, photos: list[Path]) -> None:
+    model, meta, path = export_tiny(tmp_path / "flip.onnx", decoupled=True, flip_test=True)
+    assert meta.flip_test and TrayModel(path).meta.flip_test
+    export.check_parity(export.parity(model, path, photos))
+    rt = TrayModel(path)
+    one, _ = rt.run([load_image(photos[1])])
+    two, _ = rt.run([load_image(p) for p in [photos[0], photos[1]]])
+    for a, b in zip(one, two, strict=True):  # each photo averaged with its own mirror only
+        assert np.allclose(a[0], b[1], atol=1e-5)
+
+
 def test_torch_path_and_onnx_path_give_the_same_items(exported: tuple,
                                                       photos: list[Path]) -> None:
     model, meta, path = exported

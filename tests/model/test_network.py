@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import torch
 
-from model.network import STRIDE, TrayNet, count_parameters, pretrained_lite0_state
+from model.network import (
+    OUTPUT_NAMES,
+    STRIDE,
+    TrayNet,
+    channel_softmax,
+    count_parameters,
+    pretrained_lite0_state,
+    to_export,
+    unflip,
+)
 
 
 def test_pretrained_weights_are_loaded_in_order() -> None:
@@ -48,3 +57,49 @@ def test_decoupled_heatmap_is_objectness_times_class_softmax() -> None:
     losses = Criterion(4, 8, {})(raw, targets)
     assert {"heat", "cls", "box", "mask", "embed", "total"} <= set(losses)
     assert float(losses["cls"]) > 0
+
+
+def test_channel_softmax_is_softmax_over_classes() -> None:
+    logits = torch.randn(2, 7, 5, 6) * 20
+    assert torch.allclose(channel_softmax(logits), torch.softmax(logits, dim=1), atol=1e-6)
+
+
+def _flip_net() -> TrayNet:
+    torch.manual_seed(0)
+    net = TrayNet(4, embed_dim=8, neck_channels=16, pretrained=False, decoupled=True,
+                  flip_test=True).eval()
+    for branch in (net.heads.heat, net.heads.box, net.heads.cls, net.heads.mask, net.heads.embed):
+        torch.nn.init.normal_(branch[1].weight, std=0.3)  # untrained heads: spread the maps
+    return net
+
+
+def test_flip_test_averages_the_photo_and_its_mirror() -> None:
+    net = _flip_net()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        got = net(x)
+        plain = to_export(net.raw(x))
+        mirrored = to_export(net.raw(x.flip(-1)))
+    for name, g, a, b in zip(OUTPUT_NAMES, got, plain, mirrored, strict=True):
+        assert g.shape == a.shape, name
+        assert torch.allclose(g, (a + unflip(name, b)) / 2, atol=1e-5), name
+        assert not torch.allclose(g, a, rtol=1e-3, atol=0), name  # the mirror pass counts
+
+
+def test_flip_test_output_mirrors_exactly_with_the_photo() -> None:
+    """Averaged with its mirror, the model answers a mirrored photo with mirrored maps."""
+    net = _flip_net()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        heat, ltrb, _, _ = net(x)
+        heat_m, ltrb_m, _, _ = net(x.flip(-1))
+    assert torch.allclose(heat_m, heat.flip(-1), atol=1e-5)
+    assert torch.allclose(ltrb_m[:, 0], ltrb[:, 2].flip(-1), rtol=1e-4)  # left <-> right
+    assert torch.allclose(ltrb_m[:, 1], ltrb[:, 1].flip(-1), rtol=1e-4)
+
+
+def test_flip_test_needs_a_width_divisible_by_the_stride() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="divisible"):
+        _flip_net()(torch.randn(1, 3, 64, 90))

@@ -12,11 +12,13 @@ from model.runtime import TrayModel, load_image
 from tests.model.conftest import export_tiny
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["per-class", "decoupled"])
+@pytest.fixture(scope="module", params=[False, True], ids=["per-class", "decoupled-flip"])
 def quantised(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
               fixtures_dir: Path) -> tuple[Path, Path]:
+    """The shipped model is decoupled with flip test; the other variant has neither."""
     folder = tmp_path_factory.mktemp("int8")
-    _, _, fp32 = export_tiny(folder / "m.onnx", decoupled=request.param)
+    _, _, fp32 = export_tiny(folder / "m.onnx", decoupled=request.param,
+                             flip_test=request.param)
     images = quantize.calibration_images([fixtures_dir / "ecustfd" / "JPEGImages",
                                           fixtures_dir / "mealtray" / "labeled"], per_folder=3)
     assert len(images) == 6
@@ -44,6 +46,19 @@ def test_output_heads_stay_float(quantised: tuple) -> None:
     assert len(convs) >= len(graph.output)
     for node in convs:  # float weights: an initializer, not a dequantised int8 tensor
         assert node.input[1] not in producer, node.name
+
+
+def test_input_stem_stays_float(quantised: tuple) -> None:
+    """The photo is not quantised and the first Conv keeps float weights (input_stem_nodes)."""
+    _, int8 = quantised
+    graph = onnx.load(str(int8)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    stem = quantize.input_stem_nodes(graph)
+    convs = [n for n in graph.node if n.name in stem and n.op_type == "Conv"]
+    assert len(convs) == 1 and convs[0].input[1] not in producer
+    assert "QuantizeLinear" not in {n.op_type for n in graph.node if n.name in stem}
+    quantised_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in producer]
+    assert len(quantised_convs) > 20  # the rest of the backbone is still int8
 
 
 def test_int8_maps_follow_fp32_on_a_real_photo(quantised: tuple, fixtures_dir: Path) -> None:

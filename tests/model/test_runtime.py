@@ -262,7 +262,7 @@ def test_enrolment_embedding_averages_the_photo_and_its_mirror(fixtures_dir: Pat
     b = model.embed_enrolment(mirror, boxes=[flipped])[0]
     assert float(np.linalg.norm(a)) == pytest.approx(1.0, abs=1e-5)
     assert float(a @ b) > 0.999
-    assert float(a @ model.embed_regions(img, boxes=[box])[0]) > 0.8
+    assert float(a @ model.embed_regions(img, boxes=[box])[0]) > 0.8  # flip-test file: 1.0
     mask = np.zeros((height, width), bool)
     mask[150:420, 200:500] = True
     c = model.embed_enrolment(img, masks=[mask])[0]
@@ -270,3 +270,15 @@ def test_enrolment_embedding_averages_the_photo_and_its_mirror(fixtures_dir: Pat
     assert float(c @ d) > 0.999
     whole = model.embed_enrolment(img)[0]
     assert float(whole @ model.embed_enrolment(mirror)[0]) > 0.999
+
+
+def test_a_flip_test_file_enrols_in_one_pass(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Its graph already averages each photo with its mirror: no second mirrored pass."""
+    from tests.model.conftest import export_tiny
+
+    _, _, path = export_tiny(tmp_path / "flip.onnx", flip_test=True)
+    model = runtime.TrayModel(path)
+    img = load_image(fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG")
+    box = (200.0, 150.0, 500.0, 420.0)
+    enrolled = model.embed_enrolment(img, boxes=[box])
+    assert np.array_equal(enrolled, model.embed_regions(img, boxes=[box]))

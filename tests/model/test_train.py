@@ -92,9 +92,27 @@ def test_config_file_then_cli_overrides(tmp_path: Path) -> None:
         parse_args([])
 
 
+def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, dict],
+                                                          tmp_path: Path) -> None:
+    """Training does not depend on flip_test, so an existing checkpoint can be exported with
+    it; the file says so, under its own version."""
+    from model import export
+    from model.runtime import TrayModel
+
+    out, _ = trained
+    model, ckpt = engine.model_from_checkpoint(out / "checkpoint.pt")
+    assert ckpt["args"]["flip_test"] is False and model.flip_test is False
+    onnx_path = tmp_path / "flip.onnx"
+    export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(onnx_path),
+                 "--no-calibrate", "--flip-test", "true", "--version", "9.9.9"])
+    meta = TrayModel(onnx_path).meta
+    assert meta.flip_test is True and meta.version == "9.9.9"
+
+
 def test_default_config_parses() -> None:
     args = parse_args(["--config", str(REPO / "model" / "configs" / "default.yaml")])
     assert args.labels == "default" and args.input_width == 512
+    assert args.flip_test is True  # the shipped file averages each photo with its mirror
 
 
 @pytest.mark.slow

@@ -46,6 +46,7 @@ def test_model_info_comes_from_the_onnx_metadata(
     assert [entry["label"] for entry in info["labels"]] == list(meta.labels)
     assert [entry["food_id"] for entry in info["labels"]] == list(meta.food_ids)
     assert info["metrics"] == meta.metrics and info["previous"] == []
+    assert info["flip_test"] is meta.flip_test
 
 
 def test_bad_uploads_leave_the_model_alone(service: Service) -> None:
