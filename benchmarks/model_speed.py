@@ -126,6 +126,7 @@ def torch_paths(
 
     if checkpoint is not None:
         net, _ = model_from_checkpoint(checkpoint)
+        net.flip_test = model.meta.flip_test  # time the graph the ONNX file holds
         source = f"checkpoint {checkpoint.name}"
     else:
         # Same architecture as the exported file; untrained weights cost the same time.
