@@ -49,14 +49,20 @@ def test_output_heads_stay_float(quantised: tuple) -> None:
 
 
 def test_input_stem_stays_float(quantised: tuple) -> None:
-    """The photo is not quantised and the first Conv keeps float weights (input_stem_nodes)."""
+    """The photo is not quantised; the stem and the first block keep float weights."""
     _, int8 = quantised
     graph = onnx.load(str(int8)).graph
     producer = {out: node for node in graph.node for out in node.output}
     stem = quantize.input_stem_nodes(graph)
     convs = [n for n in graph.node if n.name in stem and n.op_type == "Conv"]
-    assert len(convs) == 1 and convs[0].input[1] not in producer
+    assert len(convs) == quantize.FLOAT_STEM_CONVS
+    assert all(c.input[1] not in producer for c in convs)  # weights: float initializers
     assert "QuantizeLinear" not in {n.op_type for n in graph.node if n.name in stem}
+    assert len(stem) < 12  # the walk stops there (and not along the batch-size Shape)
+    first_quantised = [n for n in graph.node if n.op_type == "QuantizeLinear"
+                       and producer.get(n.input[0]) is not None
+                       and producer[n.input[0]].name in stem]
+    assert first_quantised  # the block's output is where int8 begins
     quantised_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in producer]
     assert len(quantised_convs) > 20  # the rest of the backbone is still int8
 
