@@ -1,6 +1,7 @@
 """TrayNet: the packaged ImageNet weights land in the backbone, output shapes and ranges."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model.network import (
@@ -99,7 +100,5 @@ def test_flip_test_output_mirrors_exactly_with_the_photo() -> None:
 
 
 def test_flip_test_needs_a_width_divisible_by_the_stride() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="divisible"):
         _flip_net()(torch.randn(1, 3, 64, 90))
