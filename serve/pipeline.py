@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -111,12 +111,6 @@ class ItemResult:
     area_cm2: float | None
     grams: Grams | None
     nutrients: dict[str, float | None] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (the shape stored per item and sent to clients)."""
-        data = asdict(self)
-        data["alternatives"] = [a.to_dict() for a in self.alternatives]
-        return data
 
 
 @dataclass

@@ -19,7 +19,7 @@ from model.runtime import full_size
 from serve.access import load_canteen, load_user
 from serve.analyses import analysis_payload, analysis_row, insert_analysis
 from serve.auth import Principal
-from serve.db import insert_rows, new_id, transaction, utcnow
+from serve.db import insert_rows, transaction, utcnow
 from serve.deps import CurrentPrincipal, ModelDep
 from serve.errors import ApiError, not_found
 from serve.kiosks import kiosk_calibration
@@ -230,9 +230,9 @@ def save_idempotency(
 ) -> None:
     """Remember the answer under the key, in the same transaction as what it describes."""
     if key is not None:  # a concurrent twin fails here on the unique key (IntegrityError)
-        insert_rows(session, [IdempotencyRecord(
-            id=new_id(), api_key_id=principal.key_id, key=key, request_hash=fingerprint,
-            status_code=status, response=body, created_at=utcnow())])
+        insert_rows(session, [IdempotencyRecord(  # id and created_at: column defaults
+            api_key_id=principal.key_id, key=key, request_hash=fingerprint,
+            status_code=status, response=body)])
 
 
 def run_model(request: Request, loaded: LoadedModel, photos: list[Photo]) -> list[ImageResult]:
