@@ -384,7 +384,7 @@ class TrainState:
     epoch: int = 0
 
 
-def make_state(args: argparse.Namespace, labels: Sequence[str], steps_per_epoch: int) -> TrainState:
+def make_state(args: argparse.Namespace, labels: Sequence[str], total_steps: int) -> TrainState:
     """Model, loss, AdamW and a one-cycle cosine schedule from the config."""
     model = TrayNet(len(labels), args.embed_dim, args.neck_channels, pretrained=args.pretrained,
                     decoupled=bool(args.decoupled))
@@ -394,7 +394,7 @@ def make_state(args: argparse.Namespace, labels: Sequence[str], steps_per_epoch:
     params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=max(1, args.epochs * steps_per_epoch),
+        optimizer, max_lr=args.lr, total_steps=max(1, total_steps),
         pct_start=0.1)
     return TrainState(model, criterion, optimizer, scheduler)
 
@@ -523,7 +523,8 @@ def meta_for(args: argparse.Namespace, labels: Sequence[str], food_ids: Sequence
         # The evaluator re-derives the held-out split from val_fraction and seed.
         training={"epochs": int(args.epochs), "seed": int(args.seed),
                   "val_fraction": float(args.val_fraction), "data": list(args.data),
-                  "cache_features": bool(args.cache_features)},
+                  "cache_features": bool(args.cache_features),
+                  "compose": compose_settings(args)},
     )
 
 
@@ -539,45 +540,89 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     caps = [int(src.get("max_per_group", 0)) for src in args.data]
     train_parts = [cap_groups(ds, n) for ds, n in zip(train_parts, caps, strict=True)]
     val_parts = [cap_groups(ds, n) for ds, n in zip(val_parts, caps, strict=True)]
-    compose = dict(getattr(args, "compose", None) or {})
-    if compose.get("images"):  # pasted real training crops: more layouts, exact masks
-        cache_dir = Path(args.cache_dir) if args.cache_dir else None
-        train_parts.append(compose_training_trays(
-            train_parts, int(compose["images"]), int(compose.get("per_label", 20)), args.seed,
-            cache_dir))
+    compose = compose_settings(args)
+    composed = ([compose_training_trays(
+        train_parts, compose["images"], compose["per_label"], args.seed,
+        Path(args.cache_dir) if args.cache_dir else None)] if compose else [])
     labels, food_ids = resolve_labels(args.labels, sources)
     spec = input_spec(args)
-    meta = meta_for(args, labels, food_ids, fingerprint(train_parts))
-    train_data = build_datasets(train_parts, labels, spec, augment=bool(args.augment))
-    val_data = (build_datasets(val_parts, labels, spec, augment=False)
-                if has_images(val_parts) else None)
+    # The fingerprint names everything trained on, composed trays included; the feature
+    # cache of the real photos is keyed by them alone, so runs with and without trays share it.
+    meta = meta_for(args, labels, food_ids, fingerprint([*train_parts, *composed]))
+    sets = TrainSets(
+        train=build_datasets(train_parts, labels, spec, augment=bool(args.augment)),
+        train_fingerprint=fingerprint(train_parts),
+        val=(build_datasets(val_parts, labels, spec, augment=False)
+             if has_images(val_parts) else None),
+        composed=(build_datasets(composed, labels, spec, augment=bool(args.augment))
+                  if composed else None),
+        composed_epochs=compose.get("epochs", 0))
     try:
-        return fit(args, meta, train_data, val_data, device, amp, distributed)
+        return fit(args, meta, sets, device, amp, distributed)
     finally:
         if distributed:
             dist.destroy_process_group()
 
 
-def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
-        val_data: Dataset[Any] | None, device: torch.device, amp: bool,
-        distributed: bool) -> dict[str, Any]:
+def compose_settings(args: argparse.Namespace) -> dict[str, int]:
+    """`compose: {images, per_label, epochs}` with defaults; {} when no trays are composed.
+
+    epochs: the composed trays join the real photos for the first `epochs` epochs (a
+    pre-training phase); the rest of the schedule sees real photos only. Default, and at
+    most: all of the run's epochs (a shortened run keeps its trays).
+    """
+    given = dict(getattr(args, "compose", None) or {})
+    unknown = sorted(set(given) - {"images", "per_label", "epochs"})
+    if unknown:
+        raise ValueError(f"compose: unknown keys {unknown} (images, per_label, epochs)")
+    if not int(given.get("images", 0)):
+        return {}
+    epochs = min(int(given.get("epochs", args.epochs)), int(args.epochs))
+    if int(given.get("epochs", 1)) < 1 or int(given.get("per_label", 20)) < 1:
+        raise ValueError(f"compose: epochs and per_label must be at least 1, got {given}")
+    return {"images": int(given["images"]), "per_label": int(given.get("per_label", 20)),
+            "epochs": epochs}
+
+
+@dataclass
+class TrainSets:
+    """What fit trains and validates on.
+
+    train_fingerprint keys the feature cache of `train`; `composed` (trays pasted from
+    training crops) joins `train` for the first `composed_epochs` epochs.
+    """
+
+    train: Dataset[Any]
+    train_fingerprint: str
+    val: Dataset[Any] | None = None
+    composed: Dataset[Any] | None = None
+    composed_epochs: int = 0
+
+
+def fit(args: argparse.Namespace, meta: ModelMeta, sets: TrainSets, device: torch.device,
+        amp: bool, distributed: bool) -> dict[str, Any]:
     """The epoch loop over prepared datasets (used by run, tests and the notebook)."""
     cached = bool(args.cache_features)
+    train_data, val_data, composed = sets.train, sets.val, sets.composed
     probe = TrayNet(len(meta.labels), args.embed_dim, args.neck_channels, args.pretrained)
     if cached:
         cache_dir = Path(args.cache_dir) if args.cache_dir else None
-        key = cache_key(args, meta)
+        key = cache_key(args, meta, sets.train_fingerprint)
         train_data = FeatureCache(probe, train_data, args.cache_views, args.batch_size,
                                   key + "-train", cache_dir, "caching train features")
         val_data = FeatureCache(probe, val_data, 1, args.batch_size, key + "-val", cache_dir,
                                 "caching val features") if val_data is not None else None
-    sampler: DistributedSampler[Any] | None = (
-        DistributedSampler(train_data, seed=args.seed) if distributed else None)
-    loader = DataLoader(train_data, batch_size=args.batch_size, shuffle=sampler is None,
-                        sampler=sampler, num_workers=0 if cached else args.workers,
-                        drop_last=len(train_data) > args.batch_size,  # type: ignore[arg-type]
-                        generator=torch.Generator().manual_seed(args.seed))
-    state = make_state(args, meta.labels, len(loader))
+        if composed is not None:
+            composed = FeatureCache(
+                probe, composed, args.cache_views, args.batch_size,
+                cache_key(args, meta, meta.fingerprint) + "-composed", cache_dir,
+                "caching composed-tray features")
+    phases = [epoch_loader(train_data, args, distributed)]
+    if composed is not None:
+        phases.insert(0, epoch_loader(ConcatDataset([train_data, composed]), args, distributed))
+    first = sets.composed_epochs if composed is not None else 0
+    steps = first * len(phases[0][0]) + (args.epochs - first) * len(phases[-1][0])
+    state = make_state(args, meta.labels, steps)
     state.model.backbone.load_state_dict(probe.backbone.state_dict())
     out_dir = Path(args.output_dir)
     if args.resume:
@@ -585,7 +630,7 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
         # Resuming with more epochs extends the schedule instead of overrunning it.
         sched = state.scheduler
         if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR):
-            sched.total_steps = max(sched.total_steps, args.epochs * len(loader))
+            sched.total_steps = max(sched.total_steps, steps)
     state.model.to(device)
     state.criterion.to(device)
     wrapped: nn.Module = Trainable(state.model, cached)
@@ -596,6 +641,7 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
     if args.test_only:
         return validate(state.model, val_data, meta, cached, device) if val_data else {}
     while state.epoch < args.epochs:
+        loader, sampler = phases[0] if state.epoch < first else phases[-1]
         if sampler is not None:
             sampler.set_epoch(state.epoch)
         t0 = time.time()
@@ -614,14 +660,27 @@ def fit(args: argparse.Namespace, meta: ModelMeta, train_data: Dataset[Any],
     return {**metrics, "loss_history": history}
 
 
-def cache_key(args: argparse.Namespace, meta: ModelMeta) -> str:
+def epoch_loader(data: Dataset[Any], args: argparse.Namespace, distributed: bool,
+                 ) -> tuple[DataLoader[Any], DistributedSampler[Any] | None]:
+    """A shuffling loader (and its DDP sampler) over one phase's training data."""
+    sampler: DistributedSampler[Any] | None = (
+        DistributedSampler(data, seed=args.seed) if distributed else None)
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=sampler is None,
+                        sampler=sampler,
+                        num_workers=0 if args.cache_features else args.workers,
+                        drop_last=len(data) > args.batch_size,  # type: ignore[arg-type]
+                        generator=torch.Generator().manual_seed(args.seed))
+    return loader, sampler
+
+
+def cache_key(args: argparse.Namespace, meta: ModelMeta, data_fingerprint: str) -> str:
     """What the cached features and targets depend on: data, labels, geometry, split, augment.
 
     Why augment: a clean view and an augmented view of the same index must not share a file.
     TARGETS_VERSION: the dense targets are cached too, so a change to how they are built
     must not reuse files made the old way.
     """
-    parts = [meta.fingerprint, meta.labels, meta.input_size, args.seed, args.val_fraction,
+    parts = [data_fingerprint, meta.labels, meta.input_size, args.seed, args.val_fraction,
              bool(args.augment), TARGETS_VERSION]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 

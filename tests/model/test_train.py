@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,13 +144,40 @@ def test_composed_trays_come_from_training_crops_only(fixtures_dir: Path, tmp_pa
     assert index.stat().st_mtime_ns == stamp and len(again.images) == 3  # reused, not redone
 
 
-def test_compose_setting_adds_the_trays_to_training(
+def test_composed_trays_pretrain_the_first_epochs_only(
     trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
 ) -> None:
-    engine.run(parse_args(tiny_args(fixtures_dir, tmp_path, "--epochs", "1",
-                                    "--compose", '{"images": 2, "per_label": 1}')))
-    with_trays = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    without = torch.load(trained[0] / "checkpoint.pt", weights_only=False)
-    assert with_trays["args"]["compose"] == {"images": 2, "per_label": 1}
-    assert with_trays["meta"]["fingerprint"] != without["meta"]["fingerprint"]
+    # The real photos' cached views are keyed by the real photos alone, so they are reused.
+    shutil.copytree(trained[0] / "cache", tmp_path / "cache")
+    real_views = sorted((tmp_path / "cache").glob("*-train-view*.pt"))
+    engine.run(parse_args(tiny_args(
+        fixtures_dir, tmp_path, "--epochs", "3", "--cache-features", "true",
+        "--compose", '{"images": 4, "per_label": 1, "epochs": 1}')))
+    assert sorted((tmp_path / "cache").glob("*-train-view*.pt")) == real_views
+    assert len(list((tmp_path / "cache").glob("*-composed-view*.pt"))) == 1
     assert list((tmp_path / "cache").glob("composed-*/images/*.jpg"))
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["meta"]["training"]["compose"] == {"images": 4, "per_label": 1, "epochs": 1}
+    assert ckpt["meta"]["fingerprint"] != torch.load(
+        trained[0] / "checkpoint.pt", weights_only=False)["meta"]["fingerprint"]
+    # One epoch over real + composed, then two over the real photos: the schedule counts
+    # each phase's batches and ends exactly at the last step.
+    n_real = len(torch.load(real_views[0], weights_only=True))
+    batches = lambda n: n // 4 if n > 4 else 1  # noqa: E731 (batch 4, drop_last above 4)
+    sched = ckpt["scheduler"]
+    assert sched["total_steps"] == batches(n_real + 4) + 2 * batches(n_real)
+    assert sched["last_epoch"] == sched["total_steps"]
+
+
+def test_compose_settings_defaults_and_errors() -> None:
+    args = parse_args(["--data", "[{}]", "--epochs", "10"])
+    assert engine.compose_settings(args) == {}
+    args.compose = {"images": 8}
+    assert engine.compose_settings(args) == {"images": 8, "per_label": 20, "epochs": 10}
+    args.compose = {"images": 8, "epochs": 30}  # a shortened run keeps its trays
+    assert engine.compose_settings(args)["epochs"] == 10
+    for bad in ({"images": 8, "epochs": 0}, {"images": 8, "per_label": 0},
+                {"images": 8, "pretrain": 2}):
+        args.compose = bad
+        with pytest.raises(ValueError, match="compose"):
+            engine.compose_settings(args)
