@@ -1,4 +1,4 @@
-"""Static INT8 quantisation: real calibration photos, metadata kept, float output heads."""
+"""Static INT8 quantisation: real calibration photos, metadata kept, float output maps."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,19 +33,60 @@ def test_int8_file_keeps_metadata_and_quantises_the_backbone(quantised: tuple) -
     assert int8.stat().st_size < fp32.stat().st_size
 
 
-def test_output_heads_stay_float(quantised: tuple) -> None:
-    """No prediction map is produced through a DequantizeLinear: scores keep full precision."""
-    _, int8 = quantised
+def head_layers(fp32: Path) -> int:
+    """The last Conv of each head in the float file (the decoupled heatmap has two)."""
+    graph = onnx.load(str(fp32)).graph
+    head = quantize.output_head_nodes(graph)
+    return sum(1 for n in graph.node if n.name in head and n.op_type == "Conv")
+
+
+def test_output_maps_are_written_in_float(quantised: tuple) -> None:
+    """Each head's last 1x1 layer is a MatMul with int8 inputs and a float output, and no
+    quantisation follows it: scores and distances keep full precision (no plateaus)."""
+    fp32, int8 = quantised
     graph = onnx.load(str(int8)).graph
     producer = {out: node for node in graph.node for out in node.output}
     head = quantize.output_head_nodes(graph)
-    assert len(head) >= len(graph.output) * 2  # each output: at least its Conv + activation
+    matmuls = [n for n in graph.node if n.name in head and n.op_type == "MatMul"]
+    assert len(matmuls) == head_layers(fp32) >= len(graph.output)
+    for node in matmuls:  # int8 map and int8 weights in
+        assert [producer[i].op_type for i in node.input] == ["DequantizeLinear"] * 2
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "Conv")
+                   for n in graph.node if n.name in head)
     for out in graph.output:
         assert producer[out.name].op_type != "DequantizeLinear"
-    convs = [n for n in graph.node if n.name in head and n.op_type == "Conv"]
-    assert len(convs) >= len(graph.output)
-    for node in convs:  # float weights: an initializer, not a dequantised int8 tensor
-        assert node.input[1] not in producer, node.name
+
+
+def test_onnx_runtime_fuses_the_head_layers(quantised: tuple, tmp_path: Path) -> None:
+    """ONNX Runtime runs each head's last layer as one MatMulIntegerToFloat, so no
+    DequantizeLinear of a head's input map is left in the optimised graph."""
+    import onnxruntime as ort
+
+    fp32, int8 = quantised
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(int8), opts, providers=["CPUExecutionProvider"])
+    optimised = onnx.load(str(tmp_path / "optimised.onnx")).graph
+    ops = [n.op_type for n in optimised.node]
+    assert ops.count("MatMulIntegerToFloat") == head_layers(fp32)
+
+
+def test_pointwise_rewrite_keeps_the_float_maps(quantised: tuple, fixtures_dir: Path,
+                                                tmp_path: Path) -> None:
+    fp32, _ = quantised
+    proto = onnx.load(str(fp32))
+    matmuls = quantize.pointwise_heads_as_matmul(proto)
+    assert len(matmuls) == head_layers(fp32)
+    assert not [n for n in proto.graph.node
+                if n.name in quantize.output_head_nodes(proto.graph) and n.op_type == "Conv"]
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(tmp_path / "rewritten.onnx"))
+    img = load_image(fixtures_dir / "ecustfd" / "JPEGImages" / "mix001T(1).JPG")
+    ref, _ = TrayModel(fp32).run([img])
+    got, _ = TrayModel(tmp_path / "rewritten.onnx").run([img])
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_input_stem_stays_float(quantised: tuple) -> None:
