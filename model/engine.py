@@ -191,22 +191,33 @@ class Criterion(nn.Module):
     def forward(
         self, raw: dict[str, torch.Tensor], t: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
+        losses = {"mask": mask_loss(raw["mask_logits"], t["mask"])}
+        if "real" in t and not bool(t["real"].bool().all()):
+            # Samples marked real=0 (composed trays that teach masks only) leave the others.
+            keep = t["real"].bool()
+            raw = {k: v[keep] for k, v in raw.items()}
+            t = {k: v[keep] for k, v in t.items()}
+        losses |= self.item_losses(raw, t)
+        total = torch.zeros((), device=raw["ltrb"].device)
+        for k, v in losses.items():
+            total = total + self.weights.get(k, 1.0) * v
+        losses["total"] = total
+        return losses
+
+    def item_losses(
+        self, raw: dict[str, torch.Tensor], t: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Heatmap (+ class), box and embedding losses; each is 0 on an empty batch."""
         if "cls_logits" in raw:
             objectness = t["heat"].amax(dim=1, keepdim=True)
             losses = {"heat": focal_loss(raw["heat_logits"], objectness),
                       "cls": class_loss(raw["cls_logits"], t["heat"])}
         else:
             losses = {"heat": focal_loss(raw["heat_logits"], t["heat"])}
-        losses |= {
+        return losses | {
             "box": giou_loss(raw["ltrb"], t["reg_box"], t["reg_w"]),
-            "mask": mask_loss(raw["mask_logits"], t["mask"]),
             "embed": self.embed_loss(raw["embedding"], t),
         }
-        total = torch.zeros((), device=raw["ltrb"].device)
-        for k, v in losses.items():
-            total = total + self.weights.get(k, 1.0) * v
-        losses["total"] = total
-        return losses
 
     def embed_loss(self, emb: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
         """Item embeddings pooled as at inference must land on their class prototype."""
@@ -460,6 +471,21 @@ def train_one_epoch(state: TrainState, loader: DataLoader[Any], cached: bool,
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
+class Marked(Dataset[tuple[Any, dict[str, torch.Tensor]]]):
+    """A training dataset whose targets say whether its samples are real photos (Criterion)."""
+
+    def __init__(self, data: Dataset[Any], real: bool) -> None:
+        self.data = data
+        self.real = torch.tensor(1.0 if real else 0.0)
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, torch.Tensor]]:
+        inputs, t = self.data[i]
+        return inputs, {**t, "real": self.real}
+
+
 class Trainable(nn.Module):
     """DDP-wrappable module returning raw outputs: heads on cached features, or the whole net."""
 
@@ -556,7 +582,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              if has_images(val_parts) else None),
         composed=(build_datasets(composed, labels, spec, augment=bool(args.augment))
                   if composed else None),
-        composed_epochs=compose.get("epochs", 0))
+        composed_epochs=compose.get("epochs", 0),
+        composed_masks_only=compose.get("supervise") == "mask")
     try:
         return fit(args, meta, sets, device, amp, distributed)
     finally:
@@ -564,24 +591,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
-def compose_settings(args: argparse.Namespace) -> dict[str, int]:
+def compose_settings(args: argparse.Namespace) -> dict[str, Any]:
     """`compose: {images, per_label, epochs}` with defaults; {} when no trays are composed.
 
     epochs: the composed trays join the real photos for the first `epochs` epochs (a
     pre-training phase); the rest of the schedule sees real photos only. Default, and at
     most: all of the run's epochs (a shortened run keeps its trays).
+    supervise: "all" (default) trains every head on them; "mask" only the mask head (their
+    masks are exact, the real photos' are ellipses), so the heatmap, boxes and embeddings
+    learn from real photos alone.
     """
     given = dict(getattr(args, "compose", None) or {})
-    unknown = sorted(set(given) - {"images", "per_label", "epochs"})
+    unknown = sorted(set(given) - {"images", "per_label", "epochs", "supervise"})
     if unknown:
-        raise ValueError(f"compose: unknown keys {unknown} (images, per_label, epochs)")
+        raise ValueError(f"compose: unknown keys {unknown} (images, per_label, epochs, "
+                         "supervise)")
+    if given.get("supervise", "all") not in ("all", "mask"):
+        raise ValueError(f"compose: supervise must be 'all' or 'mask', got {given}")
     if not int(given.get("images", 0)):
         return {}
     epochs = min(int(given.get("epochs", args.epochs)), int(args.epochs))
     if int(given.get("epochs", 1)) < 1 or int(given.get("per_label", 20)) < 1:
         raise ValueError(f"compose: epochs and per_label must be at least 1, got {given}")
     return {"images": int(given["images"]), "per_label": int(given.get("per_label", 20)),
-            "epochs": epochs}
+            "epochs": epochs, "supervise": str(given.get("supervise", "all"))}
 
 
 @dataclass
@@ -589,7 +622,8 @@ class TrainSets:
     """What fit trains and validates on.
 
     train_fingerprint keys the feature cache of `train`; `composed` (trays pasted from
-    training crops) joins `train` for the first `composed_epochs` epochs.
+    training crops) joins `train` for the first `composed_epochs` epochs, and with
+    composed_masks_only teaches the mask head only.
     """
 
     train: Dataset[Any]
@@ -597,6 +631,7 @@ class TrainSets:
     val: Dataset[Any] | None = None
     composed: Dataset[Any] | None = None
     composed_epochs: int = 0
+    composed_masks_only: bool = False
 
 
 def fit(args: argparse.Namespace, meta: ModelMeta, sets: TrainSets, device: torch.device,
@@ -617,6 +652,8 @@ def fit(args: argparse.Namespace, meta: ModelMeta, sets: TrainSets, device: torc
                 probe, composed, args.cache_views, args.batch_size,
                 cache_key(args, meta, meta.fingerprint) + "-composed", cache_dir,
                 "caching composed-tray features")
+    if composed is not None and sets.composed_masks_only:
+        train_data, composed = Marked(train_data, real=True), Marked(composed, real=False)
     phases = [epoch_loader(train_data, args, distributed)]
     if composed is not None:
         phases.insert(0, epoch_loader(ConcatDataset([train_data, composed]), args, distributed))

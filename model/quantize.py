@@ -163,6 +163,10 @@ def float_matmul_outputs(model: onnx.ModelProto, matmuls: Sequence[str]) -> int:
         node.input[:] = [rename.get(name, name) for name in node.input]
     del graph.node[:]
     graph.node.extend(kept)
+    used = {name for node in graph.node for name in node.input}
+    unused = [t for t in graph.initializer if t.name not in used]  # the pairs' scales
+    for tensor in unused:
+        graph.initializer.remove(tensor)
     return len(drop) // 2
 
 

@@ -55,6 +55,8 @@ def test_output_maps_are_written_in_float(quantised: tuple) -> None:
                    for n in graph.node if n.name in head)
     for out in graph.output:
         assert producer[out.name].op_type != "DequantizeLinear"
+    used = {name for node in graph.node for name in node.input}
+    assert all(t.name in used for t in graph.initializer)  # the removed pairs' scales too
 
 
 def test_onnx_runtime_fuses_the_head_layers(quantised: tuple, tmp_path: Path) -> None:

@@ -157,7 +157,8 @@ def test_composed_trays_pretrain_the_first_epochs_only(
     assert len(list((tmp_path / "cache").glob("*-composed-view*.pt"))) == 1
     assert list((tmp_path / "cache").glob("composed-*/images/*.jpg"))
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert ckpt["meta"]["training"]["compose"] == {"images": 4, "per_label": 1, "epochs": 1}
+    assert ckpt["meta"]["training"]["compose"] == {"images": 4, "per_label": 1, "epochs": 1,
+                                                   "supervise": "all"}
     assert ckpt["meta"]["fingerprint"] != torch.load(
         trained[0] / "checkpoint.pt", weights_only=False)["meta"]["fingerprint"]
     # One epoch over real + composed, then two over the real photos: the schedule counts
@@ -173,11 +174,48 @@ def test_compose_settings_defaults_and_errors() -> None:
     args = parse_args(["--data", "[{}]", "--epochs", "10"])
     assert engine.compose_settings(args) == {}
     args.compose = {"images": 8}
-    assert engine.compose_settings(args) == {"images": 8, "per_label": 20, "epochs": 10}
+    assert engine.compose_settings(args) == {"images": 8, "per_label": 20, "epochs": 10,
+                                             "supervise": "all"}
     args.compose = {"images": 8, "epochs": 30}  # a shortened run keeps its trays
     assert engine.compose_settings(args)["epochs"] == 10
     for bad in ({"images": 8, "epochs": 0}, {"images": 8, "per_label": 0},
-                {"images": 8, "pretrain": 2}):
+                {"images": 8, "pretrain": 2}, {"images": 8, "supervise": "boxes"}):
         args.compose = bad
         with pytest.raises(ValueError, match="compose"):
             engine.compose_settings(args)
+
+
+def test_trays_marked_not_real_teach_the_mask_only(fixtures_dir: Path) -> None:
+    args = parse_args(tiny_args(fixtures_dir, Path("unused")))
+    labels, _ = engine.resolve_labels("default", [])
+    data = engine.build_datasets(engine.load_sources(args.data), labels, engine.input_spec(args),
+                                 augment=False)
+    images, t = next(iter(torch.utils.data.DataLoader(data, batch_size=2)))
+    assert int((t["labels"] >= 0).sum()) > 0  # real items in both photos
+    torch.manual_seed(0)
+    net = engine.TrayNet(len(labels), 16, 32, pretrained=False, decoupled=True)
+    raw = net.raw(images)
+    crit = engine.Criterion(len(labels), 16, {})
+    both = crit(raw, {**t, "real": torch.tensor([1.0, 0.0])})
+    first = crit({k: v[:1] for k, v in raw.items()}, {k: v[:1] for k, v in t.items()})
+    for name in ("heat", "cls", "box", "embed"):  # the second photo adds nothing here
+        assert torch.allclose(both[name], first[name]), name
+    assert torch.allclose(both["mask"], crit(raw, t)["mask"])  # but teaches the mask
+    unmarked = crit(raw, t)
+    all_real = crit(raw, {**t, "real": torch.ones(2)})
+    assert all(torch.equal(unmarked[k], all_real[k]) for k in unmarked)
+    none_real = crit(raw, {**t, "real": torch.zeros(2)})
+    assert float(none_real["box"].detach()) == float(none_real["heat"].detach()) == 0.0
+    none_real["total"].backward()  # still a graph: a batch of composed trays trains the mask
+
+
+def test_composed_trays_can_teach_the_mask_head_only(
+    trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(trained[0] / "cache", tmp_path / "cache")
+    result = engine.run(parse_args(tiny_args(
+        fixtures_dir, tmp_path, "--epochs", "2", "--cache-features", "true", "--val-every", "2",
+        "--compose", '{"images": 4, "per_label": 1, "supervise": "mask"}')))
+    assert len(result["loss_history"]) == 2 and 0.0 <= result["map50"] <= 1.0
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["meta"]["training"]["compose"]["supervise"] == "mask"
