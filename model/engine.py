@@ -191,33 +191,30 @@ class Criterion(nn.Module):
     def forward(
         self, raw: dict[str, torch.Tensor], t: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        losses = {"mask": mask_loss(raw["mask_logits"], t["mask"])}
+        item_raw, item_t = raw, t  # what the item losses see
         if "real" in t and not bool(t["real"].bool().all()):
-            # Samples marked real=0 (composed trays that teach masks only) leave the others.
+            # Samples marked real=0 (composed trays that teach masks only) leave them out;
+            # each item loss is 0 on an empty batch.
             keep = t["real"].bool()
-            raw = {k: v[keep] for k, v in raw.items()}
-            t = {k: v[keep] for k, v in t.items()}
-        losses |= self.item_losses(raw, t)
+            item_raw = {k: v[keep] for k, v in raw.items()}
+            item_t = {k: v[keep] for k, v in t.items()}
+        if "cls_logits" in raw:
+            objectness = item_t["heat"].amax(dim=1, keepdim=True)
+            losses = {"heat": focal_loss(item_raw["heat_logits"], objectness),
+                      "cls": class_loss(item_raw["cls_logits"], item_t["heat"])}
+        else:
+            losses = {"heat": focal_loss(item_raw["heat_logits"], item_t["heat"])}
+        # Computed and summed in this order: runs stay bit-for-bit reproducible.
+        losses |= {
+            "box": giou_loss(item_raw["ltrb"], item_t["reg_box"], item_t["reg_w"]),
+            "mask": mask_loss(raw["mask_logits"], t["mask"]),
+            "embed": self.embed_loss(item_raw["embedding"], item_t),
+        }
         total = torch.zeros((), device=raw["ltrb"].device)
         for k, v in losses.items():
             total = total + self.weights.get(k, 1.0) * v
         losses["total"] = total
         return losses
-
-    def item_losses(
-        self, raw: dict[str, torch.Tensor], t: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Heatmap (+ class), box and embedding losses; each is 0 on an empty batch."""
-        if "cls_logits" in raw:
-            objectness = t["heat"].amax(dim=1, keepdim=True)
-            losses = {"heat": focal_loss(raw["heat_logits"], objectness),
-                      "cls": class_loss(raw["cls_logits"], t["heat"])}
-        else:
-            losses = {"heat": focal_loss(raw["heat_logits"], t["heat"])}
-        return losses | {
-            "box": giou_loss(raw["ltrb"], t["reg_box"], t["reg_w"]),
-            "embed": self.embed_loss(raw["embedding"], t),
-        }
 
     def embed_loss(self, emb: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
         """Item embeddings pooled as at inference must land on their class prototype."""

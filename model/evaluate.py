@@ -35,7 +35,7 @@ from model.data.importers.common import SourceFormatError
 from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
-from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, training_split
+from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, group_of, training_split
 from model.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
 from model.runtime import (
     Item,
@@ -118,11 +118,17 @@ def detection_section(
     report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "all_point")
     tp = metrics.match_detections(dets, gts, cfg.iou_threshold)
     ece = _calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
+    groups = {str(im.id): group_of(im) for im in ds.images}
+    ci = (metrics.bootstrap_map_ci95(dets, gts, groups, cfg.iou_threshold, seed=cfg.seed)
+          if len(set(groups.values())) > 1 else None)
     return {
         "images": len(ds.images),
         "iou_threshold": report.iou_threshold,
         "interpolation": report.interpolation,
         "map": report.mean_ap,
+        # Whole capture runs (or objects) resampled: how far the mAP moves with the photos.
+        "map_ci95": list(ci) if ci else None,
+        "map_ci_groups": len(set(groups.values())),
         "per_class": {k: asdict(v) for k, v in report.per_class.items()},
         "score_min": cfg.detection_score_min,
         "calibration": ece,
@@ -404,6 +410,8 @@ def headline(result: dict[str, Any]) -> dict[str, float | None]:
 
     return {
         "mealtray_map50": get("detection", "mealtray", "map"),
+        "mealtray_map50_ci_low": (get("detection", "mealtray", "map_ci95") or [None])[0],
+        "mealtray_map50_ci_high": (get("detection", "mealtray", "map_ci95") or [None, None])[1],
         "mealtray_detection_ece": get("detection", "mealtray", "calibration", "ece"),
         "ecustfd_grams_mae_pct": get("grams", "detected_coin", "overall", "mae_pct"),
         "ecustfd_grams_coverage": get("grams", "detected_coin", "coverage"),
@@ -479,7 +487,8 @@ def markdown_report(result: dict[str, Any]) -> str:
     for name, det in result["detection"].items():
         lines += [f"## Detection: {name} ({det['images']} images)", "",
                   f"mAP@{det['iou_threshold']} ({det['interpolation']} interpolation): "
-                  f"**{_fmt(det['map'])}**; detection ECE {_fmt(det['calibration']['ece'])}", "",
+                  f"**{_fmt(det['map'])}**{_ci_text(det)}; "
+                  f"detection ECE {_fmt(det['calibration']['ece'])}", "",
                   "| class | AP | GT boxes | detections | TP |", "|---|---|---|---|---|"]
         lines += [f"| {c} | {_fmt(v['ap'])} | {v['n_gt']} | {v['n_det']} | {v['n_tp']} |"
                   for c, v in det["per_class"].items()]
@@ -500,6 +509,14 @@ def markdown_report(result: dict[str, Any]) -> str:
     if "menu" in result:
         lines += _menu_lines(result["menu"])
     return "\n".join(lines) + "\n"
+
+
+def _ci_text(det: dict[str, Any]) -> str:
+    """' (95% CI a - b over n groups resampled)', or '' without an interval."""
+    ci = det.get("map_ci95")
+    if not ci:
+        return ""
+    return f" (95% CI {_fmt(ci[0])} - {_fmt(ci[1])}, {det['map_ci_groups']} groups resampled)"
 
 
 def _menu_lines(menu: dict[str, Any]) -> list[str]:

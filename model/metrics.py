@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -322,3 +322,44 @@ def mean_ci95(values: npt.ArrayLike) -> MeanCI:
         return MeanCI(mean, mean, mean, 1)
     half = Z_95 * float(v.std(ddof=1)) / math.sqrt(v.size)
     return MeanCI(mean, mean - half, mean + half, int(v.size))
+
+
+def bootstrap_map_ci95(
+    detections: Sequence[Detection],
+    ground_truth: Sequence[GroundTruth],
+    groups: dict[str, str],
+    iou_threshold: float = 0.5,
+    draws: int = 200,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% percentile interval of mAP when whole groups of images are resampled.
+
+    groups maps each image id to its group (a capture run: its shots are not independent).
+    Each draw picks as many groups as there are, with replacement; a group drawn twice
+    counts twice (its images get distinct ids).
+    """
+    names = sorted(set(groups.values()))
+    if len(names) < 2:
+        raise MetricError("a bootstrap interval needs at least two groups")
+    members: dict[str, list[str]] = defaultdict(list)
+    for image_id, group in groups.items():
+        members[group].append(image_id)
+    dets_of: dict[str, list[Detection]] = defaultdict(list)
+    gts_of: dict[str, list[GroundTruth]] = defaultdict(list)
+    for d in detections:
+        dets_of[d.image_id].append(d)
+    for g in ground_truth:
+        gts_of[g.image_id].append(g)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        dets: list[Detection] = []
+        gts: list[GroundTruth] = []
+        for k, pick in enumerate(rng.integers(0, len(names), size=len(names))):
+            for image_id in members[names[pick]]:
+                new_id = f"{k}:{image_id}"
+                dets += [replace(d, image_id=new_id) for d in dets_of[image_id]]
+                gts += [replace(g, image_id=new_id) for g in gts_of[image_id]]
+        values.append(detection_ap(dets, gts, iou_threshold).mean_ap)
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)

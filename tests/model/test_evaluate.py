@@ -27,6 +27,7 @@ from model.evaluate import (
     write_outputs,
 )
 from model.menu_match import MatchConfig
+from model.data.splits import group_of
 from model.runtime import Item, Prediction, TrayModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -216,6 +217,10 @@ def test_evaluate_fixture_photos_with_model(
     assert "menu" in result
     head = result["headline"]
     assert head["mealtray_map50"] == det["map"]
+    groups = {group_of(im) for im in mealtray_ds.images}
+    if len(groups) > 1:  # capture runs resampled
+        assert det["map_ci_groups"] == len(groups)
+        assert head["mealtray_map50_ci_low"] <= det["map"] <= head["mealtray_map50_ci_high"]
     assert head["composed_mask_iou"] is None  # no composed trays in this run
     json_path, md_path = write_outputs(result, tmp_path / "eval")
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(result))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from model.metrics import (
+    bootstrap_map_ci95,
     Detection,
     GroundTruth,
     MetricError,
@@ -179,3 +180,16 @@ def test_identification_accuracy_and_ci_by_hand() -> None:
     assert mean_ci95([0.5]).ci_low == 0.5
     with pytest.raises(MetricError):
         mean_ci95([])
+
+
+def test_bootstrap_map_interval_resamples_whole_groups() -> None:
+    # Run A: its two shots found; run B: its two shots missed. A draw of (A, A) scores 1,
+    # (A, B) 0.5 and (B, B) 0: each a quarter, half and quarter of the draws.
+    gts = [GroundTruth(i, "bread", (0, 0, 10, 10)) for i in ("a1", "a2", "b1", "b2")]
+    dets = [Detection(i, "bread", 0.9, (0, 0, 10, 10)) for i in ("a1", "a2")]
+    groups = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+    assert bootstrap_map_ci95(dets, gts, groups, draws=400) == (0.0, 1.0)
+    perfect = [Detection(g.image_id, "bread", 0.9, g.box) for g in gts]
+    assert bootstrap_map_ci95(perfect, gts, groups) == (1.0, 1.0)
+    with pytest.raises(MetricError, match="two groups"):
+        bootstrap_map_ci95(dets, gts, {"a1": "A", "a2": "A"})
