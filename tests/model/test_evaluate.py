@@ -13,6 +13,7 @@ import pytest
 from model.data.coco import CocoDataset
 from model.data.importers.ecustfd import import_ecustfd
 from model.data.masks import annotation_mask
+from model.data.splits import group_of
 from model.evaluate import (
     EvalConfig,
     MenuSamples,
@@ -27,7 +28,6 @@ from model.evaluate import (
     write_outputs,
 )
 from model.menu_match import MatchConfig
-from model.data.splits import group_of
 from model.runtime import Item, Prediction, TrayModel
 
 REPO = Path(__file__).resolve().parents[2]

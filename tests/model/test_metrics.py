@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from model.metrics import (
-    bootstrap_map_ci95,
     Detection,
     GroundTruth,
     MetricError,
     average_precision,
+    bootstrap_map_ci95,
     box_iou,
     detection_ap,
     expected_calibration_error,
