@@ -204,7 +204,7 @@ class Criterion(nn.Module):
                       "cls": class_loss(item_raw["cls_logits"], item_t["heat"])}
         else:
             losses = {"heat": focal_loss(item_raw["heat_logits"], item_t["heat"])}
-        # Computed and summed in this order: runs stay bit-for-bit reproducible.
+        # Computed and summed in this order: reruns on one CPU stay bit-for-bit equal.
         losses |= {
             "box": giou_loss(item_raw["ltrb"], item_t["reg_box"], item_t["reg_w"]),
             "mask": mask_loss(raw["mask_logits"], t["mask"]),

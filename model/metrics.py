@@ -361,5 +361,8 @@ def bootstrap_map_ci95(
                 dets += [replace(d, image_id=new_id) for d in dets_of[image_id]]
                 gts += [replace(g, image_id=new_id) for g in gts_of[image_id]]
         values.append(detection_ap(dets, gts, iou_threshold).mean_ap)
-    low, high = np.percentile(values, [2.5, 97.5])
+    finite = [v for v in values if math.isfinite(v)]  # a draw of groups without any box: none
+    if not finite:
+        raise MetricError("no resampled draw holds a ground-truth box")
+    low, high = np.percentile(finite, [2.5, 97.5])
     return float(low), float(high)
