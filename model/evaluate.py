@@ -119,8 +119,9 @@ def detection_section(
     tp = metrics.match_detections(dets, gts, cfg.iou_threshold)
     ece = _calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
     groups = {str(im.id): group_of(im) for im in ds.images}
+    n_groups = len(set(groups.values()))
     ci = (metrics.bootstrap_map_ci95(dets, gts, groups, cfg.iou_threshold, seed=cfg.seed)
-          if len(set(groups.values())) > 1 else None)
+          if n_groups > 1 else None)
     return {
         "images": len(ds.images),
         "iou_threshold": report.iou_threshold,
@@ -128,7 +129,7 @@ def detection_section(
         "map": report.mean_ap,
         # Whole capture runs (or objects) resampled: how far the mAP moves with the photos.
         "map_ci95": list(ci) if ci else None,
-        "map_ci_groups": len(set(groups.values())),
+        "map_ci_groups": n_groups,
         "per_class": {k: asdict(v) for k, v in report.per_class.items()},
         "score_min": cfg.detection_score_min,
         "calibration": ece,
@@ -408,10 +409,11 @@ def headline(result: dict[str, Any]) -> dict[str, float | None]:
             node = node.get(k) if isinstance(node, dict) else None
         return node
 
+    map_ci = get("detection", "mealtray", "map_ci95") or [None, None]
     return {
         "mealtray_map50": get("detection", "mealtray", "map"),
-        "mealtray_map50_ci_low": (get("detection", "mealtray", "map_ci95") or [None])[0],
-        "mealtray_map50_ci_high": (get("detection", "mealtray", "map_ci95") or [None, None])[1],
+        "mealtray_map50_ci_low": map_ci[0],
+        "mealtray_map50_ci_high": map_ci[1],
         "mealtray_detection_ece": get("detection", "mealtray", "calibration", "ece"),
         "ecustfd_grams_mae_pct": get("grams", "detected_coin", "overall", "mae_pct"),
         "ecustfd_grams_coverage": get("grams", "detected_coin", "coverage"),
