@@ -371,6 +371,16 @@ def setup_distributed() -> bool:
     return True
 
 
+def training_seed(args: argparse.Namespace) -> int:
+    """The seed of weight init and batch order: `train_seed`, or `seed` when it is -1.
+
+    `seed` alone fixes the data (held-out split, cached views, composed trays), so runs that
+    differ only in train_seed share one split and one feature cache.
+    """
+    value = int(getattr(args, "train_seed", -1))
+    return int(args.seed) if value == -1 else value
+
+
 def seed_everything(seed: int) -> None:
     """Deterministic runs: python, numpy and torch generators."""
     random.seed(seed)
@@ -545,6 +555,7 @@ def meta_for(args: argparse.Namespace, labels: Sequence[str], food_ids: Sequence
         fingerprint=fp, flip_test=bool(getattr(args, "flip_test", False)),
         # The evaluator re-derives the held-out split from val_fraction and seed.
         training={"epochs": int(args.epochs), "seed": int(args.seed),
+                  "train_seed": training_seed(args),
                   "val_fraction": float(args.val_fraction), "data": list(args.data),
                   "cache_features": bool(args.cache_features),
                   "compose": compose_settings(args)},
@@ -554,7 +565,7 @@ def meta_for(args: argparse.Namespace, labels: Sequence[str], food_ids: Sequence
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train (or only validate with --test-only) as configured; returns the last metrics."""
     distributed = setup_distributed()
-    seed_everything(args.seed + (dist.get_rank() if distributed else 0))
+    seed_everything(training_seed(args) + (dist.get_rank() if distributed else 0))
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     amp = bool(args.amp) and device.type == "cuda"
@@ -698,12 +709,12 @@ def epoch_loader(data: Dataset[Any], args: argparse.Namespace, distributed: bool
                  ) -> tuple[DataLoader[Any], DistributedSampler[Any] | None]:
     """A shuffling loader (and its DDP sampler) over one phase's training data."""
     sampler: DistributedSampler[Any] | None = (
-        DistributedSampler(data, seed=args.seed) if distributed else None)
+        DistributedSampler(data, seed=training_seed(args)) if distributed else None)
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=sampler is None,
                         sampler=sampler,
                         num_workers=0 if args.cache_features else args.workers,
                         drop_last=len(data) > args.batch_size,  # type: ignore[arg-type]
-                        generator=torch.Generator().manual_seed(args.seed))
+                        generator=torch.Generator().manual_seed(training_seed(args)))
     return loader, sampler
 
 

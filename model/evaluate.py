@@ -564,7 +564,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--composed", type=int, default=40,
                    help="trays to compose from held-out crops for mask IoU (0: none)")
     p.add_argument("--val-fraction", type=float, help="default: the model's training split")
-    p.add_argument("--split-seed", type=int, help="default: the model's training seed")
+    p.add_argument("--split-seed", type=int, help="default: the model's split seed (`seed`)")
     return p.parse_args(argv)
 
 

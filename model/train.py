@@ -14,7 +14,9 @@ from typing import Any
 import yaml
 
 DEFAULTS: dict[str, Any] = {
-    "data": [], "labels": "default", "val_fraction": 0.2, "seed": 0,
+    "data": [], "labels": "default", "val_fraction": 0.2,
+    "seed": 0,  # the held-out split, the augmented views and the composed trays
+    "train_seed": -1,  # weight init and batch order; -1: the same as seed
     "input_width": 512, "input_height": 384, "embed_dim": 64, "neck_channels": 64,
     "pretrained": True, "decoupled": False, "cache_features": False, "cache_views": 1,
     "freeze_backbone": False,

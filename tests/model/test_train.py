@@ -170,6 +170,27 @@ def test_composed_trays_pretrain_the_first_epochs_only(
     assert sched["last_epoch"] == sched["total_steps"]
 
 
+def test_train_seed_changes_the_weights_not_the_split_or_cache(
+    trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(trained[0] / "cache", tmp_path / "cache")
+    views = sorted(p.name for p in (tmp_path / "cache").glob("*.pt"))
+    weights = {}
+    for train_seed in ("-1", "0", "5"):  # -1, the default: the split seed (0)
+        out = tmp_path / train_seed
+        engine.run(parse_args(tiny_args(
+            fixtures_dir, out, "--epochs", "2", "--cache-features", "true", "--val-every", "4",
+            "--cache-dir", str(tmp_path / "cache"), "--train-seed", train_seed)))
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+        assert ckpt["meta"]["training"]["seed"] == 0  # the split the evaluator re-derives
+        assert ckpt["meta"]["training"]["train_seed"] == max(0, int(train_seed))
+        weights[train_seed] = ckpt["model"]
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*.pt")) == views  # cache reused
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert same(weights["-1"], weights["0"])
+    assert not same(weights["5"], weights["0"])
+
+
 def test_compose_settings_defaults_and_errors() -> None:
     args = parse_args(["--data", "[{}]", "--epochs", "10"])
     assert engine.compose_settings(args) == {}
