@@ -130,8 +130,11 @@ def torch_paths(
         source = f"checkpoint {checkpoint.name}"
     else:
         # Same architecture as the exported file; untrained weights cost the same time.
-        net = TrayNet(len(model.meta.labels), model.meta.embedding_dim, pretrained=False,
-                      flip_test=model.meta.flip_test).eval()
+        training = model.meta.training
+        members = len(training.get("ensemble_train_seeds") or [None])
+        net = TrayNet(len(model.meta.labels), model.meta.embedding_dim // members,
+                      pretrained=False, decoupled=bool(training.get("decoupled", False)),
+                      flip_test=model.meta.flip_test, members=members).eval()
         source = "TrayNet built from the ONNX metadata (weights do not change the time)"
     post = PostConfig()
 

@@ -445,12 +445,59 @@ def load_checkpoint(path: str | Path, state: TrainState | None = None) -> dict[s
 def model_from_checkpoint(path: str | Path) -> tuple[TrayNet, dict[str, Any]]:
     """Rebuild the network (eval mode) and its label metadata from a checkpoint."""
     ckpt = load_checkpoint(path)
+    return network_of(ckpt), ckpt
+
+
+def network_of(ckpt: dict[str, Any]) -> TrayNet:
+    """The trained network (eval mode) a loaded checkpoint holds."""
     args, meta = ckpt["args"], ckpt["meta"]
     model = TrayNet(len(meta["labels"]), args["embed_dim"], args["neck_channels"], pretrained=False,
                     decoupled=bool(args.get("decoupled", False)),
                     flip_test=bool(args.get("flip_test", False)))
     model.load_state_dict(ckpt["model"])
-    return model.eval(), ckpt
+    return model.eval()
+
+
+# What the runs joined into one ensemble must share besides the data (their fingerprint):
+# the heads' shape and the input they were trained at.
+ENSEMBLE_ARGS = ("embed_dim", "neck_channels", "decoupled", "input_width", "input_height")
+
+
+def ensemble_from_checkpoints(paths: Sequence[str | Path],
+                              ) -> tuple[TrayNet, dict[str, Any], list[int]]:
+    """One network whose exported maps combine the heads of several training runs.
+
+    The runs must differ only in train_seed: the same data, labels and frozen backbone
+    (checked), so the backbone runs once and each member adds only its neck and heads.
+    Returns the network, the first checkpoint (its args and metadata describe the file)
+    and the members' training seeds.
+    """
+    first, ckpt = model_from_checkpoint(paths[0])
+    seeds = [int(ckpt["meta"]["training"].get("train_seed", ckpt["args"]["seed"]))]
+    if len(paths) == 1:
+        return first, ckpt, seeds
+    args = ckpt["args"]
+    model = TrayNet(first.num_classes, args["embed_dim"], args["neck_channels"], pretrained=False,
+                    decoupled=bool(args.get("decoupled", False)), flip_test=first.flip_test,
+                    members=len(paths))
+    model.backbone.load_state_dict(first.backbone.state_dict())
+    model.heads.load_state_dict(first.heads.state_dict())
+    backbone = first.backbone.state_dict()
+    for extra, path in zip(model.extra_heads, paths[1:], strict=True):
+        o_ckpt = load_checkpoint(path)
+        differ = [k for k in ENSEMBLE_ARGS if o_ckpt["args"].get(k) != args.get(k)]
+        differ += [k for k in ("labels", "fingerprint") if o_ckpt["meta"][k] != ckpt["meta"][k]]
+        if differ:
+            raise ValueError(f"{path}: differs from {paths[0]} in {differ}; an ensemble's "
+                             "members may differ only in train_seed")
+        other = network_of(o_ckpt)
+        if not all(torch.equal(v, other.backbone.state_dict()[k]) for k, v in backbone.items()):
+            raise ValueError(f"{path}: another backbone; members must share the frozen one")
+        seeds.append(int(o_ckpt["meta"]["training"].get("train_seed", o_ckpt["args"]["seed"])))
+        extra.load_state_dict(other.heads.state_dict())
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"train seeds {seeds}: a run given twice adds nothing to an ensemble")
+    return model.eval(), ckpt, seeds
 
 
 def train_one_epoch(state: TrainState, loader: DataLoader[Any], cached: bool,
@@ -558,6 +605,7 @@ def meta_for(args: argparse.Namespace, labels: Sequence[str], food_ids: Sequence
                   "train_seed": training_seed(args),
                   "val_fraction": float(args.val_fraction), "data": list(args.data),
                   "cache_features": bool(args.cache_features),
+                  "decoupled": bool(args.decoupled),
                   "compose": compose_settings(args)},
     )
 

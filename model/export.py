@@ -3,6 +3,9 @@
   python -m model.export --checkpoint var/train/default/checkpoint.pt \
       --out model/artifacts/traylens.onnx
 
+Several checkpoints (runs that differ only in train_seed) export as one ensemble: the
+backbone runs once and the members' heads are averaged (model.network.ensemble_maps).
+
 Dynamo exporter, opset 18, dynamic batch; onnx.checker; ONNX Runtime vs torch on real
 images with an explicit tolerance; the portion calibration is fitted by running the exported
 file itself (runtime post-processing, coin scale) over the training objects with grams.
@@ -171,10 +174,12 @@ def record_metrics(onnx_path: str | Path, metrics_json: str | Path) -> ModelMeta
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from model.engine import load_sources, meta_for, model_from_checkpoint, split_sources
+    from model.engine import ensemble_from_checkpoints, load_sources, meta_for, split_sources
 
     p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
-    p.add_argument("--checkpoint", help="training checkpoint to export")
+    p.add_argument("--checkpoint", nargs="+",
+                   help="training checkpoint to export; several (runs differing only in "
+                        "train_seed) make one ensemble file")
     p.add_argument("--out", required=True)
     p.add_argument("--parity-images", nargs="*", type=Path, default=[])
     p.add_argument("--no-calibrate", action="store_true", help="skip the portion fit")
@@ -191,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if a.checkpoint is None:
         p.error("--checkpoint is required to export")
-    model, ckpt = model_from_checkpoint(a.checkpoint)
+    model, ckpt, seeds = ensemble_from_checkpoints(a.checkpoint)
     if a.flip_test is not None:
         model.flip_test = ckpt["args"]["flip_test"] = a.flip_test == "true"
     if a.version is not None:
@@ -199,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     saved = ModelMeta.from_json(json.dumps(ckpt["meta"]))
     meta = meta_for(argparse.Namespace(**ckpt["args"]), saved.labels, saved.food_ids,
                     saved.fingerprint)
+    if model.members > 1:
+        meta = replace(meta, embedding_dim=model.output_embedding_dim,
+                       training={**meta.training, "ensemble_train_seeds": seeds})
     out = export_onnx(model, meta, a.out)
     report: dict[str, Any] = {"onnx": str(out), "bytes": out.stat().st_size}
     if a.parity_images:

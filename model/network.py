@@ -123,6 +123,7 @@ class TrayNet(nn.Module):
         pretrained: bool = True,
         decoupled: bool = False,
         flip_test: bool = False,
+        members: int = 1,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -138,6 +139,21 @@ class TrayNet(nn.Module):
             self.backbone.load_state_dict(pretrained_lite0_state(), strict=False)
         channels: list[int] = list(self.backbone.feature_info.channels())  # type: ignore[union-attr,operator]
         self.heads = Heads(channels, num_classes, embed_dim, neck_channels, decoupled)
+        # Inference only: heads trained by other runs on the same frozen backbone (other
+        # training seeds); the exported maps average them (ensemble_maps).
+        self.extra_heads = nn.ModuleList(
+            Heads(channels, num_classes, embed_dim, neck_channels, decoupled)
+            for _ in range(members - 1))
+
+    @property
+    def members(self) -> int:
+        """How many heads the exported maps combine (1: a trained network)."""
+        return 1 + len(self.extra_heads)
+
+    @property
+    def output_embedding_dim(self) -> int:
+        """Channels of the exported embedding map: every member's embedding side by side."""
+        return self.embed_dim * self.members
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Backbone feature maps at strides 8, 16, 32."""
@@ -147,15 +163,39 @@ class TrayNet(nn.Module):
         """Training outputs (logits) for a normalised input batch."""
         return self.heads(self.features(x))
 
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The exported maps of one pass: the heads' maps, or the members' combined."""
+        if not self.extra_heads:
+            return to_export(self.raw(x))
+        feats = self.features(x)
+        return ensemble_maps([to_export(h(feats)) for h in [self.heads, *self.extra_heads]])
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.flip_test:
-            return to_export(self.raw(x))
+            return self.maps(x)
         if x.shape[-1] % STRIDE:
             raise ValueError(f"flip test needs an input width divisible by {STRIDE}")
         n = x.shape[0]
-        maps = to_export(self.raw(torch.cat([x, x.flip(-1)])))
+        maps = self.maps(torch.cat([x, x.flip(-1)]))
         return tuple((m[:n] + unflip(name, m[n:])) / 2 for name, m in zip(OUTPUT_NAMES, maps,
                                                                           strict=True))
+
+
+def ensemble_maps(members: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Members' exported maps -> one set: heatmap, box sides and mask averaged; embeddings
+    side by side (E channels per member). Pooled in a mask and L2-normalised by the runtime,
+    the concatenation's cosine is the members' cosines averaged, weighted by their pooled
+    norms: each member's own space stays intact (independent runs' spaces are not aligned,
+    so averaging embeddings would mix unrelated axes)."""
+    if len(members) == 1:
+        return members[0]
+    averaged = []
+    for i in range(3):
+        total = members[0][i]
+        for m in members[1:]:
+            total = total + m[i]
+        averaged.append(total / len(members))
+    return (*averaged, torch.cat([m[3] for m in members], dim=1))
 
 
 def unflip(name: str, mirrored: torch.Tensor) -> torch.Tensor:

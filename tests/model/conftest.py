@@ -16,23 +16,26 @@ from model.runtime import ModelMeta
 TINY_SIZE = (160, 128)
 
 
-def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False,
+def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, members: int = 1,
                 ) -> tuple[TrayNet, ModelMeta, Path]:
-    """A small untrained TrayNet over the default labels, exported to `out` with metadata."""
+    """A small untrained TrayNet over the default labels, exported to `out` with metadata
+    (members > 1: an ensemble of that many heads)."""
     from nutrition_db import label_map
 
     lm = label_map()
     torch.manual_seed(0)
     model = TrayNet(len(lm.labels), embed_dim=16, neck_channels=32, decoupled=decoupled,
-                    flip_test=flip_test).eval()
+                    flip_test=flip_test, members=members).eval()
     # Untrained heads give near-equal scores whose order float noise could flip; spread them.
-    for branch in (model.heads.heat, model.heads.box, model.heads.mask, model.heads.embed):
-        proj = branch[1]
-        assert isinstance(proj, torch.nn.Conv2d)
-        torch.nn.init.normal_(proj.weight, std=0.3)
+    for heads in (model.heads, *model.extra_heads):
+        for branch in (heads.heat, heads.box, heads.mask, heads.embed):
+            proj = branch[1]
+            assert isinstance(proj, torch.nn.Conv2d)
+            torch.nn.init.normal_(proj.weight, std=0.3)
     meta = ModelMeta(labels=lm.labels, food_ids=[lm.food_id(n) for n in lm.labels],
                      input_size=TINY_SIZE, mean=(0.5,) * 3, std=(0.5,) * 3, stride=8,
-                     embedding_dim=16, version="test", fingerprint="sha256:test",
+                     embedding_dim=model.output_embedding_dim, version="test",
+                     fingerprint="sha256:test",
                      training={"seed": 0, "val_fraction": 0.2}, flip_test=flip_test)
     return model, meta, export.export_onnx(model, meta, out)
 

@@ -68,6 +68,19 @@ def test_flip_test_file_matches_torch_and_says_so(tmp_path: Path, photos: list[P
         assert np.allclose(a[0], b[1], atol=1e-5)
 
 
+def test_ensemble_file_matches_torch_with_every_members_embedding(
+    tmp_path: Path, photos: list[Path]
+) -> None:
+    model, _, path = export_tiny(tmp_path / "ens.onnx", decoupled=True, flip_test=True,
+                                 members=3)
+    export.check_parity(export.parity(model, path, photos))
+    rt = TrayModel(path)
+    assert rt.meta.embedding_dim == 48
+    items = rt.predict([load_image(photos[0])], cfg=PostConfig(score_min=0.0, max_items=3))[0].items
+    assert items and all(it.embedding.shape == (48,) for it in items)
+    assert all(abs(float(np.linalg.norm(it.embedding)) - 1.0) < 1e-5 for it in items)
+
+
 def test_torch_path_and_onnx_path_give_the_same_items(exported: tuple,
                                                       photos: list[Path]) -> None:
     model, meta, path = exported

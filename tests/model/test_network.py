@@ -102,3 +102,24 @@ def test_flip_test_output_mirrors_exactly_with_the_photo() -> None:
 def test_flip_test_needs_a_width_divisible_by_the_stride() -> None:
     with pytest.raises(ValueError, match="divisible"):
         _flip_net()(torch.randn(1, 3, 64, 90))
+
+
+def test_ensemble_averages_the_members_maps_and_keeps_each_embedding() -> None:
+    torch.manual_seed(0)
+    model = TrayNet(5, embed_dim=8, neck_channels=16, pretrained=False, decoupled=True,
+                    members=3).eval()
+    assert (model.members, model.output_embedding_dim) == (3, 24)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        feats = model.features(x)
+        each = [to_export(h(feats)) for h in [model.heads, *model.extra_heads]]
+        heat, ltrb, mask, emb = model(x)
+    assert not torch.allclose(each[0][0], each[1][0])  # independent heads
+    for got, i in ((heat, 0), (ltrb, 1), (mask, 2)):
+        assert torch.allclose(got, sum(m[i] for m in each) / 3, atol=1e-6)
+    assert torch.equal(emb, torch.cat([m[3] for m in each], dim=1))
+    single = TrayNet(5, embed_dim=8, neck_channels=16, pretrained=False, decoupled=True).eval()
+    assert single.members == 1 and not list(single.extra_heads.parameters())
+    with torch.no_grad():  # one member: exactly the trained network's maps
+        assert all(torch.equal(a, b) for a, b in zip(single(x), to_export(single.raw(x)),
+                                                     strict=True))

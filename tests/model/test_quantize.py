@@ -11,14 +11,19 @@ from model import quantize
 from model.runtime import TrayModel, load_image
 from tests.model.conftest import export_tiny
 
+# (decoupled with flip test, heads): the shipped model is decoupled with the flip test and
+# may join several training runs' heads; the first variant has neither.
+VARIANTS = {"per-class": (False, 1), "decoupled-flip": (True, 1),
+            "decoupled-flip-3-members": (True, 3)}
 
-@pytest.fixture(scope="module", params=[False, True], ids=["per-class", "decoupled-flip"])
+
+@pytest.fixture(scope="module", params=list(VARIANTS.values()), ids=list(VARIANTS))
 def quantised(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
               fixtures_dir: Path) -> tuple[Path, Path]:
-    """The shipped model is decoupled with flip test; the other variant has neither."""
     folder = tmp_path_factory.mktemp("int8")
-    _, _, fp32 = export_tiny(folder / "m.onnx", decoupled=request.param,
-                             flip_test=request.param)
+    shipped_like, members = request.param
+    _, _, fp32 = export_tiny(folder / "m.onnx", decoupled=shipped_like,
+                             flip_test=shipped_like, members=members)
     images = quantize.calibration_images([fixtures_dir / "ecustfd" / "JPEGImages",
                                           fixtures_dir / "mealtray" / "labeled"], per_folder=3)
     assert len(images) == 6

@@ -170,25 +170,65 @@ def test_composed_trays_pretrain_the_first_epochs_only(
     assert sched["last_epoch"] == sched["total_steps"]
 
 
-def test_train_seed_changes_the_weights_not_the_split_or_cache(
-    trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
-) -> None:
-    shutil.copytree(trained[0] / "cache", tmp_path / "cache")
-    views = sorted(p.name for p in (tmp_path / "cache").glob("*.pt"))
-    weights = {}
-    for train_seed in ("-1", "0", "5"):  # -1, the default: the split seed (0)
-        out = tmp_path / train_seed
+@pytest.fixture(scope="module")
+def seed_runs(trained: tuple[Path, dict], fixtures_dir: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three 2-epoch runs on the fixture's cache: train_seed -1 (the default), 0 and 5."""
+    root = tmp_path_factory.mktemp("seeds")
+    shutil.copytree(trained[0] / "cache", root / "cache")
+    runs = {}
+    for train_seed in ("-1", "0", "5"):
+        runs[train_seed] = out = root / train_seed
         engine.run(parse_args(tiny_args(
             fixtures_dir, out, "--epochs", "2", "--cache-features", "true", "--val-every", "4",
-            "--cache-dir", str(tmp_path / "cache"), "--train-seed", train_seed)))
+            "--cache-dir", str(root / "cache"), "--train-seed", train_seed)))
+    return runs
+
+
+def test_train_seed_changes_the_weights_not_the_split_or_cache(
+    trained: tuple[Path, dict], seed_runs: dict[str, Path]
+) -> None:
+    views = sorted(p.name for p in (trained[0] / "cache").glob("*.pt"))
+    cache = seed_runs["0"].parent / "cache"
+    assert sorted(p.name for p in cache.glob("*.pt")) == views  # reused, none added
+    weights = {}
+    for train_seed, out in seed_runs.items():
         ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
         assert ckpt["meta"]["training"]["seed"] == 0  # the split the evaluator re-derives
         assert ckpt["meta"]["training"]["train_seed"] == max(0, int(train_seed))
         weights[train_seed] = ckpt["model"]
-    assert sorted(p.name for p in (tmp_path / "cache").glob("*.pt")) == views  # cache reused
     same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
-    assert same(weights["-1"], weights["0"])
+    assert same(weights["-1"], weights["0"])  # -1: the split seed
     assert not same(weights["5"], weights["0"])
+
+
+def test_runs_of_other_train_seeds_join_into_one_ensemble(
+    seed_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    a, b = seed_runs["0"] / "checkpoint.pt", seed_runs["5"] / "checkpoint.pt"
+    model, ckpt, seeds = engine.ensemble_from_checkpoints([a, b])
+    assert (model.members, seeds, ckpt["meta"]["training"]["train_seed"]) == (2, [0, 5], 0)
+    first, _ = engine.model_from_checkpoint(a)
+    second, _ = engine.model_from_checkpoint(b)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        heat, _, _, emb = model(x)
+        assert torch.allclose(heat, (first(x)[0] + second(x)[0]) / 2, atol=1e-6)
+        assert torch.equal(emb, torch.cat([first(x)[3], second(x)[3]], dim=1))
+    with pytest.raises(ValueError, match="given twice"):
+        engine.ensemble_from_checkpoints([a, seed_runs["-1"] / "checkpoint.pt"])
+    other = torch.load(b, weights_only=False)
+    other["args"]["neck_channels"] = 16
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="neck_channels"):
+        engine.ensemble_from_checkpoints([a, tmp_path / "other.pt"])
+    from model import export
+    from model.runtime import TrayModel
+
+    export.main(["--checkpoint", str(a), str(b), "--out", str(tmp_path / "ens.onnx"),
+                 "--no-calibrate"])
+    meta = TrayModel(tmp_path / "ens.onnx").meta
+    assert meta.embedding_dim == 32 and meta.training["ensemble_train_seeds"] == [0, 5]
 
 
 def test_compose_settings_defaults_and_errors() -> None:
