@@ -235,11 +235,15 @@ def test_predictions_of_a_reduced_decode_are_in_full_photo_pixels(fixtures_dir: 
     """The shipped model on one real tray: same items, boxes within a few pixels."""
     model = runtime.TrayModel(REPO / "model" / "artifacts" / "traylens.onnx")
     path = fixtures_dir / "mealtray" / "labeled" / MEALTRAY_PHOTO
-    ref = model.predict([load_image(path)])[0]
-    got = model.predict([load_image(path, fit=model.meta.input_size)])[0]
+    # A low threshold: an item near the service's 0.25 (1.4.0's plate here: 0.20 full, 0.27
+    # reduced) must not make the two lists differ by a threshold crossing alone.
+    cfg = runtime.PostConfig(score_min=0.05)
+    ref = model.predict([load_image(path)], cfg=cfg)[0]
+    got = model.predict([load_image(path, fit=model.meta.input_size)], cfg=cfg)[0]
     assert (got.width, got.height) == (ref.width, ref.height) == (1024, 768)
     assert [i.label for i in got.items] == [i.label for i in ref.items] and ref.items
     for a, b in zip(ref.items, got.items, strict=True):
+        assert b.score == pytest.approx(a.score, abs=0.1)
         assert b.box == pytest.approx(a.box, abs=4.0)
         assert b.area_px == pytest.approx(a.area_px, rel=0.05)
         assert float(a.embedding @ b.embedding) > 0.98
