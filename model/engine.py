@@ -491,7 +491,8 @@ def ensemble_from_checkpoints(paths: Sequence[str | Path],
             raise ValueError(f"{path}: differs from {paths[0]} in {differ}; an ensemble's "
                              "members may differ only in train_seed")
         other = network_of(o_ckpt)
-        if not all(torch.equal(v, other.backbone.state_dict()[k]) for k, v in backbone.items()):
+        theirs = other.backbone.state_dict()
+        if not all(torch.equal(v, theirs[k]) for k, v in backbone.items()):
             raise ValueError(f"{path}: another backbone; members must share the frozen one")
         seeds.append(int(o_ckpt["meta"]["training"].get("train_seed", o_ckpt["args"]["seed"])))
         extra.load_state_dict(other.heads.state_dict())
