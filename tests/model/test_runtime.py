@@ -231,18 +231,28 @@ def test_reduced_decode_of_an_exif_rotated_jpeg(photo: Image.Image) -> None:
     assert small.width / small.height == pytest.approx(upright.width / upright.height, rel=0.02)
 
 
+def _counterpart(item: runtime.Item, items: list[runtime.Item]) -> runtime.Item:
+    """The item of the other list with the same label whose box is nearest."""
+    same = [i for i in items if i.label == item.label]
+    assert same, f"{item.label} at {item.score:.2f} has no counterpart"
+    return min(same, key=lambda i: max(abs(p - q) for p, q in zip(i.box, item.box, strict=True)))
+
+
 def test_predictions_of_a_reduced_decode_are_in_full_photo_pixels(fixtures_dir: Path) -> None:
     """The shipped model on one real tray: same items, boxes within a few pixels."""
     model = runtime.TrayModel(REPO / "model" / "artifacts" / "traylens.onnx")
     path = fixtures_dir / "mealtray" / "labeled" / MEALTRAY_PHOTO
-    # A low threshold: an item near the service's 0.25 (1.4.0's plate here: 0.20 full, 0.27
-    # reduced) must not make the two lists differ by a threshold crossing alone.
-    cfg = runtime.PostConfig(score_min=0.05)
+    # Every item scoring >= 0.15 in one decode must be in the other, where it is decoded down
+    # to 0.01: a faint item may straddle any single threshold (1.4.0's plate here: 0.20 full,
+    # 0.27 reduced; a 3-seed ensemble's: 0.047 and 0.059), and that alone must not fail.
+    cfg = runtime.PostConfig(score_min=0.01)
     ref = model.predict([load_image(path)], cfg=cfg)[0]
     got = model.predict([load_image(path, fit=model.meta.input_size)], cfg=cfg)[0]
     assert (got.width, got.height) == (ref.width, ref.height) == (1024, 768)
-    assert [i.label for i in got.items] == [i.label for i in ref.items] and ref.items
-    for a, b in zip(ref.items, got.items, strict=True):
+    pairs = [(a, _counterpart(a, got.items)) for a in ref.items if a.score >= 0.15]
+    pairs += [(_counterpart(b, ref.items), b) for b in got.items if b.score >= 0.15]
+    assert pairs
+    for a, b in pairs:
         assert b.score == pytest.approx(a.score, abs=0.1)
         assert b.box == pytest.approx(a.box, abs=4.0)
         assert b.area_px == pytest.approx(a.area_px, rel=0.05)
