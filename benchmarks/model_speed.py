@@ -5,10 +5,10 @@
         [--image PHOTO.jpg] [--runs 50] [--warmup 5] [--write-docs]
 
 All three engines see the same real 1024x768 mealtray tray photo, the same numpy
-pre-processing (model.runtime.preprocess) and the same post-processing
-(model.runtime.decode_outputs); only the network engine differs. Reported per engine:
+pre-processing (model.infer.runtime.preprocess) and the same post-processing
+(model.infer.runtime.decode_outputs); only the network engine differs. Reported per engine:
 median and p95 of the network alone and of the whole photo -> items path. Peak RSS is
-measured in a separate process that imports only model.runtime (no torch) and predicts.
+measured in a separate process that imports only model.infer.runtime (no torch) and predicts.
 
 Targets (issue 3): ORT fp32 >= 2x faster than torch eager; INT8 <= 0.6x fp32 time;
 fp32 median <= 60 ms; peak RSS of the inference process <= 400 MB.
@@ -35,7 +35,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from any folder
 
-from model.runtime import PostConfig, TrayModel, decode_outputs, load_image, preprocess  # noqa: E402
+from model.infer.runtime import PostConfig, TrayModel, decode_outputs, load_image, preprocess  # noqa: E402
 
 DEFAULT_IMAGE = (
     REPO / "tests" / "fixtures" / "mealtray" / "labeled"
@@ -52,7 +52,7 @@ K = TypeVar("K", bound=Hashable)
 RSS_PROBE = """
 import json, re, resource, sys
 from pathlib import Path
-from model.runtime import TrayModel, load_image
+from model.infer.runtime import TrayModel, load_image
 model = TrayModel(sys.argv[1])
 img = load_image(sys.argv[2])
 for _ in range(int(sys.argv[3])):
@@ -153,7 +153,7 @@ def torch_paths(
 
 
 def peak_rss(model_path: Path, image: Path, runs: int) -> dict[str, float | bool | None]:
-    """Peak RSS (MB) of a process that only imports model.runtime and predicts."""
+    """Peak RSS (MB) of a process that only imports model.infer.runtime and predicts."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-c", RSS_PROBE, str(model_path), str(image), str(runs)],
@@ -241,7 +241,7 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
     lines += [f"| {k} ({targets[k]}) | {net[k]:.2f} | {e2e[k]:.2f} |" for k in net]
     fp32_ms = timings["ORT fp32"]["end_to_end"].median_ms
     lines += ["", f"ORT fp32 photo -> items median {fp32_ms:.1f} ms (target <= 60 ms). "
-              "Peak RSS of a process that imports only model.runtime and "
+              "Peak RSS of a process that imports only model.infer.runtime and "
               f"predicts: {rss['peak_rss_mb']:.0f} MB by ru_maxrss, {rss['vm_hwm_mb']:.0f} MB by "
               f"VmHWM (target <= 400 MB; torch loaded: {rss['torch_loaded']}).", ""]
     return "\n".join(lines)

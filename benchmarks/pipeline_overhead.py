@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from model.runtime import full_size, load_image  # noqa: E402
+from model.infer.runtime import full_size, load_image  # noqa: E402
 from serve.main import create_app  # noqa: E402
 from serve.model_registry import load_model  # noqa: E402
 from serve.pipeline import ImageRequest, analyze  # noqa: E402
@@ -54,7 +54,7 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
 STEPS = (
     ("serve.routers.analyze", "decode_upload", "decode the upload"),
     ("serve.routers.analyze", "run_model", "pipeline after decode"),
-    ("model.runtime:TrayModel", "predict", "  of which model.predict"),
+    ("model.infer.runtime:TrayModel", "predict", "  of which model.predict"),
     ("serve.routers.analyze", "_stored_or_replayed", "store: transaction + commit"),
     ("serve.routers.analyze", "store_analysis", "  of which rows and file"),
     ("serve.routers.analyze", "record_image", "    image row upsert"),

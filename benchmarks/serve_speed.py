@@ -2,7 +2,7 @@
 
 For 1 and 2 uvicorn workers it starts the real service on 127.0.0.1 (a temp SQLite database
 and data dir), sends one real tray photo, and prints side by side:
-  - p50/p95 of single POST /v1/analyze requests over HTTP vs model.runtime on the same
+  - p50/p95 of single POST /v1/analyze requests over HTTP vs model.infer.runtime on the same
     photo in this process, taken alternately so that load from other jobs hits both alike:
     decode + predict (the model's time for the photo; target: p50 ratio <= 1.3) and, stricter,
     predict on the already decoded photo;
@@ -212,10 +212,10 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
 
 
 class RawModel:
-    """model.runtime in this process on the same photo: the baseline the service is held to."""
+    """model.infer.runtime in this process on the same photo: the baseline to beat."""
 
     def __init__(self, model_path: Path, image_bytes: bytes) -> None:
-        from model.runtime import TrayModel, load_image
+        from model.infer.runtime import TrayModel, load_image
 
         self._load_image = load_image
         self.model_path = model_path
@@ -381,7 +381,7 @@ def report(runs: list[WorkerRun], args: argparse.Namespace) -> str:
         SECTION, "",
         f"Measured by `python benchmarks/serve_speed.py` on {time.strftime('%Y-%m-%d')}: "
         f"{machine()}; photo `{shown}`; per worker count {args.requests} single requests "
-        f"over HTTP, each after one in-process model.runtime predict and decode+predict of the "
+        f"over HTTP, each after one in-process runtime predict and decode+predict of the "
         f"same photo (alternating, after {args.warmup} warm-up rounds); batch endpoint "
         f"{args.batches} x {args.batch_size} images; SQLite; ONNX Runtime default threads.",
         "",
@@ -418,7 +418,7 @@ def _breakdown(runs: list[WorkerRun]) -> list[str]:
     return [
         "", f"Mean of one request with 1 worker: {statistics.mean(run.single) * 1000:.1f} ms at "
         f"the client; {run.inside['request'] * 1000:.1f} ms inside the service (middleware to "
-        f"response), of which {run.inside['inference'] * 1000:.1f} ms in model.runtime predict "
+        f"response), of which {run.inside['inference'] * 1000:.1f} ms in runtime predict "
         f"(in this process, alternating: {statistics.mean(run.raw['predict']) * 1000:.1f} ms).",
     ]
 

@@ -1,6 +1,6 @@
 """Torch Dataset over a COCO-extended CocoDataset: letterbox, transforms v2, dense targets.
 
-The letterbox is model.runtime's (one implementation), so training sees exactly the input
+The letterbox is model.infer.runtime's (one implementation), so training sees exactly the input
 geometry that inference builds. Augmentation uses torchvision.transforms.v2 on tv_tensors
 (Image, BoundingBoxes, Mask) so boxes and masks move with the pixels.
 """
@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 
 from model.data.coco import Annotation, CocoDataset, ImageRecord
 from model.data.masks import annotation_mask
-from model.runtime import PAD_VALUE, letterbox, load_image
+from model.infer.runtime import PAD_VALUE, letterbox, load_image
 
 MAX_OBJECTS = 32  # padded per-image object slots for batching (trays hold far fewer)
 CENTRE_RADIUS = 1  # box regression is supervised on cells within this many of the centre...

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from model.data.coco import CocoDataset
 from model.dataset import TARGETS_VERSION, InputSpec, TrayDataset, train_transforms
+from model.infer.runtime import ModelMeta, PostConfig, decode_outputs
 from model.network import STRIDE, TrayNet, to_export
-from model.runtime import ModelMeta, PostConfig, decode_outputs
 
 MEAN = (0.5, 0.5, 0.5)  # Lite0 weights expect inputs in [-1, 1]
 STD = (0.5, 0.5, 0.5)

@@ -2,7 +2,7 @@
 
 `python -m model.evaluate --model PATH.onnx [--data ../shared/data] --out DIR` writes
 `DIR/metrics.json` (machine readable; shipped as model/artifacts/traylens.metrics.json)
-and `DIR/report.md`. Everything runs through `model.runtime` (the service's code path)
+and `DIR/report.md`. Everything runs through `model.infer.runtime` (the service's code path)
 and the metric definitions in `model.metrics`; nothing here imports torch.
 
 Sections (each present when its data set is given):
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from model import metrics, portion
+from model import metrics
 from model.data.coco import MASK_SOURCES, Annotation, CocoDataset, CocoFormatError, ImageRecord
 from model.data.compose import compose_dataset, extract_crops
 from model.data.importers.common import SourceFormatError
@@ -36,8 +36,9 @@ from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
 from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, group_of, training_split
-from model.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
-from model.runtime import (
+from model.infer import portion
+from model.infer.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
+from model.infer.runtime import (
     Item,
     ModelFileError,
     PostConfig,

@@ -23,9 +23,9 @@ import numpy as np
 import onnx
 import torch
 
-from model import portion
+from model.infer import portion
+from model.infer.runtime import META_KEY, ModelMeta, PostConfig, TrayModel, load_image, preprocess
 from model.network import OUTPUT_NAMES, TrayNet
-from model.runtime import META_KEY, ModelMeta, PostConfig, TrayModel, load_image, preprocess
 
 OPSET = 18
 # fp32 ORT vs eager torch: different kernels and summation order; measured ~1e-4 on real photos.
@@ -113,7 +113,7 @@ def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
     The model's own coin scale and mask are used, so the fit absorbs their biases exactly
     as they occur at inference. Objects the model misses (IoU < 0.5) are left out.
     """
-    from model.runtime import box_iou
+    from model.infer.geometry import box_iou
 
     cfg = cfg or PostConfig(score_min=0.1)
     by_image = coco.annotations_by_image()

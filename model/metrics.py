@@ -34,6 +34,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from model.infer.geometry import as_boxes, box_iou
+
 Interpolation = Literal["all_point", "coco101"]
 BoxT = tuple[float, float, float, float]
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
@@ -121,29 +123,6 @@ class MeanCI:
     n: int
 
 
-def _boxes(boxes: npt.ArrayLike, name: str) -> np.ndarray:
-    """Validate an (N, 4) array of [x0, y0, x1, y1] boxes."""
-    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
-    if not np.all(np.isfinite(arr)):
-        raise MetricError(f"{name}: box coordinates must be finite")
-    if np.any(arr[:, 2] < arr[:, 0]) or np.any(arr[:, 3] < arr[:, 1]):
-        raise MetricError(f"{name}: boxes must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
-    return arr
-
-
-def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
-    """IoU matrix (N, M) between two sets of [x0, y0, x1, y1] boxes."""
-    aa, bb = _boxes(a, "a"), _boxes(b, "b")
-    lt = np.maximum(aa[:, None, :2], bb[None, :, :2])
-    rb = np.minimum(aa[:, None, 2:], bb[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area_a = np.prod(aa[:, 2:] - aa[:, :2], axis=1)
-    area_b = np.prod(bb[:, 2:] - bb[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    # Two zero-area boxes have no meaningful overlap: IoU 0 rather than 0/0.
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def match_detections(
     detections: Sequence[Detection],
     ground_truth: Sequence[GroundTruth],
@@ -155,7 +134,7 @@ def match_detections(
     gt_by_key: dict[tuple[str, str], list[BoxT]] = defaultdict(list)
     for g in ground_truth:
         gt_by_key[(g.image_id, g.label)].append(g.box)
-    gt_boxes = {k: _boxes(v, "ground truth") for k, v in gt_by_key.items()}
+    gt_boxes = {k: as_boxes(v, "ground truth") for k, v in gt_by_key.items()}
     taken = {k: np.zeros(len(v), dtype=bool) for k, v in gt_boxes.items()}
     scores = np.array([d.score for d in detections], dtype=np.float64)
     if not np.all(np.isfinite(scores)):

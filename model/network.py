@@ -6,7 +6,7 @@ Outputs (all at stride 8 of the letterboxed input, NCHW):
   ltrb      (B, 4, h, w)  distances from the cell centre to the box sides, input pixels
   mask      (B, 1, h, w)  food/object foreground probability (sigmoid)
   embedding (B, E, h, w)  raw embedding map; pooled inside an item's mask and L2-normalised
-                          by model.runtime (one implementation for torch and ONNX paths)
+                          by model.infer.runtime (one implementation for torch and ONNX paths)
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from model.runtime import ImageError, Item, ModelFileError, Prediction, TrayModel, load_image
+from model.infer.runtime import ImageError, Item, ModelFileError, Prediction, TrayModel, load_image
 
 DEFAULT_MODEL = "model/artifacts/traylens.onnx"
 

@@ -3,7 +3,7 @@
 python -m model.quantize --model model/artifacts/traylens.onnx \
     --out model/artifacts/traylens.int8.onnx --calib-dir ../shared/data/images/mealtray/labeled
 
-Calibration images go through model.runtime's own pre-processing, so activation ranges are
+Calibration images go through model.infer.runtime's own pre-processing, so activation ranges are
 those of real inference inputs. The metadata (labels, portions, ...) is copied across.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model.export import read_meta, write_meta
-from model.runtime import ModelMeta, load_image, preprocess
+from model.infer.runtime import ModelMeta, load_image, preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

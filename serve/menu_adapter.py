@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.menu_match import Dish as MatchDish
-from model.runtime import load_image
+from model.infer.menu_match import Dish as MatchDish
+from model.infer.runtime import load_image
 from serve.menus import (
     SIZE_REFERENCES,
     DishInfo,
@@ -21,7 +21,7 @@ from serve.menus import relative_grams as menu_relative_grams
 from serve.pipeline import ENROLLED, MENU_SERVING, SERVING_SPREAD, Alternative, Grams, MenuChoice
 
 if TYPE_CHECKING:
-    from model.runtime import TrayModel
+    from model.infer.runtime import TrayModel
 
 
 class CanteenMenu:
@@ -32,7 +32,7 @@ class CanteenMenu:
         self._dishes = {d.dish_id: d for d in context.dishes}
 
     def identify(self, embedding: np.ndarray, class_scores: np.ndarray) -> MenuChoice:
-        """The most probable dish and the ranked rest (model.menu_match via serve.menus)."""
+        """The most probable dish and the ranked rest (model.infer.menu_match via serve.menus)."""
         found = identify(self.context, embedding, class_scores)
         alternatives = [
             Alternative(

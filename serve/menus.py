@@ -1,7 +1,7 @@
 """Menu mode: identify each detected item among a menu's dishes and size it against the dish's
 enrolled examples when no physical scale is known.
 
-The ranking itself is model.menu_match (one matcher for the service and the evaluator); this
+The ranking itself is model.infer.menu_match (one matcher for the service and the evaluator); this
 module turns stored menus and enrolments into its input and its output into dish answers.
 """
 from __future__ import annotations
@@ -14,17 +14,17 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from model.menu_match import Dish as MatchDish
-from model.menu_match import DishMatch, MatchConfig, rank_menu
+from model.infer.geometry import pair_iou
+from model.infer.menu_match import Dish as MatchDish
+from model.infer.menu_match import DishMatch, MatchConfig, rank_menu
 from serve.auth import Principal
 from serve.canteen_models import Enrolment, Menu, MenuDish, RegionKind
 from serve.errors import not_found, unprocessable
-from serve.pairing import box_iou
 from serve.storage import ImageStore, record_image
 from serve.uploads import decode_photo
 
 if TYPE_CHECKING:
-    from model.runtime import TrayModel
+    from model.infer.runtime import TrayModel
     from serve.model_registry import LoadedModel
 
 # Said in each item's provenance when its grams come from the enrolled serving.
@@ -177,8 +177,8 @@ def _model_area(model: TrayModel, img: Image.Image,
     items = [i for i in model.predict([img])[0].items
              if i.area_px > 0 and model.meta.food_ids[i.label_index] is not None]
     if box is not None:
-        items = [i for i in items if box_iou(i.box, box) >= 0.5]
-        items.sort(key=lambda i: -box_iou(i.box, box))
+        items = [i for i in items if pair_iou(i.box, box) >= 0.5]
+        items.sort(key=lambda i: -pair_iou(i.box, box))
     else:
         items.sort(key=lambda i: -i.area_px)
     return float(items[0].area_px) if items else None

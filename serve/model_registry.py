@@ -14,7 +14,7 @@ from serve.db import utcnow
 from serve.errors import ApiError
 
 if TYPE_CHECKING:
-    from model.runtime import TrayModel
+    from model.infer.runtime import TrayModel
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ def file_sha256(path: Path) -> str:
 
 
 def load_model(path: Path, *, intra_op_threads: int = 0) -> LoadedModel:
-    """Load an ONNX file with model.runtime; ApiError 422 when it is not a usable TrayLens model."""
-    from model.runtime import ModelFileError, TrayModel
+    """Load an ONNX file with model.infer.runtime; ApiError 422 when it is no TrayLens model."""
+    from model.infer.runtime import ModelFileError, TrayModel
 
     if not path.is_file():
         raise ApiError(422, "model_missing", f"model file not found: {path}")

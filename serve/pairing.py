@@ -17,11 +17,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from model.infer.geometry import Box, pair_iou
 from serve.canteen_models import MealPair
 from serve.errors import ApiError, not_found, unprocessable
 from serve.models import Analysis, AnalysisItem, MealState
-
-Box = tuple[float, float, float, float]
 
 # Position alone may pair two items of different labels only when they overlap this much:
 # the kiosk shoots the same tray from the same place, a relabelled leftover stays put.
@@ -88,20 +87,11 @@ class PairResult:
                 if p.food_id is not None and PairFlag.ONLY_AFTER not in p.flags]
 
 
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def similarity(a: TrayItem, b: TrayItem) -> float:
     """How alike two items look: mean of box overlap and embedding cosine, where known."""
     parts: list[float] = []
     if a.box is not None and b.box is not None:
-        parts.append(box_iou(a.box, b.box))
+        parts.append(pair_iou(a.box, b.box))
     if a.embedding is not None and b.embedding is not None:
         va, vb = np.asarray(a.embedding), np.asarray(b.embedding)
         norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
@@ -146,9 +136,9 @@ def match_items(
     matches += [(i, j, False) for i, j in _greedy(same_food)]
     left_b = _unmatched(len(before), {m[0] for m in matches})
     left_a = _unmatched(len(after), {m[1] for m in matches})
-    by_place = [(box_iou(bb, ab), i, j) for i in left_b for j in left_a
+    by_place = [(pair_iou(bb, ab), i, j) for i in left_b for j in left_a
                 if (bb := before[i].box) is not None and (ab := after[j].box) is not None
-                and box_iou(bb, ab) >= RELABEL_MIN_IOU]
+                and pair_iou(bb, ab) >= RELABEL_MIN_IOU]
     matches += [(i, j, True) for i, j in _greedy(by_place)]
     return (sorted(matches), _unmatched(len(before), {m[0] for m in matches}),
             _unmatched(len(after), {m[1] for m in matches}))

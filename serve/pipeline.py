@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from PIL import Image
 
-from model.portion import COIN_LABEL
+from model.infer.portion import COIN_LABEL
 from serve.nutrients import find_food, item_nutrients, meal_totals
 
 if TYPE_CHECKING:
-    from model.runtime import Item, Prediction, TrayModel
+    from model.infer.runtime import Item, Prediction, TrayModel
 
 # Scale sources, best first (the order of the module docstring).
 DEPTH = "depth"

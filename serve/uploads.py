@@ -11,7 +11,7 @@ from PIL import Image
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from model.runtime import ImageError, load_image
+from model.infer.runtime import ImageError, load_image
 from serve.errors import ApiError
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
@@ -141,7 +141,7 @@ def sniff_image_type(data: bytes) -> str:
 def decode_photo(
     data: bytes, max_pixels: int, fit: tuple[int, int] | None = None
 ) -> tuple[Image.Image, str]:
-    """An upright RGB photo (model.runtime.load_image, `fit` as there) and its content type."""
+    """An upright RGB photo (runtime.load_image, `fit` as there) and its content type."""
     content_type = sniff_image_type(data)
     try:
         return load_image(data, max_pixels=max_pixels, fit=fit), content_type

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from model.runtime import ImageError, load_image
+from model.infer.runtime import ImageError, load_image
 from serve.access import load_analysis, load_item, load_user
 from serve.analyses import analysis_payload, correct_item
 from serve.auth import Principal

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from model.runtime import full_size
+from model.infer.runtime import full_size
 from serve.access import load_canteen, load_user
 from serve.analyses import analysis_payload, analysis_row, insert_analysis
 from serve.auth import Principal

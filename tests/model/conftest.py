@@ -10,8 +10,8 @@ from model import export
 from model.data.coco import CocoDataset
 from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
+from model.infer.runtime import ModelMeta
 from model.network import TrayNet
-from model.runtime import ModelMeta
 
 TINY_SIZE = (160, 128)
 

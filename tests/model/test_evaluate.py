@@ -27,8 +27,8 @@ from model.evaluate import (
     menu_section,
     write_outputs,
 )
-from model.menu_match import MatchConfig
-from model.runtime import Item, Prediction, TrayModel
+from model.infer.menu_match import MatchConfig
+from model.infer.runtime import Item, Prediction, TrayModel
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_CANDIDATES = (

@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from model import export
+from model.infer.runtime import (
+    ModelMeta,
+    PostConfig,
+    TrayModel,
+    decode_outputs,
+    load_image,
+    preprocess,
+)
 from model.network import TrayNet
-from model.runtime import ModelMeta, PostConfig, TrayModel, decode_outputs, load_image, preprocess
 from tests.model.conftest import export_tiny
 
 

@@ -12,7 +12,6 @@ from model.metrics import (
     MetricError,
     average_precision,
     bootstrap_map_ci95,
-    box_iou,
     detection_ap,
     expected_calibration_error,
     grams_error,
@@ -22,22 +21,6 @@ from model.metrics import (
     matched_mask_ious,
     mean_ci95,
 )
-
-
-def test_box_iou_by_hand() -> None:
-    # a = [0,0,10,10] (area 100), b = [5,5,15,15] (area 100): overlap [5,5,10,10] = 25,
-    # union = 100 + 100 - 25 = 175, IoU = 25/175 = 1/7. c is disjoint from a: IoU 0.
-    iou = box_iou([[0, 0, 10, 10]], [[5, 5, 15, 15], [20, 20, 30, 30], [0, 0, 10, 10]])
-    assert iou.shape == (1, 3)
-    assert iou[0, 0] == pytest.approx(1 / 7)
-    assert iou[0, 1] == 0.0
-    assert iou[0, 2] == 1.0
-
-
-def test_box_iou_rejects_inverted_boxes() -> None:
-    with pytest.raises(MetricError, match="x1 >= x0"):
-        box_iou([[10, 0, 0, 10]], [[0, 0, 1, 1]])
-
 
 # One class, 3 ground-truth boxes; 4 detections by score: .9 TP, .8 FP, .7 TP, .6 FP.
 # precision after each: 1/1, 1/2, 2/3, 2/4; recall: 1/3, 1/3, 2/3, 2/3.

@@ -98,7 +98,7 @@ def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, d
     """Training does not depend on flip_test, so an existing checkpoint can be exported with
     it; the file says so, under its own version."""
     from model import export
-    from model.runtime import TrayModel
+    from model.infer.runtime import TrayModel
 
     out, _ = trained
     model, ckpt = engine.model_from_checkpoint(out / "checkpoint.pt")
@@ -223,7 +223,7 @@ def test_runs_of_other_train_seeds_join_into_one_ensemble(
     with pytest.raises(ValueError, match="neck_channels"):
         engine.ensemble_from_checkpoints([a, tmp_path / "other.pt"])
     from model import export
-    from model.runtime import TrayModel
+    from model.infer.runtime import TrayModel
 
     export.main(["--checkpoint", str(a), str(b), "--out", str(tmp_path / "ens.onnx"),
                  "--no-calibrate"])

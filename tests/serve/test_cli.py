@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from model.runtime import load_image
+from model.infer.runtime import load_image
 from serve.analyses import analysis_payload, analysis_row
 from serve.model_registry import LoadedModel
 from serve.pipeline import ImageRequest, analyze

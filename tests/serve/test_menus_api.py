@@ -15,12 +15,12 @@ from PIL import Image, ImageDraw
 from sqlalchemy import update
 
 from model.data.importers.ecustfd import read_voc
-from model.runtime import load_image
+from model.infer.geometry import pair_iou
+from model.infer.runtime import load_image
 from serve.auth import Principal
 from serve.canteen_models import Enrolment, Menu
 from serve.menus import identify, load_menu_context, menu_context, refresh_enrolments
 from serve.models import Role, StoredImage
-from serve.pairing import box_iou
 from serve.storage import ImageStore, purge_expired
 from tests.serve.conftest import Service
 from tests.serve.test_diary import KIMCHI, RICE, SOUP
@@ -200,7 +200,7 @@ def food_box(xml: Path, food: str) -> list[float]:
     objects = read_voc(xml)[3]
     box = next(b for name, b in objects if name == food)
     coins = [b for name, b in objects if name == "coin"]
-    assert all(box_iou((box[0], box[1], box[2], box[3]), (c[0], c[1], c[2], c[3])) == 0
+    assert all(pair_iou((box[0], box[1], box[2], box[3]), (c[0], c[1], c[2], c[3])) == 0
                for c in coins), f"{xml.name}: the food box lies on the coin"
     return box
 

@@ -7,7 +7,6 @@ from nutrition_db import meal_nutrients
 from serve.pairing import (
     PairFlag,
     TrayItem,
-    box_iou,
     match_items,
     pair_meal,
     paired_item,
@@ -21,13 +20,6 @@ def _item(key: str, grams: float, box: tuple[float, float, float, float] | None 
           food_id: str | None = None) -> TrayItem:
     return TrayItem(key=key, food_id=food_id or f"F-{key}", grams=grams, box=box,
                     embedding=emb, ref=ref)
-
-
-def test_box_iou_hand_checked() -> None:
-    # 10x10 boxes offset by 5 in x: overlap 5x10 = 50, union 150
-    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
-    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
-    assert box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
 
 
 def test_three_dish_tray_hand_checked() -> None:

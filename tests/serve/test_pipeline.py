@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from model.data.importers.ecustfd import read_voc
-from model.runtime import Item, Prediction, load_image
+from model.infer.runtime import Item, Prediction, load_image
 from nutrition_db.table import get_food, nutrients_for
 from serve.menu_adapter import CanteenMenu, menu_from_file
 from serve.model_registry import LoadedModel

@@ -18,7 +18,8 @@ from typing import Any
 from model.data.builder import DatasetBuilder
 from model.data.coco import CocoDataset
 from model.data.importers.common import SourceFormatError, image_size
-from model.portion import coin_px_per_cm  # the one coin scale (runtime + importers)
+from model.infer.geometry import pair_iou
+from model.infer.portion import coin_px_per_cm  # the one coin scale (runtime + importers)
 
 SOURCE = "ecustfd"
 COIN_LABEL = "coin"
@@ -167,15 +168,6 @@ def _add_image(
                      object_id=None if label == COIN_LABEL else obj)
 
 
-def box_iou(a: list[float], b: list[float]) -> float:
-    """Intersection over union of two [x0, y0, x1, y1] boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _check_coin(
     objs: list[tuple[str, list[float]]], name: str, info: dict[str, Any]
 ) -> list[tuple[str, list[float]]] | None:
@@ -189,7 +181,7 @@ def _check_coin(
     coins = [box for label, box in objs if label == COIN_LABEL]
     if len(coins) != 1:
         return objs
-    ious = [box_iou(box, coins[0]) for label, box in objs if label != COIN_LABEL]
+    ious = [pair_iou(box, coins[0]) for label, box in objs if label != COIN_LABEL]
     if any(v > COPY_IOU for v in ious):
         info.setdefault("corrections", []).append(
             {"file": name, "label": COIN_LABEL, "corrected_to": None,

@@ -23,7 +23,7 @@ def _image(ds: CocoDataset, name: str) -> tuple[int, dict[str, float | None], fl
 def test_grams_and_coin_scale(ecustfd_ds: CocoDataset) -> None:
     _, grams, scale = _image(ecustfd_ds, "apple003T(1).JPG")
     assert grams == {"apple": 219.0, "coin": None}
-    # coin box 645..710 x 56..116: mean of 65 and 60 px = 2.5 cm (model.portion's rule)
+    # coin box 645..710 x 56..116: mean of 65 and 60 px = 2.5 cm (model.infer.portion's rule)
     assert scale == pytest.approx(62.5 / 2.5)
 
 

@@ -1,4 +1,4 @@
-"""model.runtime: decoding every awkward real-image variant, post-processing units, torch-free."""
+"""model.infer.runtime: decoding awkward real-image variants, post-processing units, torch-free."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import runtime
-from model.runtime import (
+from model.infer import runtime
+from model.infer.runtime import (
     ImageError,
     Item,
     ModelFileError,
@@ -21,7 +21,7 @@ from model.runtime import (
     mask_polygon,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_model_file_errors(tmp_path: Path) -> None:
 
 
 def test_runtime_import_leaves_torch_out() -> None:
-    code = "import sys, model.runtime, model.portion; print('torch' in sys.modules)"
+    code = "import sys, model.infer.runtime, model.infer.portion; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"

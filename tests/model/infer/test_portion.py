@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from model import portion
+from model.infer import portion
 
 
 def test_coin_scale_from_box() -> None:

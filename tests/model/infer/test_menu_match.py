@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from model.menu_match import (
+from model.infer.menu_match import (
     Dish,
     MatchConfig,
     MenuMatchError,

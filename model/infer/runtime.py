@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model import portion
+from model.infer import portion
+from model.infer.geometry import box_iou
 
 META_KEY = "traylens"
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -259,19 +260,6 @@ def decode_boxes(peaks: np.ndarray, ltrb: np.ndarray, stride: int) -> np.ndarray
     cx, cy = (xs + 0.5) * stride, (ys + 0.5) * stride
     left, top, right, bottom = (ltrb[i, ys, xs] for i in range(4))
     return np.stack([cx - left, cy - top, cx + right, cy + bottom], axis=1).astype(np.float64)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
