@@ -14,6 +14,11 @@ The two sources are mixed by a gate, ``g = sigmoid((best_similarity - min_simila
 gate_width)``: ``P = g * P_embedding + (1 - g) * P_class``, each term a distribution over
 the dishes it can score (g is 1 without class evidence, 0 without enrolled examples).
 With no evidence at all every dish gets 1/m and source "none".
+
+The ranking is closed-set: some dish always comes first. ``decide`` then asks whether the
+evidence for that dish is enough to name it (a strong enrolled match, or the model's own
+unrenormalised class probability for the dish's label); otherwise the item is
+unidentified, never the first dish by default.
 Used by the service (``menu_id`` in /v1/analyze) and by ``model.evaluate``.
 """
 from __future__ import annotations
@@ -46,6 +51,9 @@ class MatchConfig:
     temperature: float = 0.1
     min_similarity: float = 0.5
     gate_width: float = 0.05
+    # Naming by class needs the model's own probability (over all its classes, not
+    # renormalised over the menu) to favour the dish's label over every other class together.
+    min_class_score: float = 0.5
 
     def __post_init__(self) -> None:
         """Reject settings that would divide by zero or make no sense."""
@@ -55,6 +63,8 @@ class MatchConfig:
             raise MenuMatchError("temperature and gate_width must be > 0")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise MenuMatchError("min_similarity is a cosine similarity: it must be in [-1, 1]")
+        if not 0.0 <= self.min_class_score <= 1.0:
+            raise MenuMatchError("min_class_score is a probability: it must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,36 @@ def _gate(sims: Sequence[float | None], p_cls: np.ndarray, cfg: MatchConfig) -> 
         return 1.0
     x = (max(known) - cfg.min_similarity) / cfg.gate_width
     return 1.0 / (1.0 + math.exp(-max(min(x, 50.0), -50.0)))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The dish named for an item (None: unidentified), its probability and why."""
+
+    dish_id: str | None
+    probability: float
+    evidence: Source
+
+
+def decide(
+    ranking: Sequence[DishMatch],
+    class_scores: npt.ArrayLike | None,
+    menu: Sequence[Dish],
+    config: MatchConfig | None = None,
+) -> Decision:
+    """Name the top-ranked dish only when its own evidence is strong enough."""
+    cfg = config or MatchConfig()
+    if not ranking:
+        raise MenuMatchError("nothing ranked")
+    top = ranking[0]
+    if top.similarity is not None and top.similarity >= cfg.min_similarity:
+        return Decision(top.dish_id, top.probability, "embedding")
+    label = next(d.label_index for d in menu if d.dish_id == top.dish_id)
+    if label is not None and class_scores is not None:
+        raw = float(np.asarray(class_scores, dtype=np.float64).ravel()[label])
+        if raw >= cfg.min_class_score:
+            return Decision(top.dish_id, top.probability, "class_scores")
+    return Decision(None, 0.0, "none")
 
 
 def fit_temperature(
