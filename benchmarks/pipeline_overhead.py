@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 from fastapi.testclient import TestClient  # noqa: E402
 
 from model.infer.runtime import full_size, load_image  # noqa: E402
+from serve.core.settings import load_settings  # noqa: E402
 from serve.main import create_app  # noqa: E402
 from serve.model_registry import load_model  # noqa: E402
 from serve.pipeline import ImageRequest, analyze  # noqa: E402
-from serve.settings import load_settings  # noqa: E402
 
 PHOTO = (REPO / "tests/fixtures/mealtray/labeled/"
          "20220308112654_000042_059_0000000001_B______xx_C (2770).jpg")

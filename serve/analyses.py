@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from serve.db import insert_rows, new_id, utcnow
-from serve.models import Analysis, AnalysisItem, Provenance
+from serve.db.base import new_id, utcnow
+from serve.db.session import insert_rows
+from serve.db.tables.analyses import Analysis, AnalysisItem, Provenance
 from serve.nutrients import find_food, item_nutrients, meal_totals, require_food
 from serve.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
 

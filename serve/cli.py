@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from serve.settings import SettingsError, load_settings
+from serve.core.settings import SettingsError, load_settings
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -100,8 +100,9 @@ def run_analyze(argv: Sequence[str]) -> int:
 
 def run_purge(argv: Sequence[str]) -> int:
     """Delete stored photos older than TRAYLENS_IMAGE_RETENTION_DAYS."""
-    from serve.db import make_engine, make_session_factory, transaction, upgrade_database
-    from serve.storage import ImageStore, purge_expired
+    from serve.core.storage import ImageStore, purge_expired
+    from serve.db.migrate import upgrade_database
+    from serve.db.session import make_engine, make_session_factory, transaction
 
     argparse.ArgumentParser(prog="python -m serve purge-images").parse_args(argv)
     settings = load_settings()

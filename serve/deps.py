@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.auth import Principal, authenticate, parse_bearer
+from serve.core.auth import Principal, authenticate, parse_bearer
+from serve.core.settings import Settings
 from serve.model_registry import LoadedModel, ModelRegistry
-from serve.settings import Settings
 
 
 async def get_settings_dep(request: Request) -> Settings:

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nutrition_db import ReferenceIntake, meal_nutrients, reference_intakes
-from serve.canteen_models import MealPair
-from serve.models import Analysis, Canteen, MealState, User
+from serve.db.tables.analyses import Analysis, MealState
+from serve.db.tables.core import Canteen, User
+from serve.db.tables.pairs import MealPair
 from serve.pairing import PairResult, pair_results, tray_items
 
 ENERGY = "energy_kcal"

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from serve.auth import Principal
-from serve.canteen_models import Kiosk
-from serve.errors import not_found, unprocessable
-from serve.models import Role
+from serve.core.auth import Principal
+from serve.core.errors import not_found, unprocessable
+from serve.db.tables.core import Role
+from serve.db.tables.kiosks import Kiosk
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nutrition_db.table import table
-from serve.auth import bootstrap_admin
-from serve.db import make_engine, make_session_factory, transaction, upgrade_database
-from serve.errors import ApiError
-from serve.metrics import MetricsMiddleware, ServiceMetrics
+from serve.core.auth import bootstrap_admin
+from serve.core.errors import ApiError
+from serve.core.metrics import MetricsMiddleware, ServiceMetrics
+from serve.core.settings import Settings, get_settings
+from serve.db.migrate import upgrade_database
+from serve.db.session import make_engine, make_session_factory, transaction
 from serve.model_registry import LoadedModel, ModelRegistry, load_model
 from serve.model_sync import ModelSync, startup_model
-from serve.settings import Settings, get_settings
 
 log = logging.getLogger("traylens")
 

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from model.infer.geometry import pair_iou
 from model.infer.menu_match import Dish as MatchDish
 from model.infer.menu_match import DishMatch, MatchConfig, rank_menu
-from serve.auth import Principal
-from serve.canteen_models import Enrolment, Menu, MenuDish, RegionKind
-from serve.errors import not_found, unprocessable
-from serve.storage import ImageStore, record_image
-from serve.uploads import decode_photo
+from serve.core.auth import Principal
+from serve.core.errors import not_found, unprocessable
+from serve.core.storage import ImageStore, record_image
+from serve.core.uploads import decode_photo
+from serve.db.tables.menus import Enrolment, Menu, MenuDish, RegionKind
 
 if TYPE_CHECKING:
     from model.infer.runtime import TrayModel

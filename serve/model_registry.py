@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from serve.db import utcnow
-from serve.errors import ApiError
+from serve.core.errors import ApiError
+from serve.db.base import utcnow
 
 if TYPE_CHECKING:
     from model.infer.runtime import TrayModel

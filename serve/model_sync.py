@@ -14,11 +14,11 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.db import transaction
-from serve.errors import ApiError
-from serve.metrics import ServiceMetrics
+from serve.core.errors import ApiError
+from serve.core.metrics import ServiceMetrics
+from serve.db.session import transaction
+from serve.db.tables.core import ModelVersion
 from serve.model_registry import LoadedModel, ModelRegistry, load_model
-from serve.models import ModelVersion
 
 log = logging.getLogger("traylens")
 

@@ -9,7 +9,7 @@ from nutrition_db.errors import InvalidAmountError, UnknownFoodError
 from nutrition_db.meal import meal_nutrients
 from nutrition_db.schema import NUTRIENT_KEYS, Food
 from nutrition_db.table import get_food, nutrients_for
-from serve.errors import ApiError
+from serve.core.errors import ApiError
 
 
 def find_food(food_id: str | None) -> Food | None:

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.infer.geometry import Box, pair_iou
-from serve.canteen_models import MealPair
-from serve.errors import ApiError, not_found, unprocessable
-from serve.models import Analysis, AnalysisItem, MealState
+from serve.core.errors import ApiError, not_found, unprocessable
+from serve.db.tables.analyses import Analysis, AnalysisItem, MealState
+from serve.db.tables.pairs import MealPair
 
 # Position alone may pair two items of different labels only when they overlap this much:
 # the kiosk shoots the same tray from the same place, a relabelled leftover stays put.

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.models import Role
+from serve.db.tables.core import Role
 
 
 class Public(BaseModel):

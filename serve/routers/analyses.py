@@ -11,16 +11,17 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from model.infer.runtime import ImageError, load_image
-from serve.access import load_analysis, load_item, load_user
 from serve.analyses import analysis_payload, correct_item
-from serve.auth import Principal
-from serve.canteen_models import MealPair
+from serve.core.auth import Principal
+from serve.core.errors import ApiError
+from serve.core.overlay import OverlayItem, caption, render_overlay
+from serve.core.settings import Settings
+from serve.core.storage import ImageStore
+from serve.db.access import load_analysis, load_item, load_user
+from serve.db.tables.analyses import Analysis
+from serve.db.tables.core import Role, User
+from serve.db.tables.pairs import MealPair
 from serve.deps import CurrentPrincipal, SessionDep
-from serve.errors import ApiError
-from serve.models import Analysis, Role, User
-from serve.overlay import OverlayItem, caption, render_overlay
-from serve.settings import Settings
-from serve.storage import ImageStore
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
 

@@ -16,22 +16,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from model.infer.runtime import full_size
-from serve.access import load_canteen, load_user
 from serve.analyses import analysis_payload, analysis_row, insert_analysis
-from serve.auth import Principal
-from serve.db import insert_rows, transaction, utcnow
+from serve.core.auth import Principal
+from serve.core.errors import ApiError, not_found
+from serve.core.settings import Settings
+from serve.core.storage import ImageStore, record_image
+from serve.core.uploads import UploadedFile, decode_depth, decode_photo, read_upload_form
+from serve.db.access import load_canteen, load_user
+from serve.db.base import utcnow
+from serve.db.session import insert_rows, transaction
+from serve.db.tables.analyses import Analysis
+from serve.db.tables.core import IdempotencyRecord
 from serve.deps import CurrentPrincipal, ModelDep
-from serve.errors import ApiError, not_found
 from serve.kiosks import kiosk_calibration
 from serve.menu_adapter import CanteenMenu
 from serve.menus import load_menu_context
 from serve.model_registry import LoadedModel
-from serve.models import Analysis, IdempotencyRecord
 from serve.pairing import link_analysis
 from serve.pipeline import ImageRequest, ImageResult, analyze
-from serve.settings import Settings
-from serve.storage import ImageStore, record_image
-from serve.uploads import UploadedFile, decode_depth, decode_photo, read_upload_form
 
 router = APIRouter(prefix="/v1", tags=["analyze"])
 

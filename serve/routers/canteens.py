@@ -4,9 +4,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from serve.access import load_canteen
+from serve.db.access import load_canteen
+from serve.db.tables.core import Canteen
 from serve.deps import AdminPrincipal, CurrentPrincipal, SessionDep
-from serve.models import Canteen
 from serve.schemas import CanteenCreate, CanteenPublic
 
 router = APIRouter(prefix="/v1/canteens", tags=["canteens"])

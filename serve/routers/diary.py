@@ -9,10 +9,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from serve.access import load_user
+from serve.core.errors import unprocessable
+from serve.db.access import load_user
 from serve.deps import CurrentPrincipal, SessionDep
 from serve.diary import DayReport, Habits, canteen_zone, days_report, habits, user_references
-from serve.errors import unprocessable
 
 router = APIRouter(prefix="/v1/users", tags=["diary"])
 

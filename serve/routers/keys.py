@@ -4,12 +4,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from serve.access import load_canteen
-from serve.auth import create_key
-from serve.db import utcnow
+from serve.core.auth import create_key
+from serve.core.errors import ApiError, not_found
+from serve.db.access import load_canteen
+from serve.db.base import utcnow
+from serve.db.tables.core import ApiKey
 from serve.deps import AdminPrincipal, CurrentPrincipal, SessionDep
-from serve.errors import ApiError, not_found
-from serve.models import ApiKey
 from serve.schemas import KeyCreate, KeyCreated, KeyPublic
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])

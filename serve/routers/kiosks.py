@@ -9,13 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from serve.access import load_canteen
-from serve.canteen_models import Kiosk
-from serve.db import utcnow
+from serve.core.errors import ApiError
+from serve.db.access import load_canteen
+from serve.db.base import utcnow
+from serve.db.tables.core import Role
+from serve.db.tables.kiosks import Kiosk
 from serve.deps import CurrentPrincipal, SessionDep
-from serve.errors import ApiError
 from serve.kiosks import load_kiosk, px_per_cm_from_tray
-from serve.models import Role
 
 router = APIRouter(prefix="/v1/kiosks", tags=["kiosks"])
 

@@ -12,17 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from serve.access import load_canteen
-from serve.auth import Principal
-from serve.canteen_models import Enrolment, Meal, Menu, MenuDish
-from serve.db import transaction
+from serve.core.auth import Principal
+from serve.core.errors import ApiError, not_found, unprocessable
+from serve.core.storage import ImageStore
+from serve.core.uploads import read_upload_form
+from serve.db.access import load_canteen
+from serve.db.session import transaction
+from serve.db.tables.core import Role
+from serve.db.tables.menus import Enrolment, Meal, Menu, MenuDish
 from serve.deps import CurrentPrincipal, ModelDep, SessionDep, SessionFactoryDep, SettingsDep
-from serve.errors import ApiError, not_found, unprocessable
 from serve.menus import enrol, get_menu, parse_box
-from serve.models import Role
 from serve.nutrients import require_food
-from serve.storage import ImageStore
-from serve.uploads import read_upload_form
 
 router = APIRouter(prefix="/v1/menus", tags=["menus"])
 

@@ -6,14 +6,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from serve.db import transaction
+from serve.core.errors import ApiError
+from serve.core.settings import Settings
+from serve.core.storage import sha256_hex
+from serve.core.uploads import read_upload_form
+from serve.db.session import transaction
 from serve.deps import AdminPrincipal, CurrentPrincipal, RegistryDep
-from serve.errors import ApiError
 from serve.model_registry import LoadedModel, load_model
 from serve.model_sync import record_active
-from serve.settings import Settings
-from serve.storage import sha256_hex
-from serve.uploads import read_upload_form
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
 

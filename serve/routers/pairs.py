@@ -9,12 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from nutrition_db import meal_nutrients
-from serve.access import load_analysis
-from serve.auth import Principal
-from serve.canteen_models import MealPair
+from serve.core.auth import Principal
+from serve.core.errors import ApiError, not_found
+from serve.db.access import load_analysis
+from serve.db.tables.core import Role, User
+from serve.db.tables.pairs import MealPair
 from serve.deps import CurrentPrincipal, SessionDep
-from serve.errors import ApiError, not_found
-from serve.models import Role, User
 from serve.pairing import PairedItem, close_pair, open_pair, pair_of
 
 router = APIRouter(prefix="/v1/pairs", tags=["pairs"])

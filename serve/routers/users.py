@@ -5,10 +5,10 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from serve.access import load_canteen, load_user
+from serve.core.errors import ApiError
+from serve.db.access import load_canteen, load_user
+from serve.db.tables.core import Role, User
 from serve.deps import CurrentPrincipal, SessionDep
-from serve.errors import ApiError
-from serve.models import Role, User
 from serve.schemas import UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/v1/users", tags=["users"])

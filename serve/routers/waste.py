@@ -5,11 +5,11 @@ import datetime as dt
 
 from fastapi import APIRouter
 
-from serve.access import load_canteen
+from serve.core.errors import unprocessable
+from serve.db.access import load_canteen
+from serve.db.tables.core import Role
 from serve.deps import CurrentPrincipal, SessionDep
 from serve.diary import WasteReport, canteen_waste
-from serve.errors import unprocessable
-from serve.models import Role
 
 router = APIRouter(prefix="/v1/canteens", tags=["waste"])
 MAX_DAYS = 366

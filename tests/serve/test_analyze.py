@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from nutrition_db.table import nutrients_for
-from serve.models import Analysis, AnalysisItem
+from serve.db.tables.analyses import Analysis, AnalysisItem
 from tests.serve.conftest import Service
 
 # SR28 foods with complete rows: apples (raw, with skin), bananas (raw), oranges (raw).

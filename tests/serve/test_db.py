@@ -1,12 +1,13 @@
-"""serve.db: the Core insert helper of the hot write path, on SQLite and PostgreSQL."""
+"""serve.db.session: the Core insert helper of the hot write path, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serve.db import insert_rows, make_engine, make_session_factory, new_id, set_columns
-from serve.models import Canteen
+from serve.db.base import new_id
+from serve.db.session import insert_rows, make_engine, make_session_factory, set_columns
+from serve.db.tables.core import Canteen
 from tests.serve.conftest import Service
 
 

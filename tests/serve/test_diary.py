@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.canteen_models import Kiosk, MealPair
-from serve.db import make_engine, make_session_factory, upgrade_database
+from serve.core.errors import ApiError
+from serve.core.storage import record_image, sha256_hex
+from serve.db.migrate import upgrade_database
+from serve.db.session import make_engine, make_session_factory
+from serve.db.tables.analyses import Analysis, AnalysisItem
+from serve.db.tables.core import Canteen, User
+from serve.db.tables.kiosks import Kiosk
+from serve.db.tables.pairs import MealPair
 from serve.diary import (
     MealKind,
     canteen_waste,
@@ -18,10 +24,7 @@ from serve.diary import (
     habits,
     user_references,
 )
-from serve.errors import ApiError
-from serve.models import Analysis, AnalysisItem, Canteen, User
 from serve.pairing import PairFlag, link_analysis, pair_of
-from serve.storage import record_image, sha256_hex
 
 # Real MFDS rows (per 100 g): 쌀밥 166 kcal, 0 mg Na; 된장국_감자 25 kcal, 357 mg Na;
 # 배추김치 38 kcal, 551 mg Na.

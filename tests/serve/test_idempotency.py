@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from serve.models import Analysis
+from serve.db.tables.analyses import Analysis
 from tests.serve.conftest import Service
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.errors import ApiError
+from serve.core.errors import ApiError
 from serve.kiosks import px_per_cm_from_tray
 
 

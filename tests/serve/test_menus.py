@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.errors import ApiError
+from serve.core.errors import ApiError
 from serve.menus import DishInfo, check_box, label_index_for, parse_box, relative_grams
 
 

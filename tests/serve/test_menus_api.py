@@ -17,11 +17,11 @@ from sqlalchemy import update
 from model.data.importers.ecustfd import read_voc
 from model.infer.geometry import pair_iou
 from model.infer.runtime import load_image
-from serve.auth import Principal
-from serve.canteen_models import Enrolment, Menu
+from serve.core.auth import Principal
+from serve.core.storage import ImageStore, purge_expired
+from serve.db.tables.core import Role, StoredImage
+from serve.db.tables.menus import Enrolment, Menu
 from serve.menus import identify, load_menu_context, menu_context, refresh_enrolments
-from serve.models import Role, StoredImage
-from serve.storage import ImageStore, purge_expired
 from tests.serve.conftest import Service
 from tests.serve.test_diary import KIMCHI, RICE, SOUP
 

@@ -1,10 +1,10 @@
-"""serve.metrics: the ASGI middleware counts every status, a crash included, by route."""
+"""serve.core.metrics: the ASGI middleware counts every status, a crash included, by route."""
 from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from serve.metrics import MetricsMiddleware, ServiceMetrics
+from serve.core.metrics import MetricsMiddleware, ServiceMetrics
 
 
 def _app(metrics: ServiceMetrics) -> FastAPI:

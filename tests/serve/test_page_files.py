@@ -89,8 +89,8 @@ def test_nutrient_names_come_from_the_schema(client: TestClient) -> None:
 
 def test_the_service_app_serves_the_page(tmp_path: Path) -> None:
     """serve.main.create_app includes the page router; the page stays out of the API schema."""
+    from serve.core.settings import load_settings
     from serve.main import create_app
-    from serve.settings import load_settings
 
     app = create_app(load_settings(data_dir=tmp_path))
     # No `with`: the lifespan (database, model) is not needed to serve files.

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.models import User
+from serve.db.tables.core import User
 from tests.serve.conftest import Service
 from tests.serve.test_diary import (
     KIMCHI,

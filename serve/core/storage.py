@@ -13,9 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from serve.canteen_models import Enrolment
-from serve.db import utcnow
-from serve.models import StoredImage
+from serve.db.base import utcnow
+from serve.db.tables.core import StoredImage
+from serve.db.tables.menus import Enrolment
 
 
 def sha256_hex(data: bytes) -> str:

@@ -1,30 +1,25 @@
-"""Alembic environment: the engine comes from serve.db (app startup) or from the settings."""
+"""Alembic environment: the engine comes from serve.db.migrate (app startup) or the settings."""
 
 from __future__ import annotations
-
-import contextlib
-import importlib
 
 from alembic import context
 from sqlalchemy.engine import Engine
 
-from serve.db import Base, make_engine
+from serve.db.base import Base
+from serve.db.session import make_engine
 
 # Every module that defines tables on Base, so autogenerate sees the whole schema.
-importlib.import_module("serve.models")
-# The canteen domain's tables are optional until that module lands.
-with contextlib.suppress(ModuleNotFoundError):
-    importlib.import_module("serve.canteen_models")
+from serve.db.tables import analyses, core, kiosks, menus, pairs  # noqa: F401
 
 target_metadata = Base.metadata
 
 
 def _engine() -> Engine:
-    """The engine passed by serve.db.upgrade_database, else one built from the settings."""
+    """The engine passed by serve.db.migrate.upgrade_database, else one built from the settings."""
     engine = context.config.attributes.get("engine")
     if engine is not None:
         return engine
-    from serve.settings import get_settings
+    from serve.core.settings import get_settings
 
     return make_engine(get_settings().database_url)
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serve.errors import ApiError, forbidden, not_found
-from serve.models import Analysis, ApiKey, Role, User
+from serve.core.errors import ApiError, forbidden, not_found
+from serve.db.tables.analyses import Analysis
+from serve.db.tables.core import ApiKey, Role, User
 
 KEY_PREFIX = "tl_"
 

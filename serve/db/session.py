@@ -1,46 +1,16 @@
-"""Database engine, session factory, declarative Base and Alembic migrations."""
+"""Engine, session factory, transactions and the Core insert helper of the hot write path."""
 from __future__ import annotations
 
-import fcntl
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import MetaData, create_engine, event, insert, inspect, text
+from sqlalchemy import create_engine, event, insert, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-# Named constraints so Alembic migrations (and SQLite batch mode) can refer to them.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    """Declarative base shared by serve.models and serve.canteen_models."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def new_id() -> str:
-    """A random public id (hex uuid4): not guessable, safe to expose in URLs."""
-    return uuid.uuid4().hex
-
-
-def utcnow() -> datetime:
-    """Timezone-aware now (UTC)."""
-    return datetime.now(UTC)
+from serve.db.base import Base
 
 
 def set_columns(obj: Base) -> dict[str, Any]:
@@ -102,48 +72,3 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back everything on any error."""
     with factory() as session, session.begin():
         yield session
-
-
-def alembic_config(engine: Engine) -> Config:
-    """Alembic configuration pointing at serve/migrations, bound to this engine."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    # configparser treats % as interpolation; URL-encoded options (search_path) contain it.
-    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
-    cfg.set_main_option("sqlalchemy.url", url)
-    cfg.attributes["engine"] = engine
-    return cfg
-
-
-# Any fixed 64-bit number: the PostgreSQL advisory lock that serialises migrations.
-MIGRATION_LOCK_KEY = 0x7472_6179_6C65_6E73
-
-
-@contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
-    """Hold a lock across processes (uvicorn workers, replicas) while migrating."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
-                conn.commit()
-        return
-    database = engine.url.database
-    if not database or database == ":memory:":
-        yield
-        return
-    with open(f"{database}.migrate.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def upgrade_database(engine: Engine) -> None:
-    """Bring the schema to the newest migration (run at every startup, one process at a time)."""
-    with migration_lock(engine):
-        command.upgrade(alembic_config(engine), "head")

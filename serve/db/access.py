@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from serve.auth import Principal
-from serve.errors import not_found
-from serve.models import Analysis, AnalysisItem, Canteen, User
+from serve.core.auth import Principal
+from serve.core.errors import not_found
+from serve.db.tables.analyses import Analysis, AnalysisItem
+from serve.db.tables.core import Canteen, User
 
 
 def load_canteen(session: Session, principal: Principal, canteen_id: str) -> Canteen:

@@ -12,7 +12,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from model.infer.runtime import ImageError, load_image
-from serve.errors import ApiError
+from serve.core.errors import ApiError
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 

@@ -1,7 +1,4 @@
-"""Canteen domain tables: menus and their dishes, enrolled examples, kiosks, before/after pairs.
-
-On the same declarative Base as serve/models.py; changed only through Alembic migrations.
-"""
+"""Menu tables: a canteen's menus, their dishes and the enrolled example photos per dish."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from serve.db import Base, new_id, utcnow
+from serve.db.base import Base, new_id, utcnow
 
 
 class Meal(enum.StrEnum):
@@ -114,56 +111,3 @@ class Enrolment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     dish: Mapped[MenuDish] = relationship(back_populates="enrolments")
-
-
-class Kiosk(Base):
-    """A tray scanner registered under a canteen, with its camera calibration."""
-
-    __tablename__ = "kiosks"
-    __table_args__ = (
-        CheckConstraint("px_per_cm IS NULL OR px_per_cm > 0", name="px_per_cm_positive"),
-        CheckConstraint("camera_height_cm IS NULL OR camera_height_cm > 0",
-                        name="camera_height_positive"),
-        UniqueConstraint("canteen_id", "name", name="uq_kiosks_canteen_name"),
-    )
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    canteen_id: Mapped[str] = mapped_column(
-        ForeignKey("canteens.id", ondelete="CASCADE"), index=True
-    )
-    name: Mapped[str] = mapped_column(String(200))
-    px_per_cm: Mapped[float | None] = mapped_column(Float)
-    tray_width_cm: Mapped[float | None] = mapped_column(Float)
-    tray_height_cm: Mapped[float | None] = mapped_column(Float)
-    tray_template: Mapped[str | None] = mapped_column(String(64))
-    camera_height_cm: Mapped[float | None] = mapped_column(Float)
-    calibrated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class MealPair(Base):
-    """A tray's before photo and, once taken, its after photo; results are computed on read
-    so that corrections to either photo's items always apply."""
-
-    __tablename__ = "meal_pairs"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    canteen_id: Mapped[str | None] = mapped_column(
-        ForeignKey("canteens.id", ondelete="CASCADE"), index=True
-    )
-    kiosk_id: Mapped[str | None] = mapped_column(
-        ForeignKey("kiosks.id", ondelete="SET NULL"), index=True
-    )
-    user_id: Mapped[str | None] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
-    before_analysis_id: Mapped[str] = mapped_column(
-        ForeignKey("analyses.id", ondelete="CASCADE"), unique=True
-    )
-    after_analysis_id: Mapped[str | None] = mapped_column(
-        ForeignKey("analyses.id", ondelete="SET NULL"), unique=True
-    )
-    before_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
-    after_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
