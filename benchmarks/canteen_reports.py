@@ -28,7 +28,8 @@ from serve.db.session import make_engine, make_session_factory
 from serve.db.tables.analyses import Analysis, AnalysisItem
 from serve.db.tables.core import Canteen, User
 from serve.db.tables.pairs import MealPair
-from serve.diary import canteen_waste, days_report
+from serve.services.diary import days_report
+from serve.services.waste import canteen_waste
 
 FOODS = ("mfds:D301-022000000-0001", "mfds:D105-216010000-0001", "mfds:D315-670000000-0001",
          "mfds:D306-285000000-0003")

@@ -67,9 +67,9 @@ def _print_table(path: Path, payload: dict[str, Any]) -> None:
 def run_analyze(argv: Sequence[str]) -> int:
     """The same pipeline as POST /v1/analyze, over files, printing a table or JSON."""
     from model.infer.runtime import ImageError, ModelFileError, TrayModel, load_image
-    from serve.analyses import analysis_payload, analysis_row
-    from serve.menu_adapter import MenuFileError, menu_from_file
-    from serve.pipeline import ImageRequest, analyze
+    from serve.services.analyses import analysis_payload, analysis_row
+    from serve.services.menus import MenuFileError, menu_from_file
+    from serve.services.pipeline import ImageRequest, analyze
 
     args = _analyze_parser().parse_args(argv)
     settings = load_settings()

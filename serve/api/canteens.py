@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
 from serve.db.access import load_canteen
 from serve.db.tables.core import Canteen
 from serve.deps import AdminPrincipal, CurrentPrincipal, SessionDep
-from serve.schemas import CanteenCreate, CanteenPublic
+from serve.schemas.canteens import CanteenCreate, CanteenPublic
+from serve.services import canteens as service
 
 router = APIRouter(prefix="/v1/canteens", tags=["canteens"])
 
@@ -15,20 +15,13 @@ router = APIRouter(prefix="/v1/canteens", tags=["canteens"])
 @router.post("", status_code=201, response_model=CanteenPublic)
 def create(body: CanteenCreate, _: AdminPrincipal, session: SessionDep) -> Canteen:
     """Create a tenant."""
-    with session.begin():
-        row = Canteen(name=body.name, timezone=body.timezone)
-        session.add(row)
-        session.flush()
-        return row
+    return service.create_canteen(session, body)
 
 
 @router.get("", response_model=list[CanteenPublic])
 def list_canteens(principal: CurrentPrincipal, session: SessionDep) -> list[Canteen]:
     """All canteens for admins; a kiosk or app key's own otherwise."""
-    query = select(Canteen).order_by(Canteen.created_at)
-    if not principal.is_admin:
-        query = query.where(Canteen.id == principal.canteen_id)
-    return list(session.scalars(query))
+    return service.list_canteens(session, principal)
 
 
 @router.get("/{canteen_id}", response_model=CanteenPublic)

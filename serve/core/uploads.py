@@ -6,10 +6,10 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import numpy as np
-from fastapi import Request
 from PIL import Image
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
 
 from model.infer.runtime import ImageError, load_image
 from serve.core.errors import ApiError

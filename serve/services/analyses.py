@@ -1,20 +1,31 @@
-"""Analyses as rows and as JSON: built from pipeline results, corrected by users.
+"""Analyses as rows and as JSON: built from pipeline results, listed, corrected by users,
+drawn as an overlay.
 
-The JSON shape is produced in one place (analysis_payload) for POST /v1/analyze, GET, PATCH
-and the offline CLI, so every client sees the same fields.
+The JSON shape is produced in one place (analysis_payload, described by
+serve.schemas.analyses.AnalysisPublic) for POST /v1/analyze, GET, PATCH and the offline
+CLI, so every client sees the same fields.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from model.infer.runtime import ImageError, load_image
+from serve.core.auth import Principal
+from serve.core.errors import ApiError
+from serve.core.overlay import OverlayItem, caption, render_overlay
+from serve.core.storage import ImageStore
+from serve.db.access import load_analysis, load_item, load_user
 from serve.db.base import new_id, utcnow
 from serve.db.session import insert_rows
 from serve.db.tables.analyses import Analysis, AnalysisItem, Provenance
-from serve.nutrients import find_food, item_nutrients, meal_totals, require_food
-from serve.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
+from serve.db.tables.core import Role, User
+from serve.db.tables.pairs import MealPair
+from serve.services.nutrients import find_food, item_nutrients, meal_totals, require_food
+from serve.services.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
 
 USER = Provenance.USER.value
 MODEL = Provenance.MODEL.value
@@ -185,3 +196,64 @@ def correct_item(
     totals = meal_totals((i.food_id, i.grams) for i in analysis.items).to_dict()
     analysis.totals = totals
     analysis.incomplete_nutrients = totals["incomplete_nutrients"]
+
+
+def pair_id_of(session: Session, analysis_id: str) -> str | None:
+    """The before/after pair this analysis belongs to, if any."""
+    return session.scalar(select(MealPair.id).where(or_(
+        MealPair.before_analysis_id == analysis_id, MealPair.after_analysis_id == analysis_id
+    )).limit(1))
+
+
+def _scoped(query: Any, principal: Principal) -> Any:
+    """Only analyses the caller may see (same rules as Principal.can_see_analysis)."""
+    if principal.role is Role.APP:
+        own_users = select(User.id).where(User.app_key_id == principal.key_id)
+        return query.where(or_(Analysis.api_key_id == principal.key_id,
+                               Analysis.user_id.in_(own_users)))
+    if not principal.is_admin:
+        return query.where(Analysis.canteen_id == principal.canteen_id)
+    return query
+
+
+def list_analyses(session: Session, principal: Principal, *, user_id: str | None,
+                  since: datetime | None, limit: int) -> list[dict[str, Any]]:
+    """Newest first; optionally one user's (whom the caller must be able to see)."""
+    query = _scoped(select(Analysis), principal)
+    if user_id is not None:
+        load_user(session, principal, user_id)
+        query = query.where(Analysis.user_id == user_id)
+    if since is not None:
+        query = query.where(Analysis.captured_at >= since)
+    rows = session.scalars(query.order_by(Analysis.captured_at.desc()).limit(limit)).all()
+    return [analysis_payload(a, pair_id=pair_id_of(session, a.id)) for a in rows]
+
+
+def get_analysis(session: Session, principal: Principal, analysis_id: str) -> dict[str, Any]:
+    """One analysis with its items and totals."""
+    analysis = load_analysis(session, principal, analysis_id)
+    return analysis_payload(analysis, pair_id=pair_id_of(session, analysis.id))
+
+
+def correct(session: Session, principal: Principal, analysis_id: str, item_id: str, *,
+            food_id: str | None, grams: float | None) -> dict[str, Any]:
+    """Correct an item in one transaction and answer the whole analysis."""
+    with session.begin():
+        item = load_item(session, principal, analysis_id, item_id)
+        correct_item(item.analysis, item, food_id=food_id, grams=grams)
+        session.flush()
+        return analysis_payload(item.analysis, pair_id=pair_id_of(session, analysis_id))
+
+
+def overlay_png(store: ImageStore, analysis: Analysis, max_pixels: int) -> bytes:
+    """Render the overlay from the stored photo (410 once retention purged it)."""
+    data = store.get(analysis.image_sha256)
+    if data is None:
+        raise ApiError(410, "image_purged", "the photo is no longer stored (retention)")
+    try:
+        photo = load_image(data, max_pixels=max_pixels)
+    except ImageError as exc:  # stored bytes were validated on upload: this is disk damage
+        raise ApiError(410, "image_unreadable", f"the stored photo is unreadable: {exc}") from exc
+    items = [OverlayItem(i.box, i.polygon, caption(i.name_en, i.label, i.grams))
+             for i in analysis.items]
+    return render_overlay(photo, items)

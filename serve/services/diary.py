@@ -1,5 +1,5 @@
 """A person's days and weeks: what they ate (from logged photos and before/after pairs),
-against their reference intakes, and the habits a week shows; a canteen's waste by dish.
+against their reference intakes, and the habits a week shows.
 
 Stored items already carry user corrections (the model's estimate is kept aside), so every
 figure here follows the corrections. Pairs are recomputed on read for the same reason.
@@ -7,6 +7,7 @@ figure here follows the corrections. Pairs are recomputed on read for the same r
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nutrition_db import ReferenceIntake, meal_nutrients, reference_intakes
+from serve.core.errors import unprocessable
 from serve.db.tables.analyses import Analysis, MealState
 from serve.db.tables.core import Canteen, User
 from serve.db.tables.pairs import MealPair
-from serve.pairing import PairResult, pair_results, tray_items
+from serve.services.pairing import PairResult, pair_results, tray_items
 
 ENERGY = "energy_kcal"
 SODIUM = "sodium_mg"
@@ -112,7 +114,7 @@ class Habits:
     most_left_foods: tuple[FoodCount, ...] = field(default_factory=tuple)
 
 
-def _pct(part: float | None, whole: float | None) -> float | None:
+def percent(part: float | None, whole: float | None) -> float | None:
     """Percentage to 0.1, None when either side is unknown or the whole is zero."""
     if part is None or whole is None or whole <= 0:
         return None
@@ -128,7 +130,7 @@ def compare(totals: dict[str, float | None], incomplete: Iterable[str],
         amount = totals.get(key)
         over = amount is not None and ref.upper is not None and amount > ref.upper
         out.append(NutrientStatus(key, ref.unit, amount, key in lacking, ref.target,
-                                  ref.target_kind, _pct(amount, ref.target), ref.upper,
+                                  ref.target_kind, percent(amount, ref.target), ref.upper,
                                   ref.upper_kind, over))
     return tuple(out)
 
@@ -190,7 +192,7 @@ def habits(days: Sequence[DayReport], start: dt.date, end: dt.date,
     leftover_pct = (round(sum(100.0 * m.leftover_g / m.served_g for m in paired) / len(paired), 1)
                     if paired else None)
     favourites, wasted = _food_counts(logged, top)
-    return Habits(start, end, len(logged), avg_energy, _pct(avg_energy, target), over, limit,
+    return Habits(start, end, len(logged), avg_energy, percent(avg_energy, target), over, limit,
                   favourites, len(paired), leftover_pct, wasted)
 
 
@@ -239,7 +241,7 @@ def photo_meal(analysis: Analysis, kind: str) -> MealLog:
 
 
 def pair_meal_log(before: Analysis, pair: MealPair, result: PairResult) -> MealLog:
-    """A before/after pair: eaten and left grams per food from serve.pairing."""
+    """A before/after pair: eaten and left grams per food from services.pairing."""
     items = result.items
     return MealLog(before.id, before.captured_at, MealKind.PAIR, pair.id,
                    _foods((p.food_id, p.eaten_g, _dish(p.key)) for p in items),
@@ -303,64 +305,44 @@ def days_report(session: Session, user: User, start: dt.date, end: dt.date,
                        refs, shared) for n in range((end - start).days + 1)]
 
 
-@dataclass(frozen=True)
-class DishWaste:
-    """Served, eaten and left grams of one food over a canteen's paired trays."""
-
-    food_id: str | None
-    key: str
-    trays: int
-    served_g: float
-    eaten_g: float
-    leftover_g: float
-    leftover_pct: float | None
+ISO_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+MAX_DAYS = 366
 
 
-@dataclass(frozen=True)
-class WasteReport:
-    """A canteen's waste by dish between two local dates."""
-
-    canteen_id: str
-    start: dt.date
-    end: dt.date
-    trays: int
-    served_g: float
-    leftover_g: float
-    leftover_pct: float | None
-    dishes: tuple[DishWaste, ...]
+def week_bounds(week: str) -> tuple[dt.date, dt.date]:
+    """Monday and Sunday of an ISO week written like 2026-W48."""
+    match = ISO_WEEK.match(week)
+    if match is None:
+        raise unprocessable(f"week must look like 2026-W48, got {week!r}", code="invalid_week")
+    try:
+        monday = dt.date.fromisocalendar(int(match[1]), int(match[2]), 1)
+    except ValueError as exc:
+        raise unprocessable(f"no such ISO week: {week}", code="invalid_week") from exc
+    return monday, monday + dt.timedelta(days=6)
 
 
-def waste_by_dish(results: Iterable[PairResult]) -> list[DishWaste]:
-    """Sum paired items per food (per label when no food is known), most wasted first."""
-    acc: dict[str, list[float]] = {}
-    foods: dict[str, str | None] = {}
-    for res in results:
-        for p in res.items:
-            if p.served_g <= 0:  # items seen only after the meal were never served
-                continue
-            key = p.food_id or p.key
-            foods[key] = p.food_id
-            row = acc.setdefault(key, [0, 0.0, 0.0, 0.0])
-            row[0] += 1
-            row[1] += p.served_g
-            row[2] += p.eaten_g
-            row[3] += p.leftover_g
-    out = [DishWaste(foods[k], k, int(r[0]), round(r[1], 1), round(r[2], 1), round(r[3], 1),
-                     _pct(r[3], r[1])) for k, r in acc.items()]
-    return sorted(out, key=lambda d: (-d.leftover_g, d.key))
+def check_range(start: dt.date, end: dt.date) -> None:
+    """Reports span start..end inclusive, at most MAX_DAYS days (422 otherwise)."""
+    if start > end or (end - start).days >= MAX_DAYS:
+        raise unprocessable(f"need start <= end within {MAX_DAYS} days; got {start}..{end}",
+                            code="invalid_range")
 
 
-def canteen_waste(session: Session, canteen_id: str, start: dt.date,
-                  end: dt.date) -> WasteReport:
-    """Waste by dish over the canteen's closed pairs whose before photo falls in the dates."""
-    lo, hi = utc_range(start, end, canteen_zone(session, canteen_id))
-    pairs = list(session.scalars(
-        select(MealPair).where(MealPair.canteen_id == canteen_id,
-                               MealPair.after_analysis_id.is_not(None),
-                               MealPair.before_at >= lo, MealPair.before_at < hi)
-        .order_by(MealPair.before_at)))
-    results = pair_results(session, pairs)
-    served = sum(r.served_g for r in results)
-    left = sum(r.leftover_g for r in results)
-    return WasteReport(canteen_id, start, end, len(results), round(served, 1), round(left, 1),
-                       _pct(left, served), tuple(waste_by_dish(results)))
+def week_report(session: Session, user: User, week: str,
+                system: str) -> tuple[list[DayReport], Habits]:
+    """The seven days of an ISO week and the habits they show."""
+    start, end = week_bounds(week)
+    days = days_report(session, user, start, end, system)
+    refs, _ = user_references(user, system, start)
+    return days, habits(days, start, end, refs)
+
+
+def user_habits(session: Session, user: User, start: dt.date | None, end: dt.date | None,
+                system: str) -> Habits:
+    """Habits over a date range (default: the 28 days up to today, local time)."""
+    end = end or dt.datetime.now(canteen_zone(session, user.canteen_id)).date()
+    start = start or end - dt.timedelta(days=27)
+    check_range(start, end)
+    days = days_report(session, user, start, end, system)
+    refs, _ = user_references(user, system, start)
+    return habits(days, start, end, refs)

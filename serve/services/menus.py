@@ -1,38 +1,52 @@
-"""Menu mode: identify each detected item among a menu's dishes and size it against the dish's
-enrolled examples when no physical scale is known.
+"""Menus: identify each detected item among a menu's dishes and size it against the dish's
+enrolled examples when no physical scale is known; the menus, dishes and enrolments that
+admins and kiosk keys write.
 
-The ranking itself is model.infer.menu_match (one matcher for the service and the evaluator); this
-module turns stored menus and enrolments into its input and its output into dish answers.
+The ranking itself is model.infer.menu_match (one matcher for the service and the
+evaluator); this module turns stored menus (or a menu.json file) and enrolments into its
+input and its output into dish answers for the pipeline (CanteenMenu is its MenuHook).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from model.infer.geometry import pair_iou
+from model.infer.enrolment import SIZE_REFERENCES
 from model.infer.menu_match import Dish as MatchDish
 from model.infer.menu_match import DishMatch, MatchConfig, rank_menu
+from model.infer.runtime import load_image
 from serve.core.auth import Principal
-from serve.core.errors import not_found, unprocessable
-from serve.core.storage import ImageStore, record_image
-from serve.core.uploads import decode_photo
-from serve.db.tables.menus import Enrolment, Menu, MenuDish, RegionKind
+from serve.core.errors import ApiError, not_found, unprocessable
+from serve.core.storage import ImageStore
+from serve.db.access import load_canteen
+from serve.db.tables.core import Role
+from serve.db.tables.menus import Enrolment, Menu, MenuDish
+from serve.schemas.menus import DishCreate, MenuCreate
+from serve.services.common import unique_write
+from serve.services.enrolment import enrol, measure_region, refresh_enrolments
+from serve.services.nutrients import require_food
+from serve.services.pipeline import (
+    ENROLLED,
+    MENU_SERVING,
+    Alternative,
+    Grams,
+    MenuChoice,
+    serving_band,
+)
 
 if TYPE_CHECKING:
     from model.infer.runtime import TrayModel
-    from serve.model_registry import LoadedModel
+    from serve.services.model_registry import LoadedModel
 
 # Said in each item's provenance when its grams come from the enrolled serving.
 RELATIVE_GRAMS_SOURCE = "relative_to_enrolled_serving"
-# How an enrolment's area was measured, best first. A whole-photo area (nothing found to
-# measure) is no food's area, so it never serves as the reference for relative grams.
-AREA_SOURCES = ("mask", "model_mask", "box", "image")
-SIZE_REFERENCES = frozenset(AREA_SOURCES[:3])
 
 
 @dataclass(frozen=True)
@@ -147,150 +161,6 @@ def relative_grams(dish: DishInfo, area_px: float | None) -> RelativeGrams | Non
                          high=round(float(dish.serving_g * ratio.max()), 1))
 
 
-@dataclass(frozen=True)
-class EnrolledRegion:
-    """An enrolment photo's embedding and the food area it shows (pixels)."""
-
-    embedding: np.ndarray
-    area_px: float
-    area_from: str  # one of AREA_SOURCES: how area_px was measured
-
-
-def check_box(box: Sequence[float], size: tuple[int, int]) -> tuple[float, float, float, float]:
-    """A (x0, y0, x1, y1) pixel box inside the image with positive area, else a 422."""
-    if len(box) != 4 or not all(np.isfinite(v) for v in box):
-        raise unprocessable(f"box must be 4 finite numbers x0,y0,x1,y1; got {list(box)}",
-                            code="invalid_box")
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if not (0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]):
-        raise unprocessable(f"box {list(box)} must lie inside the {size[0]}x{size[1]} image "
-                            "with x0 < x1 and y0 < y1", code="invalid_box")
-    return x0, y0, x1, y1
-
-
-def _model_area(model: TrayModel, img: Image.Image,
-                box: tuple[float, float, float, float] | None) -> float | None:
-    """Area of the model's own mask for the food in the box (or the largest food), if found.
-
-    The same model measures analysed items, so its mask area is the comparable reference.
-    """
-    items = [i for i in model.predict([img])[0].items
-             if i.area_px > 0 and model.meta.food_ids[i.label_index] is not None]
-    if box is not None:
-        items = [i for i in items if pair_iou(i.box, box) >= 0.5]
-        items.sort(key=lambda i: -pair_iou(i.box, box))
-    else:
-        items.sort(key=lambda i: -i.area_px)
-    return float(items[0].area_px) if items else None
-
-
-def enrolled_region(model: TrayModel, img: Image.Image, *,
-                    box: Sequence[float] | None = None,
-                    mask: np.ndarray | None = None) -> EnrolledRegion:
-    """Embed a dish's example photo (whole image, a box or a mask) and measure its area."""
-    if box is not None and mask is not None:
-        raise unprocessable("give a box or a mask, not both", code="invalid_region")
-    if mask is not None:
-        mask = np.asarray(mask) > 0
-        if mask.shape != (img.height, img.width):
-            raise unprocessable(f"mask is {mask.shape[1]}x{mask.shape[0]}, the image "
-                                f"{img.width}x{img.height}: they must match", code="invalid_mask")
-        if not mask.any():
-            raise unprocessable("the mask is empty: mark the dish's pixels", code="invalid_mask")
-        return EnrolledRegion(model.embed_enrolment(img, masks=[mask])[0], float(mask.sum()),
-                              "mask")
-    checked = check_box(box, img.size) if box is not None else None
-    emb = model.embed_enrolment(img, boxes=[checked] if checked is not None else None)[0]
-    area = _model_area(model, img, checked)
-    if area is not None:
-        return EnrolledRegion(emb, area, "model_mask")
-    if checked is not None:
-        return EnrolledRegion(emb, (checked[2] - checked[0]) * (checked[3] - checked[1]), "box")
-    return EnrolledRegion(emb, float(img.width * img.height), "image")
-
-
-def parse_box(text: str) -> list[float]:
-    """A box form field: "x0,y0,x1,y1" or a JSON list of four numbers."""
-    parts = text.strip().strip("[]").split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError as exc:
-        raise unprocessable(f"box must be four numbers x0,y0,x1,y1; got {text!r}",
-                            code="invalid_box") from exc
-    if len(values) != 4:
-        raise unprocessable(f"box must be four numbers x0,y0,x1,y1; got {text!r}",
-                            code="invalid_box")
-    return values
-
-
-def mask_array(img: Image.Image) -> np.ndarray:
-    """Any non-black pixel of a mask image marks the dish."""
-    return np.asarray(img).max(axis=2) > 0
-
-
-def store_photo(session: Session, store: ImageStore, data: bytes, kind: str,
-                max_pixels: int) -> tuple[str, Image.Image]:
-    """Decode an enrolment photo or mask (JPEG/PNG/WebP, 4xx otherwise), keep it
-    content-addressed and record it; returns its hash and the upright RGB image."""
-    img, content_type = decode_photo(data, max_pixels)
-    digest = store.put(data)
-    record_image(session, sha256=digest, kind=kind, content_type=content_type,
-                 size_bytes=len(data), width=img.width, height=img.height)
-    return digest, img
-
-
-def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: ImageStore,
-          photo: bytes, box: Sequence[float] | None, mask: bytes | None,
-          max_pixels: int) -> tuple[Enrolment, EnrolledRegion]:
-    """Embed and store one example photo of a dish (whole image, box or mask)."""
-    photo_sha, img = store_photo(session, store, photo, "photo", max_pixels)
-    mask_sha, mask_img = (store_photo(session, store, mask, "mask", max_pixels)
-                          if mask is not None else (None, None))
-    region = enrolled_region(loaded.model, img, box=box,
-                             mask=mask_array(mask_img) if mask_img is not None else None)
-    kind = (RegionKind.MASK if mask is not None
-            else RegionKind.BOX if box is not None else RegionKind.IMAGE)
-    row = Enrolment(dish_id=dish.id, image_sha256=photo_sha, mask_sha256=mask_sha,
-                    region=kind.value, box=list(box) if box is not None else None,
-                    area_px=region.area_px, area_from=region.area_from,
-                    embedding=[float(v) for v in region.embedding],
-                    model_version=loaded.version)
-    session.add(row)
-    session.flush()
-    return row, region
-
-
-@dataclass(frozen=True)
-class Refresh:
-    """What re-embedding a menu's enrolments did."""
-
-    re_embedded: int
-    left_stale: int  # their photo was purged by retention: unused until enrolled again
-    model_version: str
-
-
-def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store: ImageStore,
-                       max_pixels: int) -> Refresh:
-    """Re-embed enrolments made with another model version from their stored photos."""
-    done = left = 0
-    for row in (e for d in menu.dishes for e in d.enrolments
-                if e.model_version != loaded.version):
-        photo = store.get(row.image_sha256)
-        mask = store.get(row.mask_sha256) if row.mask_sha256 else None
-        if photo is None or (row.mask_sha256 and mask is None):
-            left += 1
-            continue
-        img = decode_photo(photo, max_pixels)[0]
-        mask_arr = mask_array(decode_photo(mask, max_pixels)[0]) if mask else None
-        region = enrolled_region(loaded.model, img, box=row.box, mask=mask_arr)
-        row.embedding = [float(v) for v in region.embedding]
-        row.area_px, row.area_from = region.area_px, region.area_from
-        row.model_version = loaded.version
-        done += 1
-    session.flush()
-    return Refresh(done, left, loaded.version)
-
-
 def load_menu_context(session: Session, principal: Principal, menu_id: str,
                       loaded: LoadedModel, store: ImageStore, max_pixels: int) -> MenuContext:
     """What /v1/analyze calls for `menu_id`: the visible menu, enrolments brought up to the
@@ -299,3 +169,175 @@ def load_menu_context(session: Session, principal: Principal, menu_id: str,
     refresh_enrolments(session, menu, loaded, store, max_pixels)
     return menu_context(menu, model_food_ids=loaded.model.meta.food_ids,
                         model_version=loaded.version)
+
+
+class CanteenMenu:
+    """Identifies items among a menu's dishes and sizes them against the dish's serving."""
+
+    def __init__(self, context: MenuContext) -> None:
+        self.context = context
+        self._dishes = {d.dish_id: d for d in context.dishes}
+
+    def identify(self, embedding: np.ndarray, class_scores: np.ndarray) -> MenuChoice:
+        """The most probable dish and the ranked rest (model.infer.menu_match)."""
+        found = identify(self.context, embedding, class_scores)
+        alternatives = [
+            Alternative(
+                label=self._dishes[m.dish_id].name, food_id=self._dishes[m.dish_id].food_id,
+                score=round(m.probability, 4), dish_id=m.dish_id,
+            )
+            for m in found.ranking
+        ]
+        return MenuChoice(
+            found.dish.dish_id, found.dish.food_id, found.probability, found.source, alternatives
+        )
+
+    def serving_grams(self, dish_id: str, area_px: float | None) -> Grams | None:
+        """Relative to the enrolled examples' area when known, else the standard serving."""
+        dish = self._dishes[dish_id]
+        rel = relative_grams(dish, area_px)
+        if rel is not None:
+            return Grams(rel.grams, rel.low, rel.high, ENROLLED)
+        return serving_band(float(dish.serving_g), MENU_SERVING)
+
+
+class MenuFileError(ValueError):
+    """A menu.json that cannot be used."""
+
+
+def _dish_from_json(
+    model: TrayModel, entry: dict[str, Any], position: int, base: Path
+) -> tuple[DishInfo, MatchDish]:
+    """One dish of menu.json: food_id, serving_g, optional name and example photos."""
+    try:
+        food_id, serving_g = str(entry["food_id"]), float(entry["serving_g"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MenuFileError(f"dish {position}: needs food_id and serving_g ({exc})") from exc
+    regions = []
+    for example in entry.get("examples", []):
+        spec = example if isinstance(example, dict) else {"image": example}
+        img = load_image(base / str(spec["image"]))
+        regions.append(measure_region(model, img, box=spec.get("box")))
+    dish_id = str(entry.get("id", f"dish{position}"))
+    label = label_index_for(food_id, model.meta.food_ids)
+    info = DishInfo(dish_id, food_id, entry.get("name"), serving_g, entry.get("tray_slot"),
+                    label, len(regions), 0,
+                    tuple(r.area_px for r in regions if r.area_from in SIZE_REFERENCES))
+    examples = (np.stack([r.embedding for r in regions]) if regions
+                else np.zeros((0, 0), np.float32))
+    return info, MatchDish(dish_id, examples, label)
+
+
+def menu_from_file(model: TrayModel, path: Path) -> CanteenMenu:
+    """A menu for offline analysis: {"dishes": [{"food_id", "serving_g", "examples": [...]}]}."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        dishes = data["dishes"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MenuFileError(f"{path}: not a menu file ({exc})") from exc
+    if not isinstance(dishes, list) or not dishes:
+        raise MenuFileError(f"{path}: 'dishes' must be a non-empty list")
+    built = [_dish_from_json(model, d, i, path.parent) for i, d in enumerate(dishes)]
+    context = MenuContext(
+        str(data.get("id", path.stem)), "offline", str(model.meta.version),
+        tuple(b[0] for b in built), tuple(b[1] for b in built),
+    )
+    return CanteenMenu(context)
+
+
+# --- the menus, dishes and enrolments clients write ------------------------------------
+
+
+def writable_menu(session: Session, principal: Principal, menu_id: str) -> Menu:
+    """A menu the caller may change: admins and the canteen's kiosk keys."""
+    principal.require_role(Role.KIOSK)
+    return get_menu(session, menu_id, principal)
+
+
+def _new_dish(menu: Menu, body: DishCreate, position: int) -> MenuDish:
+    """A dish row; the food must exist and a serving must be known or given."""
+    food = require_food(body.food_id)
+    serving = body.serving_g or food.serving_g
+    if serving is None or serving <= 0:
+        raise unprocessable(f"food {food.food_id} has no typical serving: give serving_g",
+                            code="serving_required")
+    return MenuDish(menu_id=menu.id, position=position, food_id=food.food_id,
+                    name=body.name or food.name, serving_g=float(serving),
+                    tray_slot=body.tray_slot)
+
+
+def create_menu(session: Session, principal: Principal, body: MenuCreate) -> Menu:
+    """A new menu with its dishes (409 if the canteen's meal already has one)."""
+    principal.require_role(Role.KIOSK)
+    canteen_id = principal.tenant_for_write(body.canteen_id)
+
+    def write(session: Session) -> Menu:
+        """The menu row, then its dishes (they need its id)."""
+        load_canteen(session, principal, canteen_id)
+        menu = Menu(canteen_id=canteen_id, date=body.date, meal=body.meal.value, name=body.name)
+        session.add(menu)
+        session.flush()
+        for n, dish in enumerate(body.dishes):
+            session.add(_new_dish(menu, dish, n))
+        session.flush()
+        session.refresh(menu)
+        return menu
+
+    return unique_write(session, write, ApiError(
+        409, "duplicate_menu",
+        f"canteen {canteen_id} already has a {body.meal.value} menu on {body.date}"))
+
+
+def list_menus(session: Session, principal: Principal, *, date: Any, meal: str | None,
+               canteen_id: str | None) -> list[Menu]:
+    """The menus the caller may see, filtered by date, meal and (admins) canteen."""
+    query = select(Menu).order_by(Menu.date, Menu.meal, Menu.id)
+    if not principal.is_admin:
+        query = query.where(Menu.canteen_id == principal.canteen_id)
+    elif canteen_id is not None:
+        query = query.where(Menu.canteen_id == canteen_id)
+    if date is not None:
+        query = query.where(Menu.date == date)
+    if meal is not None:
+        query = query.where(Menu.meal == meal)
+    return list(session.scalars(query))
+
+
+def add_dish(session: Session, principal: Principal, menu_id: str, body: DishCreate) -> MenuDish:
+    """A new dish at the end of the menu."""
+    menu = writable_menu(session, principal, menu_id)
+    last = session.scalar(select(func.max(MenuDish.position)).where(MenuDish.menu_id == menu.id))
+    dish = _new_dish(menu, body, 0 if last is None else last + 1)
+    session.add(dish)
+    session.flush()
+    session.refresh(dish)
+    return dish
+
+
+def dish_of(menu: Menu, dish_id: str) -> MenuDish:
+    """A dish of this menu; 404 otherwise."""
+    dish = next((d for d in menu.dishes if d.id == dish_id), None)
+    if dish is None:
+        raise not_found("dish", dish_id)
+    return dish
+
+
+def add_enrolment(session: Session, principal: Principal, menu_id: str, dish_id: str, *,
+                  loaded: LoadedModel, store: ImageStore, photo: bytes,
+                  box: Sequence[float] | None, mask: bytes | None,
+                  max_pixels: int) -> Enrolment:
+    """Enrol an example photo of a writable menu's dish."""
+    dish = dish_of(writable_menu(session, principal, menu_id), dish_id)
+    row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo, box=box,
+                   mask=mask, max_pixels=max_pixels)
+    return row
+
+
+def delete_enrolment(session: Session, principal: Principal, menu_id: str, dish_id: str,
+                     enrolment_id: str) -> None:
+    """Remove one enrolled example."""
+    dish = dish_of(writable_menu(session, principal, menu_id), dish_id)
+    row = next((e for e in dish.enrolments if e.id == enrolment_id), None)
+    if row is None:
+        raise not_found("enrolment", enrolment_id)
+    session.delete(row)

@@ -1,4 +1,5 @@
-"""Which model is active, shared through the database so every worker serves the same one.
+"""Installing, activating and rolling back the served model, and which model is active,
+shared through the database so every worker serves the same one.
 
 An admin's upload or rollback reaches one worker; it records the new active model in
 `model_versions`, and every worker's sync thread picks it up within
@@ -10,15 +11,18 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.core.errors import ApiError
 from serve.core.metrics import ServiceMetrics
+from serve.core.settings import Settings
+from serve.core.storage import sha256_hex
 from serve.db.session import transaction
 from serve.db.tables.core import ModelVersion
-from serve.model_registry import LoadedModel, ModelRegistry, load_model
+from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
 
 log = logging.getLogger("traylens")
 
@@ -100,3 +104,60 @@ class ModelSync:
         """Stop polling and wait for the thread."""
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def model_info(loaded: LoadedModel) -> dict[str, Any]:
+    """Version, labels with their food ids, metrics and provenance of a loaded model."""
+    meta = loaded.model.meta
+    return {
+        "version": meta.version,
+        "sha256": loaded.sha256,
+        "loaded_at": loaded.loaded_at.isoformat(),
+        "fingerprint": meta.fingerprint,
+        "input_size": list(meta.input_size),
+        "labels": [{"index": i, "label": label, "food_id": food_id}
+                   for i, (label, food_id) in enumerate(zip(meta.labels, meta.food_ids,
+                                                            strict=True))],
+        "metrics": meta.metrics,
+        "embedding_dim": meta.embedding_dim,
+        "flip_test": meta.flip_test,  # each photo is also run mirrored (twice the network time)
+        "portion_calibrated_labels": sorted(meta.portion),
+    }
+
+
+def active_info(registry: ModelRegistry) -> dict[str, Any]:
+    """The active model and the ones a rollback would return to (newest last)."""
+    info = model_info(registry.active)
+    info["previous"] = [{"version": m.version, "sha256": m.sha256} for m in registry.history]
+    return info
+
+
+def _record(factory: sessionmaker[Session], metrics: ServiceMetrics, loaded: LoadedModel) -> None:
+    """Record the active model (other workers follow it; it survives restarts)."""
+    with transaction(factory) as session:
+        record_active(session, loaded)
+    metrics.set_model(loaded.version, loaded.sha256)
+
+
+def install(data: bytes, *, settings: Settings, registry: ModelRegistry,
+            factory: sessionmaker[Session], metrics: ServiceMetrics) -> dict[str, Any]:
+    """Save an uploaded ONNX file under its hash, load and test it, then swap it in atomically
+    (requests in flight finish on the old one) and record it."""
+    settings.model_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.model_dir / f"{sha256_hex(data)}.onnx"
+    if not path.exists():
+        tmp = path.with_suffix(".uploading")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    loaded = load_model(path, intra_op_threads=settings.intra_op_threads)
+    registry.activate(loaded)
+    _record(factory, metrics, loaded)
+    return model_info(loaded)
+
+
+def rollback(*, registry: ModelRegistry, factory: sessionmaker[Session],
+             metrics: ServiceMetrics) -> dict[str, Any]:
+    """Return to the previous model (409 when there is none) and record it."""
+    loaded = registry.rollback()
+    _record(factory, metrics, loaded)
+    return model_info(loaded)

@@ -18,8 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.infer.geometry import Box, pair_iou
+from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
+from serve.db.access import load_analysis
 from serve.db.tables.analyses import Analysis, AnalysisItem, MealState
+from serve.db.tables.core import Role, User
 from serve.db.tables.pairs import MealPair
 
 # Position alone may pair two items of different labels only when they overlap this much:
@@ -322,3 +325,53 @@ def pair_results(session: Session, pairs: Sequence[MealPair]) -> list[PairResult
         ids.append((pair.before_analysis_id, pair.after_analysis_id))
     items = items_by_analysis(session, [i for both in ids for i in both])
     return [pair_meal(items[before], items[after]) for before, after in ids]
+
+
+# --- the pairs clients read ----------------------------------------------------------------
+
+
+def load_pair(session: Session, principal: Principal, pair_id: str) -> MealPair:
+    """A pair whose before photo the caller may see (404 otherwise)."""
+    pair = session.get(MealPair, pair_id)
+    if pair is None:
+        raise not_found("meal pair", pair_id)
+    try:
+        load_analysis(session, principal, pair.before_analysis_id)
+    except ApiError as exc:  # another tenant's pair looks exactly like an unknown one
+        raise not_found("meal pair", pair_id) from exc
+    return pair
+
+
+def create_pair(session: Session, principal: Principal, before_id: str,
+                after_id: str | None) -> MealPair:
+    """Open a pair from a before analysis (idempotent), closing it when an after is given."""
+    before = load_analysis(session, principal, before_id)
+    pair = open_pair(session, before)
+    if after_id is not None:
+        close_pair(session, pair, load_analysis(session, principal, after_id))
+    return pair
+
+
+def close_by_id(session: Session, principal: Principal, pair_id: str,
+                after_id: str) -> MealPair:
+    """Close a visible open pair with a visible after analysis."""
+    pair = load_pair(session, principal, pair_id)
+    return close_pair(session, pair, load_analysis(session, principal, after_id))
+
+
+def list_pairs(session: Session, principal: Principal, *, kiosk_id: str | None,
+               user_id: str | None, open_only: bool, limit: int) -> list[MealPair]:
+    """Recent pairs the caller may see, newest first (open ones only with open_only)."""
+    query = select(MealPair).order_by(MealPair.before_at.desc()).limit(limit)
+    if principal.role is Role.APP:
+        query = query.join(User, User.id == MealPair.user_id).where(
+            User.app_key_id == principal.key_id)
+    elif not principal.is_admin:
+        query = query.where(MealPair.canteen_id == principal.canteen_id)
+    if kiosk_id is not None:
+        query = query.where(MealPair.kiosk_id == kiosk_id)
+    if user_id is not None:
+        query = query.where(MealPair.user_id == user_id)
+    if open_only:
+        query = query.where(MealPair.after_analysis_id.is_(None))
+    return list(session.scalars(query))

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from model.infer.portion import COIN_LABEL
-from serve.nutrients import find_food, item_nutrients, meal_totals
+from serve.services.nutrients import find_food, item_nutrients, meal_totals
 
 if TYPE_CHECKING:
     from model.infer.runtime import Item, Prediction, TrayModel
@@ -70,7 +70,7 @@ class MenuChoice:
 
 
 class MenuHook(Protocol):
-    """What the pipeline needs from a menu (serve.menus provides it; see CanteenMenu)."""
+    """What the pipeline needs from a menu (serve.services.menus.CanteenMenu)."""
 
     def identify(self, embedding: np.ndarray, class_scores: np.ndarray) -> MenuChoice:
         """Pick the menu dish for one item."""
@@ -155,14 +155,18 @@ def _model_grams(model: TrayModel, pred: Prediction, item: Item, had_depth: bool
     return Grams(round(item.grams, 1), round(low, 1), round(high, 1), source)
 
 
-def _serving_grams(food_id: str | None) -> Grams | None:
+def serving_band(grams: float, source: str) -> Grams:
+    """A serving default (not a measurement) with its wide stated range, +/- SERVING_SPREAD."""
+    return Grams(round(grams, 1), round(grams * (1 - SERVING_SPREAD), 1),
+                 round(grams * (1 + SERVING_SPREAD), 1), source)
+
+
+def _typical_serving(food_id: str | None) -> Grams | None:
     """The database's typical serving of the food, with a wide stated range."""
     food = find_food(food_id)
     if food is None or not food.serving_g:
         return None
-    g = float(food.serving_g)
-    return Grams(round(g, 1), round(g * (1 - SERVING_SPREAD), 1),
-                 round(g * (1 + SERVING_SPREAD), 1), TYPICAL)
+    return serving_band(float(food.serving_g), TYPICAL)
 
 
 def _identify(
@@ -187,7 +191,7 @@ def build_item(
     if grams is None and request.menu is not None and dish_id is not None:
         grams = request.menu.serving_grams(dish_id, item.area_px or None)
     if grams is None:
-        grams = _serving_grams(food_id)
+        grams = _typical_serving(food_id)
     food = find_food(food_id)
     return ItemResult(
         label=item.label,

@@ -180,7 +180,7 @@ def test_one_transaction_per_analysis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A crash between writing the analysis and its items leaves nothing half-written."""
-    import serve.routers.analyze as analyze_router
+    import serve.services.analyze as analyze_router
 
     factory = service.client.app.state.session_factory  # type: ignore[attr-defined]
     with factory() as s:

@@ -17,14 +17,9 @@ from serve.db.tables.analyses import Analysis, AnalysisItem
 from serve.db.tables.core import Canteen, User
 from serve.db.tables.kiosks import Kiosk
 from serve.db.tables.pairs import MealPair
-from serve.diary import (
-    MealKind,
-    canteen_waste,
-    days_report,
-    habits,
-    user_references,
-)
-from serve.pairing import PairFlag, link_analysis, pair_of
+from serve.services.diary import MealKind, days_report, habits, user_references
+from serve.services.pairing import PairFlag, link_analysis, pair_of
+from serve.services.waste import canteen_waste
 
 # Real MFDS rows (per 100 g): 쌀밥 166 kcal, 0 mg Na; 된장국_감자 25 kcal, 357 mg Na;
 # 배추김치 38 kcal, 551 mg Na.

@@ -1,10 +1,10 @@
-"""Kiosk calibration arithmetic (serve.kiosks); the routes are in test_menus_api.py."""
+"""Kiosk calibration arithmetic (serve.services.kiosks); the routes are in test_menus_api.py."""
 from __future__ import annotations
 
 import pytest
 
 from serve.core.errors import ApiError
-from serve.kiosks import px_per_cm_from_tray
+from serve.services.kiosks import px_per_cm_from_tray
 
 
 def test_px_per_cm_from_tray() -> None:

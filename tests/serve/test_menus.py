@@ -1,10 +1,12 @@
-"""serve.menus without a model: relative grams, box checks, label lookup, box parsing."""
+"""serve.services.menus and .enrolment without a model: relative grams, box checks, label
+lookup, box parsing."""
 from __future__ import annotations
 
 import pytest
 
 from serve.core.errors import ApiError
-from serve.menus import DishInfo, check_box, label_index_for, parse_box, relative_grams
+from serve.services.enrolment import check_box, parse_box
+from serve.services.menus import DishInfo, label_index_for, relative_grams
 
 
 def _dish(areas: tuple[float, ...], serving: float = 200.0) -> DishInfo:

@@ -21,7 +21,8 @@ from serve.core.auth import Principal
 from serve.core.storage import ImageStore, purge_expired
 from serve.db.tables.core import Role, StoredImage
 from serve.db.tables.menus import Enrolment, Menu
-from serve.menus import identify, load_menu_context, menu_context, refresh_enrolments
+from serve.services.enrolment import refresh_enrolments
+from serve.services.menus import identify, load_menu_context, menu_context
 from tests.serve.conftest import Service
 from tests.serve.test_diary import KIMCHI, RICE, SOUP
 

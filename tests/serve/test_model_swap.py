@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve.main import create_app
-from serve.model_registry import LoadedModel, load_model
-from serve.model_sync import sync_once
+from serve.services.model_admin import sync_once
+from serve.services.model_registry import LoadedModel, load_model
 from tests.serve.conftest import ADMIN_KEY, Service, make_settings
 
 onnx = pytest.importorskip("onnx", reason="writing a second model file needs the onnx package")

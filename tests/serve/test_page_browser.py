@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from benchmarks.serve_speed import LiveService, running_service
-from serve.model_registry import LoadedModel
-from serve.routers.pages import SAMPLES_DIR
+from serve.api.pages import SAMPLES_DIR
+from serve.services.model_registry import LoadedModel
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from nutrition_db import NUTRIENTS
-from serve.routers import pages
+from serve.api import pages
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,10 @@
-"""Before/after arithmetic on hand-checked trays (serve.pairing)."""
+"""Before/after arithmetic on hand-checked trays (serve.services.pairing)."""
 from __future__ import annotations
 
 import pytest
 
 from nutrition_db import meal_nutrients
-from serve.pairing import (
-    PairFlag,
-    TrayItem,
-    match_items,
-    pair_meal,
-    paired_item,
-)
+from serve.services.pairing import PairFlag, TrayItem, match_items, pair_meal, paired_item
 
 RICE, SOUP, KIMCHI = "rice", "soup", "kimchi"
 

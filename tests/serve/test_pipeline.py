@@ -14,9 +14,9 @@ from PIL import Image
 from model.data.importers.ecustfd import read_voc
 from model.infer.runtime import Item, Prediction, load_image
 from nutrition_db.table import get_food, nutrients_for
-from serve.menu_adapter import CanteenMenu, menu_from_file
-from serve.model_registry import LoadedModel
-from serve.pipeline import (
+from serve.services.menus import CanteenMenu, menu_from_file
+from serve.services.model_registry import LoadedModel
+from serve.services.pipeline import (
     ENROLLED,
     KIOSK,
     REFERENCE,

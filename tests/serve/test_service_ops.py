@@ -14,7 +14,7 @@ from serve.core.settings import SettingsError, load_settings
 from serve.core.storage import ImageStore, purge_expired
 from serve.db.tables.core import StoredImage
 from serve.main import create_app
-from serve.model_registry import LoadedModel
+from serve.services.model_registry import LoadedModel
 from tests.serve.conftest import ADMIN_KEY, REPO_ROOT, Service, make_settings
 
 
@@ -112,7 +112,7 @@ def test_retention_purges_old_photos(service: Service, photo_bytes: dict[str, by
 
 
 def test_importing_the_service_leaves_torch_out() -> None:
-    code = ("import sys, serve.main, serve.cli, serve.pipeline, serve.menu_adapter; "
+    code = ("import sys, serve.main, serve.cli, serve.services.pipeline, serve.services.menus; "
             "serve.main.create_app; assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)

@@ -103,7 +103,8 @@ class Enrolment(Base):
     box: Mapped[list[float] | None] = mapped_column(JSON)
     # Region area in pixels: the reference for grams relative to the standard serving.
     area_px: Mapped[float] = mapped_column(Float)
-    # How area_px was measured (serve.menus.AREA_SOURCES); a whole-photo area is no food's.
+    # How area_px was measured (model.infer.enrolment.AREA_SOURCES); a whole-photo area is
+    # no food's.
     area_from: Mapped[str] = mapped_column(String(16), server_default="box")
     embedding: Mapped[list[float]] = mapped_column(JSON)
     # Embeddings of another model are not comparable: re-embedded when the model changes.
