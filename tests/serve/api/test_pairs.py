@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.db.tables.core import User
+from tests.serve.api.test_menus import Api, make_api
 from tests.serve.conftest import Service
-from tests.serve.test_diary import (
+from tests.serve.services.test_diary import (
     KIMCHI,
     LUNCH,
     RICE,
@@ -18,7 +19,6 @@ from tests.serve.test_diary import (
     record_photo,
     stored_analysis,
 )
-from tests.serve.test_menus_api import Api, make_api
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from serve.db.tables.menus import Enrolment, Menu
 from serve.services.enrolment import refresh_enrolments
 from serve.services.menus import identify, load_menu_context, menu_context
 from tests.serve.conftest import Service
-from tests.serve.test_diary import KIMCHI, RICE, SOUP
+from tests.serve.services.test_diary import KIMCHI, RICE, SOUP
 
 APPLE, KIWI, DOUGHNUT = "kfct:사과, 생것", "kfct:키위, 그린, 생것", "mfds:D102-082120000-0001"
 

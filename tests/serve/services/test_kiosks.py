@@ -1,4 +1,5 @@
-"""Kiosk calibration arithmetic (serve.services.kiosks); the routes are in test_menus_api.py."""
+"""Kiosk calibration arithmetic (serve.services.kiosks); the routes are tested in
+tests/serve/api/test_menus.py."""
 from __future__ import annotations
 
 import pytest
