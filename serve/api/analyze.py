@@ -39,7 +39,7 @@ _FORM_FIELDS = {
 
 
 def _form_schema(file_field: str, many: bool) -> dict[str, Any]:
-    """OpenAPI body of a multipart analyze request (the form is parsed by hand, see uploads)."""
+    """OpenAPI body of a multipart analyze request (parsed by hand: core/uploads)."""
     props = {k: v for k, v in _FORM_FIELDS.items() if k not in ("image", "depth")}
     if many:
         props[file_field] = {"type": "array", "items": _FORM_FIELDS["image"]}

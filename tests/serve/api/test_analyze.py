@@ -180,18 +180,18 @@ def test_one_transaction_per_analysis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A crash between writing the analysis and its items leaves nothing half-written."""
-    import serve.services.analyze as analyze_router
+    import serve.services.analyze as analyze_service
 
     factory = service.client.app.state.session_factory  # type: ignore[attr-defined]
     with factory() as s:
         before = (s.scalar(select(func.count(Analysis.id))),
                   s.scalar(select(func.count(AnalysisItem.id))))
-    real = analyze_router.analysis_payload
+    real = analyze_service.analysis_payload
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("injected crash after the rows were flushed")
 
-    monkeypatch.setattr(analyze_router, "analysis_payload", crash)
+    monkeypatch.setattr(analyze_service, "analysis_payload", crash)
     # Without re-raising in the test, to see what a client sees (the lifespan already ran).
     client = TestClient(service.client.app, raise_server_exceptions=False)
     response = client.post(
@@ -202,6 +202,6 @@ def test_one_transaction_per_analysis(
         after = (s.scalar(select(func.count(Analysis.id))),
                  s.scalar(select(func.count(AnalysisItem.id))))
     assert after == before
-    monkeypatch.setattr(analyze_router, "analysis_payload", real)
+    monkeypatch.setattr(analyze_service, "analysis_payload", real)
     ok = _analyze(service, photo_bytes["tray"], {**tenant["kiosk"], "Idempotency-Key": "crash-1"})
     assert ok["id"]
