@@ -20,6 +20,7 @@ from serve.core.auth import Principal, authenticate, parse_bearer
 from serve.core.metrics import ServiceMetrics
 from serve.core.settings import Settings
 from serve.core.storage import ImageStore
+from serve.services.analyze import Env as AnalyzeEnv
 from serve.services.model_registry import LoadedModel, ModelRegistry
 
 
@@ -68,6 +69,17 @@ async def get_image_store(
     return ImageStore(settings.image_dir)
 
 
+async def get_analyze_env(
+    factory: Annotated[sessionmaker[Session], Depends(get_session_factory)],
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+    slots: Annotated[threading.BoundedSemaphore, Depends(get_inference_slots)],
+    metrics: Annotated[ServiceMetrics, Depends(get_metrics)],
+    store: Annotated[ImageStore, Depends(get_image_store)],
+) -> AnalyzeEnv:
+    """What the analyze upload path uses of the running app."""
+    return AnalyzeEnv(factory, settings, slots, metrics, store)
+
+
 async def get_registry(request: Request) -> ModelRegistry:
     """The app's model registry."""
     registry: ModelRegistry = request.app.state.models
@@ -100,6 +112,7 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 InferenceSlotsDep = Annotated[threading.BoundedSemaphore, Depends(get_inference_slots)]
 ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
+AnalyzeEnvDep = Annotated[AnalyzeEnv, Depends(get_analyze_env)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

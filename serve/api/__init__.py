@@ -19,17 +19,10 @@ from serve.api import (
     waste,
 )
 
+# Every route of the app, in this order (a static list: each route is visible from here).
+ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, pairs,
+           diary, waste, pages)
+
 api_router = APIRouter()
-api_router.include_router(health.router)
-api_router.include_router(keys.router)
-api_router.include_router(canteens.router)
-api_router.include_router(users.router)
-api_router.include_router(analyze.router)
-api_router.include_router(analyses.router)
-api_router.include_router(models.router)
-api_router.include_router(menus.router)
-api_router.include_router(kiosks.router)
-api_router.include_router(pairs.router)
-api_router.include_router(diary.router)
-api_router.include_router(waste.router)
-api_router.include_router(pages.router)
+for _module in ROUTERS:
+    api_router.include_router(_module.router)

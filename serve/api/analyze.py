@@ -7,21 +7,15 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from serve.core.auth import Principal
 from serve.core.errors import ApiError
-from serve.core.uploads import read_upload_form
-from serve.deps import (
-    CurrentPrincipal,
-    ImageStoreDep,
-    InferenceSlotsDep,
-    MetricsDep,
-    ModelDep,
-    SessionFactoryDep,
-    SettingsDep,
-)
+from serve.core.uploads import UploadedFile, UploadForm, read_upload_form
+from serve.deps import AnalyzeEnvDep, CurrentPrincipal, ModelDep
 from serve.schemas.analyses import AnalysisPublic
 from serve.schemas.analyze import BatchPublic
 from serve.services import analyze as service
 from serve.services.idempotency import Answer, check_idempotency_key, request_hash
+from serve.services.model_registry import LoadedModel
 
 router = APIRouter(prefix="/v1", tags=["analyze"])
 
@@ -50,12 +44,17 @@ def _form_schema(file_field: str, many: bool) -> dict[str, Any]:
                             "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-def _upload_files(form_files: dict[str, Any], allowed: set[str]) -> None:
-    """Reject file fields the route does not take."""
-    unknown = sorted(set(form_files) - allowed)
+async def _read_form(request: Request, env: service.Env, idempotency_key: str | None,
+                     allowed: set[str], max_files: int) -> tuple[str | None, UploadForm]:
+    """The checked Idempotency-Key and the form, whose file fields must be `allowed`."""
+    key = check_idempotency_key(idempotency_key)
+    form = await read_upload_form(request, max_file_bytes=env.settings.max_upload_bytes,
+                                  max_files=max_files)
+    unknown = sorted(set(form.files) - allowed)
     if unknown:
         raise ApiError(422, "invalid_input",
                        f"unexpected file field(s) {unknown}; expected {sorted(allowed)}")
+    return key, form
 
 
 def _response(answer: Answer) -> JSONResponse:
@@ -64,45 +63,40 @@ def _response(answer: Answer) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
+def _analyze_request(principal: Principal, loaded: LoadedModel, form: UploadForm,
+                     files: list[UploadedFile], key: str | None,
+                     route: str) -> service.AnalyzeRequest:
+    """The parsed request: its text fields validated, its fingerprint for Idempotency-Key."""
+    fields = service.parse_fields(form.fields)
+    return service.AnalyzeRequest(principal, loaded, fields, key,
+                                  request_hash(files, form.fields, route))
+
+
 @router.post("/analyze", status_code=201, response_model=AnalysisPublic,
              openapi_extra=_form_schema("image", many=False))
-async def analyze_photo(
-    request: Request, principal: CurrentPrincipal, loaded: ModelDep, settings: SettingsDep,
-    factory: SessionFactoryDep, slots: InferenceSlotsDep, metrics: MetricsDep,
-    store: ImageStoreDep, idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+async def analyze_photo(request: Request, principal: CurrentPrincipal, loaded: ModelDep,
+                        env: AnalyzeEnvDep, idempotency_key: IdempotencyKey = None
+                        ) -> JSONResponse:
     """Analyse one photo: items, grams, nutrients, totals; logged for user_id when given."""
-    key = check_idempotency_key(idempotency_key)
-    form = await read_upload_form(request, max_file_bytes=settings.max_upload_bytes, max_files=2)
-    _upload_files(form.files, {"image", "depth"})
+    key, form = await _read_form(request, env, idempotency_key, {"image", "depth"}, 2)
     image, depth = form.file("image"), form.file("depth")
     if image is None:
         raise ApiError(422, "image_required", "send the photo as multipart field 'image'")
-    fields = service.parse_fields(form.fields)
     files = [image] + ([depth] if depth else [])
-    req = service.AnalyzeRequest(principal, loaded, fields, key,
-                          request_hash(files, form.fields, "analyze"))
-    env = service.Env(factory, settings, slots, metrics, store)
+    req = _analyze_request(principal, loaded, form, files, key, "analyze")
     return _response(await run_in_threadpool(service.analyze_single, env, req, image, depth))
 
 
 @router.post("/analyze/batch", response_model=BatchPublic,
              openapi_extra=_form_schema("images", many=True))
-async def analyze_batch(
-    request: Request, principal: CurrentPrincipal, loaded: ModelDep, settings: SettingsDep,
-    factory: SessionFactoryDep, slots: InferenceSlotsDep, metrics: MetricsDep,
-    store: ImageStoreDep, idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+async def analyze_batch(request: Request, principal: CurrentPrincipal, loaded: ModelDep,
+                        env: AnalyzeEnvDep, idempotency_key: IdempotencyKey = None
+                        ) -> JSONResponse:
     """Analyse many photos (field 'images', repeated) in ONNX Runtime batches."""
-    key = check_idempotency_key(idempotency_key)
-    form = await read_upload_form(request, max_file_bytes=settings.max_upload_bytes,
-                                  max_files=settings.max_batch_images)
-    _upload_files(form.files, {"images"})
+    key, form = await _read_form(request, env, idempotency_key, {"images"},
+                                 env.settings.max_batch_images)
     images = form.files.get("images", [])
     if not images:
         raise ApiError(422, "image_required", "send the photos as repeated field 'images'")
-    fields = service.parse_fields(form.fields)
-    req = service.AnalyzeRequest(principal, loaded, fields, key,
-                          request_hash(images, form.fields, "analyze/batch"))
-    env = service.Env(factory, settings, slots, metrics, store)
+    req = _analyze_request(principal, loaded, form, images, key, "analyze/batch")
     return _response(await run_in_threadpool(service.analyze_batch, env, req, images))
