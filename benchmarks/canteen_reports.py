@@ -22,11 +22,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.canteen_models import MealPair
-from serve.db import make_engine, make_session_factory, upgrade_database
-from serve.diary import canteen_waste, days_report
-from serve.models import Analysis, AnalysisItem, Canteen, User
-from serve.storage import record_image
+from serve.core.storage import record_image
+from serve.db.migrate import upgrade_database
+from serve.db.session import make_engine, make_session_factory
+from serve.db.tables.analyses import Analysis, AnalysisItem
+from serve.db.tables.core import Canteen, User
+from serve.db.tables.pairs import MealPair
+from serve.services.diary import days_report
+from serve.services.waste import canteen_waste
 
 FOODS = ("mfds:D301-022000000-0001", "mfds:D105-216010000-0001", "mfds:D315-670000000-0001",
          "mfds:D306-285000000-0003")

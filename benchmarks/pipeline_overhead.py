@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 from fastapi.testclient import TestClient  # noqa: E402
 
 from model.infer.runtime import full_size, load_image  # noqa: E402
+from serve.core.settings import load_settings  # noqa: E402
 from serve.main import create_app  # noqa: E402
-from serve.model_registry import load_model  # noqa: E402
-from serve.pipeline import ImageRequest, analyze  # noqa: E402
-from serve.settings import load_settings  # noqa: E402
+from serve.services.model_registry import load_model  # noqa: E402
+from serve.services.pipeline import ImageRequest, analyze  # noqa: E402
 
 PHOTO = (REPO / "tests/fixtures/mealtray/labeled/"
          "20220308112654_000042_059_0000000001_B______xx_C (2770).jpg")
@@ -52,13 +52,13 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
 
 # The steps of POST /v1/analyze that the breakdown times: (owner, attribute, shown as).
 STEPS = (
-    ("serve.routers.analyze", "decode_upload", "decode the upload"),
-    ("serve.routers.analyze", "run_model", "pipeline after decode"),
+    ("serve.services.analyze", "decode_upload", "decode the upload"),
+    ("serve.services.analyze", "run_model", "pipeline after decode"),
     ("model.infer.runtime:TrayModel", "predict", "  of which model.predict"),
-    ("serve.routers.analyze", "_stored_or_replayed", "store: transaction + commit"),
-    ("serve.routers.analyze", "store_analysis", "  of which rows and file"),
-    ("serve.routers.analyze", "record_image", "    image row upsert"),
-    ("serve.routers.analyze", "insert_analysis", "    analysis + item INSERTs"),
+    ("serve.services.analyze", "stored_or_replayed", "store: transaction + commit"),
+    ("serve.services.analyze", "store_analysis", "  of which rows and file"),
+    ("serve.services.analyze", "record_image", "    image row upsert"),
+    ("serve.services.analyze", "insert_analysis", "    analysis + item INSERTs"),
 )
 
 

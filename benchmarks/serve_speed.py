@@ -139,8 +139,9 @@ def _wait_ready(service: LiveService, timeout_s: float) -> None:
 def prepare_database(url: str, admin_key: str) -> None:
     """Migrate the database and create the admin key once, as an operator does before scaling
     out: uvicorn workers starting together on a fresh database race on the Alembic upgrade."""
-    from serve.auth import bootstrap_admin
-    from serve.db import make_engine, make_session_factory, transaction, upgrade_database
+    from serve.core.auth import bootstrap_admin
+    from serve.db.migrate import upgrade_database
+    from serve.db.session import make_engine, make_session_factory, transaction
 
     engine = make_engine(url)
     try:
@@ -449,7 +450,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run every measurement in one go and print (optionally save) the figures."""
     args = parse_args(argv)
-    from serve.settings import load_settings
+    from serve.core.settings import load_settings
 
     model_path = args.model or load_settings().model_path
     image_bytes = args.image.read_bytes()

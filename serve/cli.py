@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from serve.settings import SettingsError, load_settings
+from serve.core.settings import SettingsError, load_settings
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -67,9 +67,9 @@ def _print_table(path: Path, payload: dict[str, Any]) -> None:
 def run_analyze(argv: Sequence[str]) -> int:
     """The same pipeline as POST /v1/analyze, over files, printing a table or JSON."""
     from model.infer.runtime import ImageError, ModelFileError, TrayModel, load_image
-    from serve.analyses import analysis_payload, analysis_row
-    from serve.menu_adapter import MenuFileError, menu_from_file
-    from serve.pipeline import ImageRequest, analyze
+    from serve.services.analyses import analysis_payload, analysis_row
+    from serve.services.menus import MenuFileError, menu_from_file
+    from serve.services.pipeline import ImageRequest, analyze
 
     args = _analyze_parser().parse_args(argv)
     settings = load_settings()
@@ -100,8 +100,9 @@ def run_analyze(argv: Sequence[str]) -> int:
 
 def run_purge(argv: Sequence[str]) -> int:
     """Delete stored photos older than TRAYLENS_IMAGE_RETENTION_DAYS."""
-    from serve.db import make_engine, make_session_factory, transaction, upgrade_database
-    from serve.storage import ImageStore, purge_expired
+    from serve.core.storage import ImageStore, purge_expired
+    from serve.db.migrate import upgrade_database
+    from serve.db.session import make_engine, make_session_factory, transaction
 
     argparse.ArgumentParser(prog="python -m serve purge-images").parse_args(argv)
     settings = load_settings()

@@ -1,4 +1,6 @@
-"""FastAPI dependencies: settings, DB session, the active model and the calling principal.
+"""FastAPI dependencies: settings, DB session, the active model, metrics, the inference
+queue, the image store and the calling principal. Routes take them through the Annotated
+aliases at the bottom, never from request.app.state.
 
 The ones that only read app state are `async def`: FastAPI runs a plain `def` dependency in
 the thread pool, a hop that costs more than the work. Those that touch the database stay
@@ -6,15 +8,20 @@ plain functions, off the event loop.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.auth import Principal, authenticate, parse_bearer
-from serve.model_registry import LoadedModel, ModelRegistry
-from serve.settings import Settings
+from serve.core.auth import Principal, authenticate, parse_bearer
+from serve.core.metrics import ServiceMetrics
+from serve.core.settings import Settings
+from serve.core.storage import ImageStore
+from serve.services.analyze import Env as AnalyzeEnv
+from serve.services.model_registry import LoadedModel, ModelRegistry
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -35,6 +42,42 @@ def get_session(
     """A session per request; writers open their own transaction with session.begin()."""
     with factory() as session:
         yield session
+
+
+async def get_engine(request: Request) -> Engine:
+    """The app's database engine (built in the lifespan)."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def get_metrics(request: Request) -> ServiceMetrics:
+    """The app's Prometheus metrics."""
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+async def get_inference_slots(request: Request) -> threading.BoundedSemaphore:
+    """The semaphore that queues model runs (see create_app)."""
+    slots: threading.BoundedSemaphore = request.app.state.inference_slots
+    return slots
+
+
+async def get_image_store(
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> ImageStore:
+    """The content-addressed photo store under the settings' data directory."""
+    return ImageStore(settings.image_dir)
+
+
+async def get_analyze_env(
+    factory: Annotated[sessionmaker[Session], Depends(get_session_factory)],
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+    slots: Annotated[threading.BoundedSemaphore, Depends(get_inference_slots)],
+    metrics: Annotated[ServiceMetrics, Depends(get_metrics)],
+    store: Annotated[ImageStore, Depends(get_image_store)],
+) -> AnalyzeEnv:
+    """What the analyze upload path uses of the running app."""
+    return AnalyzeEnv(factory, settings, slots, metrics, store)
 
 
 async def get_registry(request: Request) -> ModelRegistry:
@@ -65,6 +108,11 @@ async def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> 
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+InferenceSlotsDep = Annotated[threading.BoundedSemaphore, Depends(get_inference_slots)]
+ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
+AnalyzeEnvDep = Annotated[AnalyzeEnv, Depends(get_analyze_env)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

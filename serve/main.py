@@ -1,7 +1,7 @@
-"""Assembles the FastAPI app: settings, lifespan (migrations, admin bootstrap, model), routers."""
+"""Assembles the FastAPI app: settings, lifespan (migrations, admin bootstrap, model), the
+routers of serve.api (one static list, serve.api.api_router)."""
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -15,49 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nutrition_db.table import table
-from serve.auth import bootstrap_admin
-from serve.db import make_engine, make_session_factory, transaction, upgrade_database
-from serve.errors import ApiError
-from serve.metrics import MetricsMiddleware, ServiceMetrics
-from serve.model_registry import LoadedModel, ModelRegistry, load_model
-from serve.model_sync import ModelSync, startup_model
-from serve.settings import Settings, get_settings
+from serve.api import api_router
+from serve.core.auth import bootstrap_admin
+from serve.core.errors import ApiError
+from serve.core.metrics import MetricsMiddleware, ServiceMetrics
+from serve.core.settings import Settings, get_settings
+from serve.db.migrate import upgrade_database
+from serve.db.session import make_engine, make_session_factory, transaction
+from serve.services.model_admin import ModelSync, startup_model
+from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
 
 log = logging.getLogger("traylens")
-
-# Every router module exposes `router`. The core ones must import; the canteen domain's and
-# the page's are included when present, so each engineer's part plugs in without edits here.
-CORE_ROUTERS = (
-    "serve.routers.health",
-    "serve.routers.keys",
-    "serve.routers.canteens",
-    "serve.routers.users",
-    "serve.routers.analyze",
-    "serve.routers.analyses",
-    "serve.routers.model_admin",
-)
-PLUGIN_ROUTERS = (
-    "serve.routers.menus",
-    "serve.routers.kiosks",
-    "serve.routers.pairs",
-    "serve.routers.diary",
-    "serve.routers.waste",
-    "serve.routers.pages",
-)
-
-
-def _include_routers(app: FastAPI) -> None:
-    """Include the core routers and whichever plug-in routers exist."""
-    for name in CORE_ROUTERS + PLUGIN_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if name in PLUGIN_ROUTERS and exc.name == name:
-                log.info("router %s not present; skipped", name)
-                continue
-            raise
-        app.include_router(module.router)
-
 
 def _bootstrap(factory: sessionmaker[Session], key: str) -> None:
     """The first admin key on a fresh install; of workers starting together, one creates it
@@ -169,5 +137,5 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
     app.state.inference_slots = threading.BoundedSemaphore(app.state.settings.inference_concurrency)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
-    _include_routers(app)
+    app.include_router(api_router)
     return app

@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from serve.db import make_engine
+from serve.core.settings import REPO_ROOT, Settings, load_settings
+from serve.db.session import make_engine
 from serve.main import create_app
-from serve.model_registry import LoadedModel, load_model
-from serve.settings import REPO_ROOT, Settings, load_settings
+from serve.services.model_registry import LoadedModel, load_model
 
 POSTGRES_URL = os.environ.get(
     "TRAYLENS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/traylens_test"

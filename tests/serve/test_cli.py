@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from model.infer.runtime import load_image
-from serve.analyses import analysis_payload, analysis_row
-from serve.model_registry import LoadedModel
-from serve.pipeline import ImageRequest, analyze
+from serve.services.analyses import analysis_payload, analysis_row
+from serve.services.model_registry import LoadedModel
+from serve.services.pipeline import ImageRequest, analyze
 from tests.serve.conftest import ECUSTFD, MEALTRAY, REPO_ROOT
 
 

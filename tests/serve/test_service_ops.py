@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from serve.core.settings import SettingsError, load_settings
+from serve.core.storage import ImageStore, purge_expired
+from serve.db.tables.core import StoredImage
 from serve.main import create_app
-from serve.model_registry import LoadedModel
-from serve.models import StoredImage
-from serve.settings import SettingsError, load_settings
-from serve.storage import ImageStore, purge_expired
+from serve.services.model_registry import LoadedModel
 from tests.serve.conftest import ADMIN_KEY, REPO_ROOT, Service, make_settings
 
 
@@ -112,7 +112,7 @@ def test_retention_purges_old_photos(service: Service, photo_bytes: dict[str, by
 
 
 def test_importing_the_service_leaves_torch_out() -> None:
-    code = ("import sys, serve.main, serve.cli, serve.pipeline, serve.menu_adapter; "
+    code = ("import sys, serve.main, serve.cli, serve.services.pipeline, serve.services.menus; "
             "serve.main.create_app; assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
@@ -121,14 +121,14 @@ def test_importing_the_service_leaves_torch_out() -> None:
 
 def test_migrations_match_the_models(database_url: str) -> None:
     """The Alembic revisions build exactly the schema the SQLAlchemy models declare."""
-    import importlib
-
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from serve.db import Base, make_engine, upgrade_database
+    from serve.db.base import Base
+    from serve.db.migrate import upgrade_database
+    from serve.db.session import make_engine
+    from serve.db.tables import analyses, core, kiosks, menus, pairs  # noqa: F401
 
-    importlib.import_module("serve.canteen_models")
     engine = make_engine(database_url)
     upgrade_database(engine)
     with engine.connect() as conn:
@@ -141,7 +141,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
 def test_readiness_fails_when_the_database_does_not_answer(
     tmp_path: Path, loaded_model: LoadedModel
 ) -> None:
-    from serve.db import make_engine
+    from serve.db.session import make_engine
 
     settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}", tmp_path, loaded_model,
                              model_sync_seconds=0)
@@ -168,7 +168,7 @@ def test_workers_starting_together_migrate_and_bootstrap_once(
 
     from sqlalchemy import func, select
 
-    from serve.models import ApiKey
+    from serve.db.tables.core import ApiKey
     from tests.serve.conftest import _postgres_url
 
     urls = iter([f"sqlite:///{tmp_path / 'w.db'}"]) if kind == "sqlite" else _postgres_url()

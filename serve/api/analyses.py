@@ -1,0 +1,55 @@
+"""Stored analyses: read, list, correct an item (original kept), overlay image."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+
+from serve.db.access import load_analysis
+from serve.deps import CurrentPrincipal, ImageStoreDep, SessionDep, SettingsDep
+from serve.schemas.analyses import AnalysisPublic, ItemCorrection
+from serve.services import analyses as service
+
+router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
+
+
+@router.get("", response_model=list[AnalysisPublic])
+def list_analyses(
+    principal: CurrentPrincipal, session: SessionDep,
+    user_id: str | None = None, since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    """Newest first; optionally one user's (whom the caller must be able to see)."""
+    return service.list_analyses(session, principal, user_id=user_id, since=since, limit=limit)
+
+
+@router.get("/{analysis_id}", response_model=AnalysisPublic)
+def get_analysis(
+    analysis_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> dict[str, Any]:
+    """One analysis with its items and totals."""
+    return service.get_analysis(session, principal, analysis_id)
+
+
+@router.patch("/{analysis_id}/items/{item_id}", response_model=AnalysisPublic)
+def correct(
+    analysis_id: str, item_id: str, body: ItemCorrection, principal: CurrentPrincipal,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """Correct an item's food and/or grams; the model's original estimate is kept."""
+    return service.correct(session, principal, analysis_id, item_id, food_id=body.food_id,
+                           grams=body.grams)
+
+
+@router.get("/{analysis_id}/overlay.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+async def overlay(
+    analysis_id: str, principal: CurrentPrincipal, session: SessionDep, store: ImageStoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """The photo with masks, boxes, labels and grams drawn over it."""
+    analysis = await run_in_threadpool(load_analysis, session, principal, analysis_id)
+    png = await run_in_threadpool(service.overlay_png, store, analysis, settings.max_pixels)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})

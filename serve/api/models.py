@@ -1,0 +1,53 @@
+"""The served model: what it is, and (admins) loading a new ONNX file or rolling back live."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from serve.core.errors import ApiError
+from serve.core.uploads import read_upload_form
+from serve.deps import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    MetricsDep,
+    RegistryDep,
+    SessionFactoryDep,
+    SettingsDep,
+)
+from serve.schemas.models import ActiveModel, ModelInfo
+from serve.services import model_admin as service
+
+router = APIRouter(prefix="/v1/model", tags=["model"])
+
+
+@router.get("", response_model=ActiveModel)
+def get_model(_: CurrentPrincipal, registry: RegistryDep) -> dict[str, Any]:
+    """The active model and the ones a rollback would return to (newest last)."""
+    return service.active_info(registry)
+
+
+@router.post("", status_code=201, response_model=ModelInfo)
+async def upload_model(
+    request: Request, _: AdminPrincipal, settings: SettingsDep, registry: RegistryDep,
+    factory: SessionFactoryDep, metrics: MetricsDep,
+) -> dict[str, Any]:
+    """Load a new ONNX file (multipart field 'model'); requests in flight finish on the old one."""
+    form = await read_upload_form(
+        request, max_file_bytes=int(settings.max_model_mb * 1048576), max_files=1
+    )
+    upload = form.file("model")
+    if upload is None or not upload.data:
+        raise ApiError(422, "model_required", "send the ONNX file as multipart field 'model'")
+    return await run_in_threadpool(lambda: service.install(
+        upload.data, settings=settings, registry=registry, factory=factory, metrics=metrics))
+
+
+@router.post("/rollback", response_model=ModelInfo)
+async def rollback(
+    _: AdminPrincipal, registry: RegistryDep, factory: SessionFactoryDep, metrics: MetricsDep,
+) -> dict[str, Any]:
+    """Return to the model that was active before the last load."""
+    return await run_in_threadpool(lambda: service.rollback(
+        registry=registry, factory=factory, metrics=metrics))

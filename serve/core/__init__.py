@@ -1,0 +1,1 @@
+"""Infrastructure: settings, errors, auth, metrics, image storage, uploads, overlays."""

@@ -1,0 +1,109 @@
+"""The service's one settings object (pydantic-settings, environment prefix TRAYLENS_)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MODEL = REPO_ROOT / "model" / "artifacts" / "traylens.onnx"
+SUPPORTED_DB_SCHEMES = ("sqlite", "postgresql")
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment holds an invalid setting (fail fast at startup)."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; read from TRAYLENS_* environment variables or a .env file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAYLENS_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(default=Path("var/data"), description="photos and the SQLite file")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir")
+    model_path: Path = Field(default=SHIPPED_MODEL, description="the ONNX model loaded at startup")
+    max_upload_mb: float = Field(default=10.0, gt=0, le=512, description="per uploaded file")
+    max_model_mb: float = Field(default=512.0, gt=0, description="per ONNX file an admin uploads")
+    max_pixels: int = Field(default=40_000_000, ge=10_000, description="decompression-bomb guard")
+    image_retention_days: int = Field(
+        default=365, ge=0, description="photos older than this are purged; 0 keeps them"
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        default=None, description="first admin key, created on a fresh install when no admin exists"
+    )
+    batch_size: int = Field(default=8, ge=1, le=128, description="images per ONNX Runtime run")
+    max_batch_images: int = Field(default=64, ge=1, le=1024, description="images per batch request")
+    top_k: int = Field(default=5, ge=1, le=20, description="alternatives reported per item")
+    pair_window_minutes: int = Field(
+        default=180, ge=1, le=24 * 60, description="an after photo pairs with a before this recent"
+    )
+    model_sync_seconds: float = Field(
+        default=5.0, ge=0, description="how often workers adopt a newly loaded model; 0: never"
+    )
+    inference_concurrency: int = Field(
+        default=1, ge=1, le=64,
+        description="model runs at once per worker; ORT already uses every core for one",
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="ORT threads; 0 = its default")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        """Only SQLite and PostgreSQL are supported (and tested)."""
+        if value and value.split(":", 1)[0].split("+", 1)[0] not in SUPPORTED_DB_SCHEMES:
+            raise ValueError(f"database_url must be sqlite or postgresql, got {value!r}")
+        return value
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _check_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A guessable bootstrap key would open the whole service."""
+        if value is not None and len(value.get_secret_value()) < 24:
+            raise ValueError("bootstrap_admin_key must be at least 24 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _default_db(self) -> Settings:
+        """Default database: a SQLite file inside the data directory."""
+        if not self.database_url:
+            object.__setattr__(
+                self, "database_url", f"sqlite:///{(self.data_dir / 'traylens.db').resolve()}"
+            )
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def image_dir(self) -> Path:
+        """Where content-addressed photos are stored."""
+        return self.data_dir / "images"
+
+    @property
+    def model_dir(self) -> Path:
+        """Where models uploaded by an admin are kept (for rollback)."""
+        return self.data_dir / "models"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TRAYLENS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Database layer: engine and sessions, tables by domain, access rules, Alembic migrations."""

@@ -1,1 +1,0 @@
-"""HTTP routers, one module per resource; each exposes `router` (see serve.main)."""

@@ -1,0 +1,128 @@
+"""Stored analyses as clients see them (services.analyses.analysis_payload builds the JSON)
+and a user's correction of one item.
+
+Times are the ISO 8601 strings the payload already holds, so the answer of POST, GET and
+an idempotent replay stay byte for byte alike.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ItemCorrection(BaseModel):
+    """A user's correction of one item: the right food, the right grams, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    food_id: str | None = Field(None, min_length=1, max_length=64)
+    grams: float | None = Field(None, ge=0, le=5000)
+
+    @model_validator(mode="after")
+    def _something(self) -> ItemCorrection:
+        """An empty correction is a client bug."""
+        if self.food_id is None and self.grams is None:
+            raise ValueError("send food_id and/or grams")
+        return self
+
+
+class Names(BaseModel):
+    """A food's names from the nutrient database."""
+
+    ko: str | None
+    en: str | None
+
+
+class AlternativePublic(BaseModel):
+    """A runner-up identity: a model class or (menu mode) another dish of the menu."""
+
+    label: str | None
+    food_id: str | None
+    score: float
+    dish_id: str | None = None
+
+
+class GramsPublic(BaseModel):
+    """An amount, its range and the scale it came from."""
+
+    value: float
+    low: float | None
+    high: float | None
+    source: str | None
+
+
+class ItemProvenance(BaseModel):
+    """Where each number of an item comes from: model, database or user."""
+
+    item: str
+    food: str
+    grams: str | None
+    nutrients: str | None
+
+
+class ItemPublic(BaseModel):
+    """One food on the tray."""
+
+    id: str | None
+    position: int
+    label: str
+    food_id: str | None
+    names: Names
+    confidence: float
+    identified_by: str
+    menu_dish_id: str | None
+    alternatives: list[AlternativePublic]
+    box: list[float]
+    polygon: list[list[float]]
+    area_px: float | None
+    area_cm2: float | None
+    grams: GramsPublic | None
+    nutrients: dict[str, float | None] | None
+    provenance: ItemProvenance
+    original: dict[str, Any] | None
+    corrected_at: str | None
+
+
+class ImageRef(BaseModel):
+    """The stored photo: its hash and size."""
+
+    sha256: str | None
+    width: int
+    height: int
+
+
+class Scale(BaseModel):
+    """The physical scale used for grams, if any."""
+
+    source: str | None
+    px_per_cm: float | None
+
+
+class Totals(BaseModel):
+    """Grams and nutrients summed over the items with a food and an amount."""
+
+    grams: float
+    nutrients: dict[str, float | None]
+    incomplete_nutrients: list[str]
+    items_counted: int
+    items_without_nutrients: int
+
+
+class AnalysisPublic(BaseModel):
+    """One analysed photo: context, items, totals and where to see the overlay."""
+
+    id: str | None
+    created_at: str | None
+    captured_at: str | None
+    canteen_id: str | None
+    user_id: str | None
+    kiosk_id: str | None
+    menu_id: str | None
+    meal_state: str | None
+    pair_id: str | None
+    model_version: str
+    image: ImageRef
+    scale: Scale
+    items: list[ItemPublic]
+    totals: Totals
+    overlay_url: str | None

@@ -1,0 +1,25 @@
+"""Canteens (tenants): Create and Public."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve.schemas.base import Public
+
+
+class CanteenCreate(BaseModel):
+    """A new tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    timezone: str = Field("UTC", min_length=1, max_length=64)
+
+
+class CanteenPublic(Public):
+    """A tenant as clients see it."""
+
+    id: str
+    name: str
+    timezone: str
+    created_at: datetime

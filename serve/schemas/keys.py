@@ -1,0 +1,36 @@
+"""API keys: Create, Public and the one answer that shows the plaintext key."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve.db.tables.core import Role
+from serve.schemas.base import Public
+
+
+class KeyCreate(BaseModel):
+    """A new API key: admin keys have no canteen; kiosk and app keys must have one."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    canteen_id: str | None = None
+
+
+class KeyPublic(Public):
+    """A key without its secret."""
+
+    id: str
+    name: str
+    role: Role
+    canteen_id: str | None
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    """The answer to creating a key: the only time the plaintext key is shown."""
+
+    key: str

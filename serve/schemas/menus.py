@@ -1,0 +1,73 @@
+"""Menus, their dishes and enrolled examples: Create and Public."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve.db.tables.menus import Meal
+
+
+class DishCreate(BaseModel):
+    """A dish: a food from the nutrient database and its standard serving."""
+
+    model_config = ConfigDict(extra="forbid")
+    food_id: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(None, min_length=1, max_length=300)
+    serving_g: float | None = Field(None, gt=0, le=5000,
+                                    description="default: the food's typical serving")
+    tray_slot: str | None = Field(None, min_length=1, max_length=32)
+
+
+class MenuCreate(BaseModel):
+    """A menu for one meal of one day; admins name the canteen."""
+
+    model_config = ConfigDict(extra="forbid")
+    canteen_id: str | None = None
+    date: dt.date
+    meal: Meal
+    name: str | None = Field(None, min_length=1, max_length=200)
+    dishes: list[DishCreate] = Field(default_factory=list, max_length=50)
+
+
+class EnrolmentPublic(BaseModel):
+    """An enrolled example (the embedding itself stays on the server)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    dish_id: str
+    image_sha256: str
+    mask_sha256: str | None
+    region: str
+    box: list[float] | None
+    area_px: float
+    area_from: str
+    model_version: str
+    created_at: dt.datetime
+
+
+class DishPublic(BaseModel):
+    """A dish as clients see it, with how many examples are enrolled."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    menu_id: str
+    position: int
+    food_id: str
+    name: str | None
+    serving_g: float
+    tray_slot: str | None
+    enrolments: list[EnrolmentPublic]
+
+
+class MenuPublic(BaseModel):
+    """A menu and its dishes."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    canteen_id: str
+    date: dt.date
+    meal: str
+    name: str | None
+    dishes: list[DishPublic]
+    created_at: dt.datetime

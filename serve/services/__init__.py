@@ -1,0 +1,1 @@
+"""Use cases with no FastAPI imports: what the routes in serve/api call."""

@@ -1,0 +1,259 @@
+"""Analyses as rows and as JSON: built from pipeline results, listed, corrected by users,
+drawn as an overlay.
+
+The JSON shape is produced in one place (analysis_payload, described by
+serve.schemas.analyses.AnalysisPublic) for POST /v1/analyze, GET, PATCH and the offline
+CLI, so every client sees the same fields.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from model.infer.runtime import ImageError, load_image
+from serve.core.auth import Principal
+from serve.core.errors import ApiError
+from serve.core.overlay import OverlayItem, caption, render_overlay
+from serve.core.storage import ImageStore
+from serve.db.access import load_analysis, load_item, load_user
+from serve.db.base import new_id, utcnow
+from serve.db.session import insert_rows
+from serve.db.tables.analyses import Analysis, AnalysisItem, Provenance
+from serve.db.tables.core import Role, User
+from serve.db.tables.pairs import MealPair
+from serve.services.nutrients import find_food, item_nutrients, meal_totals, require_food
+from serve.services.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
+
+USER = Provenance.USER.value
+MODEL = Provenance.MODEL.value
+DATABASE = Provenance.DATABASE.value
+# Servings (the menu's or the database's) are stored values, not estimates from the photo.
+STORED_SERVINGS = (MENU_SERVING, TYPICAL)
+
+
+def _grams_provenance(source: str | None) -> str:
+    """Which of model estimate / database value / user correction a grams figure is."""
+    if source == USER:
+        return USER
+    return DATABASE if source in STORED_SERVINGS else MODEL
+
+
+def item_row(result: ItemResult, position: int) -> AnalysisItem:
+    """A (not yet added) row for one pipeline item."""
+    grams = result.grams
+    return AnalysisItem(
+        position=position,
+        label=result.label,
+        food_id=result.food_id,
+        name_ko=result.name_ko,
+        name_en=result.name_en,
+        confidence=result.confidence,
+        identified_by=result.identified_by,
+        menu_dish_id=result.menu_dish_id,
+        alternatives=[a.to_dict() for a in result.alternatives],
+        box=result.box,
+        polygon=result.polygon,
+        area_px=result.area_px,
+        area_cm2=result.area_cm2,
+        grams=grams.value if grams else None,
+        grams_low=grams.low if grams else None,
+        grams_high=grams.high if grams else None,
+        grams_source=grams.source if grams else None,
+        nutrients=result.nutrients or {},
+        provenance=Provenance.MODEL.value,
+    )
+
+
+def analysis_row(result: ImageResult, **context: Any) -> Analysis:
+    """A (not yet added) analysis with its items; context gives ids, image hash, times."""
+    return Analysis(
+        image_width=result.width,
+        image_height=result.height,
+        model_version=result.model_version,
+        scale_source=result.scale_source,
+        px_per_cm=result.px_per_cm,
+        totals=result.totals,
+        incomplete_nutrients=result.totals["incomplete_nutrients"],
+        items=[item_row(item, i) for i, item in enumerate(result.items)],
+        **context,
+    )
+
+
+def insert_analysis(session: Session, analysis: Analysis) -> None:
+    """Store a new (transient) analysis and its items: two INSERTs, no ORM unit of work.
+
+    Ids and the creation time are set here, as the column defaults would set them, so the
+    object itself answers the request (analysis_payload) exactly as it was stored. It stays
+    transient: load it with session.get to change it in the same transaction.
+    """
+    analysis.id = new_id()
+    analysis.created_at = utcnow()
+    for item in analysis.items:
+        item.id = new_id()
+        item.analysis_id = analysis.id
+    insert_rows(session, [analysis])
+    insert_rows(session, list(analysis.items))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 (UTC when the database returned a naive value)."""
+    if moment is None:
+        return None
+    return moment.isoformat() if moment.tzinfo else moment.isoformat() + "+00:00"
+
+
+def item_payload(item: AnalysisItem) -> dict[str, Any]:
+    """One item as clients see it, with the provenance of each number."""
+    grams = None
+    if item.grams is not None:
+        grams = {"value": item.grams, "low": item.grams_low, "high": item.grams_high,
+                 "source": item.grams_source}
+    return {
+        "id": item.id,
+        "position": item.position,
+        "label": item.label,
+        "food_id": item.food_id,
+        "names": {"ko": item.name_ko, "en": item.name_en},
+        "confidence": item.confidence,
+        "identified_by": item.identified_by,
+        "menu_dish_id": item.menu_dish_id,
+        "alternatives": item.alternatives,
+        "box": item.box,
+        "polygon": item.polygon,
+        "area_px": item.area_px,
+        "area_cm2": item.area_cm2,
+        "grams": grams,
+        "nutrients": item.nutrients or None,
+        "provenance": {
+            "item": item.provenance,
+            "food": USER if item.identified_by == "user" else MODEL,
+            "grams": None if item.grams is None else _grams_provenance(item.grams_source),
+            "nutrients": DATABASE if item.nutrients else None,
+        },
+        "original": item.original,
+        "corrected_at": _iso(item.corrected_at),
+    }
+
+
+def analysis_payload(analysis: Analysis, *, pair_id: str | None = None) -> dict[str, Any]:
+    """The whole analysis as clients see it (pair_id: its before/after pair, if any)."""
+    return {
+        "id": analysis.id,
+        "created_at": _iso(analysis.created_at),
+        "captured_at": _iso(analysis.captured_at),
+        "canteen_id": analysis.canteen_id,
+        "user_id": analysis.user_id,
+        "kiosk_id": analysis.kiosk_id,
+        "menu_id": analysis.menu_id,
+        "meal_state": analysis.meal_state,
+        "pair_id": pair_id,
+        "model_version": analysis.model_version,
+        "image": {"sha256": analysis.image_sha256, "width": analysis.image_width,
+                  "height": analysis.image_height},
+        "scale": {"source": analysis.scale_source, "px_per_cm": analysis.px_per_cm},
+        "items": [item_payload(i) for i in analysis.items],
+        "totals": analysis.totals,
+        "overlay_url": f"/v1/analyses/{analysis.id}/overlay.png" if analysis.id else None,
+    }
+
+
+def _original(item: AnalysisItem) -> dict[str, Any]:
+    """The model's estimate, frozen before the first correction."""
+    return {
+        "food_id": item.food_id, "label": item.label, "name_ko": item.name_ko,
+        "name_en": item.name_en, "confidence": item.confidence,
+        "identified_by": item.identified_by, "grams": item.grams, "grams_low": item.grams_low,
+        "grams_high": item.grams_high, "grams_source": item.grams_source,
+        "nutrients": item.nutrients,
+    }
+
+
+def correct_item(
+    analysis: Analysis, item: AnalysisItem, *, food_id: str | None, grams: float | None
+) -> None:
+    """Apply a user correction (food and/or grams), keep the original, update the totals."""
+    if item.original is None:
+        item.original = _original(item)
+    if food_id is not None:
+        food = require_food(food_id)
+        item.food_id, item.name_ko, item.name_en = food.food_id, food.name_ko, food.name_en
+        item.identified_by = "user"
+        item.confidence = 1.0
+    if grams is not None:
+        item.grams = item.grams_low = item.grams_high = round(float(grams), 1)
+        item.grams_source = USER
+    elif item.grams is None:
+        serving = find_food(item.food_id)
+        if serving is not None and serving.serving_g:
+            item.grams = item.grams_low = item.grams_high = float(serving.serving_g)
+            item.grams_source = TYPICAL
+    item.nutrients = item_nutrients(item.food_id, item.grams) or {}
+    item.provenance = Provenance.USER.value
+    item.corrected_at = utcnow()
+    totals = meal_totals((i.food_id, i.grams) for i in analysis.items).to_dict()
+    analysis.totals = totals
+    analysis.incomplete_nutrients = totals["incomplete_nutrients"]
+
+
+def pair_id_of(session: Session, analysis_id: str) -> str | None:
+    """The before/after pair this analysis belongs to, if any."""
+    return session.scalar(select(MealPair.id).where(or_(
+        MealPair.before_analysis_id == analysis_id, MealPair.after_analysis_id == analysis_id
+    )).limit(1))
+
+
+def _scoped(query: Any, principal: Principal) -> Any:
+    """Only analyses the caller may see (same rules as Principal.can_see_analysis)."""
+    if principal.role is Role.APP:
+        own_users = select(User.id).where(User.app_key_id == principal.key_id)
+        return query.where(or_(Analysis.api_key_id == principal.key_id,
+                               Analysis.user_id.in_(own_users)))
+    if not principal.is_admin:
+        return query.where(Analysis.canteen_id == principal.canteen_id)
+    return query
+
+
+def list_analyses(session: Session, principal: Principal, *, user_id: str | None,
+                  since: datetime | None, limit: int) -> list[dict[str, Any]]:
+    """Newest first; optionally one user's (whom the caller must be able to see)."""
+    query = _scoped(select(Analysis), principal)
+    if user_id is not None:
+        load_user(session, principal, user_id)
+        query = query.where(Analysis.user_id == user_id)
+    if since is not None:
+        query = query.where(Analysis.captured_at >= since)
+    rows = session.scalars(query.order_by(Analysis.captured_at.desc()).limit(limit)).all()
+    return [analysis_payload(a, pair_id=pair_id_of(session, a.id)) for a in rows]
+
+
+def get_analysis(session: Session, principal: Principal, analysis_id: str) -> dict[str, Any]:
+    """One analysis with its items and totals."""
+    analysis = load_analysis(session, principal, analysis_id)
+    return analysis_payload(analysis, pair_id=pair_id_of(session, analysis.id))
+
+
+def correct(session: Session, principal: Principal, analysis_id: str, item_id: str, *,
+            food_id: str | None, grams: float | None) -> dict[str, Any]:
+    """Correct an item in one transaction and answer the whole analysis."""
+    with session.begin():
+        item = load_item(session, principal, analysis_id, item_id)
+        correct_item(item.analysis, item, food_id=food_id, grams=grams)
+        session.flush()
+        return analysis_payload(item.analysis, pair_id=pair_id_of(session, analysis_id))
+
+
+def overlay_png(store: ImageStore, analysis: Analysis, max_pixels: int) -> bytes:
+    """Render the overlay from the stored photo (410 once retention purged it)."""
+    data = store.get(analysis.image_sha256)
+    if data is None:
+        raise ApiError(410, "image_purged", "the photo is no longer stored (retention)")
+    try:
+        photo = load_image(data, max_pixels=max_pixels)
+    except ImageError as exc:  # stored bytes were validated on upload: this is disk damage
+        raise ApiError(410, "image_unreadable", f"the stored photo is unreadable: {exc}") from exc
+    items = [OverlayItem(i.box, i.polygon, caption(i.name_en, i.label, i.grams))
+             for i in analysis.items]
+    return render_overlay(photo, items)

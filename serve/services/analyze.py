@@ -1,0 +1,240 @@
+"""The upload path of POST /v1/analyze and /v1/analyze/batch: resolve the request's tenant
+and context, decode the photos, run the pipeline (services.pipeline), then store every
+analysis with its images and before/after link in one transaction (idempotent)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from model.infer.runtime import full_size
+from serve.core.auth import Principal
+from serve.core.errors import ApiError, not_found
+from serve.core.metrics import ServiceMetrics
+from serve.core.settings import Settings
+from serve.core.storage import ImageStore, record_image
+from serve.core.uploads import UploadedFile, decode_depth, decode_photo
+from serve.db.access import load_canteen, load_user
+from serve.db.base import utcnow
+from serve.db.session import transaction
+from serve.db.tables.analyses import Analysis
+from serve.schemas.analyze import AnalyzeFields
+from serve.services.analyses import analysis_payload, analysis_row, insert_analysis
+from serve.services.idempotency import Answer, replay, stored_or_replayed
+from serve.services.kiosks import kiosk_calibration
+from serve.services.menus import CanteenMenu, load_menu_context
+from serve.services.model_registry import LoadedModel
+from serve.services.pairing import link_analysis
+from serve.services.pipeline import ImageRequest, ImageResult, analyze
+
+
+@dataclass(frozen=True)
+class Env:
+    """What the upload path uses of the running app."""
+
+    factory: sessionmaker[Session]
+    settings: Settings
+    slots: threading.BoundedSemaphore  # queues model runs (see create_app)
+    metrics: ServiceMetrics
+    store: ImageStore
+
+
+@dataclass(frozen=True)
+class AnalyzeRequest:
+    """One analyze request as parsed from its form, before anything is resolved."""
+
+    principal: Principal
+    loaded: LoadedModel
+    fields: AnalyzeFields
+    key: str | None  # the Idempotency-Key
+    fingerprint: str  # services.idempotency.request_hash
+
+
+@dataclass
+class Context:
+    """Everything resolved from the request before inference."""
+
+    canteen_id: str | None
+    fields: AnalyzeFields
+    px_per_cm: float | None
+    menu: CanteenMenu | None
+
+
+def parse_fields(raw: dict[str, str]) -> AnalyzeFields:
+    """Validate the form's text fields; 422 naming each bad one."""
+    try:
+        fields = AnalyzeFields.model_validate({k: v for k, v in raw.items() if v != ""})
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ApiError(422, "invalid_input", detail) from exc
+    if fields.captured_at is not None:
+        # Stored and answered in UTC (a time without offset is taken as UTC), so the first
+        # answer and every later read show the same instant the same way.
+        at = fields.captured_at
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        fields = fields.model_copy(update={"captured_at": at})
+    return fields
+
+
+def _tenant(session: Session, principal: Principal, fields: AnalyzeFields) -> str | None:
+    """The canteen the analysis belongs to; an admin may name one or imply it by the user."""
+    if not principal.is_admin:
+        return principal.tenant_for_write(fields.canteen_id)
+    if fields.canteen_id is not None:
+        return load_canteen(session, principal, fields.canteen_id).id
+    return None
+
+
+def resolve_context(
+    session: Session, principal: Principal, fields: AnalyzeFields, loaded: LoadedModel,
+    settings: Settings,
+) -> Context:
+    """Check every id the request names against the caller's tenant (404 when not theirs)."""
+    canteen_id = _tenant(session, principal, fields)
+    if fields.user_id is not None:
+        user = load_user(session, principal, fields.user_id)
+        if canteen_id is not None and user.canteen_id != canteen_id:
+            raise not_found("user", fields.user_id)
+        canteen_id = user.canteen_id
+    px_per_cm = None
+    if fields.kiosk_id is not None:
+        calibration = kiosk_calibration(session, canteen_id, fields.kiosk_id)
+        canteen_id, px_per_cm = calibration.canteen_id, calibration.px_per_cm
+    menu = None
+    if fields.menu_id is not None:
+        # Enrolments made under another model version are re-embedded here, so a model
+        # swap never silently drops a canteen's enrolled examples.
+        context = load_menu_context(session, principal, fields.menu_id, loaded,
+                                    ImageStore(settings.image_dir), settings.max_pixels)
+        if canteen_id is not None and context.canteen_id != canteen_id:
+            raise not_found("menu", fields.menu_id)
+        canteen_id = context.canteen_id
+        menu = CanteenMenu(context)
+    if fields.meal_state is not None and canteen_id is None:
+        raise ApiError(422, "canteen_required", "meal_state needs a canteen (admin: canteen_id)")
+    return Context(canteen_id, fields, px_per_cm, menu)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded upload with what is stored about it."""
+
+    request: ImageRequest
+    data: bytes
+    content_type: str
+    depth_data: bytes | None
+
+
+def decode_upload(
+    image: UploadedFile, depth: UploadedFile | None, ctx: Context, settings: Settings,
+    fit: tuple[int, int],
+) -> Photo:
+    """Decode the photo (reduced to the model's input, see load_image) and depth map."""
+    img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
+    depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
+    req = ImageRequest(img, px_per_cm=ctx.px_per_cm, depth_mm=depth_mm, menu=ctx.menu)
+    return Photo(req, image.data, content_type, depth.data if depth else None)
+
+
+def store_analysis(
+    session: Session, store: ImageStore, principal: Principal, ctx: Context, photo: Photo,
+    result: ImageResult, settings: Settings,
+) -> dict[str, Any]:
+    """Write one analysis (image rows, analysis, items, before/after link) in the session."""
+    sha = store.put(photo.data)
+    width, height = full_size(photo.request.image)
+    record_image(session, sha256=sha, kind="photo", content_type=photo.content_type,
+                 size_bytes=len(photo.data), width=width, height=height)
+    depth_sha = None
+    if photo.depth_data is not None:
+        depth_sha = store.put(photo.depth_data)
+        record_image(session, sha256=depth_sha, kind="depth", content_type="depth",
+                     size_bytes=len(photo.depth_data), width=width, height=height)
+    fields = ctx.fields
+    analysis = analysis_row(
+        result, canteen_id=ctx.canteen_id, api_key_id=principal.key_id, user_id=fields.user_id,
+        menu_id=fields.menu_id, kiosk_id=fields.kiosk_id, meal_state=fields.meal_state,
+        captured_at=fields.captured_at or utcnow(), image_sha256=sha, depth_sha256=depth_sha,
+    )
+    insert_analysis(session, analysis)
+    pair = None
+    if fields.meal_state is not None:
+        window = timedelta(minutes=settings.pair_window_minutes)
+        stored = session.get_one(Analysis, analysis.id)
+        pair = link_analysis(session, stored, pair_id=fields.pair_id, window=window)
+    return analysis_payload(analysis, pair_id=pair.id if pair else None)
+
+
+def run_model(env: Env, loaded: LoadedModel, photos: list[Photo]) -> list[ImageResult]:
+    """The pipeline over decoded photos, with inference timings recorded."""
+    with env.slots:
+        results, timings = analyze(loaded.model, [p.request for p in photos],
+                                   batch_size=env.settings.batch_size, top_k=env.settings.top_k)
+    for t in timings:
+        env.metrics.observe_inference(t.seconds, t.batch_size)
+    return results
+
+
+def _replay_or_context(env: Env, req: AnalyzeRequest) -> Answer | Context:
+    """The stored answer to a retried request, else the resolved context of a new one."""
+    replayed = replay(env.factory, req.principal, req.key, req.fingerprint)
+    if replayed is not None:
+        return replayed
+    with transaction(env.factory) as session:  # may re-embed stale enrolments
+        return resolve_context(session, req.principal, req.fields, req.loaded, env.settings)
+
+
+def analyze_single(env: Env, req: AnalyzeRequest, image: UploadedFile,
+                   depth: UploadedFile | None) -> Answer:
+    """Resolve, decode, infer, then store one analysis atomically (201)."""
+    ctx = _replay_or_context(env, req)
+    if isinstance(ctx, Answer):
+        return ctx
+    photo = decode_upload(image, depth, ctx, env.settings, req.loaded.model.meta.input_size)
+    result = run_model(env, req.loaded, [photo])[0]
+    return stored_or_replayed(
+        env.factory, req.principal, req.key, req.fingerprint,
+        lambda s: Answer(201, store_analysis(s, env.store, req.principal, ctx, photo, result,
+                                             env.settings)),
+    )
+
+
+def _decode_all(
+    images: list[UploadedFile], ctx: Context, settings: Settings, fit: tuple[int, int]
+) -> tuple[list[tuple[int, Photo]], list[dict[str, Any]]]:
+    """Decode each photo; a bad one becomes an error entry instead of failing the batch."""
+    photos: list[tuple[int, Photo]] = []
+    errors: list[dict[str, Any]] = []
+    for index, upload in enumerate(images):
+        try:
+            photos.append((index, decode_upload(upload, None, ctx, settings, fit)))
+        except ApiError as exc:
+            errors.append({"index": index, "filename": upload.filename,
+                           "status": exc.status_code, **exc.body()})
+    return photos, errors
+
+
+def analyze_batch(env: Env, req: AnalyzeRequest, images: list[UploadedFile]) -> Answer:
+    """Decode all, infer in batches, store every good photo in one transaction (200)."""
+    ctx = _replay_or_context(env, req)
+    if isinstance(ctx, Answer):
+        return ctx
+    photos, errors = _decode_all(images, ctx, env.settings, req.loaded.model.meta.input_size)
+    results = run_model(env, req.loaded, [p for _, p in photos]) if photos else []
+
+    def write(session: Session) -> Answer:
+        """All good photos' analyses, answered in the order they were sent."""
+        entries = [
+            {"index": index, "filename": images[index].filename,
+             "analysis": store_analysis(session, env.store, req.principal, ctx, photo, result,
+                                        env.settings)}
+            for (index, photo), result in zip(photos, results, strict=True)
+        ]
+        ordered = sorted(entries + errors, key=lambda e: int(e["index"]))
+        return Answer(200, {"results": ordered, "analysed": len(entries), "failed": len(errors)})
+
+    return stored_or_replayed(env.factory, req.principal, req.key, req.fingerprint, write)

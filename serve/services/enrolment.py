@@ -1,0 +1,136 @@
+"""Enrolment: a dish's example photos, checked, stored and measured by
+model.infer.enrolment, and re-embedded when the active model changes."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from model.infer.enrolment import Box, EnrolledRegion, enrolled_region
+from serve.core.errors import unprocessable
+from serve.core.storage import ImageStore, record_image
+from serve.core.uploads import decode_photo
+from serve.db.tables.menus import Enrolment, Menu, MenuDish, RegionKind
+
+if TYPE_CHECKING:
+    from model.infer.runtime import TrayModel
+    from serve.services.model_registry import LoadedModel
+
+
+def check_box(box: Sequence[float], size: tuple[int, int]) -> Box:
+    """A (x0, y0, x1, y1) pixel box inside the image with positive area, else a 422."""
+    if len(box) != 4 or not all(np.isfinite(v) for v in box):
+        raise unprocessable(f"box must be 4 finite numbers x0,y0,x1,y1; got {list(box)}",
+                            code="invalid_box")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]):
+        raise unprocessable(f"box {list(box)} must lie inside the {size[0]}x{size[1]} image "
+                            "with x0 < x1 and y0 < y1", code="invalid_box")
+    return x0, y0, x1, y1
+
+
+def check_mask(mask: np.ndarray, img: Image.Image) -> np.ndarray:
+    """A boolean mask of the photo's size that marks some pixels, else a 422."""
+    mask = np.asarray(mask) > 0
+    if mask.shape != (img.height, img.width):
+        raise unprocessable(f"mask is {mask.shape[1]}x{mask.shape[0]}, the image "
+                            f"{img.width}x{img.height}: they must match", code="invalid_mask")
+    if not mask.any():
+        raise unprocessable("the mask is empty: mark the dish's pixels", code="invalid_mask")
+    return mask
+
+
+def measure_region(model: TrayModel, img: Image.Image, *, box: Sequence[float] | None = None,
+                   mask: np.ndarray | None = None) -> EnrolledRegion:
+    """Check the region a client gave (4xx when unusable), then embed and measure it."""
+    if box is not None and mask is not None:
+        raise unprocessable("give a box or a mask, not both", code="invalid_region")
+    if mask is not None:
+        return enrolled_region(model, img, mask=check_mask(mask, img))
+    return enrolled_region(model, img, box=check_box(box, img.size) if box is not None else None)
+
+
+def parse_box(text: str) -> list[float]:
+    """A box form field: "x0,y0,x1,y1" or a JSON list of four numbers."""
+    parts = text.strip().strip("[]").split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError as exc:
+        raise unprocessable(f"box must be four numbers x0,y0,x1,y1; got {text!r}",
+                            code="invalid_box") from exc
+    if len(values) != 4:
+        raise unprocessable(f"box must be four numbers x0,y0,x1,y1; got {text!r}",
+                            code="invalid_box")
+    return values
+
+
+def mask_array(img: Image.Image) -> np.ndarray:
+    """Any non-black pixel of a mask image marks the dish."""
+    return np.asarray(img).max(axis=2) > 0
+
+
+def store_photo(session: Session, store: ImageStore, data: bytes, kind: str,
+                max_pixels: int) -> tuple[str, Image.Image]:
+    """Decode an enrolment photo or mask (JPEG/PNG/WebP, 4xx otherwise), keep it
+    content-addressed and record it; returns its hash and the upright RGB image."""
+    img, content_type = decode_photo(data, max_pixels)
+    digest = store.put(data)
+    record_image(session, sha256=digest, kind=kind, content_type=content_type,
+                 size_bytes=len(data), width=img.width, height=img.height)
+    return digest, img
+
+
+def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: ImageStore,
+          photo: bytes, box: Sequence[float] | None, mask: bytes | None,
+          max_pixels: int) -> tuple[Enrolment, EnrolledRegion]:
+    """Embed and store one example photo of a dish (whole image, box or mask)."""
+    photo_sha, img = store_photo(session, store, photo, "photo", max_pixels)
+    mask_sha, mask_img = (store_photo(session, store, mask, "mask", max_pixels)
+                          if mask is not None else (None, None))
+    region = measure_region(loaded.model, img, box=box,
+                            mask=mask_array(mask_img) if mask_img is not None else None)
+    kind = (RegionKind.MASK if mask is not None
+            else RegionKind.BOX if box is not None else RegionKind.IMAGE)
+    row = Enrolment(dish_id=dish.id, image_sha256=photo_sha, mask_sha256=mask_sha,
+                    region=kind.value, box=list(box) if box is not None else None,
+                    area_px=region.area_px, area_from=region.area_from,
+                    embedding=[float(v) for v in region.embedding],
+                    model_version=loaded.version)
+    session.add(row)
+    session.flush()
+    return row, region
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What re-embedding a menu's enrolments did."""
+
+    re_embedded: int
+    left_stale: int  # their photo was purged by retention: unused until enrolled again
+    model_version: str
+
+
+def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store: ImageStore,
+                       max_pixels: int) -> Refresh:
+    """Re-embed enrolments made with another model version from their stored photos."""
+    done = left = 0
+    for row in (e for d in menu.dishes for e in d.enrolments
+                if e.model_version != loaded.version):
+        photo = store.get(row.image_sha256)
+        mask = store.get(row.mask_sha256) if row.mask_sha256 else None
+        if photo is None or (row.mask_sha256 and mask is None):
+            left += 1
+            continue
+        img = decode_photo(photo, max_pixels)[0]
+        mask_arr = mask_array(decode_photo(mask, max_pixels)[0]) if mask else None
+        region = measure_region(loaded.model, img, box=row.box, mask=mask_arr)
+        row.embedding = [float(v) for v in region.embedding]
+        row.area_px, row.area_from = region.area_px, region.area_from
+        row.model_version = loaded.version
+        done += 1
+    session.flush()
+    return Refresh(done, left, loaded.version)

@@ -1,0 +1,207 @@
+"""POST /v1/analyze and friends on real photos, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from nutrition_db.table import nutrients_for
+from serve.db.tables.analyses import Analysis, AnalysisItem
+from tests.serve.conftest import Service
+
+# SR28 foods with complete rows: apples (raw, with skin), bananas (raw), oranges (raw).
+APPLE, BANANA, ORANGE = "sr28:09003", "sr28:09040", "sr28:09200"
+
+
+def _analyze(service: Service, photo: bytes, headers: dict[str, str], status: int = 201,
+             **fields: Any) -> Any:
+    """POST one photo and return the JSON (asserting the status)."""
+    response = service.client.post(
+        "/v1/analyze", files={"image": ("tray.jpg", photo, "image/jpeg")},
+        data={k: str(v) for k, v in fields.items()}, headers=headers,
+    )
+    return service.ok(response, status)
+
+
+@pytest.fixture(scope="module")
+def tenant(service: Service) -> dict[str, Any]:
+    """One canteen with a kiosk key, an app key and a user of each."""
+    canteen = service.canteen("analyze")
+    kiosk = service.key("kiosk", canteen)
+    app = service.key("app", canteen)
+    return {"canteen": canteen, "kiosk": kiosk, "app": app,
+            "kiosk_user": service.user(kiosk, external_ref="badge-1"),
+            "app_user": service.user(app, display_name="app person")}
+
+
+def test_analyze_answers_items_grams_nutrients_and_totals(
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
+) -> None:
+    body = _analyze(service, photo_bytes["tray"], tenant["kiosk"])
+    assert body["id"] and body["canteen_id"] == tenant["canteen"]
+    assert body["image"]["width"] == 1024 and body["image"]["height"] == 768
+    assert body["overlay_url"] == f"/v1/analyses/{body['id']}/overlay.png"
+    for item in body["items"]:
+        x0, y0, x1, y1 = item["box"]
+        assert 0 <= x0 < x1 <= 1024 and 0 <= y0 < y1 <= 768
+        assert 0.0 <= item["confidence"] <= 1.0
+        assert item["alternatives"] and item["alternatives"][0]["score"] >= \
+            item["alternatives"][-1]["score"]
+        if item["grams"] is not None:
+            g = item["grams"]
+            assert g["low"] <= g["value"] <= g["high"] and g["source"]
+        if item["nutrients"]:  # database values for the item's grams, exactly
+            expected = nutrients_for(item["food_id"], item["grams"]["value"])
+            assert item["nutrients"]["energy_kcal"] == pytest.approx(expected["energy_kcal"])
+            assert item["provenance"]["nutrients"] == "database_value"
+    counted = [i for i in body["items"] if i["nutrients"]]
+    kcal = sum(i["nutrients"]["energy_kcal"] or 0.0 for i in counted)
+    assert body["totals"]["items_counted"] == len(counted)
+    assert body["totals"]["nutrients"]["energy_kcal"] == pytest.approx(kcal) or not counted
+    again = service.ok(service.client.get(f"/v1/analyses/{body['id']}", headers=tenant["kiosk"]))
+    assert again == body
+
+
+def test_user_meal_is_logged_once(
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
+) -> None:
+    body = _analyze(service, photo_bytes["tray2"], tenant["app"], user_id=tenant["app_user"],
+                    captured_at="2026-11-28T12:30:00+09:00")
+    assert body["user_id"] == tenant["app_user"]
+    assert body["captured_at"] == "2026-11-28T03:30:00+00:00"
+    listed = service.ok(service.client.get(
+        "/v1/analyses", params={"user_id": tenant["app_user"]}, headers=tenant["app"]))
+    assert listed == [body]
+
+
+def test_overlay_is_a_png_of_the_photo_size(
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
+) -> None:
+    import io
+
+    from PIL import Image
+
+    body = _analyze(service, photo_bytes["tray3"], tenant["kiosk"])
+    response = service.client.get(body["overlay_url"], headers=tenant["kiosk"])
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    img = Image.open(io.BytesIO(response.content))
+    assert img.format == "PNG"
+    assert img.size == (body["image"]["width"], body["image"]["height"])
+
+
+def _analysis_with_items(service: Service, tenant: dict[str, Any], photo: bytes) -> Any:
+    """An analysed real photo with two model-estimate items of known food and grams added
+    (so corrections are tested whatever the model finds on the photo)."""
+    body = _analyze(service, photo, tenant["kiosk"])
+    factory = service.client.app.state.session_factory  # type: ignore[attr-defined]
+    with factory() as session, session.begin():
+        analysis = session.get(Analysis, body["id"])
+        assert analysis is not None
+        start = len(analysis.items)
+        for offset, (food_id, grams) in enumerate([(BANANA, 118.0), (ORANGE, 131.0)]):
+            session.add(AnalysisItem(
+                analysis_id=analysis.id, position=start + offset, label="Fruit",
+                food_id=food_id, confidence=0.6, box=[10.0, 10.0, 200.0, 200.0],
+                grams=grams, grams_low=grams * 0.8, grams_high=grams * 1.2,
+                grams_source="kiosk_calibration", nutrients=nutrients_for(food_id, grams)))
+    return service.ok(service.client.get(f"/v1/analyses/{body['id']}", headers=tenant["kiosk"]))
+
+
+def test_correction_keeps_the_original_and_updates_totals(
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
+) -> None:
+    body = _analysis_with_items(service, tenant, photo_bytes["mix"])
+    item = body["items"][-2]  # the banana
+    url = f"/v1/analyses/{body['id']}/items/{item['id']}"
+    fixed = service.ok(service.client.patch(url, json={"food_id": APPLE, "grams": 150.0},
+                                            headers=tenant["kiosk"]))
+    new = next(i for i in fixed["items"] if i["id"] == item["id"])
+    assert new["food_id"] == APPLE and new["grams"]["value"] == 150.0
+    assert new["names"]["en"] == "Apples, raw, with skin"
+    assert new["provenance"] == {"item": "user_correction", "food": "user_correction",
+                                 "grams": "user_correction", "nutrients": "database_value"}
+    assert (new["original"]["food_id"], new["original"]["grams"]) == (BANANA, 118.0)
+    assert new["nutrients"] == nutrients_for(APPLE, 150.0)
+    # Totals: the corrected apple plus every other item with nutrients, by hand.
+    counted = [i for i in fixed["items"] if i["nutrients"]]
+    assert fixed["totals"]["grams"] == pytest.approx(sum(i["grams"]["value"] for i in counted),
+                                                     abs=0.05)
+    kcal = sum(i["nutrients"]["energy_kcal"] for i in counted)
+    assert fixed["totals"]["nutrients"]["energy_kcal"] == pytest.approx(kcal)
+    # A second correction still keeps the model's first estimate.
+    again = service.ok(service.client.patch(url, json={"grams": 90}, headers=tenant["kiosk"]))
+    second = next(i for i in again["items"] if i["id"] == item["id"])
+    assert second["original"] == new["original"] and second["food_id"] == APPLE
+    assert second["nutrients"] == nutrients_for(APPLE, 90.0)
+    assert service.ok(service.client.get(f"/v1/analyses/{body['id']}",
+                                         headers=tenant["kiosk"])) == again
+
+
+def test_correction_errors_are_clear(
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
+) -> None:
+    body = _analysis_with_items(service, tenant, photo_bytes["apple"])
+    c, kiosk = service.client, tenant["kiosk"]
+    assert c.patch(f"/v1/analyses/{body['id']}/items/nope", json={"grams": 5},
+                   headers=kiosk).status_code == 404
+    url = f"/v1/analyses/{body['id']}/items/{body['items'][-1]['id']}"
+    bad = c.patch(url, json={"food_id": "mfds:nonexistent"}, headers=kiosk)
+    assert bad.status_code == 422 and bad.json()["error"] == "unknown_food"
+    for wrong in ({}, {"grams": -1}, {"grams": 9000}, {"grams": "lots"}, {"colour": 1}):
+        r = c.patch(url, json=wrong, headers=kiosk)
+        assert r.status_code == 422 and r.json()["error"] == "invalid_input", (wrong, r.text)
+    other_app = service.key("app", tenant["canteen"])
+    assert c.patch(url, json={"grams": 5}, headers=other_app).status_code == 404
+
+
+def test_batch_matches_single_requests(
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
+) -> None:
+    names = ["tray", "apple", "mix"]
+    files = [("images", (f"{n}.jpg", photo_bytes[n], "image/jpeg")) for n in names]
+    files.append(("images", ("bad.jpg", b"not a photo", "image/jpeg")))
+    body = service.ok(service.client.post("/v1/analyze/batch", files=files,
+                                          headers=tenant["kiosk"]))
+    assert body["analysed"] == 3 and body["failed"] == 1
+    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3]
+    assert body["results"][3]["error"] == "unsupported_image_type"
+    for name, result in zip(names, body["results"], strict=False):
+        single = _analyze(service, photo_bytes[name], tenant["kiosk"])
+        batch_items = result["analysis"]["items"]
+        assert [i["label"] for i in batch_items] == [i["label"] for i in single["items"]]
+        for a, b in zip(batch_items, single["items"], strict=True):
+            assert a["box"] == pytest.approx(b["box"], abs=0.2)
+
+
+def test_one_transaction_per_analysis(
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crash between writing the analysis and its items leaves nothing half-written."""
+    import serve.services.analyze as analyze_service
+
+    factory = service.client.app.state.session_factory  # type: ignore[attr-defined]
+    with factory() as s:
+        before = (s.scalar(select(func.count(Analysis.id))),
+                  s.scalar(select(func.count(AnalysisItem.id))))
+    real = analyze_service.analysis_payload
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected crash after the rows were flushed")
+
+    monkeypatch.setattr(analyze_service, "analysis_payload", crash)
+    # Without re-raising in the test, to see what a client sees (the lifespan already ran).
+    client = TestClient(service.client.app, raise_server_exceptions=False)
+    response = client.post(
+        "/v1/analyze", files={"image": ("t.jpg", photo_bytes["tray"], "image/jpeg")},
+        headers={**tenant["kiosk"], "Idempotency-Key": "crash-1"})
+    assert response.status_code == 500 and response.json()["error"] == "internal_error"
+    with factory() as s:
+        after = (s.scalar(select(func.count(Analysis.id))),
+                 s.scalar(select(func.count(AnalysisItem.id))))
+    assert after == before
+    monkeypatch.setattr(analyze_service, "analysis_payload", real)
+    ok = _analyze(service, photo_bytes["tray"], {**tenant["kiosk"], "Idempotency-Key": "crash-1"})
+    assert ok["id"]

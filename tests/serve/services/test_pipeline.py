@@ -1,0 +1,138 @@
+"""The pipeline's choices, item by item: identity (model or menu), the grams scale priority
+and database nutrients. Items are built from the model's real embeddings of fixture photos,
+so these checks hold whatever the model detects on a given photo."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.data.importers.ecustfd import read_voc
+from model.infer.runtime import Item, Prediction, load_image
+from nutrition_db.table import get_food, nutrients_for
+from serve.services.menus import CanteenMenu, menu_from_file
+from serve.services.model_registry import LoadedModel
+from serve.services.pipeline import (
+    ENROLLED,
+    KIOSK,
+    REFERENCE,
+    SERVING_SPREAD,
+    TYPICAL,
+    Alternative,
+    ImageRequest,
+    build_item,
+)
+from tests.serve.conftest import ECUSTFD
+
+APPLE, ORANGE = "sr28:09003", "sr28:09200"  # SR28 apples raw with skin; oranges raw
+
+
+def _food_box(photo: Path) -> list[float]:
+    """The annotated food box of an ECUSTFD fixture photo."""
+    voc = photo.parent.parent / "Annotations" / (photo.stem + ".xml")
+    return next(box for label, box in read_voc(voc)[3] if label != "coin")
+
+
+def _item(loaded: LoadedModel, photo: Path, label_index: int, grams: float | None = None,
+          box: list[float] | None = None) -> Item:
+    """An item over `box` (default: the whole photo), with the model's real embedding of it."""
+    img = load_image(photo)
+    x0, y0, x1, y1 = box or [0.0, 0.0, float(img.width), float(img.height)]
+    n = len(loaded.model.meta.labels)
+    scores = np.full(n, 0.1 / (n - 1), np.float32)
+    scores[label_index] = 0.9
+    embedding = loaded.model.embed_regions(img, boxes=[box] if box else None)[0]
+    return Item(box=(x0, y0, x1, y1),
+                label=loaded.model.meta.labels[label_index], label_index=label_index, score=0.8,
+                class_scores=scores, mask=None,
+                polygon=[[int(x0), int(y0)], [int(x1), int(y0)], [int(x0), int(y1)]],
+                area_px=(x1 - x0) * (y1 - y0), embedding=embedding,
+                grams=grams, grams_range=None if grams is None else (grams * 0.8, grams * 1.2))
+
+
+@pytest.fixture(scope="module")
+def menu(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory
+         ) -> CanteenMenu:
+    """Two dishes, each enrolled with one real photo and its food's box."""
+    def example(name: str) -> dict[str, object]:
+        photo = fixtures_dir / ECUSTFD.format(name=name)
+        return {"image": str(photo), "box": _food_box(photo)}
+
+    spec = {"dishes": [
+        {"id": "apple", "food_id": APPLE, "serving_g": 180, "examples": [example("apple003T(1)")]},
+        {"id": "orange", "food_id": ORANGE, "serving_g": 140,
+         "examples": [example("orange002T(1)")]}]}
+    path = tmp_path_factory.mktemp("menu") / "menu.json"
+    path.write_text(json.dumps(spec))
+    return menu_from_file(loaded_model.model, path)
+
+
+def _label_of(loaded: LoadedModel, food_id: str) -> int:
+    ids = list(loaded.model.meta.food_ids)
+    return ids.index(food_id) if food_id in ids else 0
+
+
+def test_menu_identifies_the_enrolled_dish(
+    loaded_model: LoadedModel, menu: CanteenMenu, fixtures_dir: Path
+) -> None:
+    for name, dish, food in (("apple003T(1)", "apple", APPLE), ("orange002T(1)", "orange", ORANGE)):
+        photo = fixtures_dir / ECUSTFD.format(name=name)
+        item = _item(loaded_model, photo, 0, box=_food_box(photo))
+        pred = Prediction(item.box[2], item.box[3], [item])  # type: ignore[arg-type]
+        out = build_item(loaded_model.model, pred, item, ImageRequest(load_image(
+            fixtures_dir / ECUSTFD.format(name=name)), menu=menu), top_k=5)
+        assert (out.identified_by, out.menu_dish_id, out.food_id) == ("menu", dish, food)
+        assert out.confidence > 0.5 and {a.dish_id for a in out.alternatives} == {"apple", "orange"}
+        # No scale on the photo: grams relative to the enrolled example (its box's food).
+        assert out.grams is not None and out.grams.source == ENROLLED
+        assert out.nutrients == nutrients_for(food, out.grams.value)
+
+
+def test_grams_priority_without_menu(loaded_model: LoadedModel, fixtures_dir: Path) -> None:
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    img = load_image(photo)
+    label = _label_of(loaded_model, APPLE)
+    food_id = loaded_model.model.meta.food_ids[label]
+    cases = [("given", 21.0, 140.0, KIOSK), ("coin", 18.0, 140.0, REFERENCE)]
+    for scale_source, px_per_cm, grams, expected in cases:
+        item = _item(loaded_model, photo, label, grams)
+        pred = Prediction(img.width, img.height, [item], px_per_cm, scale_source)
+        out = build_item(loaded_model.model, pred, item, ImageRequest(img), top_k=3)
+        assert out.grams is not None and (out.grams.source, out.grams.value) == (expected, grams)
+        assert out.identified_by == "model" and out.food_id == food_id
+    item = _item(loaded_model, photo, label)  # no scale at all: the database's serving
+    out = build_item(loaded_model.model, Prediction(img.width, img.height, [item]), item,
+                     ImageRequest(img), top_k=3)
+    food = get_food(food_id) if food_id else None
+    if food_id is None or food is None or not food.serving_g:
+        assert out.grams is None and out.nutrients is None
+    else:
+        assert out.grams is not None and out.grams.source == TYPICAL
+        assert out.grams.value == pytest.approx(food.serving_g, abs=0.05)
+        assert out.grams.low == pytest.approx(food.serving_g * (1 - SERVING_SPREAD), abs=0.05)
+        assert out.nutrients == nutrients_for(food_id, out.grams.value)
+    assert [a.score for a in out.alternatives] == sorted(
+        [a.score for a in out.alternatives], reverse=True)
+    assert out.alternatives[0].label == loaded_model.model.meta.labels[label]
+
+
+def test_menu_file_never_sizes_against_a_whole_photo(loaded_model: LoadedModel,
+                                                      tmp_path: Path) -> None:
+    """An example where the model finds no food enrols by the whole image: its embedding
+    counts for identification, but its area (the photo's) is no serving's size."""
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(tmp_path / "blank.png")
+    spec = {"dishes": [{"id": "soup", "food_id": APPLE, "serving_g": 200,
+                        "examples": ["blank.png"]}]}
+    (tmp_path / "menu.json").write_text(json.dumps(spec))
+    dish = menu_from_file(loaded_model.model, tmp_path / "menu.json").context.dishes[0]
+    assert dish.enrolled == 1 and dish.area_px == ()
+
+
+def test_alternative_json_holds_every_field() -> None:
+    alt = Alternative("Bread", "fndds:51000100", 0.25, dish_id="d1")
+    assert alt.to_dict() == asdict(alt)
+    assert set(alt.to_dict()) == {f.name for f in fields(Alternative)}
