@@ -1,0 +1,1 @@
+"""Use cases: no FastAPI imports."""
