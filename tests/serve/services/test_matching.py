@@ -214,6 +214,22 @@ def test_weak_look_in_place_still_pairs_but_is_flagged_weak() -> None:
     assert match_regions(before, moved_away).pairs == ()  # changed look AND elsewhere: no
 
 
+def test_one_good_pair_beats_a_chain_of_mediocre_ones() -> None:
+    """The assignment may leave regions alone: pasta A stays put; gnocchi B (looks a bit like
+    pasta) is eaten; an extra pasta-like plate X appears elsewhere. A forced full assignment
+    prefers A-X + B-A' (0.34 + 0.53, each under the threshold) to A-A' + B-X (0 + 0.92)."""
+    u = BASIS[20]
+    before = [reg("A", (150, 150), 40, DISH["pasta"], "pasta"),
+              reg("B", (650, 400), 40, 0.75 * DISH["pasta"] + math.sqrt(1 - 0.75**2) * u,
+                  "gnocchi")]
+    after = [reg("A'", (150, 150), 40, DISH["pasta"], "pasta"),
+             reg("X", (400, 150), 40, 0.85 * DISH["pasta"] - math.sqrt(1 - 0.85**2) * u,
+                 "pasta")]
+    m = match_regions(before, after)
+    assert pairs_by_key(before, after, m) == {"A": "A'"}
+    assert m.unmatched_before == (1,) and m.unmatched_after == (1,)
+
+
 def test_without_embeddings_pairs_by_position_and_says_so() -> None:
     before = [reg("pasta", (150, 150), 40, None, "pasta", grams=200.0)]
     after = [reg("a", (160, 150), 30, None, "pasta")]
