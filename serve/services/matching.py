@@ -284,9 +284,10 @@ class Matching:
     unmatched_before: tuple[int, ...]  # fully eaten (no plausible after region)
     unmatched_after: tuple[int, ...]  # never served: napkins, cups brought along
     tray_shift: TrayShift
-    # per before region: the best score any after region offered it (0.0 with none), so an
-    # unmatched region says how clearly nothing matched
+    # per before / after region: the best score any region of the other photo offered it
+    # (0.0 with none), so an unmatched region says how clearly nothing matched
     best_scores: tuple[float, ...] = ()
+    best_scores_after: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -382,15 +383,15 @@ def _votes(cos: np.ndarray, before: Sequence[Region], after: Sequence[Region],
 def _agreeing(shift: TrayShift, votes: list[tuple[float, int, int]], cb: np.ndarray,
               ca: np.ndarray, radii: np.ndarray) -> list[tuple[float, int, int]]:
     """The votes a shift explains, one-to-one (nearest first)."""
-    moved = shift.apply(cb)
-    near = sorted((float(np.linalg.norm(moved[i] - ca[j])), k) for k, (_, i, j) in
-                  enumerate(votes))
+    ii = np.array([i for _, i, _ in votes])
+    jj = np.array([j for _, _, j in votes])
+    dist = np.linalg.norm(shift.apply(cb)[ii] - ca[jj], axis=1)
     used_b: set[int] = set()
     used_a: set[int] = set()
     out = []
-    for dist, k in near:
+    for k in np.argsort(dist, kind="stable"):
         _, i, j = votes[k]
-        if dist <= radii[i] and i not in used_b and j not in used_a:
+        if dist[k] <= radii[i] and i not in used_b and j not in used_a:
             used_b.add(i)
             used_a.add(j)
             out.append(votes[k])
@@ -445,7 +446,13 @@ def estimate_tray_shift(before: Sequence[Region], after: Sequence[Region],
         return TrayShift()
     i_idx = [i for _, i, _ in agree]
     j_idx = [j for _, _, j in agree]
-    return _rigid_fit(cb[i_idx], ca[j_idx], np.array([c for c, _, _ in agree]))
+    # An eaten region's centre wanders with what is left: the more of it is gone, the less
+    # its centre says about the tray, so the refit weighs each vote by its kept area share.
+    kept = [min(1.0, after[j].area_px / before[i].area_px) if before[i].area_px > 0 else 1.0
+            for _, i, j in agree]
+    weights = np.array([max(c, 0.0) * max(k, 1e-3) for (c, _, _), k in zip(agree, kept,
+                                                                           strict=True)])
+    return _rigid_fit(cb[i_idx], ca[j_idx], weights)
 
 
 def _size_plausible(b: Region, a: Region, cfg: MatchConfig) -> bool:
@@ -522,11 +529,12 @@ def match_regions(before: Sequence[Region], after: Sequence[Region],
         method = MatchMethod.POSITION if app is None else MatchMethod.APPEARANCE
         cosine = None if app is None else float(cos[i, j])
         pairs.append(RegionPair(i, j, 1.0 - c, c, cosine, app, dist, pos, lab, method))
-    best = tuple(float(max(0.0, 1.0 - cost[i].min())) if m else 0.0 for i in range(n))
+    best_b = tuple(float(max(0.0, 1.0 - cost[i].min())) if m else 0.0 for i in range(n))
+    best_a = tuple(float(max(0.0, 1.0 - cost[:, j].min())) if n else 0.0 for j in range(m))
     taken_b = {p.before_index for p in pairs}
     taken_a = {p.after_index for p in pairs}
     return Matching(tuple(pairs), tuple(i for i in range(n) if i not in taken_b),
-                    tuple(j for j in range(m) if j not in taken_a), shift, best)
+                    tuple(j for j in range(m) if j not in taken_a), shift, best_b, best_a)
 
 
 # --- leftovers -----------------------------------------------------------------------------
@@ -575,11 +583,14 @@ def leftovers(before: Sequence[Region], after: Sequence[Region], matching: Match
 
     Fully eaten: fraction 0, all grams eaten, score = 1 - the best score any after region
     offered (how clearly nothing matched). Unmatched after: no fraction, no grams - not food
-    served. A ratio above 1 (the after region measures larger) is clipped to 1 and flagged.
+    served - and score = 1 - the best score any before region offered it. A ratio above 1
+    (the after region measures larger: mask noise, or spilled food) is clipped to 1 and
+    flagged after_exceeds_before: nothing eaten, never a negative intake.
     """
     cfg = cfg or MatchConfig()
     if (any(p.before_index >= len(before) or p.after_index >= len(after)
-            for p in matching.pairs) or len(matching.best_scores) != len(before)):
+            for p in matching.pairs) or len(matching.best_scores) != len(before)
+            or len(matching.best_scores_after) != len(after)):
         raise MatchInputError("matching does not belong to these regions")
     by_before = {p.before_index: p for p in matching.pairs}
     out: list[Leftover] = []
@@ -593,7 +604,8 @@ def leftovers(before: Sequence[Region], after: Sequence[Region], matching: Match
                             MatchMethod.NONE, None, 1.0 - matching.best_scores[i],
                             (LeftoverFlag.FULLY_EATEN,)))
     out += [Leftover(after[j].key, after[j].food_id, None, j, None, None, None, None,
-                     MatchMethod.NONE, None, 1.0, (LeftoverFlag.UNMATCHED_AFTER,))
+                     MatchMethod.NONE, None, 1.0 - matching.best_scores_after[j],
+                     (LeftoverFlag.UNMATCHED_AFTER,))
             for j in matching.unmatched_after]
     return out
 

@@ -182,6 +182,11 @@ def test_a_stranger_in_the_eaten_dishs_very_place_is_not_it() -> None:
     assert pairs_by_key(before, after, m) == {"pasta": "a-pasta", "salad": "a-salad"}
     assert m.unmatched_after == (0,)
     assert [before[i].key for i in m.unmatched_before] == ["bread", "yoghurt", "apple"]
+    # it stands where the roll stood, so it is a less clear stranger than one elsewhere:
+    # cost (0.6 * 1 + 0.3 * 0 + 0.1 * 1) = 0.7, score 0.3, unmatched with certainty 0.7
+    napkin = leftovers(before, after, m)[-1]
+    assert napkin.flags == (LeftoverFlag.UNMATCHED_AFTER,)
+    assert napkin.score == pytest.approx(0.7)
 
 
 def test_extra_after_region_is_unmatched_after_and_not_served() -> None:
@@ -197,6 +202,7 @@ def test_extra_after_region_is_unmatched_after_and_not_served() -> None:
     assert napkin.flags == (LeftoverFlag.UNMATCHED_AFTER,)
     assert (napkin.before_index, napkin.after_index) == (None, 2)
     assert napkin.fraction is None and napkin.leftover_g is None and napkin.eaten_g is None
+    assert napkin.score == pytest.approx(1.0)  # nothing served looks like it or stood there
     served = sum(lo.leftover_g or 0.0 for lo in out) + sum(lo.eaten_g or 0.0 for lo in out)
     assert served == pytest.approx(100.0 + 110.0)
 
