@@ -47,14 +47,14 @@ from model.infer.geometry import Box, GeometryError, as_boxes
 # on the fixture photos: see tests/serve/services/test_matching.py) ------------------------
 
 # Cosine at or above which two regions look like the same dish (appearance cost 0). Untouched
-# dishes of the shipped model score 0.96-1.00 between two photos; a third to a half painted
-# out, 0.67-0.99.
+# dishes of the shipped model score 0.96-1.00 between two photos; with a third to a half
+# painted out mostly 0.6-0.99, but as low as 0.36 (a gratin), where position must carry it.
 COS_SAME = 0.9
 # Cosine at or below which they look like different dishes (appearance cost 1). Different
 # dishes on one tray score -0.3-0.2, a few pairs up to 0.47 (gratin vs drink can).
 COS_DIFFERENT = 0.2
 # Appearance dominates: it alone must carry a dish moved on the tray (position cost 1), and
-# beat a look-alike-less stranger standing in its old place. With these weights a swap of
+# beat an unrelated item standing in its old place. With these weights a swap of
 # two dishes is resolved by appearance when the right partner's appearance cost is at least
 # (W_POSITION - W_LABEL) / W_APPEARANCE = 0.33 lower than the wrong one's.
 W_APPEARANCE = 0.6
@@ -65,16 +65,18 @@ W_POSITION = 0.3
 # and an unrelated item may carry the dish's label (the painted-out bread roll).
 W_LABEL = 0.1
 # A pair is made only below this cost (score above 1 - 0.55 = 0.45). Worked cases with the
-# weights above: a moved, intact dish costs 0.3 (kept); moved and partly eaten down to
-# cosine 0.61, 0.55 (the limit); a stranger with the dish's label elsewhere on the tray
-# >= 0.6 (refused: the bread-roll case); a stranger in the dish's very place with another
-# label, at cosine below ~0.37, > 0.55 (refused).
+# weights above: a moved, intact dish costs 0.3 (kept); a moved, partly eaten one is kept
+# down to cosine 0.61 (0.73 if also renamed); in place (centre wandered 0.2 radii), down
+# to ~0.33 (if renamed, ~0.45);
+# an unrelated item with the dish's label elsewhere on the tray, at cosine <= 0.47 (the
+# most alike different dishes measured), costs >= 0.67 (refused: the bread-roll case); one
+# in the dish's very place with another label is refused below cosine ~0.37.
 MAX_MATCH_COST = 0.55
 # Pairs scoring below this are kept but flagged weak: the service should ask for a look.
 WEAK_MATCH_SCORE = 0.6
 # Centre distance (after the tray shift) in before-region radii (half box diagonals) at which
 # the position cost is full. A partly eaten dish's region centre wanders by up to ~half a
-# radius; neighbouring dishes' centres are >= 2 radii apart.
+# radius; neighbouring dishes' centres are usually >= 2 radii apart.
 POSITION_RADII = 1.0
 # An after region larger than this many times the before region cannot be that dish (mask
 # noise makes untouched dishes measure 0.9-1.1 of themselves; food does not grow).
