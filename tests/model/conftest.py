@@ -1,8 +1,9 @@
 """Shared model-test fixtures: datasets from the committed real fixtures, a tiny exported net,
-the flags of a tiny training run."""
+the flags of a tiny training run, the ONNX model the evaluation tests use."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,22 @@ from model.data.importers.mealtray import import_mealtray
 from model.infer.runtime import ModelMeta
 from model.network import TrayNet
 
+REPO = Path(__file__).resolve().parents[2]
 TINY_SIZE = (160, 128)
+MODEL_CANDIDATES = (
+    REPO / "model" / "artifacts" / "traylens.onnx",
+    REPO / "var" / "dev" / "traylens-dev.onnx",
+)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The shipped model, else the dev model; $TRAYLENS_TEST_MODEL overrides."""
+    env = os.environ.get("TRAYLENS_TEST_MODEL")
+    for path in ([Path(env)] if env else []) + list(MODEL_CANDIDATES):
+        if path.is_file():
+            return path
+    pytest.skip("no ONNX model yet: model/artifacts/traylens.onnx is committed with the model")
 
 
 def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, members: int = 1,
