@@ -174,6 +174,7 @@ def record_metrics(onnx_path: str | Path, metrics_json: str | Path) -> ModelMeta
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """CLI entry: export checkpoints (checked, calibrated) or record an evaluation's metrics."""
     from model.training.checkpoints import ensemble_from_checkpoints
     from model.training.meta import meta_for
     from model.training.sources import load_sources, split_sources

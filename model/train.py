@@ -15,6 +15,7 @@ from model.training.config import SETTINGS, ConfigError, TrainConfig, load_confi
 
 
 def _bool(text: str) -> bool:
+    """A boolean flag value: true/false, yes/no, on/off or 1/0."""
     if text.lower() in ("1", "true", "yes", "on"):
         return True
     if text.lower() in ("0", "false", "no", "off"):
@@ -53,6 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """CLI entry: parse the config, train, print the final metrics."""
     from model.training.run import run
 
     metrics = run(parse_args(argv))
