@@ -121,8 +121,8 @@ def torch_paths(
     """Network-only and end-to-end callables for torch eager, plus where its weights came from."""
     import torch
 
-    from model.engine import model_from_checkpoint
     from model.network import TrayNet
+    from model.training.checkpoints import model_from_checkpoint
 
     if checkpoint is not None:
         net, _ = model_from_checkpoint(checkpoint)

@@ -12,8 +12,7 @@ Sections (each present when its data set is given):
   for diagnosis also from the annotated coin box (same px/cm formula as the runtime);
 - masks: mean mask IoU against ground-truth or composed masks only, never pseudo masks;
 - menu: menu-mode identification accuracy, k enrolled examples per dish, menus of m dishes
-  drawn at random (seeded) from held-out foods; enrolment and query images come from
-  different physical objects; mean and 95% CI over menus, plus the ECE of the top score.
+  drawn at random (seeded) from held-out foods (model.evaluate_menu).
 """
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,10 @@ from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
 from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, group_of, training_split
+from model.evaluate_common import EvalConfig, EvaluationError, calibration, fmt, xyxy
+from model.evaluate_menu import embed_annotations, menu_markdown, menu_section
 from model.infer import portion
-from model.infer.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
+from model.infer.menu_match import MatchConfig
 from model.infer.runtime import (
     Item,
     ModelFileError,
@@ -53,25 +54,6 @@ EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s != "pseudo")
 SCHEMA_VERSION = 1
 # Crops per label for the composed trays: enough variety, bounded pseudo-mask (GrabCut) time.
 COMPOSE_CROPS_PER_LABEL = 6
-
-
-class EvaluationError(ValueError):
-    """The evaluation cannot run as asked (missing data, too few objects for menus)."""
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Knobs of one evaluation run; written into the JSON so a report says how it was made."""
-
-    iou_threshold: float = 0.5
-    # mAP needs the low-score tail of detections; the service's threshold would cut it.
-    detection_score_min: float = 0.05
-    ece_bins: int = 10
-    k_enrol: int = 3
-    menu_size: int = 5
-    n_menus: int = 500
-    seed: int = 0
-    batch_size: int = 4
 
 
 def _batches(images: Sequence[ImageRecord], size: int) -> Iterator[Sequence[ImageRecord]]:
@@ -98,18 +80,12 @@ def predict_dataset(
     return out
 
 
-def _xyxy(ann: Annotation) -> metrics.BoxT:
-    """COCO [x, y, w, h] -> [x0, y0, x1, y1]."""
-    x, y, w, h = ann.bbox
-    return (x, y, x + w, y + h)
-
-
 def detection_section(
     ds: CocoDataset, preds: dict[int, Prediction], cfg: EvalConfig
 ) -> dict[str, Any]:
     """Per-class AP, mAP and detection-score ECE of one data set's predictions."""
     names = ds.category_names()
-    gts = [metrics.GroundTruth(str(a.image_id), names[a.category_id], _xyxy(a))
+    gts = [metrics.GroundTruth(str(a.image_id), names[a.category_id], xyxy(a))
            for a in ds.annotations]
     dets = [
         metrics.Detection(str(iid), it.label, it.score, it.box)
@@ -118,7 +94,7 @@ def detection_section(
     ]
     report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "all_point")
     tp = metrics.match_detections(dets, gts, cfg.iou_threshold)
-    ece = _calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
+    ece = calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
     groups = {str(im.id): group_of(im) for im in ds.images}
     n_groups = len(set(groups.values()))
     ci = (metrics.bootstrap_map_ci95(dets, gts, groups, cfg.iou_threshold, seed=cfg.seed)
@@ -135,13 +111,6 @@ def detection_section(
         "score_min": cfg.detection_score_min,
         "calibration": ece,
     }
-
-
-def _calibration(conf: Sequence[float], correct: Sequence[bool], bins: int) -> dict[str, Any]:
-    """ECE as a JSON-ready dict (None when there is nothing to calibrate)."""
-    if not conf:
-        return {"ece": None, "n": 0, "bins": []}
-    return asdict(metrics.expected_calibration_error(conf, correct, bins))
 
 
 def _best_match(box: metrics.BoxT, items: Sequence[Item], iou: float) -> Item | None:
@@ -161,7 +130,7 @@ def annotated_coin_scale(ds: CocoDataset) -> dict[int, float]:
     for a in ds.annotations:
         if names[a.category_id] == portion.COIN_LABEL:
             coins[a.image_id].append(a)
-    return {iid: portion.coin_px_per_cm(_xyxy(c[0])) for iid, c in coins.items() if len(c) == 1}
+    return {iid: portion.coin_px_per_cm(xyxy(c[0])) for iid, c in coins.items() if len(c) == 1}
 
 
 def grams_section(
@@ -176,7 +145,7 @@ def grams_section(
         if a.grams is None:
             continue
         n_total += 1
-        item = _best_match(_xyxy(a), preds[a.image_id].items, iou)
+        item = _best_match(xyxy(a), preds[a.image_id].items, iou)
         if item is None:
             n_unmatched += 1
         elif item.grams is None:
@@ -226,142 +195,6 @@ def mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any
         "n_masks": len(ious),
         "mask_sources": list(EVALUABLE_MASK_SOURCES),
     }
-
-
-@dataclass(frozen=True)
-class MenuSamples:
-    """Embeddings of annotated food regions with their food and physical object (group).
-
-    `embeddings` are what a query yields (one pass); `enrolled` what the same region gives
-    as an enrolled example (TrayModel.embed_enrolment), None to use `embeddings` for both.
-    """
-
-    embeddings: np.ndarray
-    foods: list[str]
-    groups: list[str]
-    enrolled: np.ndarray | None = None
-
-    def enrolment(self, idx: np.ndarray) -> np.ndarray:
-        """Example vectors of the given samples, as enrolment stores them."""
-        return (self.embeddings if self.enrolled is None else self.enrolled)[idx]
-
-
-def embed_annotations(model: TrayModel, ds: CocoDataset) -> MenuSamples:
-    """Embed every annotated food box (not the coin) as a query and as an enrolled example."""
-    names = ds.category_names()
-    by_image = ds.annotations_by_image()
-    vecs: list[np.ndarray] = []
-    enrolled: list[np.ndarray] = []
-    foods: list[str] = []
-    groups: list[str] = []
-    for im in ds.images:
-        anns = [a for a in by_image[im.id] if names[a.category_id] != portion.COIN_LABEL]
-        if not anns:
-            continue
-        img = load_image(ds.image_path(im), fit=model.meta.input_size)
-        boxes = [_xyxy(a) for a in anns]
-        vecs.extend(model.embed_regions(img, boxes=boxes))
-        enrolled.extend(model.embed_enrolment(img, boxes=boxes))
-        foods.extend(names[a.category_id] for a in anns)
-        # The split group is the physical object (ECUSTFD joins mix photos to their foods).
-        groups.extend(im.split_group or f"image:{im.id}" for _ in anns)
-    dim = model.meta.embedding_dim
-    return MenuSamples(np.asarray(vecs, np.float32).reshape(-1, dim), foods, groups,
-                       np.asarray(enrolled, np.float32).reshape(-1, dim))
-
-
-def _objects_by_food(samples: MenuSamples) -> dict[str, dict[str, list[int]]]:
-    """food -> physical object -> sample indices; only foods with two or more objects."""
-    tree: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, (food, group) in enumerate(zip(samples.foods, samples.groups, strict=True)):
-        tree[food][group].append(i)
-    return {f: dict(g) for f, g in sorted(tree.items()) if len(g) >= 2}
-
-
-def _one_menu(
-    samples: MenuSamples,
-    tree: dict[str, dict[str, list[int]]],
-    rng: np.random.Generator,
-    cfg: EvalConfig,
-) -> tuple[list[Dish], list[tuple[int, str]]]:
-    """Draw m dishes; per dish, one object to query and k examples from its other objects."""
-    menu: list[Dish] = []
-    queries: list[tuple[int, str]] = []
-    for food in rng.choice(sorted(tree), cfg.menu_size, replace=False):
-        objects = sorted(tree[food])
-        query_obj = objects[int(rng.integers(len(objects)))]
-        pool = [i for o in objects if o != query_obj for i in tree[food][o]]
-        enrol = rng.choice(pool, min(cfg.k_enrol, len(pool)), replace=False)
-        menu.append(Dish(str(food), samples.enrolment(enrol)))
-        queries.extend((i, str(food)) for i in tree[food][query_obj])
-    return menu, queries
-
-
-def menu_section(samples: MenuSamples, cfg: EvalConfig, match: MatchConfig) -> dict[str, Any]:
-    """Menu-mode identification accuracy (mean, 95% CI over menus) and top-score ECE."""
-    tree = _objects_by_food(samples)
-    if len(tree) < cfg.menu_size:
-        raise EvaluationError(
-            f"menu mode needs {cfg.menu_size} foods with 2+ held-out objects, found {len(tree)}"
-        )
-    out: dict[str, Any] = {"k": cfg.k_enrol, "m": cfg.menu_size, "n_menus": cfg.n_menus,
-                           "foods": sorted(tree), "match": asdict(match)}
-    methods: tuple[Method, ...] = ("prototype", "nearest")
-    for method in methods:
-        out[method] = _run_menus(samples, tree, cfg, replace(match, method=method))
-    out["accuracy"] = out[match.method]["accuracy"]
-    return out
-
-
-def _run_menus(
-    samples: MenuSamples,
-    tree: dict[str, dict[str, list[int]]],
-    cfg: EvalConfig,
-    match: MatchConfig,
-) -> dict[str, Any]:
-    """Draw the seeded menus, rank every query; accuracy, calibration, fitted temperature."""
-    rng = np.random.default_rng(cfg.seed)  # every method sees the same menus
-    per_menu, conf, correct = [], [], []
-    sims: list[list[float]] = []
-    truth: list[int] = []
-    for _ in range(cfg.n_menus):
-        menu, queries = _one_menu(samples, tree, rng, cfg)
-        ids = [d.dish_id for d in menu]
-        hits = []
-        for i, food in queries:
-            ranked = rank_menu(samples.embeddings[i], None, menu, match)
-            hits.append(ranked[0].dish_id == food)
-            conf.append(ranked[0].probability)
-            by_id = {r.dish_id: r.similarity for r in ranked}
-            sims.append([float(by_id[d] or 0.0) for d in ids])
-            truth.append(ids.index(food))
-        per_menu.append(float(np.mean(hits)))
-        correct.extend(hits)
-    fitted = fit_temperature(sims, truth)
-    top_sim = np.array([max(row) for row in sims])
-    hit = np.array(correct, dtype=bool)
-    return {
-        "accuracy": asdict(metrics.mean_ci95(per_menu)),
-        "queries": len(correct),
-        "calibration": _calibration(conf, correct, cfg.ece_bins),
-        # In-sample: the temperature these queries prefer, and the ECE it would give.
-        "fitted_temperature": fitted,
-        "calibration_at_fitted": _calibration(_top_softmax(sims, fitted), correct, cfg.ece_bins),
-        # Where MatchConfig.min_similarity should sit: best similarity of right vs wrong picks.
-        "top_similarity_median": {
-            "correct": float(np.median(top_sim[hit])) if hit.any() else None,
-            "wrong": float(np.median(top_sim[~hit])) if (~hit).any() else None,
-        },
-    }
-
-
-def _top_softmax(sims: Sequence[Sequence[float]], temperature: float) -> list[float]:
-    """Top probability of softmax(similarities / temperature) per query."""
-    out = []
-    for row in sims:
-        z = np.exp((np.asarray(row) - max(row)) / temperature)
-        out.append(float(z.max() / z.sum()))
-    return out
 
 
 def evaluate(
@@ -448,7 +281,7 @@ def split_params(model: TrayModel) -> tuple[float, int]:
 def held_out_sets(data_dir: Path, val_fraction: float, seed: int) -> dict[str, CocoDataset]:
     """Validation parts of mealtray (whole capture runs) and ECUSTFD (whole objects).
 
-    The same call as training's split (model.engine.split_sources): group-preserving,
+    The same call as training's split (model.training.sources.split_sources): group-preserving,
     stratified by label, so these images were never trained on.
     """
     tray_dir = data_dir / "images" / "mealtray" / "labeled"
@@ -474,30 +307,23 @@ def composed_held_out(
     return compose_dataset(crops, out_dir, n_images, seed)
 
 
-def _fmt(value: float | None, pct: bool = False) -> str:
-    """A number for the markdown tables; '-' when missing."""
-    if value is None:
-        return "-"
-    return f"{value * 100:.1f}%" if pct else f"{value:.3f}"
-
-
 def markdown_report(result: dict[str, Any]) -> str:
     """A human-readable summary of the JSON result."""
     lines = [f"# Evaluation of {result['model']['file']} (version {result['model']['version']})",
              "", f"Held-out images: {result['data']}", "", "| headline | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in result["headline"].items()]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in result["headline"].items()]
     lines.append("")
     for name, det in result["detection"].items():
         lines += [f"## Detection: {name} ({det['images']} images)", "",
                   f"mAP@{det['iou_threshold']} ({det['interpolation']} interpolation): "
-                  f"**{_fmt(det['map'])}**{_ci_text(det)}; "
-                  f"detection ECE {_fmt(det['calibration']['ece'])}", "",
+                  f"**{fmt(det['map'])}**{_ci_text(det)}; "
+                  f"detection ECE {fmt(det['calibration']['ece'])}", "",
                   "| class | AP | GT boxes | detections | TP |", "|---|---|---|---|---|"]
-        lines += [f"| {c} | {_fmt(v['ap'])} | {v['n_gt']} | {v['n_det']} | {v['n_tp']} |"
+        lines += [f"| {c} | {fmt(v['ap'])} | {v['n_gt']} | {v['n_det']} | {v['n_tp']} |"
                   for c, v in det["per_class"].items()]
         lines.append("")
     for name, m in result["masks"].items():
-        lines += [f"## Masks: {name}", "", f"Mean mask IoU {_fmt(m['mean_iou'])} over "
+        lines += [f"## Masks: {name}", "", f"Mean mask IoU {fmt(m['mean_iou'])} over "
                   f"{m['n_masks']} masks ({', '.join(m['mask_sources'])})", ""]
     if "grams" in result:
         lines += ["## Grams (ECUSTFD held-out objects)", "",
@@ -505,12 +331,12 @@ def markdown_report(result: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|"]
         for scale, g in result["grams"].items():
             o = g["overall"] or {}
-            lines.append(f"| {scale.replace('_', ' ')} | {_fmt(o.get('mae_g'))} | "
-                         f"{_fmt(o.get('mae_pct'))} | {o.get('n', 0)} of {g['annotated']} | "
+            lines.append(f"| {scale.replace('_', ' ')} | {fmt(o.get('mae_g'))} | "
+                         f"{fmt(o.get('mae_pct'))} | {o.get('n', 0)} of {g['annotated']} | "
                          f"{g['not_detected']} | {g['no_grams']} |")
         lines.append("")
     if "menu" in result:
-        lines += _menu_lines(result["menu"])
+        lines += menu_markdown(result["menu"])
     return "\n".join(lines) + "\n"
 
 
@@ -519,27 +345,7 @@ def _ci_text(det: dict[str, Any]) -> str:
     ci = det.get("map_ci95")
     if not ci:
         return ""
-    return f" (95% CI {_fmt(ci[0])} - {_fmt(ci[1])}, {det['map_ci_groups']} groups resampled)"
-
-
-def _menu_lines(menu: dict[str, Any]) -> list[str]:
-    """Markdown rows of the menu-mode section."""
-    if "not_evaluated" in menu:
-        return ["## Menu mode", "", f"Not evaluated: {menu['not_evaluated']}", ""]
-    lines = [f"## Menu mode: k={menu['k']} enrolled examples, menus of m={menu['m']}, "
-             f"{menu['n_menus']} random menus", "",
-             "| similarity | accuracy | 95% CI | queries | ECE of top score "
-             "| fitted temperature (ECE at it) |", "|---|---|---|---|---|---|"]
-    for method in ("prototype", "nearest"):
-        acc = menu[method]["accuracy"]
-        lines.append(f"| {method} | {_fmt(acc['mean'], True)} | {_fmt(acc['ci_low'], True)} - "
-                     f"{_fmt(acc['ci_high'], True)} | {menu[method]['queries']} | "
-                     f"{_fmt(menu[method]['calibration']['ece'])} | "
-                     f"{menu[method]['fitted_temperature']:.3g} "
-                     f"({_fmt(menu[method]['calibration_at_fitted']['ece'])}) |")
-    cfg = ", ".join(f"{k}={v}" for k, v in menu["match"].items())
-    return [*lines, "", f"Foods: {', '.join(menu['foods'])}. Matching: {cfg}; "
-            "embedding only (no class-score fallback), as for dishes outside the label set.", ""]
+    return f" (95% CI {fmt(ci[0])} - {fmt(ci[1])}, {det['map_ci_groups']} groups resampled)"
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

@@ -174,7 +174,10 @@ def record_metrics(onnx_path: str | Path, metrics_json: str | Path) -> ModelMeta
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from model.engine import ensemble_from_checkpoints, load_sources, meta_for, split_sources
+    """CLI entry: export checkpoints (checked, calibrated) or record an evaluation's metrics."""
+    from model.training.checkpoints import ensemble_from_checkpoints
+    from model.training.meta import meta_for
+    from model.training.sources import load_sources, split_sources
 
     p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
     p.add_argument("--checkpoint", nargs="+",
@@ -197,13 +200,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.checkpoint is None:
         p.error("--checkpoint is required to export")
     model, ckpt, seeds = ensemble_from_checkpoints(a.checkpoint)
+    cfg = ckpt["config"]  # a TrainConfig, converted on load from older checkpoints too
     if a.flip_test is not None:
-        model.flip_test = ckpt["args"]["flip_test"] = a.flip_test == "true"
+        model.flip_test = a.flip_test == "true"
+        cfg = replace(cfg, flip_test=model.flip_test)
     if a.version is not None:
-        ckpt["args"]["version"] = a.version
+        cfg = replace(cfg, version=a.version)
     saved = ModelMeta.from_json(json.dumps(ckpt["meta"]))
-    meta = meta_for(argparse.Namespace(**ckpt["args"]), saved.labels, saved.food_ids,
-                    saved.fingerprint)
+    meta = meta_for(cfg, saved.labels, saved.food_ids, saved.fingerprint)
     if model.members > 1:
         meta = replace(meta, embedding_dim=model.output_embedding_dim,
                        training={**meta.training, "ensemble_train_seeds": seeds})
@@ -213,9 +217,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         report["parity_max_abs"] = diffs = parity(model, out, a.parity_images)
         check_parity(diffs)
     if not a.no_calibrate:
-        args = ckpt["args"]
-        sources = load_sources(args["data"])
-        train_parts, _ = split_sources(sources, args["val_fraction"], args["seed"])
+        sources = load_sources(cfg.data)
+        train_parts, _ = split_sources(sources, cfg.val_fraction, cfg.seed)
         fits = {}
         for part in train_parts:
             fits.update(calibrate(out, part))

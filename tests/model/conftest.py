@@ -1,6 +1,9 @@
-"""Shared model-test fixtures: datasets from the committed real fixtures, a tiny exported net."""
+"""Shared model-test fixtures: datasets from the committed real fixtures, a tiny exported net,
+the flags of a tiny training run, the ONNX model the evaluation tests use."""
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,22 @@ from model.data.importers.mealtray import import_mealtray
 from model.infer.runtime import ModelMeta
 from model.network import TrayNet
 
+REPO = Path(__file__).resolve().parents[2]
 TINY_SIZE = (160, 128)
+MODEL_CANDIDATES = (
+    REPO / "model" / "artifacts" / "traylens.onnx",
+    REPO / "var" / "dev" / "traylens-dev.onnx",
+)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The shipped model, else the dev model; $TRAYLENS_TEST_MODEL overrides."""
+    env = os.environ.get("TRAYLENS_TEST_MODEL")
+    for path in ([Path(env)] if env else []) + list(MODEL_CANDIDATES):
+        if path.is_file():
+            return path
+    pytest.skip("no ONNX model yet: model/artifacts/traylens.onnx is committed with the model")
 
 
 def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, members: int = 1,
@@ -38,6 +56,17 @@ def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, mem
                      fingerprint="sha256:test",
                      training={"seed": 0, "val_fraction": 0.2}, flip_test=flip_test)
     return model, meta, export.export_onnx(model, meta, out)
+
+
+def tiny_args(fixtures_dir: Path, out: Path, *extra: str) -> list[str]:
+    """`python -m model.train` flags of a few-second run: both fixture sources, 128x96 input."""
+    data = [{"kind": "mealtray", "root": str(fixtures_dir / "mealtray" / "labeled")},
+            {"kind": "ecustfd", "root": str(fixtures_dir / "ecustfd")}]
+    return ["--data", json.dumps(data), "--labels", "default", "--val-fraction", "0.3",
+            "--input-width", "128", "--input-height", "96", "--embed-dim", "16",
+            "--neck-channels", "32", "--batch-size", "4", "--lr", "0.01",
+            "--freeze-backbone", "true", "--augment", "false", "--device", "cpu",
+            "--output-dir", str(out), "--cache-dir", str(out / "cache"), *extra]
 
 
 @pytest.fixture(scope="session")

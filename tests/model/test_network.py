@@ -42,7 +42,7 @@ def test_size_fits_the_cpu_budget() -> None:
 
 
 def test_decoupled_heatmap_is_objectness_times_class_softmax() -> None:
-    from model.engine import Criterion
+    from model.training.losses import Criterion
 
     net = TrayNet(4, embed_dim=8, neck_channels=16, pretrained=False, decoupled=True).eval()
     with torch.no_grad():

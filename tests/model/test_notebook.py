@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -33,10 +34,14 @@ def test_code_compiles_and_every_model_call_exists() -> None:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("model"):
             for alias in node.names:
                 imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    assert {"engine", "export", "quantize", "parse_args"} <= set(imported)
+    assert {"run", "export", "quantize", "parse_args"} <= set(imported)
+    for name, target in imported.items():  # every imported name exists where it is taken from
+        module, attr = target.rsplit(".", 1)
+        found = hasattr(importlib.import_module(module), attr)  # a function or class...
+        assert found or importlib.util.find_spec(target), f"{name}: {target}"  # ...or a module
     calls = [(n.value.id, n.attr) for n in ast.walk(tree)
              if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-             and n.value.id in ("engine", "export", "quantize")]
+             and n.value.id in ("export", "quantize")]
     assert calls
     for module, attr in calls:
         assert hasattr(importlib.import_module(f"model.{module}"), attr), f"{module}.{attr}"

@@ -1,7 +1,6 @@
-"""Training on real fixture photos: loss falls, checkpoints load and resume, CLI config, DDP."""
+"""Training runs on real fixture photos: loss falls, checkpoints load and resume, DDP, seeds."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -11,27 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import engine
 from model.train import parse_args
+from model.training.checkpoints import ensemble_from_checkpoints, model_from_checkpoint
+from model.training.run import run
+from tests.model.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def tiny_args(fixtures_dir: Path, out: Path, *extra: str) -> list[str]:
-    """A few-second run: both fixture sources, 128x96 input, frozen backbone."""
-    data = [{"kind": "mealtray", "root": str(fixtures_dir / "mealtray" / "labeled")},
-            {"kind": "ecustfd", "root": str(fixtures_dir / "ecustfd")}]
-    return ["--data", json.dumps(data), "--labels", "default", "--val-fraction", "0.3",
-            "--input-width", "128", "--input-height", "96", "--embed-dim", "16",
-            "--neck-channels", "32", "--batch-size", "4", "--lr", "0.01",
-            "--freeze-backbone", "true", "--augment", "false", "--device", "cpu",
-            "--output-dir", str(out), "--cache-dir", str(out / "cache"), *extra]
 
 
 @pytest.fixture(scope="module")
 def trained(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("train")
-    result = engine.run(parse_args(tiny_args(fixtures_dir, out, "--epochs", "4",
+    result = run(parse_args(tiny_args(fixtures_dir, out, "--epochs", "4",
                                              "--cache-features", "true", "--val-every", "4")))
     return out, result
 
@@ -47,12 +37,12 @@ def test_loss_falls_and_validation_runs(trained: tuple[Path, dict]) -> None:
 def test_checkpoint_holds_everything_and_loads(trained: tuple[Path, dict]) -> None:
     out, _ = trained
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert {"model", "criterion", "optimizer", "scheduler", "epoch", "args", "meta"} <= set(ckpt)
+    assert {"model", "criterion", "optimizer", "scheduler", "epoch", "config", "meta"} <= set(ckpt)
     assert ckpt["epoch"] == 4
     from nutrition_db import label_map
 
     assert ckpt["meta"]["labels"] == label_map().labels
-    model, _ = engine.model_from_checkpoint(out / "checkpoint.pt")
+    model, _ = model_from_checkpoint(out / "checkpoint.pt")
     with torch.no_grad():
         heat, ltrb, mask, emb = model(torch.zeros(1, 3, 96, 128))
     assert heat.shape == (1, len(label_map().labels), 12, 16)
@@ -63,7 +53,7 @@ def test_checkpoint_holds_everything_and_loads(trained: tuple[Path, dict]) -> No
 
 def test_resume_continues_from_saved_epoch(trained: tuple[Path, dict], fixtures_dir: Path) -> None:
     out, _ = trained
-    result = engine.run(parse_args(tiny_args(
+    result = run(parse_args(tiny_args(
         fixtures_dir, out, "--epochs", "5", "--cache-features", "true", "--val-every", "10",
         "--resume", str(out / "checkpoint.pt"))))
     assert len(result["loss_history"]) == 1  # only epoch 5 ran
@@ -74,23 +64,11 @@ def test_test_only_validates_without_training(trained: tuple[Path, dict],
                                              fixtures_dir: Path) -> None:
     out, _ = trained
     before = (out / "checkpoint.pt").stat().st_mtime_ns
-    result = engine.run(parse_args(tiny_args(
+    result = run(parse_args(tiny_args(
         fixtures_dir, out, "--epochs", "5", "--cache-features", "true", "--test-only",
         "--resume", str(out / "checkpoint.pt"))))
     assert set(result) >= {"map50"}
     assert (out / "checkpoint.pt").stat().st_mtime_ns == before
-
-
-def test_config_file_then_cli_overrides(tmp_path: Path) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("data: [{kind: coco, path: x.json}]\nepochs: 7\nlr: 0.1\n")
-    args = parse_args(["--config", str(cfg), "--lr", "0.5"])
-    assert (args.epochs, args.lr, args.data[0]["kind"]) == (7, 0.5, "coco")
-    cfg.write_text("epochz: 3\n")
-    with pytest.raises(SystemExit, match="unknown config keys"):
-        parse_args(["--config", str(cfg)])
-    with pytest.raises(SystemExit, match="no training data"):
-        parse_args([])
 
 
 def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, dict],
@@ -101,19 +79,13 @@ def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, d
     from model.infer.runtime import TrayModel
 
     out, _ = trained
-    model, ckpt = engine.model_from_checkpoint(out / "checkpoint.pt")
-    assert ckpt["args"]["flip_test"] is False and model.flip_test is False
+    model, ckpt = model_from_checkpoint(out / "checkpoint.pt")
+    assert ckpt["config"].flip_test is False and model.flip_test is False
     onnx_path = tmp_path / "flip.onnx"
     export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(onnx_path),
                  "--no-calibrate", "--flip-test", "true", "--version", "9.9.9"])
     meta = TrayModel(onnx_path).meta
     assert meta.flip_test is True and meta.version == "9.9.9"
-
-
-def test_default_config_parses() -> None:
-    args = parse_args(["--config", str(REPO / "model" / "configs" / "default.yaml")])
-    assert args.labels == "default" and args.input_width == 512
-    assert args.flip_test is True  # the shipped file averages each photo with its mirror
 
 
 @pytest.mark.slow
@@ -127,30 +99,13 @@ def test_ddp_two_cpu_processes_on_gloo(fixtures_dir: Path, tmp_path: Path) -> No
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
 
-def test_composed_trays_come_from_training_crops_only(fixtures_dir: Path, tmp_path: Path) -> None:
-    args = parse_args(tiny_args(fixtures_dir, tmp_path))
-    sources = engine.load_sources(args.data)
-    train_parts, val_parts = engine.split_sources(sources, args.val_fraction, args.seed)
-    composed = engine.compose_training_trays(train_parts, 3, 2, 0, tmp_path / "cache")
-    assert len(composed.images) == 3 and composed.annotations
-    trained_files = {im.file_name for ds in train_parts for im in ds.images}
-    held_out = {im.file_name for ds in val_parts for im in ds.images}
-    origins = {str(a.object_id).split("#")[0] for a in composed.annotations}
-    assert origins <= trained_files and not origins & held_out
-    assert all(composed.image_path(im).is_file() for im in composed.images)
-    index = next((tmp_path / "cache").glob("composed-*/composed.json"))
-    stamp = index.stat().st_mtime_ns
-    again = engine.compose_training_trays(train_parts, 3, 2, 0, tmp_path / "cache")
-    assert index.stat().st_mtime_ns == stamp and len(again.images) == 3  # reused, not redone
-
-
 def test_composed_trays_pretrain_the_first_epochs_only(
     trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
 ) -> None:
     # The real photos' cached views are keyed by the real photos alone, so they are reused.
     shutil.copytree(trained[0] / "cache", tmp_path / "cache")
     real_views = sorted((tmp_path / "cache").glob("*-train-view*.pt"))
-    engine.run(parse_args(tiny_args(
+    run(parse_args(tiny_args(
         fixtures_dir, tmp_path, "--epochs", "3", "--cache-features", "true",
         "--compose", '{"images": 4, "per_label": 1, "epochs": 1}')))
     assert sorted((tmp_path / "cache").glob("*-train-view*.pt")) == real_views
@@ -179,7 +134,7 @@ def seed_runs(trained: tuple[Path, dict], fixtures_dir: Path,
     runs = {}
     for train_seed in ("-1", "0", "5"):
         runs[train_seed] = out = root / train_seed
-        engine.run(parse_args(tiny_args(
+        run(parse_args(tiny_args(
             fixtures_dir, out, "--epochs", "2", "--cache-features", "true", "--val-every", "4",
             "--cache-dir", str(root / "cache"), "--train-seed", train_seed)))
     return runs
@@ -206,22 +161,22 @@ def test_runs_of_other_train_seeds_join_into_one_ensemble(
     seed_runs: dict[str, Path], tmp_path: Path
 ) -> None:
     a, b = seed_runs["0"] / "checkpoint.pt", seed_runs["5"] / "checkpoint.pt"
-    model, ckpt, seeds = engine.ensemble_from_checkpoints([a, b])
+    model, ckpt, seeds = ensemble_from_checkpoints([a, b])
     assert (model.members, seeds, ckpt["meta"]["training"]["train_seed"]) == (2, [0, 5], 0)
-    first, _ = engine.model_from_checkpoint(a)
-    second, _ = engine.model_from_checkpoint(b)
+    first, _ = model_from_checkpoint(a)
+    second, _ = model_from_checkpoint(b)
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         heat, _, _, emb = model(x)
         assert torch.allclose(heat, (first(x)[0] + second(x)[0]) / 2, atol=1e-6)
         assert torch.equal(emb, torch.cat([first(x)[3], second(x)[3]], dim=1))
     with pytest.raises(ValueError, match="given twice"):
-        engine.ensemble_from_checkpoints([a, seed_runs["-1"] / "checkpoint.pt"])
+        ensemble_from_checkpoints([a, seed_runs["-1"] / "checkpoint.pt"])
     other = torch.load(b, weights_only=False)
-    other["args"]["neck_channels"] = 16
+    other["config"]["neck_channels"] = 16
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="neck_channels"):
-        engine.ensemble_from_checkpoints([a, tmp_path / "other.pt"])
+        ensemble_from_checkpoints([a, tmp_path / "other.pt"])
     from model import export
     from model.infer.runtime import TrayModel
 
@@ -231,50 +186,11 @@ def test_runs_of_other_train_seeds_join_into_one_ensemble(
     assert meta.embedding_dim == 32 and meta.training["ensemble_train_seeds"] == [0, 5]
 
 
-def test_compose_settings_defaults_and_errors() -> None:
-    args = parse_args(["--data", "[{}]", "--epochs", "10"])
-    assert engine.compose_settings(args) == {}
-    args.compose = {"images": 8}
-    assert engine.compose_settings(args) == {"images": 8, "per_label": 20, "epochs": 10,
-                                             "supervise": "all"}
-    args.compose = {"images": 8, "epochs": 30}  # a shortened run keeps its trays
-    assert engine.compose_settings(args)["epochs"] == 10
-    for bad in ({"images": 8, "epochs": 0}, {"images": 8, "per_label": 0},
-                {"images": 8, "pretrain": 2}, {"images": 8, "supervise": "boxes"}):
-        args.compose = bad
-        with pytest.raises(ValueError, match="compose"):
-            engine.compose_settings(args)
-
-
-def test_trays_marked_not_real_teach_the_mask_only(fixtures_dir: Path) -> None:
-    args = parse_args(tiny_args(fixtures_dir, Path("unused")))
-    labels, _ = engine.resolve_labels("default", [])
-    data = engine.build_datasets(engine.load_sources(args.data), labels, engine.input_spec(args),
-                                 augment=False)
-    images, t = next(iter(torch.utils.data.DataLoader(data, batch_size=2)))
-    assert int((t["labels"] >= 0).sum()) > 0  # real items in both photos
-    torch.manual_seed(0)
-    net = engine.TrayNet(len(labels), 16, 32, pretrained=False, decoupled=True)
-    raw = net.raw(images)
-    crit = engine.Criterion(len(labels), 16, {})
-    both = crit(raw, {**t, "real": torch.tensor([1.0, 0.0])})
-    first = crit({k: v[:1] for k, v in raw.items()}, {k: v[:1] for k, v in t.items()})
-    for name in ("heat", "cls", "box", "embed"):  # the second photo adds nothing here
-        assert torch.allclose(both[name], first[name]), name
-    assert torch.allclose(both["mask"], crit(raw, t)["mask"])  # but teaches the mask
-    unmarked = crit(raw, t)
-    all_real = crit(raw, {**t, "real": torch.ones(2)})
-    assert all(torch.equal(unmarked[k], all_real[k]) for k in unmarked)
-    none_real = crit(raw, {**t, "real": torch.zeros(2)})
-    assert float(none_real["box"].detach()) == float(none_real["heat"].detach()) == 0.0
-    none_real["total"].backward()  # still a graph: a batch of composed trays trains the mask
-
-
 def test_composed_trays_can_teach_the_mask_head_only(
     trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
 ) -> None:
     shutil.copytree(trained[0] / "cache", tmp_path / "cache")
-    result = engine.run(parse_args(tiny_args(
+    result = run(parse_args(tiny_args(
         fixtures_dir, tmp_path, "--epochs", "2", "--cache-features", "true", "--val-every", "2",
         "--compose", '{"images": 4, "per_label": 1, "supervise": "mask"}')))
     assert len(result["loss_history"]) == 2 and 0.0 <= result["map50"] <= 1.0

@@ -1,0 +1,48 @@
+"""What the evaluation's sections share: its settings and error, and small converters."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from model import metrics
+from model.data.coco import Annotation
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run as asked (missing data, too few objects for menus)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Knobs of one evaluation run; written into the JSON so a report says how it was made."""
+
+    iou_threshold: float = 0.5
+    # mAP needs the low-score tail of detections; the service's threshold would cut it.
+    detection_score_min: float = 0.05
+    ece_bins: int = 10
+    k_enrol: int = 3
+    menu_size: int = 5
+    n_menus: int = 500
+    seed: int = 0
+    batch_size: int = 4
+
+
+def xyxy(ann: Annotation) -> metrics.BoxT:
+    """COCO [x, y, w, h] -> [x0, y0, x1, y1]."""
+    x, y, w, h = ann.bbox
+    return (x, y, x + w, y + h)
+
+
+def calibration(conf: Sequence[float], correct: Sequence[bool], bins: int) -> dict[str, Any]:
+    """ECE as a JSON-ready dict (None when there is nothing to calibrate)."""
+    if not conf:
+        return {"ece": None, "n": 0, "bins": []}
+    return asdict(metrics.expected_calibration_error(conf, correct, bins))
+
+
+def fmt(value: float | None, pct: bool = False) -> str:
+    """A number for the markdown tables; '-' when missing."""
+    if value is None:
+        return "-"
+    return f"{value * 100:.1f}%" if pct else f"{value:.3f}"

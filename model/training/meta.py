@@ -1,0 +1,40 @@
+"""What a trained model tells its users: the input geometry and the exported file's ModelMeta."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from model.dataset import InputSpec
+from model.infer.runtime import ModelMeta
+from model.network import STRIDE
+from model.training.config import TrainConfig, compose_settings, training_seed
+
+MEAN = (0.5, 0.5, 0.5)  # Lite0 weights expect inputs in [-1, 1]
+STD = (0.5, 0.5, 0.5)
+
+
+def input_spec(cfg: TrainConfig) -> InputSpec:
+    """The network input from the config."""
+    return InputSpec(size=(cfg.input_width, cfg.input_height), stride=STRIDE, mean=MEAN, std=STD)
+
+
+def meta_for(cfg: TrainConfig, labels: Sequence[str], food_ids: Sequence[str | None],
+             fp: str) -> ModelMeta:
+    """The ModelMeta the exported file will carry (metrics and portions are filled later)."""
+    return ModelMeta(
+        labels=list(labels), food_ids=list(food_ids),
+        input_size=(cfg.input_width, cfg.input_height), mean=MEAN, std=STD,
+        stride=STRIDE, embedding_dim=cfg.embed_dim, version=cfg.version,
+        fingerprint=fp, flip_test=cfg.flip_test,
+        # The evaluator re-derives the held-out split from val_fraction and seed.
+        training={"epochs": cfg.epochs, "seed": cfg.seed, "train_seed": training_seed(cfg),
+                  "val_fraction": float(cfg.val_fraction), "data": list(cfg.data),
+                  "cache_features": cfg.cache_features, "decoupled": cfg.decoupled,
+                  "compose": compose_settings(cfg)},
+    )
+
+
+def meta_dict(meta: ModelMeta) -> dict[str, Any]:
+    """ModelMeta as a plain dict for the checkpoint."""
+    return json.loads(meta.to_json())
