@@ -68,7 +68,10 @@ class ItemPublic(BaseModel):
     label: str
     food_id: str | None
     names: Names
-    confidence: float
+    confidence: float = Field(description="probability of the reported label: detection "
+                              "score x identity probability (see docs/API.md)")
+    detection_score: float | None = Field(description="probability that the region is food")
+    needs_review: bool = Field(description="unidentified, or confidence below the threshold")
     identified_by: str
     menu_dish_id: str | None
     alternatives: list[AlternativePublic]
@@ -76,6 +79,8 @@ class ItemPublic(BaseModel):
     polygon: list[list[float]]
     area_px: float | None
     area_cm2: float | None
+    tray_slot: str | None = Field(description="layout mode: the compartment the item fills")
+    fill: float | None = Field(description="layout mode: food area / compartment area")
     grams: GramsPublic | None
     nutrients: dict[str, float | None] | None
     provenance: ItemProvenance
@@ -123,6 +128,7 @@ class AnalysisPublic(BaseModel):
     model_version: str
     image: ImageRef
     scale: Scale
+    layout: str | None = Field(description="kiosk tray layout: registered | not_found | null")
     items: list[ItemPublic]
     totals: Totals
     overlay_url: str | None

@@ -111,6 +111,10 @@ class ItemResult:
     area_cm2: float | None
     grams: Grams | None
     nutrients: dict[str, float | None] | None
+    needs_review: bool = False
+    tray_slot: str | None = None  # layout mode: the compartment this item fills
+    fill: float | None = None  # layout mode: food area / compartment area
+    embedding: list[float] | None = None  # stored for before/after pairing by appearance
 
 
 @dataclass
@@ -124,6 +128,7 @@ class ImageResult:
     scale_source: str | None
     px_per_cm: float | None
     model_version: str
+    layout: str | None = None  # "registered" | "not_found" | None (the kiosk has no layout)
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,17 @@ def _identify(
     return food_id, probability, "model", None, _model_alternatives(model, item, top_k)
 
 
+# Stored embeddings are rounded: 4 decimals keep cosines within 1e-3 at a third of the size.
+EMBEDDING_DECIMALS = 4
+
+
+def stored_embedding(embedding: np.ndarray | None) -> list[float] | None:
+    """An item's embedding as the JSON list the database keeps."""
+    if embedding is None:
+        return None
+    return [round(float(v), EMBEDDING_DECIMALS) for v in np.asarray(embedding).ravel()]
+
+
 def build_item(
     model: TrayModel, pred: Prediction, item: Item, request: ImageRequest, top_k: int
 ) -> ItemResult:
@@ -210,6 +226,7 @@ def build_item(
         area_cm2=None if item.area_cm2 is None else round(item.area_cm2, 2),
         grams=grams,
         nutrients=item_nutrients(food_id, grams.value if grams else None),
+        embedding=stored_embedding(item.embedding),
     )
 
 

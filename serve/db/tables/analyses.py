@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -69,6 +71,9 @@ class Analysis(Base):
     px_per_cm: Mapped[float | None] = mapped_column(Float)
     totals: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     incomplete_nutrients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The kiosk's tray layout: "registered" (compartments read by place), "not_found" (the
+    # photo holds no tray like the reference; plain detector) or None (no layout to use).
+    layout: Mapped[str | None] = mapped_column(String(16))
 
     items: Mapped[list[AnalysisItem]] = relationship(
         back_populates="analysis",
@@ -97,6 +102,8 @@ class AnalysisItem(Base):
     name_ko: Mapped[str | None] = mapped_column(String(300))
     name_en: Mapped[str | None] = mapped_column(String(300))
     confidence: Mapped[float] = mapped_column(Float)
+    detection_score: Mapped[float | None] = mapped_column(Float)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     identified_by: Mapped[str] = mapped_column(String(16), default="model")  # model | menu
     menu_dish_id: Mapped[str | None] = mapped_column(String(32))
     alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
@@ -104,6 +111,11 @@ class AnalysisItem(Base):
     polygon: Mapped[list[list[float]]] = mapped_column(JSON, default=list)
     area_px: Mapped[float | None] = mapped_column(Float)
     area_cm2: Mapped[float | None] = mapped_column(Float)
+    # Layout mode: the compartment the item fills and the share of it that is food.
+    tray_slot: Mapped[str | None] = mapped_column(String(32))
+    fill: Mapped[float | None] = mapped_column(Float)
+    # The region's appearance (L2-normalised, rounded): before/after pairing compares it.
+    embedding: Mapped[list[float] | None] = mapped_column(JSON)
     grams: Mapped[float | None] = mapped_column(Float)
     grams_low: Mapped[float | None] = mapped_column(Float)
     grams_high: Mapped[float | None] = mapped_column(Float)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     DateTime,
     Float,
@@ -39,3 +41,25 @@ class Kiosk(Base):
     camera_height_cm: Mapped[float | None] = mapped_column(Float)
     calibrated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KioskLayout(Base):
+    """A kiosk's tray layout: its camera's empty-tray photo and the compartments on it."""
+
+    __tablename__ = "kiosk_layouts"
+    __table_args__ = (
+        CheckConstraint("tray_width_cm IS NULL OR tray_width_cm > 0", name="tray_width_positive"),
+        CheckConstraint("tray_height_cm IS NULL OR tray_height_cm > 0",
+                        name="tray_height_positive"),
+    )
+
+    kiosk_id: Mapped[str] = mapped_column(
+        ForeignKey("kiosks.id", ondelete="CASCADE"), primary_key=True
+    )
+    reference_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), index=True)
+    # [{"slot": "rice", "polygon": [[x, y], ...]}, ...] in the reference photo's pixels
+    compartments: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    tray_width_cm: Mapped[float | None] = mapped_column(Float)
+    tray_height_cm: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
