@@ -33,6 +33,7 @@ EMPTY_SLOT_P = 0.15  # chance that a well is served nothing (a skipped dish)
 MIN_SERVED = 3
 MAX_CROPS_PER_WELL = 4
 SPOT_TRIES = 25
+CROP_SETS = ("labelme", "maskpng", "ecustfd", "mealtray")
 
 
 @dataclass(frozen=True)
@@ -450,9 +451,9 @@ def make_pair(kiosk: Kiosk, crops: Sequence[FoodCrop], seed: int,
     return TrayPair(shots[0], shots[1], leftover)
 
 
-def load_crops(images_root: str | Path, per_label: int | None = 2, seed: int = 0
-               ) -> list[FoodCrop]:
-    """Food crops from whichever sets lie under images_root (fixtures or shared/data/images)."""
+def load_crops(images_root: str | Path, per_label: int | None = 2, seed: int = 0,
+               sets: Sequence[str] = CROP_SETS) -> list[FoodCrop]:
+    """Food crops from those of `sets` that lie under images_root (fixtures or shared images)."""
     from model.data.importers.ecustfd import import_ecustfd
     from model.data.importers.labelme import import_labelme
     from model.data.importers.maskpng import import_mask_png
@@ -460,14 +461,14 @@ def load_crops(images_root: str | Path, per_label: int | None = 2, seed: int = 0
 
     root = Path(images_root)
     crops: list[FoodCrop] = []
-    if (root / "labelme").is_dir():  # hand-drawn true masks
+    if "labelme" in sets and (root / "labelme").is_dir():  # hand-drawn true masks
         crops += extract_crops(import_labelme(root / "labelme"), per_label, seed)
-    if (root / "maskpng").is_dir():
+    if "maskpng" in sets and (root / "maskpng").is_dir():
         crops += extract_crops(import_mask_png(root / "ecustfd" / "JPEGImages",
                                                root / "maskpng" / "masks",
                                                root / "maskpng" / "classes.txt"), per_label, seed)
-    if (root / "ecustfd").is_dir():  # box-only: GrabCut pseudo masks
+    if "ecustfd" in sets and (root / "ecustfd").is_dir():  # box-only: GrabCut pseudo masks
         crops += extract_crops(import_ecustfd(root / "ecustfd"), per_label, seed)
-    if (root / "mealtray" / "labeled").is_dir():
+    if "mealtray" in sets and (root / "mealtray" / "labeled").is_dir():
         crops += extract_crops(import_mealtray(root / "mealtray" / "labeled"), per_label, seed)
     return crops

@@ -463,8 +463,9 @@ def _crop_mask(polygon: np.ndarray, size: tuple[int, int]) -> tuple[Box, np.ndar
     w, h = size
     x0, y0 = np.floor(polygon.min(axis=0)).astype(int)
     x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 1
-    box = (max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1)))
-    bw, bh = max(0, box[2] - box[0]), max(0, box[3] - box[1])
+    bx0, by0 = min(w, max(0, int(x0))), min(h, max(0, int(y0)))
+    box = (bx0, by0, max(bx0, min(w, int(x1))), max(by0, min(h, int(y1))))  # empty if outside
+    bw, bh = box[2] - box[0], box[3] - box[1]
     mask = polygon_mask(polygon - np.array(box[:2]), (bw, bh)) if bw and bh else np.zeros(
         (bh, bw), bool)
     return box, mask, abs(float(cv2.contourArea(polygon.astype(np.float32))))
