@@ -117,7 +117,9 @@ def test_missing_metadata_is_an_error(exported: tuple, tmp_path: Path) -> None:
         export.read_meta(bare)
 
 
-def test_record_metrics_carries_the_evaluation_headline(exported: tuple, tmp_path: Path) -> None:
+def test_record_metrics_carries_the_evaluation_headline(
+    exported: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`python -m model.export --record-metrics` writes model.evaluate's headline into the file."""
     import json
     import shutil
@@ -130,8 +132,9 @@ def test_record_metrics_carries_the_evaluation_headline(exported: tuple, tmp_pat
     recorded = TrayModel(copy).meta
     assert recorded.metrics == {"evaluated_file": "m.onnx", "held_out": {"mealtray_map50": 0.42}}
     assert recorded.labels == meta.labels and recorded.fingerprint == meta.fingerprint
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as usage:
         export.main(["--out", str(copy)])  # neither a checkpoint nor metrics: a usage error
+    assert usage.value.code == 2 and "--checkpoint is required" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("stem", ["traylens", "traylens.int8"])

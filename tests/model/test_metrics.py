@@ -161,7 +161,7 @@ def test_identification_accuracy_and_ci_by_hand() -> None:
     assert ci.ci_high - ci.mean == pytest.approx(1.959964 * 0.1 / math.sqrt(3), rel=1e-6)
     assert ci.ci_low == pytest.approx(0.9 - 0.113159, abs=1e-6)
     assert mean_ci95([0.5]).ci_low == 0.5
-    with pytest.raises(MetricError):
+    with pytest.raises(MetricError, match="at least one"):
         mean_ci95([])
 
 

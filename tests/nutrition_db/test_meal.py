@@ -44,9 +44,9 @@ def test_empty_meal() -> None:
 
 
 def test_bad_meal_items() -> None:
-    with pytest.raises(ndb.UnknownFoodError):
+    with pytest.raises(ndb.UnknownFoodError, match="unknown food id 'fndds:00000000'"):
         ndb.meal_nutrients([("fndds:58150100", 100), ("fndds:00000000", 100)])
-    with pytest.raises(ndb.InvalidAmountError):
+    with pytest.raises(ndb.InvalidAmountError, match="grams cannot be negative, got -5"):
         ndb.meal_nutrients([("fndds:58150100", -5)])
     with pytest.raises(ValueError, match="pairs"):
         ndb.meal_nutrients([("fndds:58150100",)])  # type: ignore[list-item]

@@ -139,7 +139,7 @@ def test_mfds_2025_rows_only_for_codes_2023_lacks() -> None:
 def test_parsers() -> None:
     assert parse_number("") is None and parse_number("-") is None
     assert parse_number("Tr") == 0.0 and parse_number(" 1,234.5 ") == 1234.5
-    with pytest.raises(RawDataError):
+    with pytest.raises(RawDataError, match="not a number: 'abc'"):
         parse_number("abc")
     assert parse_serving("400g", basis_ml=False) == (400.0, False)
     assert parse_serving("180ml", basis_ml=False) == (180.0, True)
@@ -150,7 +150,7 @@ def test_parsers() -> None:
     assert trust_of("산업체급식(재료량 기반 산출 함량)") == "recipe-calculated"  # not '업체'
     assert trust_of("외식(프랜차이즈 등 업체 제공 영양정") == "company-supplied"
     assert trust_of("외식(분석함량)") == "analysed"
-    with pytest.raises(RawDataError):
+    with pytest.raises(RawDataError, match="unknown MFDS 식품기원: '모름'"):
         trust_of("모름")
 
 

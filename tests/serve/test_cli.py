@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from model.data.importers.ecustfd import import_ecustfd
+from model.infer.geometry import pair_iou
+from model.infer.portion import COIN_LABEL
 from model.infer.runtime import load_image
 from serve.services.analyses import analysis_payload, analysis_row
 from serve.services.model_registry import LoadedModel
@@ -23,6 +24,17 @@ def _cli(*args: str, model: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+def _annotated_foods(fixtures_dir: Path, name: str) -> list[tuple[str, list[float]]]:
+    """(label, [x0, y0, x1, y1]) of the foods (not the coin) annotated on an ECUSTFD fixture."""
+    ds = import_ecustfd(fixtures_dir / "ecustfd")
+    names = ds.category_names()
+    image = next(im for im in ds.images if im.file_name == Path(ECUSTFD.format(name=name)).name)
+    return [(names[a.category_id], [a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2],
+                                    a.bbox[1] + a.bbox[3]])
+            for a in ds.annotations
+            if a.image_id == image.id and names[a.category_id] != COIN_LABEL]
+
+
 def test_cli_json_equals_the_pipeline(loaded_model: LoadedModel, fixtures_dir: Path) -> None:
     paths = [fixtures_dir / MEALTRAY.format(n=2772),
              fixtures_dir / ECUSTFD.format(name="mix012T(4)")]
@@ -34,6 +46,8 @@ def test_cli_json_equals_the_pipeline(loaded_model: LoadedModel, fixtures_dir: P
     for out, result, path in zip(printed, results, paths, strict=True):
         expected = analysis_payload(analysis_row(result, image_sha256=None))
         assert out.pop("file") == str(path)
+        # Both photos show annotated foods: an empty answer is a failure, however it agrees.
+        assert out["items"], f"no item found on {path}"
         assert out == json.loads(json.dumps(expected))
 
 
@@ -41,6 +55,9 @@ def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> 
     photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
     table = _cli("analyze", str(photo), model=loaded_model.path)
     assert table.returncode == 0 and str(photo) in table.stdout and "total" in table.stdout
+    # The photo's line, one line per item (the photo shows an annotated apple), the total.
+    lines = table.stdout.splitlines()
+    assert len(lines) >= 3 and lines[-1].lstrip().startswith("total"), table.stdout
     missing = _cli("analyze", "no/such/photo.jpg", model=loaded_model.path)
     assert missing.returncode == 2 and "cannot read no/such/photo.jpg" in missing.stderr
     no_model = _cli("analyze", str(photo), "--model", "no/model.onnx", model=loaded_model.path)
@@ -50,7 +67,8 @@ def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> 
 
 
 def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: Path) -> None:
-    """With --menu every item is identified among the menu's dishes."""
+    """With --menu every item is identified among the menu's dishes; the plate's annotated
+    apple and orange are found and named by their dishes."""
     menu = {"dishes": [
         {"id": "apple", "food_id": "sr28:09003", "serving_g": 180,
          "examples": [str(fixtures_dir / ECUSTFD.format(name="apple003T(1)"))]},
@@ -63,11 +81,16 @@ def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: 
                 model=loaded_model.path)
     assert done.returncode == 0, done.stderr
     items = json.loads(done.stdout)["items"]
-    if not items:
-        pytest.skip(f"model {loaded_model.version} found no item on the apple+banana plate")
+    assert items, f"model {loaded_model.version} found no item on the apple+orange plate"
     for item in items:
         assert item["identified_by"] == "menu" and item["menu_dish_id"] in ("apple", "orange")
         assert {a["dish_id"] for a in item["alternatives"]} == {"apple", "orange"}
+    truth = _annotated_foods(fixtures_dir, "mix001T(1)")
+    assert sorted(label for label, _ in truth) == ["apple", "orange"]
+    for label, box in truth:
+        hits = [i for i in items if pair_iou(i["box"], box) >= 0.5]
+        assert hits, f"the annotated {label} at {box} was not found: {items}"
+        assert hits[0]["menu_dish_id"] == label, hits[0]
 
 
 def test_cli_menu_file_errors(loaded_model: LoadedModel, fixtures_dir: Path,

@@ -83,6 +83,25 @@ def test_weak_match_defers_to_class_scores() -> None:
     assert ranked[1].similarity == pytest.approx(0.1, abs=1e-6)
 
 
+def test_gate_follows_the_best_enrolled_match_not_the_worst() -> None:
+    # Two enrolled dishes with different similarities, plus class scores that disagree with
+    # the embedding: the gate must use the best similarity (0.9), not the worst (0.3).
+    menu = [Dish("a", E1[None], label_index=0), Dish("b", E2[None], label_index=1)]
+    q = np.array([0.9, 0.3, math.sqrt(1 - 0.81 - 0.09)])  # unit: cos to a 0.9, to b 0.3
+    scores = np.array([0.1, 0.9])  # the model's classes favour b
+    # Defaults: T 0.1, min_similarity 0.5, gate_width 0.05.
+    # gate = sigmoid((0.9 - 0.5) / 0.05) = sigmoid(8) = 0.99966465
+    # P_emb = softmax(9, 3) = (1 / (1 + e^-6), ...) = (0.99752738, 0.00247262); P_cls = (0.1, 0.9)
+    # P(a) = 0.99966465 * 0.99752738 + 0.00033535 * 0.1 = 0.99722639
+    # (With the worst similarity the gate would be sigmoid(-4) = 0.01798621 and
+    # P(a) = 0.01798621 * 0.99752738 + 0.98201379 * 0.1 = 0.11614312: b would win.)
+    ranked = rank_menu(q, scores, menu)
+    assert [m.dish_id for m in ranked] == ["a", "b"]
+    assert ranked[0].probability == pytest.approx(0.99722639, abs=1e-6)
+    assert ranked[1].probability == pytest.approx(1 - 0.99722639, abs=1e-6)
+    assert [m.similarity for m in ranked] == pytest.approx([0.9, 0.3], abs=1e-6)
+
+
 def test_no_evidence_is_uniform() -> None:
     ranked = rank_menu(None, None, [Dish("x"), Dish("y"), Dish("z")])
     assert [m.probability for m in ranked] == pytest.approx([1 / 3] * 3)

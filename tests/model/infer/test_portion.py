@@ -26,7 +26,7 @@ def test_degenerate_coin_box_is_an_error(box: list[float]) -> None:
 
 def test_area_conversion_and_bad_scale() -> None:
     assert portion.area_cm2(400.0, 20.0) == pytest.approx(1.0)
-    with pytest.raises(portion.PortionError):
+    with pytest.raises(portion.PortionError, match="px_per_cm must be > 0"):
         portion.area_cm2(400.0, 0.0)
 
 

@@ -1,15 +1,18 @@
 """POST /v1/analyze and friends on real photos, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from model.data.importers.mealtray import import_mealtray
+from model.infer.geometry import pair_iou
 from nutrition_db.table import nutrients_for
 from serve.db.tables.analyses import Analysis, AnalysisItem
-from tests.serve.conftest import Service
+from tests.serve.conftest import MEALTRAY, Service
 
 # SR28 foods with complete rows: apples (raw, with skin), bananas (raw), oranges (raw).
 APPLE, BANANA, ORANGE = "sr28:09003", "sr28:09040", "sr28:09200"
@@ -25,6 +28,16 @@ def _analyze(service: Service, photo: bytes, headers: dict[str, str], status: in
     return service.ok(response, status)
 
 
+def _annotated_foods(fixtures_dir: Path, n: int) -> list[tuple[str, list[float]]]:
+    """(label, [x0, y0, x1, y1]) of the foods annotated on mealtray fixture photo n."""
+    ds = import_mealtray(fixtures_dir / "mealtray" / "labeled")
+    names = ds.category_names()
+    image = next(im for im in ds.images if im.file_name == Path(MEALTRAY.format(n=n)).name)
+    return [(names[a.category_id], [a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2],
+                                    a.bbox[1] + a.bbox[3]])
+            for a in ds.annotations if a.image_id == image.id]
+
+
 @pytest.fixture(scope="module")
 def tenant(service: Service) -> dict[str, Any]:
     """One canteen with a kiosk key, an app key and a user of each."""
@@ -37,12 +50,19 @@ def tenant(service: Service) -> dict[str, Any]:
 
 
 def test_analyze_answers_items_grams_nutrients_and_totals(
-    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes]
+    service: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes],
+    fixtures_dir: Path,
 ) -> None:
     body = _analyze(service, photo_bytes["tray"], tenant["kiosk"])
     assert body["id"] and body["canteen_id"] == tenant["canteen"]
     assert body["image"]["width"] == 1024 and body["image"]["height"] == 768
     assert body["overlay_url"] == f"/v1/analyses/{body['id']}/overlay.png"
+    # The photo's annotated foods: an answer without any of them found is a broken service.
+    truth = _annotated_foods(fixtures_dir, 2770)
+    assert truth and body["items"], "no item on a tray photo with annotated foods"
+    found = [(label, box) for label, box in truth
+             if any(i["label"] == label and pair_iou(i["box"], box) >= 0.5 for i in body["items"])]
+    assert found, f"none of the annotated foods {truth} among {body['items']}"
     for item in body["items"]:
         x0, y0, x1, y1 = item["box"]
         assert 0 <= x0 < x1 <= 1024 and 0 <= y0 < y1 <= 768
@@ -57,9 +77,10 @@ def test_analyze_answers_items_grams_nutrients_and_totals(
             assert item["nutrients"]["energy_kcal"] == pytest.approx(expected["energy_kcal"])
             assert item["provenance"]["nutrients"] == "database_value"
     counted = [i for i in body["items"] if i["nutrients"]]
+    assert counted, "no item of the tray got nutrients"
     kcal = sum(i["nutrients"]["energy_kcal"] or 0.0 for i in counted)
     assert body["totals"]["items_counted"] == len(counted)
-    assert body["totals"]["nutrients"]["energy_kcal"] == pytest.approx(kcal) or not counted
+    assert body["totals"]["nutrients"]["energy_kcal"] == pytest.approx(kcal)
     again = service.ok(service.client.get(f"/v1/analyses/{body['id']}", headers=tenant["kiosk"]))
     assert again == body
 
@@ -170,6 +191,7 @@ def test_batch_matches_single_requests(
     for name, result in zip(names, body["results"], strict=False):
         single = _analyze(service, photo_bytes[name], tenant["kiosk"])
         batch_items = result["analysis"]["items"]
+        assert single["items"], f"no item found on the {name} photo"
         assert [i["label"] for i in batch_items] == [i["label"] for i in single["items"]]
         for a, b in zip(batch_items, single["items"], strict=True):
             assert a["box"] == pytest.approx(b["box"], abs=0.2)

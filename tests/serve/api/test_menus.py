@@ -23,7 +23,7 @@ from serve.db.tables.core import Role, StoredImage
 from serve.db.tables.menus import Enrolment, Menu
 from serve.services.enrolment import refresh_enrolments
 from serve.services.menus import identify, load_menu_context, menu_context
-from tests.serve.conftest import Service
+from tests.serve.conftest import DEV_MODEL, Service
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP
 
 APPLE, KIWI, DOUGHNUT = "kfct:사과, 생것", "kfct:키위, 그린, 생것", "mfds:D102-082120000-0001"
@@ -225,12 +225,15 @@ def _enrol(api: Api, menu: dict[str, Any], dish: int, photo: Path, **form: Any) 
 
 
 def _trained_model(api: Api, why: str) -> Any:
-    """The app's model; skips when it carries no evaluation metrics (an untrained
-    development model), since what is checked needs a trained network."""
+    """The app's model, which must be a trained one (carrying its evaluation metrics), since
+    what is checked needs a trained network. Only the untrained development model, used when
+    no shipped model exists (tests/serve/conftest.py), skips; any other model without
+    metrics (a shipped file that lost them) fails."""
     loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
-    if not loaded.model.meta.metrics:
-        pytest.skip(f"model {loaded.version} carries no evaluation metrics (untrained "
-                    f"development model): {why}")
+    if Path(loaded.path).resolve() == DEV_MODEL.resolve():
+        pytest.skip(f"the untrained development model {DEV_MODEL} is in use: {why}")
+    assert loaded.model.meta.metrics, (
+        f"model {loaded.version} ({loaded.path}) carries no evaluation metrics: {why}")
     return loaded
 
 

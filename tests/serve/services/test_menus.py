@@ -45,6 +45,7 @@ def test_parse_box() -> None:
     assert parse_box("1, 2.5,3,4") == [1.0, 2.5, 3.0, 4.0]
     assert parse_box("[10,20,30,40]") == [10.0, 20.0, 30.0, 40.0]
     for bad in ("1,2,3", "a,b,c,d", ""):
-        with pytest.raises(ApiError):
+        with pytest.raises(ApiError, match="box must be four numbers") as err:
             parse_box(bad)
+        assert err.value.status_code == 422 and err.value.code == "invalid_box"
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from model.data.importers.ecustfd import read_voc
+from model.infer.portion import COIN_LABEL
 from model.infer.runtime import Item, Prediction, load_image
 from nutrition_db.table import get_food, nutrients_for
 from serve.services.menus import CanteenMenu, menu_from_file
@@ -25,6 +26,7 @@ from serve.services.pipeline import (
     Alternative,
     ImageRequest,
     build_item,
+    result_for,
 )
 from tests.serve.conftest import ECUSTFD
 
@@ -118,6 +120,34 @@ def test_grams_priority_without_menu(loaded_model: LoadedModel, fixtures_dir: Pa
     assert [a.score for a in out.alternatives] == sorted(
         [a.score for a in out.alternatives], reverse=True)
     assert out.alternatives[0].label == loaded_model.model.meta.labels[label]
+
+
+def test_result_keeps_every_food_and_leaves_out_the_coin(
+    loaded_model: LoadedModel, fixtures_dir: Path
+) -> None:
+    """result_for over a prediction of the photo's annotated apple and coin: one food item
+    (the coin is the scale, not food) whose grams and nutrients make the totals."""
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    img = load_image(photo)
+    voc = photo.parent.parent / "Annotations" / (photo.stem + ".xml")
+    coin_box = next(box for label, box in read_voc(voc)[3] if label == COIN_LABEL)
+    labels = list(loaded_model.model.meta.labels)
+    label = _label_of(loaded_model, APPLE)
+    food_id = loaded_model.model.meta.food_ids[label]
+    assert food_id is not None, f"the model's class {labels[label]} names no food"
+    apple = _item(loaded_model, photo, label, 140.0, box=_food_box(photo))
+    coin = _item(loaded_model, photo, labels.index(COIN_LABEL), box=coin_box)
+    pred = Prediction(img.width, img.height, [apple, coin], 18.0, "coin")
+    result = result_for(loaded_model.model, pred, ImageRequest(img), top_k=3)
+    assert [(i.label, i.box) for i in result.items] == [
+        (apple.label, [round(v, 1) for v in apple.box])]
+    item = result.items[0]
+    assert item.grams is not None and (item.grams.value, item.grams.source) == (140.0, REFERENCE)
+    assert item.food_id == food_id and item.nutrients == nutrients_for(food_id, 140.0)
+    assert result.totals["items_counted"] == 1 and result.totals["grams"] == 140.0
+    assert result.totals["nutrients"]["energy_kcal"] == pytest.approx(
+        item.nutrients["energy_kcal"])
+    assert (result.scale_source, result.px_per_cm) == (REFERENCE, 18.0)
 
 
 def test_menu_file_never_sizes_against_a_whole_photo(loaded_model: LoadedModel,
