@@ -142,7 +142,10 @@ def _mean_of(vectors: list[np.ndarray], weights: list[float], norm: bool) -> np.
 def _compartment_item(model: TrayModel, fill: CompartmentFill, mask: np.ndarray,
                       offset: tuple[int, int], absorbed: list[Item],
                       embedding: np.ndarray | None) -> Item:
-    """A runtime Item for a compartment's food: what the pipeline's identification takes."""
+    """A runtime Item for a compartment's food: what the pipeline's identification takes.
+
+    No embedding (a slot dish no model item covers) gives a zero-length one, stored as None.
+    """
     ys, xs = np.nonzero(mask)
     box = (float(offset[0] + xs.min()), float(offset[1] + ys.min()),
            float(offset[0] + xs.max() + 1), float(offset[1] + ys.max() + 1))
@@ -150,13 +153,14 @@ def _compartment_item(model: TrayModel, fill: CompartmentFill, mask: np.ndarray,
     n = len(model.meta.labels)
     scores = (_mean_of([i.class_scores for i in absorbed], areas, norm=False) if absorbed
               else np.full(n, 1.0 / n))
-    if embedding is None:
+    if embedding is None and absorbed:
         embedding = _mean_of([i.embedding for i in absorbed], areas, norm=True)
     label = int(np.argmax(scores))
     return Item(box=box, label=model.meta.labels[label], label_index=label, score=fill.score,
                 class_scores=scores, mask=mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1],
                 polygon=mask_polygon(mask, offset), area_px=float(mask.sum()),
-                embedding=np.asarray(embedding, np.float32))
+                embedding=(np.asarray(embedding, np.float32) if embedding is not None
+                           else np.zeros(0, np.float32)))
 
 
 def _slot_dish(request: ImageRequest, slot: str) -> DishInfo | None:
@@ -222,7 +226,8 @@ def _result(model: TrayModel, item: Item, fill: CompartmentFill, request: ImageR
                                         if request.px_per_cm else None),
         grams=grams, nutrients=item_nutrients(food_id, grams.value if grams else None),
         needs_review=fill.score < NEEDS_REVIEW_SCORE, tray_slot=fill.slot,
-        fill=round(fill.fill, 4), embedding=stored_embedding(item.embedding))
+        fill=round(fill.fill, 4),
+        embedding=stored_embedding(item.embedding) if item.embedding.size else None)
 
 
 def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
@@ -248,7 +253,10 @@ def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
             absorbed[where].append(item)
     full = [(i, f, m, o) for i, (f, m, o) in enumerate(_scaled(fills, k, size))
             if not f.empty and m.any()]
-    missing = [(i, m, o) for i, _, m, o in full if not absorbed[i]]
+    # An extra model run embeds compartments no model item covers, only where identity needs
+    # it (no slot dish): it would cost as much as the detector's own run.
+    missing = [(i, m, o) for i, f, m, o in full
+               if not absorbed[i] and _slot_dish(request, f.slot) is None]
     embedded = dict(zip([i for i, _, _ in missing], _embed_masks(model, request, missing, size),
                         strict=True))
     items = []
