@@ -19,7 +19,7 @@ import numpy as np
 
 from model.data.backgrounds import _noise, _table
 from model.data.compose import FoodCrop, extract_crops, paste
-from model.infer.tray import polygon_mask
+from model.infer.tray.layout import polygon_mask
 
 # A Korean stainless 식판 is about 37 x 28 cm; the kiosk frames it with room to spare so
 # that a shifted, rotated tray stays mostly in view.

@@ -11,6 +11,7 @@ from serve.api import (
     health,
     keys,
     kiosks,
+    layouts,
     menus,
     models,
     pages,
@@ -20,8 +21,8 @@ from serve.api import (
 )
 
 # Every route of the app, in this order (a static list: each route is visible from here).
-ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, pairs,
-           diary, waste, pages)
+ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, layouts,
+           pairs, diary, waste, pages)
 
 api_router = APIRouter()
 for _module in ROUTERS:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from serve.db.base import utcnow
 from serve.db.tables.core import StoredImage
+from serve.db.tables.kiosks import KioskLayout
 from serve.db.tables.menus import Enrolment
 
 
@@ -90,17 +91,18 @@ def purge_expired(session: Session, store: ImageStore, retention_days: int) -> i
     """Delete stored files older than the retention period; analyses keep their results.
 
     Enrolment photos are kept: they are the canteen's reference examples, re-embedded
-    whenever the model changes, not meal records.
+    whenever the model changes, not meal records; so are kiosks' empty-tray layout references.
     """
     if retention_days <= 0:
         return 0
     cutoff = utcnow() - timedelta(days=retention_days)
-    enrolled = select(Enrolment.image_sha256).union(
-        select(Enrolment.mask_sha256).where(Enrolment.mask_sha256.is_not(None)))
+    kept = select(Enrolment.image_sha256).union(
+        select(Enrolment.mask_sha256).where(Enrolment.mask_sha256.is_not(None)),
+        select(KioskLayout.reference_sha256))
     rows = session.scalars(
         select(StoredImage).where(
             StoredImage.created_at < cutoff, StoredImage.purged_at.is_(None),
-            StoredImage.sha256.not_in(enrolled),
+            StoredImage.sha256.not_in(kept),
         )
     ).all()
     for row in rows:

@@ -255,3 +255,13 @@ def test_layout_parsing_round_trips_and_refuses_bad_input() -> None:
             T.parse_layout(compartments)
     with pytest.raises(T.LayoutError):
         T.parse_layout(data, tray_size_cm=[0, 28])
+
+
+def test_tray_module_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, model.infer.tray, model.data.traybed; "
+            "sys.exit('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[3])
+    assert done.returncode == 0

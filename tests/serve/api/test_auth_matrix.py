@@ -46,6 +46,16 @@ def _photo(ids: Ids, photos: dict[str, bytes]) -> dict[str, Any]:
             "data": {"user_id": ids["user_id"]}}
 
 
+# A layout on the mealtray photo: one compartment in its middle (the photo has features).
+LAYOUT = json.dumps([{"slot": "rice", "polygon": [[100, 100], [300, 100], [300, 250],
+                                                  [100, 250]]}])
+
+
+def _layout(ids: Ids, photos: dict[str, bytes]) -> dict[str, Any]:
+    return {"files": {"reference": ("r.jpg", photos["tray"], "image/jpeg")},
+            "data": {"compartments": LAYOUT}}
+
+
 ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/keys"): Route(ADMIN, json=lambda i, p: {"name": "x", "role": "app",
                                                         "canteen_id": i["canteen_id"]}),
@@ -97,6 +107,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/kiosks/{kiosk_id}"): Route(KIOSK),
     ("PUT", "/v1/kiosks/{kiosk_id}/calibration"): Route(KIOSK, json=lambda i, p: {
         "px_per_cm": 20.0}),
+    ("PUT", "/v1/kiosks/{kiosk_id}/layout"): Route(KIOSK, files=_layout),
+    ("GET", "/v1/kiosks/{kiosk_id}/layout"): Route(KIOSK),
+    ("GET", "/v1/kiosks/{kiosk_id}/layout/reference"): Route(KIOSK),
+    ("DELETE", "/v1/kiosks/{kiosk_id}/layout"): Route(KIOSK),
+    ("POST", "/v1/kiosks/{kiosk_id}/layout/propose"): Route(KIOSK),
     ("POST", "/v1/pairs"): Route(ALL, json=lambda i, p: {
         "before_analysis_id": i["before_id"]}),
     ("GET", "/v1/pairs"): Route(ALL),
@@ -142,6 +157,8 @@ def _tenant(service: Service, photos: dict[str, bytes]) -> dict[str, Any]:
     mine = s.ok(s.client.post("/v1/analyze", files={"image": ("t.jpg", photos["tray2"])},
                               data={"user_id": app_user, "meal_state": "before"},
                               headers=keys["app"]), 201)
+    s.ok(s.client.put(f"/v1/kiosks/{kiosk}/layout", headers=keys["kiosk"],
+                      **_layout({}, photos)))
     me = s.ok(s.client.get("/v1/keys/me", headers=keys["kiosk"]))
     ids = {"canteen_id": c, "user_id": app_user, "kiosk_user": kiosk_user, "kiosk_id": kiosk,
            "menu_id": menu["id"], "dish_id": dish, "enrolment_id": enrolment,

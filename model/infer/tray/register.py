@@ -1,0 +1,276 @@
+"""Registration: a kiosk's empty-tray reference prepared once, and each photo's tray found in it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from model.infer.tray.layout import (
+    WORK_SIDE,
+    ImageLike,
+    TrayLayout,
+    polygon_mask,
+    rgb_gray,
+    scaling,
+    tray_outline,
+    warp_points,
+)
+
+Reason = Literal["no_features", "too_few_matches", "too_few_inliers", "low_inlier_ratio",
+                 "degenerate_homography", "implausible_pose", "tray_out_of_view",
+                 "ridges_disagree"]
+# Lowe's ratio test: a match counts if its best descriptor distance is clearly below the
+# second best. 0.8 keeps more true matches on the repetitive steel than 0.7 and RANSAC
+# removes the rest.
+RATIO = 0.8
+MAX_FEATURES = 3000
+SIFT_CONTRAST = 0.01
+RANSAC_PX = 3.0  # inlier reprojection tolerance at WORK_SIDE (about 0.5% of the tray)
+# Trays with food gave 55-240 inliers on the test bed; random scenes (plates, other trays)
+# up to ~30 that fit a degenerate pose. The floor only rules out hopeless fits: the pose
+# checks and the ridge correlation (MIN_AGREEMENT) decide.
+MIN_INLIERS = 15
+MIN_INLIER_RATIO = 0.08  # share of ratio-test matches that agree with the homography
+GOOD_INLIERS = 80  # "good" quality above this and MIN_GOOD_COVERAGE, else "fair"
+MIN_GOOD_COVERAGE = 0.4  # inliers' convex hull / tray area: spread out, not in one corner
+# Pose limits of a fixed kiosk: the tray lies on the same counter under the same camera, so
+# its scale hardly changes (0.7-1.4 allows another camera height or a child's tray), it is
+# turned by a hand (+-35 deg, beyond the +-15 deg expected, but excludes a 180 deg flip of
+# a symmetric tray) and tilted mildly (scale across the tray varies <= 1.5x).
+SCALE_RANGE = (0.7, 1.4)
+MAX_ROTATION_DEG = 35.0
+MAX_SCALE_SPREAD = 1.5
+MIN_VISIBLE = 0.6  # share of the tray that must lie inside the photo
+# Verification independent of the features: correlation of the reference's ridges with the
+# photo mapped back. Trays with food on 5 kiosks x 2 poses: 0.77-0.98; plate photos and
+# other trays whose features happened to fit: <= 0.15. 0.5 sits between; 0.7 for "good".
+MIN_AGREEMENT = 0.5
+GOOD_AGREEMENT = 0.7
+# ECC refinement is kept only if it moves no tray corner by more than this (work px): it
+# polishes, it must not jump to another optimum.
+ECC_MAX_MOVE = 3.0
+ECC_ITERATIONS = 40
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """How to register: feature detector, work size, ECC polish, inlier floor."""
+
+    detector: Literal["sift", "orb"] = "sift"
+    work_side: int = WORK_SIDE
+    refine: bool = True
+    min_inliers: int = MIN_INLIERS
+
+
+@dataclass(frozen=True, eq=False)
+class TrayReference:
+    """A kiosk's empty-tray reference, prepared once: work-scale images and tray features."""
+
+    layout: TrayLayout
+    size: tuple[int, int]  # (w, h) of the reference photo
+    scale: float  # work px per reference px
+    rgb: np.ndarray  # work-scale RGB uint8
+    gray: np.ndarray  # work-scale uint8
+    tray_mask: np.ndarray  # bool, work scale: the tray
+    ridge_mask: np.ndarray  # bool, work scale: tray outside the compartments' floors
+    points: np.ndarray  # (N, 2) float32 keypoints on the tray, work px
+    descriptors: np.ndarray
+    detector: str
+
+
+@dataclass(frozen=True, eq=False)
+class Registration:
+    """Where the reference tray lies in a photo (or why it was not found)."""
+
+    found: bool
+    homography: np.ndarray | None  # 3x3: reference px -> photo px (None when not found)
+    reason: Reason | None  # why not found
+    quality: Literal["good", "fair", "none"]
+    matches: int  # ratio-test matches
+    inliers: int
+    inlier_ratio: float  # inliers / matches
+    coverage: float  # convex hull of the inliers / tray area (reference)
+    agreement: float  # ridge correlation (ridge_agreement) in [-1, 1]; 0 when not fitted
+    refined: bool  # ECC polished the feature homography
+    photo_size: tuple[int, int]  # (w, h) of the photo
+
+
+def _detector(name: str) -> Any:
+    """An OpenCV feature detector + descriptor."""
+    if name == "sift":
+        return cv2.SIFT_create(nfeatures=MAX_FEATURES,  # type: ignore[attr-defined]
+                               contrastThreshold=SIFT_CONTRAST)
+    if name == "orb":
+        return cv2.ORB_create(nfeatures=MAX_FEATURES)  # type: ignore[attr-defined]
+    raise ValueError(f"unknown detector {name!r}; choose 'sift' or 'orb'")
+
+
+def _features(gray: np.ndarray, mask: np.ndarray | None, name: str
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(keypoints (N, 2) float32, descriptors or None) within mask."""
+    m = None if mask is None else mask.astype(np.uint8) * 255
+    kps, desc = _detector(name).detectAndCompute(gray, m)
+    pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
+    return pts, desc
+
+
+def prepare_reference(image: ImageLike, layout: TrayLayout,
+                      config: RegistrationConfig = RegistrationConfig()) -> TrayReference:
+    """Prepare an empty-tray reference photo and its layout for registration (once a kiosk)."""
+    rgb, gray, s, size = rgb_gray(image, config.work_side)
+    wsize = (gray.shape[1], gray.shape[0])
+    tray = polygon_mask(tray_outline(layout) * s, wsize)
+    floors = np.zeros_like(tray)
+    for c in layout.compartments:
+        floors |= polygon_mask(np.asarray(c.polygon) * s, wsize)
+    # The ridges keep the rims and a 3 px band of wall: edges to align on, rarely food.
+    floors = cv2.erode(floors.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    pts, desc = _features(gray, tray, config.detector)
+    return TrayReference(layout, size, s, rgb, gray, tray, tray & ~floors, pts,
+                         desc if desc is not None else np.zeros((0, 1), np.uint8),
+                         config.detector)
+
+
+def _match(ref: TrayReference, desc: np.ndarray | None) -> list[tuple[int, int]]:
+    """(reference index, photo index) pairs passing the ratio test."""
+    if desc is None or len(desc) < 2 or len(ref.descriptors) < 2:
+        return []
+    norm = cv2.NORM_HAMMING if ref.detector == "orb" else cv2.NORM_L2
+    pairs = cv2.BFMatcher(norm).knnMatch(ref.descriptors, desc, k=2)
+    return [(m[0].queryIdx, m[0].trainIdx) for m in pairs
+            if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+
+
+def _jacobians(hom: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(2x2 Jacobians (N, 2, 2), projective denominators (N,)) of hom at points (N, 2)."""
+    x, y = pts[:, 0], pts[:, 1]
+    w = hom[2, 0] * x + hom[2, 1] * y + hom[2, 2]
+    u = (hom[0, 0] * x + hom[0, 1] * y + hom[0, 2]) / w
+    v = (hom[1, 0] * x + hom[1, 1] * y + hom[1, 2]) / w
+    jac = np.stack([np.stack([hom[0, 0] - hom[2, 0] * u, hom[0, 1] - hom[2, 1] * u], -1),
+                    np.stack([hom[1, 0] - hom[2, 0] * v, hom[1, 1] - hom[2, 1] * v], -1)], 1)
+    return jac / w[:, None, None], w
+
+
+def pose_problem(hom: np.ndarray, outline: np.ndarray, photo_size: tuple[int, int],
+                 expected_scale: float = 1.0) -> Reason | None:
+    """Why hom (reference -> photo, any px) is not a plausible tray pose, or None."""
+    if not np.isfinite(hom).all() or abs(hom[2, 2]) < 1e-12:
+        return "degenerate_homography"
+    hom = hom / hom[2, 2]
+    jac, w = _jacobians(hom, outline)
+    det = np.linalg.det(jac)
+    if (w <= 1e-6).any() or (det <= 0).any():  # beyond the horizon, or mirrored
+        return "degenerate_homography"
+    local = np.sqrt(det) / expected_scale
+    centre = _jacobians(hom, outline.mean(axis=0, keepdims=True))[0][0]
+    angle = np.degrees(np.arctan2(centre[1, 0], centre[0, 0]))
+    if (local.min() < SCALE_RANGE[0] or local.max() > SCALE_RANGE[1]
+            or local.max() / local.min() > MAX_SCALE_SPREAD or abs(angle) > MAX_ROTATION_DEG):
+        return "implausible_pose"
+    warped = warp_points(outline, hom).astype(np.float32)
+    frame = np.array([[0, 0], [photo_size[0], 0], [photo_size[0], photo_size[1]],
+                      [0, photo_size[1]]], np.float32)
+    hull = cv2.convexHull(warped)
+    inside, _ = cv2.intersectConvexConvex(hull, frame)
+    if inside < MIN_VISIBLE * cv2.contourArea(hull):
+        return "tray_out_of_view"
+    return None
+
+
+def _refine_ecc(hom: np.ndarray, ref: TrayReference, gray: np.ndarray) -> np.ndarray | None:
+    """ECC-polished homography (work px) on the ridges, or None if ECC fails or jumps."""
+    ecc = getattr(cv2, "findTransformECCWithMask", None)
+    if ecc is None:  # OpenCV < 4.12 has no template mask: food would bias ECC, skip it
+        return None
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_ITERATIONS, 1e-5)
+    try:
+        _, out = ecc(ref.gray.astype(np.float32), gray.astype(np.float32),
+                     ref.ridge_mask.astype(np.uint8), np.ones_like(gray, np.uint8),
+                     hom.astype(np.float32), cv2.MOTION_HOMOGRAPHY, criteria, 5)
+    except cv2.error:  # did not converge
+        return None
+    out = out.astype(np.float64) / out[2, 2]
+    corners = tray_outline(ref.layout) * ref.scale
+    move = np.linalg.norm(warp_points(corners, out) - warp_points(corners, hom), axis=1)
+    return out if np.isfinite(out).all() and move.max() <= ECC_MAX_MOVE else None
+
+
+def ridge_agreement(hom: np.ndarray, ref: TrayReference, gray: np.ndarray) -> float:
+    """Normalised cross-correlation of the reference's ridges with the photo mapped back (work px).
+
+    The ridges between compartments are rarely covered by food and carry the tray's shape
+    (rims, walls), so a true registration correlates well there whatever the features said.
+    """
+    h, w = ref.gray.shape
+    back = cv2.warpPerspective(gray, hom, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderValue=0)
+    seen = cv2.warpPerspective(np.ones_like(gray), hom, (w, h),
+                               flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP).astype(bool)
+    m = ref.ridge_mask & seen
+    if m.sum() < 100:
+        return 0.0
+    a = ref.gray[m].astype(np.float64)
+    b = back[m].astype(np.float64)
+    a -= a.mean()
+    b -= b.mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-9))
+
+
+def _not_found(reason: Reason, size: tuple[int, int], matches: int = 0, inliers: int = 0,
+               agreement: float = 0.0) -> Registration:
+    """A Registration saying the tray was not found, and why."""
+    ratio = inliers / matches if matches else 0.0
+    return Registration(False, None, reason, "none", matches, inliers, ratio, 0.0, agreement,
+                        False, size)
+
+
+def _fit(ref: TrayReference, pts: np.ndarray, desc: np.ndarray | None, size: tuple[int, int],
+         config: RegistrationConfig) -> tuple[np.ndarray, np.ndarray, int] | Registration:
+    """(work homography, inlier reference points, matches) or a not-found Registration."""
+    if desc is None or len(pts) < 4 or len(ref.points) < 4:
+        return _not_found("no_features", size)
+    pairs = _match(ref, desc)
+    if len(pairs) < config.min_inliers:
+        return _not_found("too_few_matches", size, len(pairs))
+    src = ref.points[[i for i, _ in pairs]]
+    dst = pts[[j for _, j in pairs]]
+    hom, inl = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, RANSAC_PX, maxIters=4000,
+                                  confidence=0.999)
+    n_in = 0 if inl is None else int(inl.sum())
+    if hom is None or n_in < config.min_inliers:
+        return _not_found("too_few_inliers", size, len(pairs), n_in)
+    if n_in < MIN_INLIER_RATIO * len(pairs):
+        return _not_found("low_inlier_ratio", size, len(pairs), n_in)
+    return hom, src[inl.ravel().astype(bool)], len(pairs)
+
+
+def register_tray(reference: TrayReference, photo: ImageLike,
+                  config: RegistrationConfig = RegistrationConfig()) -> Registration:
+    """Find the reference tray in a photo: homography reference -> photo px, or found=False."""
+    _, gray, s, size = rgb_gray(photo, config.work_side)
+    pts, desc = _features(gray, None, reference.detector)
+    fitted = _fit(reference, pts, desc, size, config)
+    if isinstance(fitted, Registration):
+        return fitted
+    hom, inliers, n_match = fitted
+    outline = tray_outline(reference.layout) * reference.scale
+    expected = (size[0] / reference.size[0]) * s / reference.scale
+    reason = pose_problem(hom, outline, (gray.shape[1], gray.shape[0]), expected)
+    if reason is not None:
+        return _not_found(reason, size, n_match, len(inliers))
+    agreement = ridge_agreement(hom, reference, gray)
+    if agreement < MIN_AGREEMENT:
+        return _not_found("ridges_disagree", size, n_match, len(inliers), agreement)
+    polished = _refine_ecc(hom, reference, gray) if config.refine else None
+    if polished is not None:
+        hom = polished
+    full = np.linalg.inv(scaling(s)) @ hom @ scaling(reference.scale)
+    hull = cv2.convexHull(inliers.astype(np.float32))
+    coverage = float(cv2.contourArea(hull) / max(1.0, reference.tray_mask.sum()))
+    good = (len(inliers) >= GOOD_INLIERS and coverage >= MIN_GOOD_COVERAGE
+            and agreement >= GOOD_AGREEMENT)
+    return Registration(True, full / full[2, 2], None, "good" if good else "fair", n_match,
+                        len(inliers), len(inliers) / n_match, coverage, agreement,
+                        polished is not None, size)
