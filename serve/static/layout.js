@@ -651,7 +651,10 @@ function onPointerDown(event) {
       renderList();
     }
     select(c);
-    state.drag = { kind: "vertex", c, v, pointerId: event.pointerId, moved: false };
+    // The point keeps its offset from the pointer: grabbing a handle off-centre does not jump it.
+    const [px, py] = toReference(event);
+    const [vx, vy] = state.compartments[c].points[v];
+    state.drag = { kind: "vertex", c, v, pointerId: event.pointerId, moved: false, offset: [vx - px, vy - py] };
     svg.setPointerCapture(event.pointerId);
     const handle = svg.querySelector(`circle.handle[data-c="${c}"][data-v="${v}"]`);
     if (handle) handle.focus({ preventScroll: true });
@@ -674,7 +677,7 @@ function onPointerMove(event) {
   const p = toReference(event);
   const comp = state.compartments[drag.c];
   if (drag.kind === "vertex") {
-    comp.points[drag.v] = [round1(p[0]), round1(p[1])];
+    comp.points[drag.v] = [round1(clampX(p[0] + drag.offset[0])), round1(clampY(p[1] + drag.offset[1]))];
   } else {
     const xs = drag.original.map((q) => q[0]);
     const ys = drag.original.map((q) => q[1]);
@@ -702,9 +705,16 @@ function onPointerUp(event) {
   }
 }
 
+// After a drag the pointer was captured by the SVG, so clicks name it, not the point under them.
+function pointUnder(event) {
+  const target = document.elementFromPoint(event.clientX, event.clientY);
+  return target && target.classList && target.classList.contains("handle") ? target : null;
+}
+
 function onDoubleClick(event) {
-  const target = event.target;
-  if (state.mode === "draw" || !target.classList.contains("handle")) return;
+  const target = pointUnder(event);
+  if (!target) return;
+  if (state.mode === "draw") return;
   const c = Number(target.getAttribute("data-c"));
   const v = Number(target.getAttribute("data-v"));
   // A double-click on an edge first inserts a point there: keep it rather than remove it.
@@ -714,10 +724,11 @@ function onDoubleClick(event) {
 }
 
 function onContextMenu(event) {
-  if (!event.target.classList.contains("handle")) return;
+  const target = pointUnder(event);
+  if (!target || state.mode === "draw") return;
   event.preventDefault();
-  const c = Number(event.target.getAttribute("data-c"));
-  if (removeVertex(c, Number(event.target.getAttribute("data-v")))) { renderOverlay(); renderList(); }
+  const c = Number(target.getAttribute("data-c"));
+  if (removeVertex(c, Number(target.getAttribute("data-v")))) { renderOverlay(); renderList(); }
 }
 
 const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
