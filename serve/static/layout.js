@@ -268,8 +268,12 @@ async function propose() {
     await failIfNotOk("Proposing compartments", answer);
     const proposal = await answer.json();
     const before = state.compartments.length;
+    // The service answers in the photo's upright pixels, as the browser shows it; should the
+    // two ever disagree, the proposal is scaled onto the photo shown.
+    const sx = proposal.width ? state.width / proposal.width : 1;
+    const sy = proposal.height ? state.height / proposal.height : 1;
     state.compartments = proposal.compartments.map((c) => ({
-      slot: c.slot, points: c.polygon.map(([x, y]) => [round1(x), round1(y)]),
+      slot: c.slot, points: c.polygon.map(([x, y]) => [round1(clampX(x * sx)), round1(clampY(y * sy))]),
     }));
     state.selected = -1;
     cancelDraft();

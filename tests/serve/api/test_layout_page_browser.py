@@ -355,6 +355,7 @@ def test_narrow_screen_has_no_sideways_scrolling(page: Any) -> None:
     target = os.environ.get("TRAYLENS_LAYOUT_SCREENSHOT")
     if target:
         shot = Image.open(io.BytesIO(page.locator("main").screenshot())).convert("RGB")
+        shot = shot.resize((900, round(shot.height * 900 / shot.width)), Image.Resampling.LANCZOS)
         shot.quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(target, optimize=True)
 
 
