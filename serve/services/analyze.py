@@ -26,6 +26,7 @@ from serve.schemas.analyze import AnalyzeFields
 from serve.services.analyses import analysis_payload, analysis_row, insert_analysis
 from serve.services.idempotency import Answer, replay, stored_or_replayed
 from serve.services.kiosks import kiosk_calibration
+from serve.services.layout_mode import KioskLayoutMode, kiosk_layout_mode
 from serve.services.menus import CanteenMenu, load_menu_context
 from serve.services.model_registry import LoadedModel
 from serve.services.pairing import link_analysis
@@ -62,6 +63,7 @@ class Context:
     fields: AnalyzeFields
     px_per_cm: float | None
     menu: CanteenMenu | None
+    layout: KioskLayoutMode | None = None  # the kiosk has a tray layout: layout mode
 
 
 def parse_fields(raw: dict[str, str]) -> AnalyzeFields:
@@ -100,10 +102,12 @@ def resolve_context(
         if canteen_id is not None and user.canteen_id != canteen_id:
             raise not_found("user", fields.user_id)
         canteen_id = user.canteen_id
-    px_per_cm = None
+    px_per_cm, layout = None, None
     if fields.kiosk_id is not None:
         calibration = kiosk_calibration(session, canteen_id, fields.kiosk_id)
         canteen_id, px_per_cm = calibration.canteen_id, calibration.px_per_cm
+        layout = kiosk_layout_mode(session, fields.kiosk_id, ImageStore(settings.image_dir),
+                                   settings.max_pixels)
     menu = None
     if fields.menu_id is not None:
         # Enrolments made under another model version are re-embedded here, so a model
@@ -116,7 +120,7 @@ def resolve_context(
         menu = CanteenMenu(context)
     if fields.meal_state is not None and canteen_id is None:
         raise ApiError(422, "canteen_required", "meal_state needs a canteen (admin: canteen_id)")
-    return Context(canteen_id, fields, px_per_cm, menu)
+    return Context(canteen_id, fields, px_per_cm, menu, layout)
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ def decode_upload(
     """Decode the photo (reduced to the model's input, see load_image) and depth map."""
     img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
     depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
-    req = ImageRequest(img, px_per_cm=ctx.px_per_cm, depth_mm=depth_mm, menu=ctx.menu)
+    req = ImageRequest(img, px_per_cm=ctx.px_per_cm, depth_mm=depth_mm, menu=ctx.menu,
+                       layout=ctx.layout)
     return Photo(req, image.data, content_type, depth.data if depth else None)
 
 

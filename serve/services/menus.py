@@ -192,6 +192,14 @@ class CanteenMenu:
             found.dish.dish_id, found.dish.food_id, found.probability, found.source, alternatives
         )
 
+    def dish(self, dish_id: str) -> DishInfo | None:
+        """One dish of the menu."""
+        return self._dishes.get(dish_id)
+
+    def slot_dish(self, slot: str) -> DishInfo | None:
+        """The dish served in a tray slot (layout mode), if the menu names one."""
+        return next((d for d in self.context.dishes if d.tray_slot == slot), None)
+
     def serving_grams(self, dish_id: str, area_px: float | None) -> Grams | None:
         """Relative to the enrolled examples' area when known, else the standard serving."""
         dish = self._dishes[dish_id]

@@ -81,6 +81,34 @@ class MenuHook(Protocol):
         ...
 
 
+class LayoutOutcomeLike(Protocol):
+    """What a layout mode answers for one photo (serve.services.layout_mode.LayoutOutcome)."""
+
+    @property
+    def state(self) -> str:
+        """"registered" | "not_found"."""
+        ...
+
+    @property
+    def items(self) -> list[ItemResult]:
+        """One per filled compartment."""
+        ...
+
+    @property
+    def plain(self) -> list[Item]:
+        """Model items left to the plain pipeline."""
+        ...
+
+
+class LayoutHook(Protocol):
+    """A kiosk's tray layout (serve.services.layout_mode.KioskLayoutMode)."""
+
+    def split(self, model: TrayModel, pred: Prediction, request: ImageRequest,
+              foods: list[Item], top_k: int) -> LayoutOutcomeLike:
+        """Compartment items and the model items left to the plain pipeline."""
+        ...
+
+
 @dataclass(frozen=True)
 class ImageRequest:
     """One photo with the optional context that sharpens its analysis."""
@@ -89,6 +117,7 @@ class ImageRequest:
     px_per_cm: float | None = None  # from the kiosk's calibration
     depth_mm: np.ndarray | None = None  # (H, W) camera distance in mm
     menu: MenuHook | None = None
+    layout: LayoutHook | None = None  # the kiosk's tray layout: layout mode
 
 
 @dataclass
@@ -235,7 +264,11 @@ def result_for(
 ) -> ImageResult:
     """All food items of one prediction (a coin is a scale reference, not food)."""
     foods = [i for i in pred.items if i.label != COIN_LABEL]
-    items = [build_item(model, pred, i, request, top_k) for i in foods]
+    layout, slotted = None, []
+    if request.layout is not None:  # layout mode: compartments first (services.layout_mode)
+        outcome = request.layout.split(model, pred, request, foods, top_k)
+        layout, slotted, foods = outcome.state, outcome.items, outcome.plain
+    items = slotted + [build_item(model, pred, i, request, top_k) for i in foods]
     totals = meal_totals((i.food_id, i.grams.value if i.grams else None) for i in items)
     scale_source = {"given": KIOSK, "coin": REFERENCE}.get(pred.scale_source or "")
     return ImageResult(
@@ -246,6 +279,7 @@ def result_for(
         scale_source=scale_source,
         px_per_cm=pred.px_per_cm,
         model_version=str(model.meta.version),
+        layout=layout,
     )
 
 
