@@ -287,7 +287,28 @@ def test_edges_add_points_and_points_can_be_removed(page: Any) -> None:
                                                 min(y0 + 10, REFERENCE_SIZE[1])))
     page.keyboard.press("Delete")
     assert _points(page, 0) == count - 1
+    # Right-click removes a point too.
+    _, x, y = _grabbable_vertex(page, 0)
+    page.mouse.click(x, y, button="right")
+    assert _points(page, 0) == count - 2
     assert page.locator("#dirty").is_visible()
+
+
+def test_a_compartment_moves_whole(page: Any) -> None:
+    """Dragging inside a compartment moves every point by the same reference px."""
+    page.locator("#layout-figure").scroll_into_view_if_needed()
+    centre = page.evaluate("""() => {
+        const r = document.querySelector('#layout-overlay polygon.compartment[data-c="2"]')
+            .getBoundingClientRect();
+        return [r.left + r.width / 2, r.top + r.height / 2];
+    }""")
+    before = [_point(page, 2, v) for v in range(_points(page, 2))]
+    scale = _scale(page)
+    _drag(page, centre[0], centre[1], 12, 9)
+    after = [_point(page, 2, v) for v in range(_points(page, 2))]
+    for (x0, y0), (x1, y1) in zip(before, after, strict=True):
+        assert x1 - x0 == pytest.approx(12 * scale, abs=1.5)
+        assert y1 - y0 == pytest.approx(9 * scale, abs=1.5)
 
 
 def test_a_compartment_can_be_drawn_named_and_deleted(page: Any) -> None:
