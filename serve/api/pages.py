@@ -1,4 +1,5 @@
-"""The web page for people: GET /, its static files, the bundled sample photos."""
+"""The web pages for people: GET / (analysis), GET /kiosks/layout (tray layouts), their static
+files, the bundled sample photos."""
 from __future__ import annotations
 
 import json
@@ -74,6 +75,12 @@ def _file_response(path: Path) -> FileResponse:
 def index() -> FileResponse:
     """The analysis page."""
     return _file_response(static_files()["index.html"])
+
+
+@router.get("/kiosks/layout")
+def layout_page() -> FileResponse:
+    """The tray layout editor: an admin draws a kiosk's compartments on its empty-tray photo."""
+    return _file_response(static_files()["layout.html"])
 
 
 @router.get("/static/{name}")

@@ -48,6 +48,24 @@ def test_page_references_only_its_own_files(client: TestClient) -> None:
     assert "https://" not in script.text
 
 
+def test_layout_page_is_html_with_only_its_own_files(client: TestClient) -> None:
+    """GET /kiosks/layout: the tray layout editor, under the same policy, nothing from a CDN."""
+    answer = client.get("/kiosks/layout")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in answer.headers["content-security-policy"]
+    refs = re.findall(r'(?:src|href)="([^"]+)"', answer.text)
+    assert "/static/layout.js" in refs and "/static/layout.css" in refs
+    for ref in refs:
+        assert not re.match(r"^(https?:)?//", ref), f"external reference {ref}"
+        if ref.startswith("/static/"):
+            assert client.get(ref).status_code == 200, ref
+    script = client.get("/static/layout.js").text
+    assert "https://" not in script and "http://" not in script.replace(
+        "http://www.w3.org/2000/svg", "")
+    assert 'href="/kiosks/layout"' in client.get("/").text, "the main page links to the editor"
+
+
 @pytest.mark.parametrize("name", ["../settings.py", "..%2Fsettings.py", "missing.js", "app.py"])
 def test_static_serves_nothing_outside_its_folder(client: TestClient, name: str) -> None:
     answer = client.get(f"/static/{name}")
@@ -99,4 +117,4 @@ def test_the_service_app_serves_the_page(tmp_path: Path) -> None:
     assert client.get("/samples").status_code == 200
     paths = app.openapi()["paths"]
     assert "/v1/analyze" in paths
-    assert not {"/", "/samples", "/static/{name}", "/page/nutrients"} & set(paths)
+    assert not {"/", "/samples", "/static/{name}", "/page/nutrients", "/kiosks/layout"} & set(paths)

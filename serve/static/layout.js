@@ -1,0 +1,867 @@
+// TrayLens tray layout page: an admin draws a kiosk's tray compartments on its empty-tray
+// reference photo and saves them with PUT /v1/kiosks/{id}/layout (docs/TRAY_LAYOUT.md).
+// Plain JavaScript, no libraries: the page must work on a kiosk without internet.
+// Polygons are kept in the reference photo's own pixels; the SVG's viewBox is that pixel
+// grid, so the drawing scales with the displayed photo and pointer positions are mapped back.
+"use strict";
+
+const KEY_STORAGE = "traylens.apiKey";
+const KIOSK_STORAGE = "traylens.layoutKiosk";
+const SVG_NS = "http://www.w3.org/2000/svg";
+const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9",
+  "#AA3377", "#228833", "#4477AA", "#EE6677", "#66CCEE", "#CCBB44"];
+const HANDLE_PX = 7; // vertex handle radius, screen px (the selected compartment's)
+const SMALL_HANDLE_PX = 4.5; // the other compartments' handles: less clutter, still draggable
+const CLOSE_PX = 12; // a click this near the first point closes a new compartment
+const MIN_POINTS = 3;
+
+const state = {
+  kiosks: [],
+  kioskId: "",
+  saved: null, // the service's layout answer for this kiosk, or null when it has none
+  reference: null, // Blob of the reference photo (uploaded again on save)
+  referenceName: "",
+  referenceUrl: null,
+  width: 0,
+  height: 0,
+  compartments: [], // [{slot, points: [[x, y], ...]}], reference px
+  selected: -1,
+  mode: "edit", // or "draw" while a new compartment's points are clicked
+  draft: [],
+  drag: null,
+  lastInserted: null,
+  dirty: false,
+  busy: false,
+  request: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function svgEl(tag, attrs = {}) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  return node;
+}
+
+const round1 = (v) => Math.round(v * 10) / 10;
+const colour = (index) => PALETTE[index % PALETTE.length];
+
+// ---- messages ---------------------------------------------------------------------
+
+function setStatus(text) { $("status").textContent = text; }
+
+function showError(text) {
+  const box = $("error");
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function clearError() { $("error").hidden = true; $("error").textContent = ""; }
+
+function setPageState(name) { document.body.setAttribute("data-state", name); }
+
+// The layout API answers {"error", "detail"}; FastAPI's own checks {"detail": [{loc, msg}]}.
+function describeApiError(what, status, body) {
+  let detail = body && typeof body === "object" && body.detail !== undefined ? body.detail : body;
+  if (Array.isArray(detail)) {
+    detail = detail.map((d) => (d && d.msg
+      ? `${(d.loc || []).slice(1).join(".") || "request"}: ${d.msg}` : JSON.stringify(d))).join("; ");
+  } else if (detail && typeof detail === "object") {
+    detail = detail.message || JSON.stringify(detail);
+  }
+  const error = body && typeof body === "object" && typeof body.error === "string" ? body.error : "";
+  let text = detail ? String(detail) : error || "no explanation given";
+  if (error && detail && !String(detail).includes(error)) text = `${error}: ${text}`;
+  const hint = status === 401 || status === 403 ? " Check the API key." : "";
+  return `${what} failed (HTTP ${status}): ${text}${hint}`;
+}
+
+function markDirty(on = true) {
+  state.dirty = on;
+  $("dirty").hidden = !on;
+}
+
+// ---- the service ------------------------------------------------------------------
+
+function apiKey() { return $("api-key").value.trim(); }
+
+class PageError extends Error {}
+
+async function api(path, options = {}) {
+  const key = apiKey();
+  if (!key) {
+    $("api-key").focus();
+    throw new PageError("Enter an API key first (ask the service's administrator for one).");
+  }
+  localStorage.setItem(KEY_STORAGE, key);
+  const headers = { Authorization: `Bearer ${key}`, ...(options.headers || {}) };
+  try {
+    return await fetch(path, { ...options, headers });
+  } catch (err) {
+    throw new PageError(`The service could not be reached: ${err.message || err}`);
+  }
+}
+
+async function failIfNotOk(what, answer) {
+  if (answer.ok) return;
+  const body = await answer.json().catch(() => null);
+  throw new PageError(describeApiError(what, answer.status, body));
+}
+
+// Runs one request-making action: busy buttons, errors shown, page state for tests.
+async function run(action, doneState = "ready") {
+  clearError();
+  state.busy = true;
+  updateButtons();
+  setPageState("busy");
+  try {
+    await action();
+    setPageState(doneState);
+  } catch (err) {
+    showError(err instanceof PageError ? err.message : `Something went wrong: ${err.message || err}`);
+    setPageState("error");
+  } finally {
+    state.busy = false;
+    updateButtons();
+  }
+}
+
+const layoutPath = (kioskId) => `/v1/kiosks/${encodeURIComponent(kioskId)}/layout`;
+
+// ---- kiosks and their layouts -----------------------------------------------------
+
+async function loadKiosks() {
+  const select = $("kiosk-select");
+  const answer = await api("/v1/kiosks");
+  await failIfNotOk("Listing the kiosks", answer);
+  state.kiosks = await answer.json();
+  const wanted = state.kioskId || localStorage.getItem(KIOSK_STORAGE) || "";
+  select.replaceChildren(el("option", { value: "" },
+    state.kiosks.length ? "Choose a kiosk…" : "No kiosks yet (register one: POST /v1/kiosks)"));
+  for (const kiosk of state.kiosks) {
+    select.append(el("option", { value: kiosk.id }, `${kiosk.name} (${kiosk.id.slice(0, 8)})`));
+  }
+  select.disabled = !state.kiosks.length;
+  const known = state.kiosks.some((k) => k.id === wanted);
+  select.value = known ? wanted : "";
+  if (known && wanted !== state.kioskId) {
+    await openKiosk(wanted);
+  } else if (!known) {
+    setStatus(state.kiosks.length ? `${state.kiosks.length} kiosk(s): choose one.` : "No kiosks yet.");
+  }
+}
+
+function kioskName(id) {
+  const kiosk = state.kiosks.find((k) => k.id === id);
+  return kiosk ? kiosk.name : id;
+}
+
+async function openKiosk(kioskId) {
+  const request = ++state.request;
+  state.kioskId = kioskId;
+  state.saved = null;
+  resetEditor();
+  if (!kioskId) { render(); return; }
+  localStorage.setItem(KIOSK_STORAGE, kioskId);
+  setStatus(`Loading the layout of ${kioskName(kioskId)}…`);
+  const answer = await api(layoutPath(kioskId));
+  if (request !== state.request) return;
+  if (answer.status === 404) {
+    render();
+    setStatus(`${kioskName(kioskId)} has no layout yet: choose a photo of its empty tray.`);
+    return;
+  }
+  await failIfNotOk("Loading the layout", answer);
+  const layout = await answer.json();
+  const image = await api(layout.reference_url || `${layoutPath(kioskId)}/reference`);
+  await failIfNotOk("Loading the reference photo", image);
+  const blob = await image.blob();
+  if (request !== state.request) return;
+  await setReference(blob, "saved reference photo");
+  showSaved(layout);
+  setStatus(`Loaded the saved layout of ${kioskName(kioskId)}: ${describeCount(layout.compartments.length)}.`);
+}
+
+function showSaved(layout) {
+  state.saved = layout;
+  state.compartments = layout.compartments.map((c) => ({
+    slot: c.slot, points: c.polygon.map(([x, y]) => [x, y]),
+  }));
+  $("tray-width").value = layout.tray_width_cm ?? "";
+  $("tray-height").value = layout.tray_height_cm ?? "";
+  state.selected = -1;
+  markDirty(false);
+  render();
+}
+
+function describeCount(n) { return `${n} compartment${n === 1 ? "" : "s"}`; }
+
+function resetEditor() {
+  if (state.referenceUrl) URL.revokeObjectURL(state.referenceUrl);
+  Object.assign(state, {
+    reference: null, referenceName: "", referenceUrl: null, width: 0, height: 0,
+    compartments: [], selected: -1, mode: "edit", draft: [], drag: null,
+  });
+  $("tray-width").value = "";
+  $("tray-height").value = "";
+  $("reference-photo").removeAttribute("src");
+  markDirty(false);
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = $("reference-photo");
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new PageError("The browser cannot display this photo: choose a JPEG, PNG or WebP."));
+    img.src = url;
+  });
+}
+
+async function setReference(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const img = await loadImage(url);
+  if (state.referenceUrl) URL.revokeObjectURL(state.referenceUrl);
+  const [oldW, oldH] = [state.width, state.height];
+  Object.assign(state, {
+    reference: blob, referenceName: name, referenceUrl: url,
+    width: img.naturalWidth, height: img.naturalHeight,
+  });
+  // Compartments drawn on another photo size keep their place relative to the photo.
+  if (state.compartments.length && oldW && (oldW !== state.width || oldH !== state.height)) {
+    const [sx, sy] = [state.width / oldW, state.height / oldH];
+    for (const c of state.compartments) c.points = c.points.map(([x, y]) => [round1(x * sx), round1(y * sy)]);
+    setStatus("The compartments were scaled to the new photo: check them, or propose them again.");
+  }
+  // As wide as the panel, unless that makes the photo taller than most of the screen.
+  $("layout-frame").style.width = `min(100%, calc(80vh * ${state.width / state.height}))`;
+  $("reference-caption").textContent = `${name}: ${state.width} × ${state.height} px.`;
+}
+
+async function chooseFile(file) {
+  if (!file) return;
+  await run(async () => {
+    await setReference(file, file.name || "photo");
+    if (!state.compartments.length) {
+      setStatus(`${file.name} loaded: propose the compartments or draw them with “Add compartment”.`);
+    }
+    markDirty(true);
+    render();
+  });
+}
+
+// ---- propose, save, delete --------------------------------------------------------
+
+async function propose() {
+  await run(async () => {
+    if (!state.kioskId) throw new PageError("Choose a kiosk first.");
+    const form = new FormData();
+    if (state.reference) form.append("reference", state.reference, fileName());
+    setStatus("Looking for the compartments…");
+    const answer = await api(`${layoutPath(state.kioskId)}/propose`, { method: "POST", body: form });
+    await failIfNotOk("Proposing compartments", answer);
+    const proposal = await answer.json();
+    const before = state.compartments.length;
+    // The service answers in the photo's upright pixels, as the browser shows it; should the
+    // two ever disagree, the proposal is scaled onto the photo shown.
+    const sx = proposal.width ? state.width / proposal.width : 1;
+    const sy = proposal.height ? state.height / proposal.height : 1;
+    state.compartments = proposal.compartments.map((c) => ({
+      slot: c.slot, points: c.polygon.map(([x, y]) => [round1(clampX(x * sx)), round1(clampY(y * sy))]),
+    }));
+    state.selected = -1;
+    cancelDraft();
+    markDirty(true);
+    render();
+    const replaced = before ? ` (replacing the ${before} drawn before)` : "";
+    setStatus(state.compartments.length
+      ? `Proposed ${describeCount(state.compartments.length)}${replaced}: check them, name the slots, then save.`
+      : "No compartments were found on this photo: draw them with “Add compartment”.");
+  }, "proposed");
+}
+
+function fileName() {
+  const type = state.reference && state.reference.type;
+  if (state.reference && state.reference.name) return state.reference.name;
+  return type === "image/jpeg" ? "reference.jpg" : type === "image/webp" ? "reference.webp" : "reference.png";
+}
+
+function trayCm(id) {
+  const input = $(id);
+  const text = input.value.trim();
+  if (!text) return null;
+  const value = Number(text);
+  if (!input.checkValidity() || !Number.isFinite(value) || value <= 0) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    throw new PageError("Tray width and height must be positive numbers of centimetres (or left empty).");
+  }
+  input.removeAttribute("aria-invalid");
+  return value;
+}
+
+async function save() {
+  const problems = validateNames();
+  if (problems) {
+    clearError();
+    showError(`Not saved: ${problems} Fix the slot names marked below.`);
+    setPageState("invalid");
+    const bad = document.querySelector(".slot-name[aria-invalid='true']");
+    if (bad) bad.focus();
+    return;
+  }
+  await run(async () => {
+    if (!state.kioskId) throw new PageError("Choose a kiosk first.");
+    if (!state.reference) throw new PageError("Choose a photo of the empty tray first.");
+    if (!state.compartments.length) throw new PageError("Draw or propose at least one compartment first.");
+    if (state.mode === "draw") finishDraft();
+    const width = trayCm("tray-width");
+    const height = trayCm("tray-height");
+    const form = new FormData();
+    form.append("reference", state.reference, fileName());
+    form.append("compartments", JSON.stringify(state.compartments.map((c) => ({
+      slot: c.slot.trim(), polygon: c.points.map(([x, y]) => [round1(x), round1(y)]),
+    }))));
+    if (width !== null) form.append("tray_width_cm", String(width));
+    if (height !== null) form.append("tray_height_cm", String(height));
+    setStatus("Saving…");
+    const answer = await api(layoutPath(state.kioskId), { method: "PUT", body: form });
+    await failIfNotOk("Saving the layout", answer);
+    const layout = await answer.json();
+    showSaved(layout);
+    setStatus(`Saved the layout of ${kioskName(state.kioskId)}: ${describeCount(layout.compartments.length)}.`);
+  }, "saved");
+}
+
+async function deleteLayout() {
+  if (!state.kioskId || !state.saved) return;
+  if (!window.confirm(`Delete the saved tray layout of ${kioskName(state.kioskId)}? `
+      + "Its meal photos will then be analysed without compartments.")) return;
+  await run(async () => {
+    const answer = await api(layoutPath(state.kioskId), { method: "DELETE" });
+    if (answer.status !== 404) await failIfNotOk("Deleting the layout", answer);
+    state.saved = null;
+    markDirty(state.compartments.length > 0);
+    setStatus(`Deleted the saved layout of ${kioskName(state.kioskId)}. `
+      + "The drawing stays on this page: “Save layout” would store it again.");
+  }, "deleted");
+}
+
+// ---- slot names -------------------------------------------------------------------
+
+// Returns a sentence describing the problems, or "" when every name is usable.
+function validateNames() {
+  const names = state.compartments.map((c) => c.slot.trim());
+  const counts = new Map();
+  for (const name of names) counts.set(name, (counts.get(name) || 0) + 1);
+  let empty = 0;
+  let duplicate = 0;
+  names.forEach((name, index) => {
+    let message = "";
+    if (!name) { message = "Give this compartment a slot name."; empty += 1; }
+    else if (counts.get(name) > 1) {
+      message = `“${name}” is also used by another compartment: slot names must be unique.`;
+      duplicate += 1;
+    }
+    const input = $(`slot-${index}`);
+    const error = $(`slot-${index}-error`);
+    if (!input || !error) return;
+    if (message) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+    error.textContent = message;
+    error.hidden = !message;
+  });
+  const parts = [];
+  if (duplicate) parts.push(`${duplicate} compartments share a slot name.`);
+  if (empty) parts.push(`${empty} compartment${empty === 1 ? " has" : "s have"} no slot name.`);
+  return parts.join(" ");
+}
+
+function uniqueSlotName() {
+  const taken = new Set(state.compartments.map((c) => c.slot.trim()));
+  let n = state.compartments.length + 1;
+  while (taken.has(`slot-${n}`)) n += 1;
+  return `slot-${n}`;
+}
+
+// ---- drawing ----------------------------------------------------------------------
+
+function screenScale() {
+  const rect = $("layout-overlay").getBoundingClientRect();
+  return rect.width > 0 && state.width ? state.width / rect.width : 1;
+}
+
+function toReference(event) {
+  const rect = $("layout-overlay").getBoundingClientRect();
+  const x = ((event.clientX - rect.left) / rect.width) * state.width;
+  const y = ((event.clientY - rect.top) / rect.height) * state.height;
+  return [clampX(x), clampY(y)];
+}
+
+const clampX = (x) => Math.min(Math.max(0, x), state.width);
+const clampY = (y) => Math.min(Math.max(0, y), state.height);
+
+function pointsAttr(points) { return points.map(([x, y]) => `${x},${y}`).join(" "); }
+
+function centroid(points) {
+  const n = points.length || 1;
+  return points.reduce(([sx, sy], [x, y]) => [sx + x / n, sy + y / n], [0, 0]);
+}
+
+function handleLabel(c, v) {
+  const comp = state.compartments[c];
+  const [x, y] = comp.points[v];
+  return `${comp.slot.trim() || "unnamed"}: point ${v + 1} of ${comp.points.length} at ${Math.round(x)}, ${Math.round(y)}`;
+}
+
+function renderOverlay() {
+  const svg = $("layout-overlay");
+  svg.replaceChildren();
+  if (!state.width) return;
+  svg.setAttribute("viewBox", `0 0 ${state.width} ${state.height}`);
+  svg.classList.toggle("drawing", state.mode === "draw");
+  const unit = screenScale();
+  const order = state.compartments.map((_, i) => i).filter((i) => i !== state.selected);
+  if (state.selected >= 0) order.push(state.selected); // the selected one on top
+  const labels = svgEl("g", { class: "labels" });
+  for (const c of order) {
+    const comp = state.compartments[c];
+    const group = svgEl("g", { class: `compartment-group${c === state.selected ? " selected" : ""}`, "data-c": c });
+    group.style.color = colour(c);
+    group.append(svgEl("polygon", { class: "compartment", points: pointsAttr(comp.points), "data-c": c }));
+    comp.points.forEach((p, v) => {
+      const q = comp.points[(v + 1) % comp.points.length];
+      group.append(svgEl("line", { class: "edge", x1: p[0], y1: p[1], x2: q[0], y2: q[1], "data-c": c, "data-v": v }));
+    });
+    comp.points.forEach(([x, y], v) => {
+      const handle = svgEl("circle", {
+        class: "handle", cx: x, cy: y, r: (c === state.selected ? HANDLE_PX : SMALL_HANDLE_PX) * unit,
+        "data-c": c, "data-v": v, tabindex: 0, role: "button", "aria-label": handleLabel(c, v),
+      });
+      group.append(handle);
+    });
+    svg.append(group);
+    const [lx, ly] = centroid(comp.points);
+    const label = svgEl("text", { x: lx, y: ly, "data-c": c, "font-size": 15 * unit, "stroke-width": 3 * unit,
+      "text-anchor": "middle",
+      "dominant-baseline": "middle" });
+    label.textContent = comp.slot;
+    labels.append(label);
+  }
+  svg.append(labels);
+  if (state.mode === "draw" && state.draft.length) {
+    svg.append(svgEl("polyline", { class: "draft", points: pointsAttr(state.draft) }));
+    state.draft.forEach(([x, y], i) => svg.append(svgEl("circle", {
+      class: `draft-point${i === 0 ? " first" : ""}`, cx: x, cy: y, r: HANDLE_PX * unit,
+    })));
+  }
+}
+
+// During a drag only one compartment's attributes change (the captured pointer stays put).
+function updateCompartment(c) {
+  const comp = state.compartments[c];
+  const svg = $("layout-overlay");
+  const polygon = svg.querySelector(`polygon.compartment[data-c="${c}"]`);
+  if (polygon) polygon.setAttribute("points", pointsAttr(comp.points));
+  comp.points.forEach(([x, y], v) => {
+    const q = comp.points[(v + 1) % comp.points.length];
+    const edge = svg.querySelector(`line.edge[data-c="${c}"][data-v="${v}"]`);
+    if (edge) for (const [k, val] of Object.entries({ x1: x, y1: y, x2: q[0], y2: q[1] })) edge.setAttribute(k, val);
+    const handle = svg.querySelector(`circle.handle[data-c="${c}"][data-v="${v}"]`);
+    if (handle) {
+      handle.setAttribute("cx", x);
+      handle.setAttribute("cy", y);
+      handle.setAttribute("aria-label", handleLabel(c, v));
+    }
+  });
+  const label = svg.querySelector(`.labels text[data-c="${c}"]`);
+  if (label) {
+    const [lx, ly] = centroid(comp.points);
+    label.setAttribute("x", lx);
+    label.setAttribute("y", ly);
+    label.textContent = comp.slot;
+  }
+}
+
+function renderList() {
+  const list = $("compartment-list");
+  list.replaceChildren();
+  state.compartments.forEach((comp, c) => {
+    const swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+    swatch.style.background = colour(c);
+    const input = el("input", {
+      id: `slot-${c}`, class: "slot-name", type: "text", value: comp.slot, autocomplete: "off",
+      spellcheck: "false", maxlength: "64", "aria-describedby": `slot-${c}-error`, "data-c": c,
+    });
+    const remove = el("button", { type: "button", class: "button small danger", "data-action": "delete",
+      "data-c": c, "aria-label": `Delete compartment ${comp.slot || c + 1}` }, "Delete");
+    const row = el("li", { class: `compartment-row${c === state.selected ? " selected" : ""}`, "data-c": c },
+      swatch,
+      el("label", { for: `slot-${c}` }, "Slot"),
+      input,
+      el("span", { class: "help points" }, `${comp.points.length} points`),
+      remove,
+      el("p", { id: `slot-${c}-error`, class: "field-error", hidden: "" }));
+    list.append(row);
+  });
+  validateNames();
+}
+
+function render() {
+  const hasPhoto = Boolean(state.width);
+  $("layout-figure").hidden = !hasPhoto;
+  $("empty-note").hidden = hasPhoto;
+  renderOverlay();
+  renderList();
+  updateButtons();
+}
+
+function updateButtons() {
+  const busy = state.busy;
+  $("propose-button").disabled = busy || !state.kioskId || !(state.reference || state.saved);
+  $("add-button").disabled = busy || !state.width;
+  $("add-button").setAttribute("aria-pressed", String(state.mode === "draw"));
+  $("add-button").textContent = state.mode === "draw" ? "Finish compartment" : "Add compartment";
+  $("save-button").disabled = busy || !state.kioskId || !state.reference || !state.compartments.length;
+  $("delete-button").disabled = busy || !state.kioskId || !state.saved;
+  $("reload-kiosks").disabled = busy;
+}
+
+// Selection changes classes and stacking only: the nodes (and a pointer on them) stay.
+function select(c) {
+  state.selected = c;
+  for (const row of document.querySelectorAll(".compartment-row")) {
+    row.classList.toggle("selected", Number(row.dataset.c) === c);
+  }
+  const svg = $("layout-overlay");
+  const unit = screenScale();
+  for (const group of svg.querySelectorAll(".compartment-group")) {
+    const on = Number(group.dataset.c) === c;
+    group.classList.toggle("selected", on);
+    for (const handle of group.querySelectorAll(".handle")) {
+      handle.setAttribute("r", (on ? HANDLE_PX : SMALL_HANDLE_PX) * unit);
+    }
+  }
+  const group = svg.querySelector(`.compartment-group[data-c="${c}"]`);
+  const labels = svg.querySelector(".labels");
+  if (group && labels && group.nextSibling !== labels) svg.insertBefore(group, labels);
+}
+
+// ---- editing ----------------------------------------------------------------------
+
+function startDraft() {
+  state.mode = "draw";
+  state.draft = [];
+  state.selected = -1;
+  renderOverlay();
+  updateButtons();
+  setStatus("Click the new compartment's corners on the photo; click the first point or press Enter to finish, Escape to cancel.");
+}
+
+function cancelDraft() {
+  state.mode = "edit";
+  state.draft = [];
+}
+
+function finishDraft() {
+  if (state.draft.length < MIN_POINTS) {
+    const had = state.draft.length;
+    cancelDraft();
+    render();
+    setStatus(had ? `A compartment needs at least ${MIN_POINTS} points: nothing was added.` : "Nothing was added.");
+    return;
+  }
+  state.compartments.push({ slot: uniqueSlotName(), points: state.draft.map(([x, y]) => [round1(x), round1(y)]) });
+  cancelDraft();
+  state.selected = state.compartments.length - 1;
+  markDirty(true);
+  render();
+  const input = $(`slot-${state.selected}`);
+  setStatus("Compartment added: give it its slot name.");
+  if (input) { input.focus(); input.select(); }
+}
+
+function addDraftPoint(event) {
+  const p = toReference(event);
+  const unit = screenScale();
+  if (state.draft.length >= MIN_POINTS) {
+    const [fx, fy] = state.draft[0];
+    if (Math.hypot(p[0] - fx, p[1] - fy) <= CLOSE_PX * unit) { finishDraft(); return; }
+  }
+  state.draft.push(p);
+  renderOverlay();
+}
+
+function closestOnSegment(p, a, b) {
+  const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+  const len = dx * dx + dy * dy;
+  const t = len ? Math.min(1, Math.max(0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len)) : 0;
+  return [round1(a[0] + t * dx), round1(a[1] + t * dy)];
+}
+
+function insertVertex(c, v, event) {
+  const points = state.compartments[c].points;
+  const p = closestOnSegment(toReference(event), points[v], points[(v + 1) % points.length]);
+  points.splice(v + 1, 0, p);
+  state.lastInserted = { c, v: v + 1, time: Date.now() };
+  markDirty(true);
+  return v + 1;
+}
+
+function removeVertex(c, v) {
+  const points = state.compartments[c].points;
+  if (points.length <= MIN_POINTS) {
+    setStatus(`A compartment needs at least ${MIN_POINTS} points: delete the compartment instead.`);
+    return false;
+  }
+  points.splice(v, 1);
+  markDirty(true);
+  setStatus(`Removed point ${v + 1} of ${state.compartments[c].slot || "the compartment"}.`);
+  return true;
+}
+
+function deleteCompartment(c) {
+  const [gone] = state.compartments.splice(c, 1);
+  state.selected = -1;
+  markDirty(true);
+  render();
+  setStatus(`Deleted compartment ${gone.slot || c + 1}.`);
+  const next = document.querySelector(".slot-name") || $("add-button");
+  next.focus();
+}
+
+function onPointerDown(event) {
+  if (event.button !== 0 || state.busy) return;
+  const svg = $("layout-overlay");
+  if (state.mode === "draw") {
+    event.preventDefault();
+    addDraftPoint(event);
+    return;
+  }
+  const target = event.target;
+  const c = Number(target.getAttribute("data-c"));
+  if (target.classList.contains("handle") || target.classList.contains("edge")) {
+    event.preventDefault();
+    let v = Number(target.getAttribute("data-v"));
+    state.selected = c;
+    if (target.classList.contains("edge")) {
+      v = insertVertex(c, v, event);
+      renderOverlay();
+      renderList();
+    }
+    select(c);
+    // The point keeps its offset from the pointer: grabbing a handle off-centre does not jump it.
+    const [px, py] = toReference(event);
+    const [vx, vy] = state.compartments[c].points[v];
+    state.drag = { kind: "vertex", c, v, pointerId: event.pointerId, moved: false, offset: [vx - px, vy - py] };
+    svg.setPointerCapture(event.pointerId);
+    const handle = svg.querySelector(`circle.handle[data-c="${c}"][data-v="${v}"]`);
+    if (handle) handle.focus({ preventScroll: true });
+  } else if (target.classList.contains("compartment")) {
+    event.preventDefault();
+    select(c);
+    state.drag = {
+      kind: "shape", c, pointerId: event.pointerId, moved: false, start: toReference(event),
+      original: state.compartments[c].points.map((p) => [...p]),
+    };
+    svg.setPointerCapture(event.pointerId);
+  } else {
+    select(-1);
+  }
+}
+
+function onPointerMove(event) {
+  const drag = state.drag;
+  if (!drag || event.pointerId !== drag.pointerId) return;
+  const p = toReference(event);
+  const comp = state.compartments[drag.c];
+  if (drag.kind === "vertex") {
+    comp.points[drag.v] = [round1(clampX(p[0] + drag.offset[0])), round1(clampY(p[1] + drag.offset[1]))];
+  } else {
+    const xs = drag.original.map((q) => q[0]);
+    const ys = drag.original.map((q) => q[1]);
+    // The whole shape stays on the photo.
+    const dx = Math.min(Math.max(p[0] - drag.start[0], -Math.min(...xs)), state.width - Math.max(...xs));
+    const dy = Math.min(Math.max(p[1] - drag.start[1], -Math.min(...ys)), state.height - Math.max(...ys));
+    comp.points = drag.original.map(([x, y]) => [round1(x + dx), round1(y + dy)]);
+  }
+  drag.moved = true;
+  markDirty(true);
+  updateCompartment(drag.c);
+}
+
+function onPointerUp(event) {
+  const drag = state.drag;
+  if (!drag || event.pointerId !== drag.pointerId) return;
+  state.drag = null;
+  const svg = $("layout-overlay");
+  if (svg.hasPointerCapture(event.pointerId)) svg.releasePointerCapture(event.pointerId);
+  if (drag.moved) {
+    const [x, y] = drag.kind === "vertex" ? state.compartments[drag.c].points[drag.v] : [0, 0];
+    setStatus(drag.kind === "vertex"
+      ? `Moved a point of ${state.compartments[drag.c].slot} to ${Math.round(x)}, ${Math.round(y)}.`
+      : `Moved ${state.compartments[drag.c].slot}.`);
+  }
+}
+
+// After a drag the pointer was captured by the SVG, so clicks name it, not the point under them.
+function pointUnder(event) {
+  const target = document.elementFromPoint(event.clientX, event.clientY);
+  return target && target.classList && target.classList.contains("handle") ? target : null;
+}
+
+function onDoubleClick(event) {
+  const target = pointUnder(event);
+  if (!target) return;
+  if (state.mode === "draw") return;
+  const c = Number(target.getAttribute("data-c"));
+  const v = Number(target.getAttribute("data-v"));
+  // A double-click on an edge first inserts a point there: keep it rather than remove it.
+  const recent = state.lastInserted;
+  if (recent && recent.c === c && recent.v === v && Date.now() - recent.time < 700) return;
+  if (removeVertex(c, v)) { renderOverlay(); renderList(); }
+}
+
+function onContextMenu(event) {
+  const target = pointUnder(event);
+  if (!target || state.mode === "draw") return;
+  event.preventDefault();
+  const c = Number(target.getAttribute("data-c"));
+  if (removeVertex(c, Number(target.getAttribute("data-v")))) { renderOverlay(); renderList(); }
+}
+
+const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+
+function onHandleKey(event) {
+  const target = event.target;
+  if (!target.classList || !target.classList.contains("handle")) return;
+  const c = Number(target.getAttribute("data-c"));
+  const v = Number(target.getAttribute("data-v"));
+  const points = state.compartments[c].points;
+  if (event.key in ARROWS) {
+    event.preventDefault();
+    const [dx, dy] = ARROWS[event.key].map((d) => d * (event.shiftKey ? 10 : 1));
+    points[v] = [round1(clampX(points[v][0] + dx)), round1(clampY(points[v][1] + dy))];
+    select(c);
+    markDirty(true);
+    updateCompartment(c);
+  } else if (event.key === "Delete" || event.key === "Backspace") {
+    event.preventDefault();
+    if (!removeVertex(c, v)) return;
+    renderOverlay();
+    renderList();
+    const next = $("layout-overlay").querySelector(
+      `circle.handle[data-c="${c}"][data-v="${Math.min(v, points.length - 1)}"]`);
+    if (next) next.focus();
+  }
+}
+
+function onDocumentKey(event) {
+  if (state.mode !== "draw") return;
+  if (event.key === "Enter") { event.preventDefault(); finishDraft(); }
+  else if (event.key === "Escape") {
+    event.preventDefault();
+    cancelDraft();
+    renderOverlay();
+    updateButtons();
+    setStatus("Drawing cancelled.");
+  }
+}
+
+// ---- start ------------------------------------------------------------------------
+
+function readFragment() {
+  const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  if (params.has("key")) localStorage.setItem(KEY_STORAGE, params.get("key"));
+  if (params.has("kiosk")) localStorage.setItem(KIOSK_STORAGE, params.get("kiosk"));
+  if (params.has("key") || params.has("kiosk")) {
+    // Keep the key out of the address bar, history and screenshots once stored.
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+}
+
+function setUpInputs() {
+  $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
+  $("api-key").addEventListener("change", () => {
+    localStorage.setItem(KEY_STORAGE, apiKey());
+    if (apiKey()) run(loadKiosks);
+  });
+  $("reload-kiosks").addEventListener("click", () => run(loadKiosks));
+  $("kiosk-select").addEventListener("change", (e) => {
+    const wanted = e.target.value;
+    if (state.dirty && !window.confirm("Discard the unsaved changes to this kiosk's layout?")) {
+      e.target.value = state.kioskId;
+      return;
+    }
+    run(() => openKiosk(wanted));
+  });
+  $("reference-input").addEventListener("change", (e) => {
+    chooseFile(e.target.files[0]);
+    e.target.value = ""; // the same file may be chosen again
+  });
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    if (e.dataTransfer.files.length) chooseFile(e.dataTransfer.files[0]);
+  });
+  for (const id of ["tray-width", "tray-height"]) $(id).addEventListener("input", () => markDirty(true));
+}
+
+function setUpEditor() {
+  const svg = $("layout-overlay");
+  svg.addEventListener("pointerdown", onPointerDown);
+  svg.addEventListener("pointermove", onPointerMove);
+  svg.addEventListener("pointerup", onPointerUp);
+  svg.addEventListener("pointercancel", onPointerUp);
+  svg.addEventListener("dblclick", onDoubleClick);
+  svg.addEventListener("contextmenu", onContextMenu);
+  svg.addEventListener("keydown", onHandleKey);
+  svg.addEventListener("focusin", (e) => {
+    if (e.target.classList && e.target.classList.contains("handle")) select(Number(e.target.getAttribute("data-c")));
+  });
+  document.addEventListener("keydown", onDocumentKey);
+  $("propose-button").addEventListener("click", propose);
+  $("add-button").addEventListener("click", () => (state.mode === "draw" ? finishDraft() : startDraft()));
+  $("save-button").addEventListener("click", save);
+  $("delete-button").addEventListener("click", deleteLayout);
+  const list = $("compartment-list");
+  list.addEventListener("input", (e) => {
+    if (!e.target.classList.contains("slot-name")) return;
+    const c = Number(e.target.getAttribute("data-c"));
+    state.compartments[c].slot = e.target.value;
+    markDirty(true);
+    validateNames();
+    updateCompartment(c);
+  });
+  list.addEventListener("focusin", (e) => {
+    const row = e.target.closest(".compartment-row");
+    if (row && Number(row.dataset.c) !== state.selected) select(Number(row.dataset.c));
+  });
+  list.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action='delete']");
+    if (button) deleteCompartment(Number(button.getAttribute("data-c")));
+  });
+  // Handles keep their on-screen size when the photo is shown larger or smaller.
+  let lastWidth = 0;
+  new ResizeObserver(() => {
+    const width = svg.getBoundingClientRect().width;
+    if (!state.drag && width && Math.abs(width - lastWidth) > 1) { lastWidth = width; renderOverlay(); }
+  }).observe($("layout-frame"));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  readFragment();
+  setUpInputs();
+  setUpEditor();
+  render();
+  if (apiKey()) run(loadKiosks);
+  else setStatus("Enter an API key to list the kiosks.");
+});
