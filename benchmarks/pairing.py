@@ -128,6 +128,7 @@ class Dish:
     """One dish of one case: truth and what the service measured."""
 
     source: str
+    share: float  # the share of the dish meant to be left (true_left up to overlaps)
     true_left: float
     measured: float | None  # None: not measurable
     oracle: float | None  # area ratio against the true partner (None: no partner)
@@ -175,7 +176,7 @@ def run_case(model: TrayModel, source: str, img: Image.Image, items: Sequence[It
         oracle = None
         if partner is not None and items[i].area_px > 0:
             oracle = min(1.0, after_items[partner].area_px / items[i].area_px)
-        out.append(Dish(source, true_left, lo.fraction, oracle, lo.after_index == partner,
+        out.append(Dish(source, lefts[i], true_left, lo.fraction, oracle, lo.after_index == partner,
                         LeftoverFlag.FULLY_EATEN in lo.flags and true_left > 0.05,
                         true_left > 0.05 and partner is None,
                         true_left == 0 and lo.after_index is not None))
@@ -191,25 +192,32 @@ def _errors(values: Sequence[tuple[float, float | None]]) -> tuple[str, str, str
     return f"{statistics.mean(errs):.1f}", f"{statistics.median(errs):.1f}", f"{within:.0%}"
 
 
+def _row(name: str, ds: Sequence[Dish]) -> str:
+    """One table row over these dishes."""
+    mean, median, within = _errors([(d.true_left, d.measured) for d in ds])
+    with_partner = [d for d in ds if d.oracle is not None]
+    o_mean, o_median, o_within = _errors([(d.true_left, d.oracle) for d in with_partner])
+    left = [d for d in ds if d.true_left > 0.05]
+    gone = [d for d in ds if d.true_left == 0]
+    return (f"| {name} | {len(ds)} | {mean} / {median} | {within} | {o_mean} / {o_median}"
+            f" / {o_within} (n={len(with_partner)}) | "
+            f"{sum(d.paired_right for d in ds) / len(ds):.0%} | "
+            f"{sum(d.false_alarm for d in ds)} of {len(left)} "
+            f"({sum(d.false_alarm and d.undetected for d in ds)}) | "
+            f"{sum(d.miss for d in ds)} of {len(gone)} |")
+
+
 def report(dishes: Sequence[Dish]) -> None:
-    """The Markdown table, one row per source and one for all."""
+    """The Markdown table: one row per source, one per share left, one for all."""
     print("| photos | dishes | error mean / median (pts) | within 10 pts | with true partner: "
           "mean / median / within 10 | paired right | fully_eaten false alarms "
           "(no region found) | misses |")
     print("|---|---|---|---|---|---|---|---|")
-    for source in [*sorted({d.source for d in dishes}), "all"]:
-        ds = [d for d in dishes if source in ("all", d.source)]
-        mean, median, within = _errors([(d.true_left, d.measured) for d in ds])
-        with_partner = [d for d in ds if d.oracle is not None]
-        o_mean, o_median, o_within = _errors([(d.true_left, d.oracle) for d in with_partner])
-        left = [d for d in ds if d.true_left > 0.05]
-        gone = [d for d in ds if d.true_left == 0]
-        print(f"| {source} | {len(ds)} | {mean} / {median} | {within} | {o_mean} / {o_median}"
-              f" / {o_within} (n={len(with_partner)}) | "
-              f"{sum(d.paired_right for d in ds) / len(ds):.0%} | "
-              f"{sum(d.false_alarm for d in ds)} of {len(left)} "
-              f"({sum(d.false_alarm and d.undetected for d in ds)}) | "
-              f"{sum(d.miss for d in ds)} of {len(gone)} |")
+    for source in sorted({d.source for d in dishes}):
+        print(_row(source, [d for d in dishes if d.source == source]))
+    for share in LEFT_SHARES:
+        print(_row(f"all, {share:.0%} left", [d for d in dishes if d.share == share]))
+    print(_row("all", dishes))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
