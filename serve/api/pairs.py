@@ -9,7 +9,13 @@ from sqlalchemy.orm import Session
 from nutrition_db import meal_nutrients
 from serve.db.tables.pairs import MealPair
 from serve.deps import CurrentPrincipal, SessionDep
-from serve.schemas.pairs import PairClose, PairCreate, PairPublic, PairResultPublic
+from serve.schemas.pairs import (
+    PairClose,
+    PairCreate,
+    PairItemPublic,
+    PairPublic,
+    PairResultPublic,
+)
 from serve.services import pairing as service
 
 router = APIRouter(prefix="/v1/pairs", tags=["pairs"])
@@ -21,7 +27,8 @@ def public(session: Session, pair: MealPair) -> PairPublic:
     if pair.after_analysis_id is not None:
         res = service.pair_of(session, pair)
         nutr = meal_nutrients(res.eaten())
-        out.result = PairResultPublic(items=list(res.items), served_g=res.served_g,
+        items = [PairItemPublic.model_validate(i) for i in res.items]
+        out.result = PairResultPublic(items=items, served_g=res.served_g,
                                       eaten_g=res.eaten_g, leftover_g=res.leftover_g,
                                       leftover_pct=res.leftover_pct,
                                       eaten_nutrients=nutr.totals,

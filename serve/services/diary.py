@@ -233,11 +233,11 @@ def _dish(key: str) -> str | None:
 
 def photo_meal(analysis: Analysis, kind: str) -> MealLog:
     """A single photo counted as eaten in full (no after photo to subtract)."""
-    items = tray_items(analysis)
-    return MealLog(analysis.id, analysis.captured_at, kind, None,
-                   _foods((i.food_id, i.grams, _dish(i.key)) for i in items), (),
-                   sum(i.grams for i in items), 0.0,
-                   sum(i.grams for i in items if i.food_id is None))
+    items = [(i.food_id, i.grams, _dish(i.key)) for i in tray_items(analysis)
+             if i.grams is not None]
+    return MealLog(analysis.id, analysis.captured_at, kind, None, _foods(items), (),
+                   sum(g for _, g, _ in items), 0.0,
+                   sum(g for f, g, _ in items if f is None))
 
 
 def pair_meal_log(before: Analysis, pair: MealPair, result: PairResult) -> MealLog:

@@ -1,8 +1,27 @@
-"""Before/after arithmetic: match a tray's items across two photos and work out what was eaten.
+"""Before/after pairing of stored analyses: which after item is which served dish, and what
+was eaten and left - from serve.services.matching, the one pairing core.
 
-The arithmetic is pure functions over plain records, so the pipeline, the diary, the waste
+Two modes, chosen per pair:
+- Layout: both photos were registered to the kiosk's tray layout ("registered") and their
+  items carry `tray_slot` + `fill`: compartments pair by slot; leftover fraction = after
+  fill / before fill (`matching.slot_leftovers`). Items outside any compartment go on to the
+  next mode.
+- Regions: after regions are assigned to before regions by appearance (embedding cosine)
+  and place after the tray's own shift/turn, the label only a weak cue, in one optimal
+  assignment (`matching.match_regions`); the leftover fraction is after / before mask area
+  of the two regions (`matching.leftovers`). Items stored without an embedding pair by place
+  (and label) only (`method` "position").
+
+In both, leftover grams = served grams (the before item's, corrected or not) x the leftover
+fraction: never an after-photo gram estimate, which may come from another scale than the
+before photo's. A pair keeps the before item's dish whatever the after photo called it. A
+before item with no plausible after region is `fully_eaten` (the threshold is
+`matching.MAX_MATCH_COST`); an after region with no before partner is `unmatched_after`,
+listed but not counted as served or eaten.
+
+The arithmetic is pure functions over plain records, so the API, the diary, the waste
 report and the tests share one implementation; below it, the storage glue that decides which
-two analyses form a pair.
+two analyses form a pair and reads their items in batched column queries.
 """
 from __future__ import annotations
 
@@ -10,73 +29,112 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from model.infer.geometry import Box, pair_iou
+from model.infer.geometry import Box
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.db.access import load_analysis
 from serve.db.tables.analyses import Analysis, AnalysisItem, MealState
 from serve.db.tables.core import Role, User
 from serve.db.tables.pairs import MealPair
+from serve.services.matching import (
+    Leftover,
+    LeftoverFlag,
+    MatchMethod,
+    Measure,
+    Region,
+    SlotFill,
+    leftovers,
+    match_regions,
+    slot_leftovers,
+)
 
-# Position alone may pair two items of different labels only when they overlap this much:
-# the kiosk shoots the same tray from the same place, a relabelled leftover stays put.
-RELABEL_MIN_IOU = 0.5
+# One set of flag values for the core and the pair payload (serve.services.matching).
+PairFlag = LeftoverFlag
+
+# Analysis.layout of a photo registered to its kiosk's tray layout (compartments by place).
+LAYOUT_REGISTERED = "registered"
 
 
-class PairFlag(StrEnum):
-    """Why a paired item needs a second look."""
-
-    FULLY_EATEN = "fully_eaten"  # served, absent from the after photo
-    ONLY_AFTER = "only_after"  # on the after photo only: not counted as served or eaten
-    AFTER_EXCEEDS_BEFORE = "after_exceeds_before"  # clamped: never a negative intake
-    RELABELLED = "relabelled"  # matched by position although the labels differ
+def _nonneg(value: float | None, what: str, key: str) -> None:
+    """A finite number >= 0 (or None), else ValueError."""
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise ValueError(f"item {key!r}: {what} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
 class TrayItem:
-    """One identified item of a tray photo, as much of it as pairing needs."""
+    """One item of a tray photo, as much of it as pairing needs (corrections included)."""
 
-    key: str  # what must agree across photos: the menu dish id, else the food id or label
+    key: str  # the dish it stands for: the menu dish id, else the food id, else "label:..."
     food_id: str | None  # None: the model's label maps to no food (no nutrients)
-    grams: float
-    box: Box | None = None
-    embedding: tuple[float, ...] | None = None
+    grams: float | None  # None: no estimate (a region all the same)
+    box: Box | None = None  # [x0, y0, x1, y1] in photo pixels
+    area_px: float | None = None  # mask area in the same pixels; None: unknown
+    embedding: tuple[float, ...] | None = None  # None: stored before embeddings were kept
     ref: str | int | None = None  # the stored item's id, carried through for links
+    label: str | None = None  # the model's label
+    dish_id: str | None = None  # the menu dish, when identified by the menu
+    name_en: str | None = None
+    name_ko: str | None = None
+    tray_slot: str | None = None  # layout mode: the compartment
+    fill: float | None = None  # layout mode: the share of the compartment that is food
 
     def __post_init__(self) -> None:
-        """Grams must be a real, non-negative amount."""
-        if not math.isfinite(self.grams) or self.grams < 0:
-            raise ValueError(f"item {self.key!r}: grams must be a finite number >= 0, "
-                             f"got {self.grams!r}")
+        """Grams, area and fill must be real, non-negative amounts."""
+        _nonneg(self.grams, "grams", self.key)
+        _nonneg(self.area_px, "area_px", self.key)
+        _nonneg(self.fill, "fill", self.key)
+
+    @property
+    def slotted(self) -> bool:
+        """Measured as a compartment of a tray layout."""
+        return self.tray_slot is not None and self.fill is not None
+
+
+@dataclass(frozen=True)
+class TrayPhoto:
+    """The items of one analysed photo and what pairing needs to know about the photo."""
+
+    items: tuple[TrayItem, ...]
+    layout: str | None = None  # Analysis.layout: "registered" | "not_found" | None
+    width: int | None = None  # photo width: after areas are rescaled to the before photo's
+    model_version: str | None = None  # embeddings of different models are not compared
 
 
 @dataclass(frozen=True)
 class PairedItem:
-    """Served, eaten and left grams of one dish on one tray."""
+    """Served, eaten and left grams of one dish on one tray, with how they were measured."""
 
-    key: str
-    food_id: str | None
-    before_ref: str | int | None
-    after_ref: str | int | None
-    before_g: float
-    after_g: float
-    served_g: float
+    key: str  # the before item's dish key (the after item's for unmatched_after)
+    dish_id: str | None
+    food_id: str | None  # the before item's (maybe corrected) food, whatever after said
+    name_en: str | None
+    name_ko: str | None
+    before_ref: str | int | None  # the stored before item's id
+    after_ref: str | int | None  # the stored after item's id
+    after_food_id: str | None  # what the after photo called it
+    before_g: float | None  # the before item's grams (None: no estimate)
+    served_g: float  # before_g, 0 without one; 0 for unmatched_after
     eaten_g: float
     leftover_g: float
+    leftover_fraction: float | None  # share left in [0, 1]; None: not measured
     leftover_pct: float | None
-    flags: tuple[PairFlag, ...] = ()
+    method: MatchMethod  # slot | appearance | position | none
+    match_score: float  # how sure the pairing is, in [0, 1]
+    measure: Measure | None  # fill | area | volume; None: nothing compared
+    flags: tuple[LeftoverFlag, ...] = ()
 
 
 @dataclass(frozen=True)
 class PairResult:
-    """All items of one before/after pair, with tray totals."""
+    """All items of one before/after pair, with tray totals (unmatched after items are
+    listed, never counted)."""
 
     items: tuple[PairedItem, ...]
     served_g: float
@@ -87,64 +145,7 @@ class PairResult:
     def eaten(self) -> list[tuple[str, float]]:
         """(food_id, grams eaten) of the served items with a known food: nutrient input."""
         return [(p.food_id, p.eaten_g) for p in self.items
-                if p.food_id is not None and PairFlag.ONLY_AFTER not in p.flags]
-
-
-def similarity(a: TrayItem, b: TrayItem) -> float:
-    """How alike two items look: mean of box overlap and embedding cosine, where known."""
-    parts: list[float] = []
-    if a.box is not None and b.box is not None:
-        parts.append(pair_iou(a.box, b.box))
-    if a.embedding is not None and b.embedding is not None:
-        va, vb = np.asarray(a.embedding), np.asarray(b.embedding)
-        norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
-        parts.append(float(va @ vb) / norm if norm > 0 else 0.0)
-    return sum(parts) / len(parts) if parts else 0.0
-
-
-def _greedy(pairs: list[tuple[float, int, int]]) -> list[tuple[int, int]]:
-    """Best-first one-to-one assignment; ties keep photo order so results are stable."""
-    used_b: set[int] = set()
-    used_a: set[int] = set()
-    chosen: list[tuple[int, int]] = []
-    for _, i, j in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
-        if i not in used_b and j not in used_a:
-            used_b.add(i)
-            used_a.add(j)
-            chosen.append((i, j))
-    return chosen
-
-
-def _unmatched(n: int, taken: set[int]) -> list[int]:
-    """Indices 0..n-1 not yet taken."""
-    return [i for i in range(n) if i not in taken]
-
-
-def match_items(
-    before: Sequence[TrayItem], after: Sequence[TrayItem]
-) -> tuple[list[tuple[int, int, bool]], list[int], list[int]]:
-    """Match after-items to before-items: same key, then same food (one photo analysed with
-    the menu, the other without), then by position alone (flagged as relabelled).
-
-    Returns (matches as (before index, after index, relabelled), unmatched before indices,
-    unmatched after indices).
-    """
-    same = [(similarity(b, a), i, j) for i, b in enumerate(before)
-            for j, a in enumerate(after) if b.key == a.key]
-    matches = [(i, j, False) for i, j in _greedy(same)]
-    left_b = _unmatched(len(before), {m[0] for m in matches})
-    left_a = _unmatched(len(after), {m[1] for m in matches})
-    same_food = [(similarity(before[i], after[j]), i, j) for i in left_b for j in left_a
-                 if before[i].food_id is not None and before[i].food_id == after[j].food_id]
-    matches += [(i, j, False) for i, j in _greedy(same_food)]
-    left_b = _unmatched(len(before), {m[0] for m in matches})
-    left_a = _unmatched(len(after), {m[1] for m in matches})
-    by_place = [(pair_iou(bb, ab), i, j) for i in left_b for j in left_a
-                if (bb := before[i].box) is not None and (ab := after[j].box) is not None
-                and pair_iou(bb, ab) >= RELABEL_MIN_IOU]
-    matches += [(i, j, True) for i, j in _greedy(by_place)]
-    return (sorted(matches), _unmatched(len(before), {m[0] for m in matches}),
-            _unmatched(len(after), {m[1] for m in matches}))
+                if p.food_id is not None and PairFlag.UNMATCHED_AFTER not in p.flags]
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -152,67 +153,205 @@ def _pct(part: float, whole: float) -> float | None:
     return round(100.0 * part / whole, 1) if whole > 0 else None
 
 
-def paired_item(before: TrayItem | None, after: TrayItem | None,
-                relabelled: bool = False) -> PairedItem:
-    """Served/eaten/leftover grams for one dish; the before photo names the dish."""
-    if before is None and after is None:
-        raise ValueError("a paired item needs a before item, an after item or both")
-    if before is None:
-        assert after is not None
-        return PairedItem(after.key, after.food_id, None, after.ref, 0.0, after.grams,
-                          0.0, 0.0, 0.0, None, (PairFlag.ONLY_AFTER,))
-    flags: list[PairFlag] = [PairFlag.RELABELLED] if relabelled else []
-    after_g = after.grams if after is not None else 0.0
-    if after is None:
-        flags.append(PairFlag.FULLY_EATEN)
-    leftover = after_g
-    if after_g > before.grams:
-        flags.append(PairFlag.AFTER_EXCEEDS_BEFORE)
-        leftover = before.grams
-    eaten = before.grams - leftover
-    return PairedItem(before.key, before.food_id, before.ref,
-                      after.ref if after is not None else None, before.grams, after_g,
-                      before.grams, eaten, leftover, _pct(leftover, before.grams), tuple(flags))
+def _served(before: TrayItem, fraction: float | None, method: MatchMethod, score: float,
+            measure: Measure | None, flags: tuple[LeftoverFlag, ...],
+            after: TrayItem | None) -> PairedItem:
+    """A served dish's result: leftover = served grams x the measured share left.
+
+    Without a measured share (not_measurable) the dish counts as eaten in full, like a tray
+    without an after photo, and says so by its flag and a null fraction.
+    """
+    served = round(before.grams, 1) if before.grams is not None else 0.0
+    left = 0.0 if fraction is None else round(served * fraction, 1)
+    return PairedItem(before.key, before.dish_id, before.food_id, before.name_en,
+                      before.name_ko, before.ref, None if after is None else after.ref,
+                      None if after is None else after.food_id, before.grams, served,
+                      round(served - left, 1), left,
+                      None if fraction is None else round(fraction, 4),
+                      None if fraction is None else round(100.0 * fraction, 1),
+                      method, round(score, 3), measure, flags)
 
 
-def pair_meal(before: Sequence[TrayItem], after: Sequence[TrayItem]) -> PairResult:
+def _extra(after: TrayItem, method: MatchMethod, score: float,
+           measure: Measure | None) -> PairedItem:
+    """An after item that no served dish explains: listed, not served, not eaten."""
+    return PairedItem(after.key, after.dish_id, after.food_id, after.name_en, after.name_ko,
+                      None, after.ref, after.food_id, None, 0.0, 0.0, 0.0, None, None, method,
+                      round(score, 3), measure, (PairFlag.UNMATCHED_AFTER,))
+
+
+# --- layout mode: compartments by slot ----------------------------------------------------
+
+
+def _by_slot(before: Sequence[tuple[int, TrayItem]], after: Sequence[tuple[int, TrayItem]]
+             ) -> list[tuple[tuple[int, int], PairedItem]]:
+    """Slot pairs: every before item of a slot takes the slot's after / before fill."""
+    fills: dict[str, float] = {}
+    for _, b in before:
+        fills[b.tray_slot or ""] = fills.get(b.tray_slot or "", 0.0) + (b.fill or 0.0)
+    after_fills: dict[str, float] = dict.fromkeys(fills, 0.0)  # a compartment not read: empty
+    for _, a in after:
+        after_fills[a.tray_slot or ""] = after_fills.get(a.tray_slot or "", 0.0) + (a.fill or 0.0)
+    results = {lo.key: lo for lo in slot_leftovers(
+        {s: SlotFill(f) for s, f in fills.items()}, after_fills)}
+    first_after: dict[str, tuple[int, TrayItem]] = {}
+    for n, a in after:
+        first_after.setdefault(a.tray_slot or "", (n, a))
+    out: list[tuple[tuple[int, int], PairedItem]] = []
+    for n, b in before:
+        lo = results.get(b.tray_slot or "")
+        partner = first_after.get(b.tray_slot or "")
+        a_item = None if partner is None or (lo is not None and lo.fraction == 0) else partner[1]
+        if lo is None or LeftoverFlag.UNMATCHED_AFTER in lo.flags:  # served empty (fill 0)
+            out.append(((0, n), _served(b, None, MatchMethod.SLOT, 1.0, Measure.FILL,
+                                        (PairFlag.NOT_MEASURABLE,), a_item)))
+            continue
+        out.append(((0, n), _served(b, lo.fraction, MatchMethod.SLOT, lo.score, lo.measure,
+                                    lo.flags, a_item)))
+    out += [((1, n), _extra(a, MatchMethod.SLOT, 1.0, Measure.FILL)) for n, a in after
+            if (lo := results.get(a.tray_slot or "")) is not None
+            and LeftoverFlag.UNMATCHED_AFTER in lo.flags]
+    return out
+
+
+# --- no layout: regions by appearance and place -------------------------------------------
+
+
+def _box(item: TrayItem, scale: float) -> Box | None:
+    """The item's box in before-photo pixels, or None when it has no usable box."""
+    if item.box is None or len(item.box) != 4:
+        return None
+    x0, y0, x1, y1 = (float(v) * scale for v in item.box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0, x1, y1)
+
+
+def _region(n: int, item: TrayItem, box: Box, scale: float, embed: bool) -> Region:
+    """A stored item as a matching region (unknown area: 0, i.e. not measurable)."""
+    area = 0.0 if item.area_px is None else item.area_px * scale * scale
+    vec = np.asarray(item.embedding, dtype=np.float64) if embed and item.embedding else None
+    if vec is not None and not (np.all(np.isfinite(vec)) and np.any(vec)):
+        vec = None  # a broken stored embedding: place and label only
+    return Region(str(n), box, area, vec, item.label, item.food_id, None, item.grams)
+
+
+def _comparable_embeddings(before: Sequence[TrayItem], after: Sequence[TrayItem],
+                           same_model: bool) -> bool:
+    """Cosines mean something only between embeddings of one model (one dimension)."""
+    dims = {len(i.embedding) for i in (*before, *after) if i.embedding is not None}
+    return same_model and len(dims) <= 1
+
+
+def _from_leftover(lo: Leftover, b: TrayItem, a: TrayItem | None) -> PairedItem:
+    """A matched or fully eaten dish; an area ratio needs both areas known."""
+    if a is not None and lo.measure is Measure.AREA and a.area_px is None:
+        flags = tuple(f for f in lo.flags if f is not PairFlag.AFTER_EXCEEDS_BEFORE)
+        return _served(b, None, lo.method, lo.score, None,
+                       (*flags, PairFlag.NOT_MEASURABLE), a)
+    return _served(b, lo.fraction, lo.method, lo.score, lo.measure, lo.flags, a)
+
+
+def _by_region(before: Sequence[tuple[int, TrayItem]], after: Sequence[tuple[int, TrayItem]],
+               scale: float, same_model: bool) -> list[tuple[tuple[int, int], PairedItem]]:
+    """One optimal assignment of after regions to before regions, leftovers by area ratio."""
+    embed = _comparable_embeddings([b for _, b in before], [a for _, a in after], same_model)
+    out: list[tuple[tuple[int, int], PairedItem]] = []
+    rb: list[tuple[int, TrayItem, Region]] = []
+    ra: list[tuple[int, TrayItem, Region]] = []
+    for n, b in before:
+        if (box := _box(b, 1.0)) is None:  # no region to look for: nothing to measure
+            out.append(((0, n), _served(b, None, MatchMethod.NONE, 0.0, None,
+                                        (PairFlag.NOT_MEASURABLE,), None)))
+        else:
+            rb.append((n, b, _region(n, b, box, 1.0, embed)))
+    for n, a in after:
+        if (box := _box(a, scale)) is None:
+            out.append(((1, n), _extra(a, MatchMethod.NONE, 0.0, None)))
+        else:
+            ra.append((n, a, _region(n, a, box, scale, embed)))
+    regions_b, regions_a = [r for *_, r in rb], [r for *_, r in ra]
+    for lo in leftovers(regions_b, regions_a, match_regions(regions_b, regions_a)):
+        if lo.before_index is None:
+            assert lo.after_index is not None
+            n, a, _ = ra[lo.after_index]
+            out.append(((1, n), _extra(a, lo.method, lo.score, lo.measure)))
+            continue
+        n, b, _ = rb[lo.before_index]
+        a_item = None if lo.after_index is None else ra[lo.after_index][1]
+        out.append(((0, n), _from_leftover(lo, b, a_item)))
+    return out
+
+
+def _as_photo(photo: TrayPhoto | Sequence[TrayItem]) -> TrayPhoto:
+    """A bare list of items is a photo without layout, of unknown size."""
+    return photo if isinstance(photo, TrayPhoto) else TrayPhoto(tuple(photo))
+
+
+def _scale(before: TrayPhoto, after: TrayPhoto) -> float:
+    """Factor taking after-photo pixels to before-photo pixels (1 when a size is unknown)."""
+    if before.width and after.width:
+        return before.width / after.width
+    return 1.0
+
+
+def pair_meal(before: TrayPhoto | Sequence[TrayItem],
+              after: TrayPhoto | Sequence[TrayItem]) -> PairResult:
     """Pair two photos of one tray: per item and tray totals of served, eaten and left."""
-    matches, lone_b, lone_a = match_items(before, after)
-    # keyed by photo position: before order first, then after-only items, for stable output
-    keyed = [((0, i), paired_item(before[i], after[j], rel)) for i, j, rel in matches]
-    keyed += [((0, i), paired_item(before[i], None)) for i in lone_b]
-    keyed += [((1, j), paired_item(None, after[j])) for j in lone_a]
+    b, a = _as_photo(before), _as_photo(after)
+    rest_b, rest_a = list(enumerate(b.items)), list(enumerate(a.items))
+    keyed: list[tuple[tuple[int, int], PairedItem]] = []
+    if b.layout == a.layout == LAYOUT_REGISTERED and any(i.slotted for _, i in rest_b):
+        keyed += _by_slot([p for p in rest_b if p[1].slotted], [p for p in rest_a if p[1].slotted])
+        rest_b = [p for p in rest_b if not p[1].slotted]
+        rest_a = [p for p in rest_a if not p[1].slotted]
+    same_model = b.model_version == a.model_version
+    keyed += _by_region(rest_b, rest_a, _scale(b, a), same_model)
+    # before order first, then the after items nothing explains, for stable output
     items = tuple(item for _, item in sorted(keyed, key=lambda k: k[0]))
-    served = sum(p.served_g for p in items)
-    leftover = sum(p.leftover_g for p in items)
-    return PairResult(items, served, served - leftover, leftover, _pct(leftover, served))
+    served = round(sum(p.served_g for p in items), 1)
+    leftover = round(sum(p.leftover_g for p in items), 1)
+    return PairResult(items, served, round(served - leftover, 1), leftover,
+                      _pct(leftover, served))
 
 
 # --- storage glue: which analyses form a pair, and their items as TrayItems ---------------
 
 
-# The item columns pairing reads: reports select just these, not whole items (whose JSON
-# columns - alternatives, polygon, nutrients - would dominate the time of a month's report).
+# The columns pairing reads: reports select just these, not whole items (whose JSON columns -
+# alternatives, polygon, nutrients - would dominate the time of a month's report). The
+# embedding (64 rounded floats) is the one JSON column matching needs.
 ITEM_COLUMNS = (AnalysisItem.analysis_id, AnalysisItem.position, AnalysisItem.id,
                 AnalysisItem.food_id, AnalysisItem.label, AnalysisItem.menu_dish_id,
-                AnalysisItem.grams, AnalysisItem.box)
+                AnalysisItem.name_en, AnalysisItem.name_ko, AnalysisItem.grams,
+                AnalysisItem.box, AnalysisItem.area_px, AnalysisItem.embedding,
+                AnalysisItem.tray_slot, AnalysisItem.fill)
+PHOTO_COLUMNS = (Analysis.id, Analysis.layout, Analysis.image_width, Analysis.model_version)
 
 
-def as_tray_item(item: Any) -> TrayItem | None:
+def as_tray_item(item: Any) -> TrayItem:
     """A stored item (ORM object or ITEM_COLUMNS row) as pairing input; corrections already
-    live in its fields. None when it has no grams estimate (nothing to subtract)."""
-    if item.grams is None:
-        return None
+    live in its fields (food, names, grams)."""
     box: Box | None = None
     if item.box and len(item.box) == 4:
         box = (float(item.box[0]), float(item.box[1]), float(item.box[2]), float(item.box[3]))
     key = item.menu_dish_id or item.food_id or f"label:{item.label}"
-    return TrayItem(key=key, food_id=item.food_id, grams=item.grams, box=box, ref=item.id)
+    embedding = tuple(float(v) for v in item.embedding) if item.embedding else None
+    return TrayItem(key=key, food_id=item.food_id, grams=item.grams, box=box,
+                    area_px=item.area_px, embedding=embedding, ref=item.id, label=item.label,
+                    dish_id=item.menu_dish_id, name_en=item.name_en, name_ko=item.name_ko,
+                    tray_slot=item.tray_slot, fill=item.fill)
 
 
 def tray_items(analysis: Analysis) -> list[TrayItem]:
     """An analysis's items as pairing input."""
-    return [t for item in analysis.items if (t := as_tray_item(item)) is not None]
+    return [as_tray_item(item) for item in analysis.items]
+
+
+def tray_photo(analysis: Analysis) -> TrayPhoto:
+    """An analysis as pairing input."""
+    return TrayPhoto(tuple(tray_items(analysis)), analysis.layout, analysis.image_width,
+                     analysis.model_version)
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -302,17 +441,21 @@ def pair_of(session: Session, pair: MealPair) -> PairResult:
 BATCH_IDS = 500
 
 
-def items_by_analysis(session: Session, ids: Sequence[str]) -> dict[str, list[TrayItem]]:
+def photos_by_analysis(session: Session, ids: Sequence[str]) -> dict[str, TrayPhoto]:
     """Pairing input for many analyses in a few batched column queries."""
-    out: dict[str, list[TrayItem]] = {i: [] for i in ids}
+    items: dict[str, list[TrayItem]] = {i: [] for i in ids}
+    photos: dict[str, Any] = {}
     for n in range(0, len(ids), BATCH_IDS):
+        batch = ids[n:n + BATCH_IDS]
+        photos.update((row.id, row) for row in session.execute(
+            select(*PHOTO_COLUMNS).where(Analysis.id.in_(batch))))
         rows = session.execute(select(*ITEM_COLUMNS)
-                               .where(AnalysisItem.analysis_id.in_(ids[n:n + BATCH_IDS]))
+                               .where(AnalysisItem.analysis_id.in_(batch))
                                .order_by(AnalysisItem.analysis_id, AnalysisItem.position))
         for row in rows:
-            if (item := as_tray_item(row)) is not None:
-                out[row.analysis_id].append(item)
-    return out
+            items[row.analysis_id].append(as_tray_item(row))
+    return {i: TrayPhoto(tuple(items[i]), photos[i].layout, photos[i].image_width,
+                         photos[i].model_version) for i in ids if i in photos}
 
 
 def pair_results(session: Session, pairs: Sequence[MealPair]) -> list[PairResult]:
@@ -323,8 +466,8 @@ def pair_results(session: Session, pairs: Sequence[MealPair]) -> list[PairResult
         if pair.after_analysis_id is None:
             raise ApiError(409, "pair_open", f"pair {pair.id} has no after photo yet")
         ids.append((pair.before_analysis_id, pair.after_analysis_id))
-    items = items_by_analysis(session, [i for both in ids for i in both])
-    return [pair_meal(items[before], items[after]) for before, after in ids]
+    photos = photos_by_analysis(session, list(dict.fromkeys(i for both in ids for i in both)))
+    return [pair_meal(photos[before], photos[after]) for before, after in ids]
 
 
 # --- the pairs clients read ----------------------------------------------------------------

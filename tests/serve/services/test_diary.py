@@ -27,6 +27,7 @@ RICE = "mfds:D301-022000000-0001"
 SOUP = "mfds:D105-216010000-0001"
 KIMCHI = "mfds:D315-670000000-0001"
 WINDOW = dt.timedelta(hours=3)
+AREA_PER_G = 100.0
 
 
 @pytest.fixture
@@ -72,11 +73,14 @@ def people(factory: sessionmaker[Session]) -> dict[str, str]:
 def stored_analysis(s: Session, sha: str, ids: dict[str, str], at: dt.datetime,
               state: str | None, items: list[tuple[str, float]]) -> Analysis:
     """A stored analysis with (food_id, grams) items laid out left to right (times in UTC,
-    as the pipeline stores them)."""
+    as the pipeline stores them); each item's mask area is proportional to its grams (100 px
+    per gram), so before/after area ratios give the hand-checked leftovers. No embeddings:
+    items pair by place (and label)."""
     a = Analysis(canteen_id=ids["canteen"], user_id=ids["user"], kiosk_id=ids["kiosk"],
                  meal_state=state, captured_at=at.astimezone(dt.UTC), image_sha256=sha,
                  image_width=1024, image_height=768, model_version="test")
     a.items = [AnalysisItem(position=n, label=f, food_id=f, confidence=0.9, grams=g,
+                            area_px=g * AREA_PER_G,
                             box=[n * 300.0, 100.0, n * 300.0 + 250, 350.0])
                for n, (f, g) in enumerate(items)]
     s.add(a)

@@ -1,137 +1,212 @@
-"""Before/after arithmetic on hand-checked trays (serve.services.pairing)."""
+"""Before/after pairing of stored items (serve.services.pairing) on hand-checked trays: pairs by
+slot or by appearance and place, leftovers from region ratios times the served grams."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from nutrition_db import meal_nutrients
-from serve.services.pairing import PairFlag, TrayItem, match_items, pair_meal, paired_item
+from serve.services.matching import MatchMethod, Measure
+from serve.services.pairing import PairFlag, TrayItem, TrayPhoto, pair_meal
 
 RICE, SOUP, KIMCHI = "rice", "soup", "kimchi"
+DIM = 16
+# Orthonormal "looks": cosine exactly 0 between different dishes.
+BASIS = np.linalg.qr(np.random.default_rng(3).normal(size=(DIM, DIM)))[0].T
+LOOK = {name: BASIS[k] for k, name in enumerate([RICE, SOUP, KIMCHI, "bread", "napkin"])}
+# Three dishes well apart; 100-px boxes.
+SPOT = {RICE: (100.0, 100.0), SOUP: (400.0, 100.0), KIMCHI: (250.0, 350.0)}
 
 
-def _item(key: str, grams: float, box: tuple[float, float, float, float] | None = None,
-          ref: int | None = None, emb: tuple[float, ...] | None = None,
-          food_id: str | None = None) -> TrayItem:
-    return TrayItem(key=key, food_id=food_id or f"F-{key}", grams=grams, box=box,
-                    embedding=emb, ref=ref)
+def look(name: str, cosine: float = 1.0) -> tuple[float, ...]:
+    """An embedding whose cosine with the dish's look is exactly `cosine`."""
+    vec = cosine * LOOK[name] + math.sqrt(1 - cosine**2) * BASIS[DIM - 1]
+    return tuple(float(v) for v in vec)
+
+
+def item(name: str, grams: float | None, area: float | None, *, at: tuple[float, float] | None
+         = None, ref: str | None = None, emb: tuple[float, ...] | None = None,
+         food_id: str | None = None, half: float = 50.0) -> TrayItem:
+    """An item of food `F-<name>` centred on its spot (or `at`)."""
+    x, y = at or SPOT[name]
+    return TrayItem(key=food_id or f"F-{name}", food_id=food_id or f"F-{name}", grams=grams,
+                    box=(x - half, y - half, x + half, y + half), area_px=area,
+                    embedding=emb, ref=ref or name, label=name)
 
 
 def test_three_dish_tray_hand_checked() -> None:
-    before = [_item(RICE, 210, ref=1), _item(SOUP, 300, ref=2), _item(KIMCHI, 50, ref=3)]
-    after = [_item(SOUP, 120, ref=12), _item(RICE, 30, ref=11), _item(KIMCHI, 50, ref=13)]
+    # legacy items (no embeddings): pair by place; mask areas give the leftovers
+    before = [item(RICE, 210, 8400, ref="b1"), item(SOUP, 300, 9000, ref="b2"),
+              item(KIMCHI, 50, 2000, ref="b3")]
+    after = [item(SOUP, 120, 3600, ref="a2"), item(RICE, 30, 1200, ref="a1"),
+             item(KIMCHI, 50, 2000, ref="a3")]
     res = pair_meal(before, after)
     rice, soup, kimchi = res.items
-    assert (rice.before_ref, rice.after_ref) == (1, 11)
-    assert (rice.served_g, rice.eaten_g, rice.leftover_g) == (210, 180, 30)
-    assert rice.leftover_pct == 14.3  # 30/210 = 14.29 %
+    assert (rice.before_ref, rice.after_ref) == ("b1", "a1")
+    assert (rice.served_g, rice.eaten_g, rice.leftover_g) == (210, 180, 30)  # 1200/8400
+    assert (rice.leftover_fraction, rice.leftover_pct) == (0.1429, 14.3)
     assert (soup.eaten_g, soup.leftover_g, soup.leftover_pct) == (180, 120, 40.0)
     assert (kimchi.eaten_g, kimchi.leftover_pct) == (0, 100.0)
-    assert all(not p.flags for p in res.items)
-    # tray: 560 g served, 200 g left (35.7 %), 360 g eaten
-    assert (res.served_g, res.leftover_g, res.eaten_g) == (560, 200, 360)
-    assert res.leftover_pct == 35.7
+    assert all(p.method is MatchMethod.POSITION and p.measure is Measure.AREA
+               and p.match_score == 1.0 and not p.flags for p in res.items)
+    assert (res.served_g, res.leftover_g, res.eaten_g, res.leftover_pct) == (560, 200, 360, 35.7)
 
 
-def test_item_absent_after_is_fully_eaten() -> None:
-    res = pair_meal([_item(RICE, 200, ref=1), _item(SOUP, 250, ref=2)],
-                    [_item(SOUP, 50, ref=12)])
-    rice = res.items[0]
-    assert rice.key == RICE and rice.after_ref is None
-    assert (rice.eaten_g, rice.leftover_g, rice.leftover_pct) == (200, 0, 0.0)
-    assert rice.flags == (PairFlag.FULLY_EATEN,)
-    assert res.eaten_g == 400
+def test_leftover_comes_from_the_area_ratio_not_the_after_grams() -> None:
+    # the bread roll: 817 g before (kiosk scale), 116 g after (enrolment-relative): the two
+    # grams say 14 % left, the two masks say half is left
+    before = [item("bread", 817, 5000, at=(100, 100), emb=look("bread"))]
+    after = [item("bread", 116, 2500, at=(100, 100), emb=look("bread", 0.95))]
+    (roll,) = pair_meal(before, after).items
+    assert roll.leftover_fraction == 0.5 and roll.leftover_g == 408.5
+    assert roll.method is MatchMethod.APPEARANCE and roll.measure is Measure.AREA
 
 
-def test_item_only_after_is_flagged_not_counted() -> None:
-    res = pair_meal([_item(RICE, 200)], [_item(RICE, 20), _item("cake", 80, ref=99)])
-    assert len(res.items) == 2
-    cake = res.items[1]
-    assert cake.flags == (PairFlag.ONLY_AFTER,)
-    assert (cake.before_ref, cake.after_ref, cake.after_g) == (None, 99, 80)
-    assert (cake.served_g, cake.eaten_g, cake.leftover_g) == (0, 0, 0)
-    assert cake.leftover_pct is None
+def test_moved_dishes_pair_by_appearance() -> None:
+    # rice and soup swapped places on the tray; the kimchi stayed
+    before = [item(n, 100, 8000, emb=look(n)) for n in (RICE, SOUP, KIMCHI)]
+    after = [item(RICE, 10, 4000, at=SPOT[SOUP], emb=look(RICE, 0.9)),
+             item(SOUP, 10, 2000, at=SPOT[RICE], emb=look(SOUP, 0.95)),
+             item(KIMCHI, 10, 8000, emb=look(KIMCHI))]
+    res = pair_meal(before, after)
+    assert [(p.before_ref, p.after_ref, p.leftover_fraction) for p in res.items] == [
+        (RICE, RICE, 0.5), (SOUP, SOUP, 0.25), (KIMCHI, KIMCHI, 1.0)]
+    assert all(p.method is MatchMethod.APPEARANCE for p in res.items)
+
+
+def test_renamed_dish_keeps_the_before_dish() -> None:
+    before = [TrayItem("dish-1", "F-rice", 200.0, (0, 0, 100, 100), 8000, look(RICE), "b1",
+                       "rice", "dish-1", "Rice", "쌀밥")]
+    after = [item(SOUP, 999, 2000, at=(50, 50), emb=look(RICE, 0.8), ref="a1")]
+    (rice,) = pair_meal(before, after).items
+    assert (rice.key, rice.dish_id, rice.food_id, rice.name_en) == ("dish-1", "dish-1",
+                                                                    "F-rice", "Rice")
+    assert rice.after_food_id == "F-soup" and rice.flags == (PairFlag.RELABELLED,)
+    assert (rice.leftover_fraction, rice.leftover_g, rice.eaten_g) == (0.25, 50, 150)
+
+
+def test_removed_dish_is_fully_eaten_and_a_same_label_stranger_is_not_it() -> None:
+    # the bread roll was eaten; an unrelated item the model also calls bread lies elsewhere
+    before = [item("bread", 80, 3000, at=(100, 100), emb=look("bread")),
+              item(SOUP, 300, 9000, emb=look(SOUP))]
+    after = [item("bread", 60, 2800, at=(300, 350), emb=look("napkin"), ref="stranger"),
+             item(SOUP, 100, 3000, emb=look(SOUP, 0.9))]
+    res = pair_meal(before, after)
+    bread, soup, stranger = res.items
+    assert bread.flags == (PairFlag.FULLY_EATEN,) and bread.after_ref is None
+    assert (bread.eaten_g, bread.leftover_g, bread.leftover_fraction) == (80, 0, 0.0)
+    assert bread.method is MatchMethod.NONE and bread.match_score >= 0.45
+    assert stranger.flags == (PairFlag.UNMATCHED_AFTER,) and stranger.after_ref == "stranger"
+    assert soup.after_ref == SOUP and soup.leftover_g == 100
+    assert (res.served_g, res.leftover_g, res.eaten_g) == (380, 100, 280)
+
+
+def test_unmatched_after_region_is_listed_not_counted() -> None:
+    before = [item(RICE, 200, 8000, emb=look(RICE))]
+    after = [item(RICE, 20, 800, emb=look(RICE)),
+             item("napkin", 80, 5000, at=(500, 400), emb=look("napkin"), ref="n")]
+    res = pair_meal(before, after)
+    napkin = res.items[1]
+    assert napkin.flags == (PairFlag.UNMATCHED_AFTER,)
+    assert (napkin.before_ref, napkin.after_ref, napkin.served_g, napkin.eaten_g,
+            napkin.leftover_g, napkin.leftover_fraction) == (None, "n", 0, 0, 0, None)
     assert (res.served_g, res.eaten_g, res.leftover_g) == (200, 180, 20)
+    assert res.eaten() == [("F-rice", 180.0)]
 
 
-def test_after_heavier_than_before_is_clamped_and_flagged() -> None:
-    res = pair_meal([_item(SOUP, 150)], [_item(SOUP, 175)])
-    soup = res.items[0]
+def test_after_larger_than_before_is_clipped_and_flagged() -> None:
+    (soup,) = pair_meal([item(SOUP, 150, 5000)], [item(SOUP, 175, 6000)]).items
     assert soup.flags == (PairFlag.AFTER_EXCEEDS_BEFORE,)
-    assert (soup.before_g, soup.after_g) == (150, 175)
     assert (soup.eaten_g, soup.leftover_g, soup.leftover_pct) == (0, 150, 100.0)
-    assert res.eaten_g == 0  # never a negative intake
 
 
-def test_same_dish_twice_is_matched_by_box_overlap() -> None:
-    left, right = (0, 0, 100, 100), (300, 0, 400, 100)
-    before = [_item("bread", 60, left, ref=1), _item("bread", 40, right, ref=2)]
-    after = [_item("bread", 10, (305, 5, 395, 100), ref=22)]
+def test_legacy_items_pair_by_place_and_a_stranger_far_away_is_not_matched() -> None:
+    res = pair_meal([item(RICE, 200, 8000)], [item("porridge", 40, 2000, at=(400, 400))])
+    assert [p.flags for p in res.items] == [(PairFlag.FULLY_EATEN,), (PairFlag.UNMATCHED_AFTER,)]
+    relabelled = pair_meal([item(RICE, 200, 8000)], [item("porridge", 40, 2000, at=(104, 98))])
+    (rice,) = relabelled.items
+    assert rice.method is MatchMethod.POSITION and rice.flags == (PairFlag.RELABELLED,)
+    assert rice.leftover_g == 50
+
+
+def test_unknown_area_is_not_measurable_and_counted_eaten() -> None:
+    (rice,) = pair_meal([item(RICE, 200, 8000)], [item(RICE, 40, None)]).items
+    assert rice.flags == (PairFlag.NOT_MEASURABLE,) and rice.after_ref == RICE
+    assert (rice.leftover_fraction, rice.leftover_pct, rice.eaten_g, rice.measure) == (
+        None, None, 200, None)
+    (soup,) = pair_meal([item(SOUP, 100, None)], [item(SOUP, 40, 900)]).items
+    assert soup.flags == (PairFlag.NOT_MEASURABLE,) and soup.eaten_g == 100
+
+
+def test_after_photo_of_another_size_is_rescaled() -> None:
+    before = TrayPhoto((item(RICE, 200, 8000, emb=look(RICE)),), width=1000)
+    small = item(RICE, 40, 1000, at=(50, 50), emb=look(RICE), half=25)  # half-size photo
+    (rice,) = pair_meal(before, TrayPhoto((small,), width=500)).items
+    assert rice.leftover_fraction == 0.5 and rice.match_score == 1.0
+
+
+def test_embeddings_of_different_models_are_not_compared() -> None:
+    before = TrayPhoto((item(RICE, 200, 8000, emb=look(RICE)),), model_version="1.3.0")
+    after = TrayPhoto((item(RICE, 20, 4000, emb=look(SOUP)),), model_version="1.4.0")
+    (rice,) = pair_meal(before, after).items
+    assert rice.method is MatchMethod.POSITION and rice.leftover_fraction == 0.5
+
+
+def slotted(name: str, slot: str, fill: float, grams: float | None = None,
+            **kw: object) -> TrayItem:
+    """A layout-mode item: in compartment `slot`, `fill` of it food."""
+    base = item(name, grams, 1000.0, **kw)  # type: ignore[arg-type]
+    return TrayItem(base.key, base.food_id, base.grams, base.box, base.area_px, base.embedding,
+                    base.ref, base.label, None, None, None, slot, fill)
+
+
+def test_layout_mode_pairs_by_slot_and_uses_fill() -> None:
+    before = TrayPhoto((slotted(RICE, "A", 0.8, 210), slotted(SOUP, "B", 0.9, 300),
+                        slotted(KIMCHI, "C", 0.5, 50)), layout="registered")
+    # after: rice (named soup) and soup moved nowhere - slots decide; C is empty and not read;
+    # something lies in the empty slot D
+    after = TrayPhoto((slotted(SOUP, "A", 0.2, 999, at=SPOT[RICE], ref="aA"),
+                       slotted(RICE, "B", 0.45, 1, at=SPOT[SOUP], ref="aB"),
+                       slotted("napkin", "D", 0.3, 5, at=(600, 400), ref="aD")),
+                      layout="registered")
     res = pair_meal(before, after)
-    by_ref = {p.before_ref: p for p in res.items}
-    assert by_ref[2].after_ref == 22 and by_ref[2].eaten_g == 30
-    assert by_ref[1].flags == (PairFlag.FULLY_EATEN,) and by_ref[1].eaten_g == 60
+    rice, soup, kimchi, extra = res.items
+    assert (rice.after_ref, rice.leftover_fraction, rice.leftover_g) == ("aA", 0.25, 52.5)
+    assert (soup.after_ref, soup.leftover_fraction, soup.leftover_g) == ("aB", 0.5, 150)
+    assert kimchi.flags == (PairFlag.FULLY_EATEN,) and kimchi.eaten_g == 50
+    assert all(p.method is MatchMethod.SLOT and p.measure is Measure.FILL for p in res.items)
+    assert extra.flags == (PairFlag.UNMATCHED_AFTER,) and extra.after_ref == "aD"
+    assert (res.served_g, res.leftover_g) == (560, 202.5)
 
 
-def test_same_dish_twice_without_boxes_is_matched_by_embedding() -> None:
-    before = [_item("bread", 60, ref=1, emb=(1.0, 0.0)), _item("bread", 40, ref=2, emb=(0.0, 1.0))]
-    after = [_item("bread", 25, ref=21, emb=(0.1, 0.99)),
-             _item("bread", 5, ref=22, emb=(1.0, 0.05))]
-    matches, lone_b, lone_a = match_items(before, after)
-    assert matches == [(0, 1, False), (1, 0, False)]
-    assert lone_b == [] and lone_a == []
+def test_layout_needs_both_photos_registered() -> None:
+    before = TrayPhoto((slotted(RICE, "A", 0.8, 200),), layout="registered")
+    after = TrayPhoto((slotted(RICE, "A", 0.2, 50, at=(100, 100)),), layout="not_found")
+    (rice,) = pair_meal(before, after).items
+    assert rice.method is MatchMethod.POSITION and rice.leftover_fraction == 1.0  # areas
 
 
-def test_relabelled_leftover_is_paired_by_position() -> None:
-    # the leftover rice was read as porridge on the after photo, in the same place
-    before = [_item(RICE, 200, (10, 10, 110, 110), ref=1)]
-    after = [_item("porridge", 40, (15, 12, 112, 108), ref=11)]
-    res = pair_meal(before, after)
-    assert len(res.items) == 1
-    rice = res.items[0]
-    assert rice.key == RICE and rice.food_id == "F-rice"  # the before photo names the dish
-    assert rice.flags == (PairFlag.RELABELLED,)
-    assert (rice.eaten_g, rice.leftover_g) == (160, 40)
-
-
-def test_same_food_matches_when_only_one_photo_used_the_menu() -> None:
-    # before analysed with the menu (key = dish id), after without it (key = food id)
-    before = [TrayItem("dish-1", "F-rice", 200.0, (0, 0, 100, 100)),
-              TrayItem("dish-2", "F-soup", 300.0, (200, 0, 300, 100))]
-    after = [TrayItem("F-soup", "F-soup", 100.0, (400, 300, 500, 400)),
-             TrayItem("F-rice", "F-rice", 50.0, (500, 300, 600, 400))]
-    res = pair_meal(before, after)
-    assert [(p.key, p.eaten_g, p.flags) for p in res.items] == [
-        ("dish-1", 150.0, ()), ("dish-2", 200.0, ())]
-
-
-def test_different_labels_far_apart_are_not_paired() -> None:
-    res = pair_meal([_item(RICE, 200, (0, 0, 100, 100))],
-                    [_item("porridge", 40, (200, 200, 300, 300))])
-    assert [p.flags for p in res.items] == [(PairFlag.FULLY_EATEN,), (PairFlag.ONLY_AFTER,)]
-
-
-def test_empty_before_tray() -> None:
+def test_empty_tray() -> None:
     res = pair_meal([], [])
     assert res.items == () and res.served_g == 0 and res.leftover_pct is None
 
 
-@pytest.mark.parametrize("grams", [-1.0, float("nan"), float("inf")])
-def test_bad_grams_are_rejected(grams: float) -> None:
-    with pytest.raises(ValueError, match="grams must be"):
-        _item(RICE, grams)
-
-
-def test_paired_item_needs_one_side() -> None:
-    with pytest.raises(ValueError, match="needs a before item"):
-        paired_item(None, None)
+@pytest.mark.parametrize("field, value", [("grams", -1.0), ("grams", float("nan")),
+                                          ("area_px", float("inf")), ("fill", -0.1)])
+def test_bad_numbers_are_rejected(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        TrayItem("k", None, **{"grams": 1.0, field: value})  # type: ignore[arg-type]
 
 
 def test_nutrients_eaten_from_real_table() -> None:
     # 배추김치 (MFDS): 38 kcal and 551 mg sodium per 100 g; 80 g eaten -> 30.4 kcal, 440.8 mg
     kimchi = "mfds:D315-670000000-0001"
-    res = pair_meal([TrayItem(kimchi, kimchi, 100.0)],
-                    [TrayItem(kimchi, kimchi, 20.0), TrayItem("cake", "n5k:54", 80.0)])
-    assert res.eaten() == [(kimchi, 80.0)]  # the after-only item is not intake
+    res = pair_meal([item(KIMCHI, 100, 5000, food_id=kimchi)],
+                    [item(KIMCHI, 20, 1000, food_id=kimchi),
+                     item("cake", 80, 4000, at=(600, 600), food_id="n5k:54")])
+    assert res.eaten() == [(kimchi, 80.0)]  # the unmatched after item is not intake
     totals = meal_nutrients(res.eaten()).totals
     assert totals["energy_kcal"] == pytest.approx(30.4)
     assert totals["sodium_mg"] == pytest.approx(440.8)
