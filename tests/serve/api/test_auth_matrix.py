@@ -48,8 +48,8 @@ def _photo(ids: Ids, photos: dict[str, bytes]) -> dict[str, Any]:
 
 
 # A layout on the mealtray photo: one compartment in its middle (the photo has features).
-LAYOUT = json.dumps([{"slot": "rice", "polygon": [[100, 100], [300, 100], [300, 250],
-                                                  [100, 250]]}])
+LAYOUT = json.dumps([{"slot": "rice", "polygon": [[100, 100], [600, 100], [600, 450],
+                                                  [100, 450]]}])
 
 
 def _layout(ids: Ids, photos: dict[str, bytes]) -> dict[str, Any]:
