@@ -73,6 +73,8 @@ class ItemPublic(BaseModel):
     detection_score: float | None = Field(description="probability that the region is food")
     needs_review: bool = Field(description="unidentified, or confidence below the threshold")
     identified_by: str
+    evidence: str | None = Field(None, description="what named the item: class_scores | "
+                                 "embedding | none (unidentified) | user")
     menu_dish_id: str | None
     alternatives: list[AlternativePublic]
     box: list[float]

@@ -50,7 +50,8 @@ def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> 
 
 
 def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: Path) -> None:
-    """With --menu every item is identified among the menu's dishes."""
+    """With --menu every item is named as one of the menu's dishes or is unidentified
+    (needs review), with the menu's dishes as alternatives."""
     menu = {"dishes": [
         {"id": "apple", "food_id": "sr28:09003", "serving_g": 180,
          "examples": [str(fixtures_dir / ECUSTFD.format(name="apple003T(1)"))]},
@@ -66,7 +67,14 @@ def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: 
     if not items:
         pytest.skip(f"model {loaded_model.version} found no item on the apple+banana plate")
     for item in items:
-        assert item["identified_by"] == "menu" and item["menu_dish_id"] in ("apple", "orange")
+        assert item["identified_by"] == "menu"
+        if item["menu_dish_id"] is None:
+            assert item["label"] == "unidentified" and item["needs_review"], item
+            assert item["evidence"] == "none" and item["food_id"] is None
+        else:
+            assert item["menu_dish_id"] in ("apple", "orange")
+            assert item["evidence"] in ("embedding", "class_scores")
+            assert item["confidence"] < item["detection_score"] + 1e-4
         assert {a["dish_id"] for a in item["alternatives"]} == {"apple", "orange"}
 
 
