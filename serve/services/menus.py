@@ -25,12 +25,12 @@ from model.infer.runtime import load_image
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.core.storage import ImageStore
-from serve.db.access import load_canteen
+from serve.db.access import load_canteen, load_item
 from serve.db.tables.core import Role
 from serve.db.tables.menus import Enrolment, Menu, MenuDish
 from serve.schemas.menus import DishCreate, MenuCreate
 from serve.services.common import unique_write
-from serve.services.enrolment import enrol, measure_region, refresh_enrolments
+from serve.services.enrolment import enrol, enrol_item, measure_region, refresh_enrolments
 from serve.services.nutrients import find_food, require_food
 from serve.services.pipeline import (
     ENROLLED,
@@ -351,6 +351,19 @@ def add_enrolment(session: Session, principal: Principal, menu_id: str, dish_id:
     row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo, box=box,
                    mask=mask, max_pixels=max_pixels)
     return row
+
+
+def enrol_from_item(session: Session, principal: Principal, menu_id: str, dish_id: str, *,
+                    analysis_id: str, item_id: str, loaded: LoadedModel, store: ImageStore,
+                    max_pixels: int) -> tuple[Enrolment, bool]:
+    """Enrol an analysed item of the menu's own canteen as an example of the dish; 404 for
+    anything the caller may not see or another canteen's analysis."""
+    dish = dish_of(writable_menu(session, principal, menu_id), dish_id)
+    item = load_item(session, principal, analysis_id, item_id)
+    if item.analysis.canteen_id != dish.menu.canteen_id:
+        raise not_found("analysis", analysis_id)
+    return enrol_item(session, dish=dish, analysis=item.analysis, item=item, loaded=loaded,
+                      store=store, max_pixels=max_pixels)
 
 
 def delete_enrolment(session: Session, principal: Principal, menu_id: str, dish_id: str,
