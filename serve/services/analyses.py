@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from model.infer.runtime import ImageError, load_image
 from serve.core.auth import Principal
 from serve.core.errors import ApiError
-from serve.core.overlay import OverlayItem, caption, render_overlay
+from serve.core.overlay import OverlayItem, caption, display_name, render_overlay
 from serve.core.storage import ImageStore
 from serve.db.access import load_analysis, load_item, load_user
 from serve.db.base import new_id, utcnow
@@ -326,6 +326,8 @@ def overlay_png(store: ImageStore, analysis: Analysis, max_pixels: int) -> bytes
         photo = load_image(data, max_pixels=max_pixels)
     except ImageError as exc:  # stored bytes were validated on upload: this is disk damage
         raise ApiError(410, "image_unreadable", f"the stored photo is unreadable: {exc}") from exc
-    items = [OverlayItem(i.box, i.polygon, caption(i.name_en, i.label, i.grams))
+    items = [OverlayItem(i.box, i.polygon,
+                         caption(display_name(i.label, i.menu_dish_id, i.name_en), i.label,
+                                 i.grams))
              for i in analysis.items]
     return render_overlay(photo, items)
