@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO_ROOT / "model" / "artifacts" / "traylens.onnx"
 SUPPORTED_DB_SCHEMES = ("sqlite", "postgresql")
+# An item whose confidence (detection x identity probability) is below this needs review.
+DEFAULT_REVIEW_BELOW = 0.5
 
 
 class SettingsError(RuntimeError):
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=8, ge=1, le=128, description="images per ONNX Runtime run")
     max_batch_images: int = Field(default=64, ge=1, le=1024, description="images per batch request")
     top_k: int = Field(default=5, ge=1, le=20, description="alternatives reported per item")
+    review_below: float = Field(
+        default=DEFAULT_REVIEW_BELOW, ge=0, le=1,
+        description="items with a lower confidence (or unidentified) get needs_review",
+    )
     pair_window_minutes: int = Field(
         default=180, ge=1, le=24 * 60, description="an after photo pairs with a before this recent"
     )

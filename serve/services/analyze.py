@@ -178,7 +178,8 @@ def run_model(env: Env, loaded: LoadedModel, photos: list[Photo]) -> list[ImageR
     """The pipeline over decoded photos, with inference timings recorded."""
     with env.slots:
         results, timings = analyze(loaded.model, [p.request for p in photos],
-                                   batch_size=env.settings.batch_size, top_k=env.settings.top_k)
+                                   batch_size=env.settings.batch_size, top_k=env.settings.top_k,
+                                   review_below=env.settings.review_below)
     for t in timings:
         env.metrics.observe_inference(t.seconds, t.batch_size)
     return results
