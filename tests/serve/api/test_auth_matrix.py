@@ -71,9 +71,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/users"): Route(ALL, json=lambda i, p: {"canteen_id": i["canteen_id"]}),
     ("GET", "/v1/users"): Route(ALL),
     ("GET", "/v1/users/{user_id}"): Route(ALL, user_scoped=True),
-    ("PATCH", "/v1/users/{user_id}"): Route(ALL, user_scoped=True,
-                                            json=lambda i, p: {"display_name": "x"}),
+    ("PATCH", "/v1/users/{user_id}"): Route(ALL, user_scoped=True, json=lambda i, p: {
+        "display_name": "x", "consent": {"canteen_statistics": True}}),
     ("DELETE", "/v1/users/{user_id}"): Route(ALL, user_scoped=True),
+    ("GET", "/v1/users/{user_id}/consent"): Route(ALL, user_scoped=True),
+    # every format answers alike: tests/serve/api/test_privacy.py probes csv and fhir too
+    ("GET", "/v1/users/{user_id}/export"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/days/{day}"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/weeks/{week}"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/habits"): Route(ALL, user_scoped=True),
