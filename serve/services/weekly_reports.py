@@ -60,7 +60,7 @@ def _food_names(food_id: str) -> tuple[str, str]:
         food = get_food(food_id)
     except UnknownFoodError:
         return food_id, food_id
-    return food.name_en or food_id, food.name_ko or food.name_en or food_id
+    return (food.name_en or food.name_ko or food_id), (food.name_ko or food.name_en or food_id)
 
 
 def summaries(week: str, habits: Habits) -> dict[str, str]:
@@ -74,11 +74,14 @@ def summaries(week: str, habits: Habits) -> dict[str, str]:
                   + (f" ({round(pct)}% of your reference)." if pct is not None else "."))
         ko.append(f"하루 평균 에너지 섭취는 {kcal} kcal"
                   + (f"(기준의 {round(pct)}%)입니다." if pct is not None else "입니다."))
-    if habits.sodium_limit_mg is not None:
-        en.append(f"Sodium was over {round(habits.sodium_limit_mg)} mg on "
-                  f"{habits.sodium_over_limit_days} day(s).")
-        ko.append(f"나트륨이 {round(habits.sodium_limit_mg)} mg을 넘은 날은 "
-                  f"{habits.sodium_over_limit_days}일입니다.")
+    if habits.sodium_limit_mg is not None and habits.days_logged:
+        limit, over = round(habits.sodium_limit_mg), habits.sodium_over_limit_days
+        if over:
+            en.append(f"Sodium was over {limit} mg on {over} day(s).")
+            ko.append(f"나트륨이 {limit} mg을 넘은 날은 {over}일입니다.")
+        else:
+            en.append(f"Sodium stayed within {limit} mg on every logged day.")
+            ko.append(f"기록한 모든 날 나트륨이 {limit} mg 이내였습니다.")
     if habits.trays_paired and habits.avg_leftover_pct is not None:
         en.append(f"{habits.trays_paired} tray(s) photographed before and after: "
                   f"{round(habits.avg_leftover_pct)}% left on average.")

@@ -28,10 +28,11 @@ from serve.db.tables.analyses import Analysis
 from serve.db.tables.pairs import MealPair
 from serve.db.tables.webhooks import Webhook, WebhookDelivery
 from serve.main import create_app
+from serve.services.diary import FoodCount, Habits
 from serve.services.model_registry import LoadedModel
 from serve.services.pairing import close_pair, link_analysis
 from serve.services.webhooks import claim_due, dispatch_due, enqueue
-from serve.services.weekly_reports import due_week, enqueue_weekly_reports
+from serve.services.weekly_reports import due_week, enqueue_weekly_reports, summaries
 from tests.serve.conftest import Service, make_settings
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP, record_photo, stored_analysis
 
@@ -461,3 +462,22 @@ def test_an_unknown_id_is_404_for_every_route(service: Service, tenant: Tenant) 
         r = service.client.request(method, f"/v1/webhooks/{missing}{path}",
                                    headers=tenant.kiosk)
         assert r.status_code == 404, (method, path, r.text)
+
+
+def test_summaries_in_korean_and_english() -> None:
+    start = dt.date(2026, 11, 23)
+    week = Habits(start, start + dt.timedelta(days=6), 3, 1850.4, 92.5, 2, 2300.0,
+                  (FoodCount(RICE, 3, 630.0, 90.0),), 2, 12.4)
+    text = summaries("2026-W48", week)
+    assert text["en"] == ("Week 2026-W48: meals logged on 3 of 7 days. Average energy 1850 kcal "
+                          "a day (92% of your reference). Sodium was over 2300 mg on 2 day(s). "
+                          "2 tray(s) photographed before and after: 12% left on average. "
+                          "Most eaten: 쌀밥.")
+    assert text["ko"] == ("2026-W48 주간: 7일 중 3일 식사를 기록했습니다. 하루 평균 에너지 섭취는 "
+                          "1850 kcal(기준의 92%)입니다. 나트륨이 2300 mg을 넘은 날은 2일입니다. "
+                          "식전·식후 사진을 찍은 식판 2개에서 평균 12%를 남겼습니다. "
+                          "가장 많이 먹은 음식: 쌀밥.")
+    empty = Habits(start, start + dt.timedelta(days=6), 0, None, None, 0, None, (), 0, None)
+    assert summaries("2026-W48", empty) == {
+        "en": "Week 2026-W48: meals logged on 0 of 7 days.",
+        "ko": "2026-W48 주간: 7일 중 0일 식사를 기록했습니다."}
