@@ -481,3 +481,28 @@ def test_summaries_in_korean_and_english() -> None:
     assert summaries("2026-W48", empty) == {
         "en": "Week 2026-W48: meals logged on 0 of 7 days.",
         "ko": "2026-W48 주간: 7일 중 0일 식사를 기록했습니다."}
+
+
+def test_the_app_lifespan_runs_the_webhook_thread(
+        service: Service, tenant: Tenant, receiver: Receiver, database_url: str,
+        loaded_model: LoadedModel, tmp_path: Path) -> None:
+    """A second app on the same database, its worker ticking every 0.2 s, sends what the
+    first one enqueued, and stops with the app."""
+    hook_id = _hook(service, tenant.kiosk, receiver.url)
+    delivery = _enqueue(service, hook_id, now=dt.datetime.now(dt.UTC))
+    settings = make_settings(database_url, tmp_path, loaded_model, model_sync_seconds=0,
+                             webhook_dispatch_seconds=0.2)
+
+    def workers() -> int:
+        return sum(t.name == "traylens-webhooks" for t in threading.enumerate())
+
+    before = workers()
+    with TestClient(create_app(settings, model=loaded_model)):
+        assert workers() == before + 1
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert workers() == before  # stopped with the app
+    assert receiver.handled == [delivery]
+    [row] = _deliveries(service, hook_id)
+    assert (row.status, row.attempts) == ("delivered", 1)
