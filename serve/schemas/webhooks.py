@@ -67,6 +67,7 @@ class DeliveryPublic(Public):
     id: str = Field(description="the delivery id (X-TrayLens-Delivery): receivers dedupe on it")
     webhook_id: str
     event: str
+    user_id: str | None = Field(description="the person the event is about, if any")
     status: Literal["pending", "delivered", "failed"]
     attempts: int
     next_attempt_at: datetime | None

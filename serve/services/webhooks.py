@@ -168,7 +168,7 @@ def _insert_ignoring_duplicates(session: Session, values: dict[str, Any]) -> boo
 
 def enqueue(session: Session, hook: Webhook, event: str, data: dict[str, Any], *,
             dedupe_key: str | None, now: dt.datetime | None = None,
-            lease_token: str | None = None) -> str | None:
+            lease_token: str | None = None, user_id: str | None = None) -> str | None:
     """Write one delivery in the caller's transaction; its id, or None when the same
     (webhook, dedupe_key) was enqueued before. With lease_token, the row is born claimed by
     the caller (who sends it at once)."""
@@ -176,6 +176,7 @@ def enqueue(session: Session, hook: Webhook, event: str, data: dict[str, Any], *
     delivery_id = new_id()
     values: dict[str, Any] = {
         "id": delivery_id, "webhook_id": hook.id, "event": event, "dedupe_key": dedupe_key,
+        "user_id": user_id,
         "body": envelope(delivery_id, event, now, data),
         "status": DeliveryStatus.PENDING.value, "attempts": 0, "next_attempt_at": now,
         "created_at": now,
@@ -234,8 +235,8 @@ def emit_pair_closed(session: Session, pair: MealPair,
             "before_at": _iso(pair.before_at), "after_at": _iso(pair.after_at),
             "served_g": result.served_g, "eaten_g": result.eaten_g,
             "leftover_g": result.leftover_g, "leftover_pct": result.leftover_pct}
-    ids = [enqueue(session, h, EVENT_PAIR_CLOSED, data, dedupe_key=f"pair_closed:{pair.id}")
-           for h in hooks]
+    ids = [enqueue(session, h, EVENT_PAIR_CLOSED, data, dedupe_key=f"pair_closed:{pair.id}",
+                   user_id=pair.user_id) for h in hooks]
     return [i for i in ids if i is not None]
 
 
@@ -287,7 +288,7 @@ def send(client: httpx.Client, hook: Webhook, delivery: WebhookDelivery,
     try:
         with client.stream("POST", hook.url, content=body, headers=headers) as response:
             snippet = b""
-            for chunk in response.iter_raw():
+            for chunk in response.iter_bytes():
                 snippet += chunk
                 if len(snippet) >= RESPONSE_SNIPPET:
                     break
@@ -297,6 +298,9 @@ def send(client: httpx.Client, hook: Webhook, delivery: WebhookDelivery,
         return Outcome(None, "timeout", None)
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         return Outcome(None, f"{type(exc).__name__}: {exc}"[:500], None)
+    except Exception as exc:  # a failed try, whatever broke: logged, retried, never fatal
+        log.exception("webhook delivery %s: unexpected error", delivery.id)
+        return Outcome(None, f"{type(exc).__name__}"[:500], None)
 
 
 def _client(settings: Settings) -> httpx.Client:
@@ -370,7 +374,6 @@ def _attempt(factory: sessionmaker[Session], client: httpx.Client, delivery_id: 
         hook = session.get(Webhook, row.webhook_id) if row is not None else None
         if row is None or hook is None or row.lease_token != token:
             return
-        session.expunge_all()
     outcome = send(client, hook, row, now)
     if not outcome.ok:
         log.info("webhook delivery %s to %s: %s", delivery_id, hook.id,

@@ -158,7 +158,8 @@ def enqueue_weekly_reports(factory: sessionmaker[Session], settings: Settings, *
                     data = report_data(session, user, week)
                     with factory() as writer, writer.begin():
                         if enqueue(writer, hook, EVENT_WEEKLY_REPORT, data,
-                                   dedupe_key=_dedupe_key(user_id, week), now=now):
+                                   dedupe_key=_dedupe_key(user_id, week), now=now,
+                                   user_id=user_id):
                             made += 1
                 if made >= limit:
                     return made

@@ -59,6 +59,10 @@ class WebhookDelivery(Base):
         ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
     )
     event: Mapped[str] = mapped_column(String(32))
+    # The person the event is about: erasing them erases their deliveries (bodies included).
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)  # the JSON sent, byte for byte, on every try
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)

@@ -439,6 +439,9 @@ def test_weekly_report_once_per_person_and_week(service: Service, tenant: Tenant
     assert report["habits"]["days_logged"] == 1 and report["habits"]["trays_paired"] == 1
     assert "1 of 7 days" in report["summary"]["en"] and "36% left" in report["summary"]["en"]
     assert "7일 중 1일" in report["summary"]["ko"] and "36%" in report["summary"]["ko"]
+    # erasing a person erases the deliveries about them (their bodies hold the person's data)
+    assert service.client.delete(f"/v1/users/{other}", headers=tenant.app2).status_code == 204
+    assert _count(service, canteen_hook, "weekly_report") == 1
 
 
 def test_due_week_follows_the_canteen_time_zone() -> None:

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("webhook_id", sa.String(length=32), nullable=False),
         sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=True),
         sa.Column("dedupe_key", sa.String(length=200), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -58,11 +59,15 @@ def upgrade() -> None:
                            name=op.f("ck_webhook_deliveries_status_valid")),
         sa.ForeignKeyConstraint(["webhook_id"], ["webhooks.id"], ondelete="CASCADE",
                                 name=op.f("fk_webhook_deliveries_webhook_id_webhooks")),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE",
+                                name=op.f("fk_webhook_deliveries_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
         sa.UniqueConstraint("webhook_id", "dedupe_key", name="uq_webhook_deliveries_dedupe"),
     )
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_webhook_deliveries_webhook_id"), ["webhook_id"],
+                              unique=False)
+        batch_op.create_index(batch_op.f("ix_webhook_deliveries_user_id"), ["user_id"],
                               unique=False)
         batch_op.create_index("ix_webhook_deliveries_due", ["status", "next_attempt_at"],
                               unique=False)
@@ -72,6 +77,7 @@ def downgrade() -> None:
     """Revert this revision."""
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_webhook_deliveries_due")
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_user_id"))
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_webhook_id"))
     op.drop_table("webhook_deliveries")
     with op.batch_alter_table("webhooks", schema=None) as batch_op:
