@@ -42,6 +42,7 @@ from serve.db.access import load_analysis
 from serve.db.tables.analyses import Analysis, AnalysisItem, MealState
 from serve.db.tables.core import Role, User
 from serve.db.tables.pairs import MealPair
+from serve.services import webhooks
 from serve.services.leftovers import (
     Leftover,
     LeftoverFlag,
@@ -404,9 +405,12 @@ def close_pair(session: Session, pair: MealPair, after: Analysis) -> MealPair:
     if _utc(after.captured_at) < _utc(pair.before_at):
         raise unprocessable("the after photo was taken before the before photo",
                             code="pair_order")
+    was_open = pair.after_analysis_id is None
     pair.after_analysis_id = after.id
     pair.after_at = _utc(after.captured_at)
     session.flush()
+    if was_open:  # the outbox row commits or rolls back with the close itself
+        webhooks.emit_pair_closed(session, pair, lambda: pair_of(session, pair))
     return pair
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_privacy"
-down_revision = "0004_tray_layouts"
+down_revision = "0005_item_evidence"
 branch_labels = None
 depends_on = None
 
