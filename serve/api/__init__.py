@@ -8,6 +8,7 @@ from serve.api import (
     analyze,
     canteens,
     diary,
+    exports,
     health,
     keys,
     kiosks,
@@ -22,7 +23,7 @@ from serve.api import (
 
 # Every route of the app, in this order (a static list: each route is visible from here).
 ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, layouts,
-           pairs, diary, waste, pages)
+           pairs, diary, waste, exports, pages)
 
 api_router = APIRouter()
 for _module in ROUTERS:
