@@ -49,8 +49,9 @@ from model.infer.runtime import (
     load_image,
 )
 
-# Pseudo masks are the model's own guesses: scoring against them would flatter it.
-EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s != "pseudo")
+# Pseudo (GrabCut from a box) and model (the served model's prediction) masks are guesses:
+# scoring against them would flatter the model.
+EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s not in ("pseudo", "model"))
 SCHEMA_VERSION = 1
 # Crops per label for the composed trays: enough variety, bounded pseudo-mask (GrabCut) time.
 COMPOSE_CROPS_PER_LABEL = 6

@@ -107,8 +107,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        """The service's own errors, with their status and code."""
-        return _json_error(exc.status_code, exc.code, exc.detail, exc.headers)
+        """The service's own errors, with their status and code (and any extra fields)."""
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,8 +5,9 @@ Standard COCO keys (images, annotations, categories) plus, all optional:
   `meal_state` ("before"/"after"), `pair_id`, `split_group` (the unit a train/val split
   must never cut: a capture run, a physical object), `source` (importer name), `dish`
   (dish-level metadata such as total grams);
-- annotation: `grams`, `mask_source` ("gt"/"pseudo"/"composed"; None when there is no
-  mask), `object_id` (the physical object, e.g. ECUSTFD "apple001");
+- annotation: `grams`, `mask_source` ("gt"/"pseudo"/"composed"/"model"; None when there is
+  no mask), `object_id` (the physical object, e.g. ECUSTFD "apple001"), `original` (a
+  service export's corrected item: the model's estimate before the user's correction);
 - category: `food_id` (nutrition_db id; optional for coarse classes);
 - top level: `image_root`, the folder `file_name` is relative to (itself relative to the
   JSON file, or absolute).
@@ -22,9 +23,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 MEAL_STATES = ("before", "after")
-MASK_SOURCES = ("gt", "pseudo", "composed")
+# "model": the served model's own mask, exported with a user-corrected item (serve exports);
+# like "pseudo", a training target that metrics never score against.
+MASK_SOURCES = ("gt", "pseudo", "composed", "model")
 MealState = Literal["before", "after"]
-MaskSource = Literal["gt", "pseudo", "composed"]
+MaskSource = Literal["gt", "pseudo", "composed", "model"]
 # Polygons: list of flat [x0, y0, x1, y1, ...]; RLE: {"size": [h, w], "counts": str | list}.
 Segmentation = list[list[float]] | dict[str, Any]
 # Boxes may poke out of the image by a rounding pixel in real label files.
@@ -76,6 +79,8 @@ class Annotation:
     mask_source: MaskSource | None = None
     grams: float | None = None
     object_id: str | None = None
+    # The model's estimate (food_id, label, grams, ...) of an item a user corrected.
+    original: dict[str, Any] | None = None
 
 
 @dataclass
@@ -326,6 +331,8 @@ def _check_annotation(a: Annotation, size: tuple[int, int], where: str) -> None:
         raise CocoFormatError(f"{where}.iscrowd: expected 0 or 1, got {a.iscrowd!r}")
     _check_positive(a.grams, f"{where}.grams")
     _check_opt_str(a.object_id, f"{where}.object_id")
+    if a.original is not None and not isinstance(a.original, dict):
+        raise CocoFormatError(f"{where}.original: expected an object, got {a.original!r}")
     _check_mask_fields(a, size, where)
 
 

@@ -8,6 +8,7 @@ from serve.api import (
     analyze,
     canteens,
     diary,
+    exports,
     health,
     keys,
     kiosks,
@@ -23,7 +24,7 @@ from serve.api import (
 
 # Every route of the app, in this order (a static list: each route is visible from here).
 ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, layouts,
-           pairs, diary, waste, webhooks, pages)
+           pairs, diary, waste, webhooks, exports, pages)
 
 api_router = APIRouter()
 for _module in ROUTERS:

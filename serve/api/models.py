@@ -31,9 +31,13 @@ def get_model(_: CurrentPrincipal, registry: RegistryDep) -> dict[str, Any]:
 @router.post("", status_code=201, response_model=ModelInfo)
 async def upload_model(
     request: Request, _: AdminPrincipal, settings: SettingsDep, registry: RegistryDep,
-    factory: SessionFactoryDep, metrics: MetricsDep,
+    factory: SessionFactoryDep, metrics: MetricsDep, force: bool = False,
 ) -> dict[str, Any]:
-    """Load a new ONNX file (multipart field 'model'); requests in flight finish on the old one."""
+    """Load a new ONNX file (multipart field 'model'); requests in flight finish on the old one.
+
+    Gated: 409 model_not_better (with the comparison) when its held-out metrics are worse
+    than the active model's or missing; `?force=true` activates it anyway (recorded).
+    """
     form = await read_upload_form(
         request, max_file_bytes=int(settings.max_model_mb * 1048576), max_files=1
     )
@@ -41,7 +45,8 @@ async def upload_model(
     if upload is None or not upload.data:
         raise ApiError(422, "model_required", "send the ONNX file as multipart field 'model'")
     return await run_in_threadpool(lambda: service.install(
-        upload.data, settings=settings, registry=registry, factory=factory, metrics=metrics))
+        upload.data, settings=settings, registry=registry, factory=factory, metrics=metrics,
+        force=force))
 
 
 @router.post("/rollback", response_model=ModelInfo)

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     model_path: Path = Field(default=SHIPPED_MODEL, description="the ONNX model loaded at startup")
     max_upload_mb: float = Field(default=10.0, gt=0, le=512, description="per uploaded file")
     max_model_mb: float = Field(default=512.0, gt=0, description="per ONNX file an admin uploads")
+    max_export_mb: float = Field(
+        default=2048.0, gt=0, description="photos in one POST /v1/exports archive; more: 413"
+    )
     max_pixels: int = Field(default=40_000_000, ge=10_000, description="decompression-bomb guard")
     image_retention_days: int = Field(
         default=365, ge=0, description="photos older than this are purged; 0 keeps them"

@@ -34,6 +34,8 @@ class ModelInfo(BaseModel):
     embedding_dim: int
     flip_test: bool  # each photo is also run mirrored (twice the network time)
     portion_calibrated_labels: list[str]
+    # Upload answers only: the activation gate's comparison with the model active before.
+    gate: dict[str, Any] | None = None
 
 
 class ActiveModel(ModelInfo):

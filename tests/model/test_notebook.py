@@ -1,4 +1,5 @@
-"""notebooks/retrain.ipynb: valid nbformat-4 JSON whose code imports model/ and calls real APIs."""
+"""notebooks/*.ipynb: valid nbformat-4 JSON whose code imports model/ and calls real APIs
+(tests/notebooks runs them)."""
 from __future__ import annotations
 
 import ast
@@ -7,19 +8,23 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "retrain.ipynb"
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
-def code_cells() -> list[str]:
-    nb = json.loads(NOTEBOOK.read_text())
+def code_cells(path: Path = NOTEBOOK) -> list[str]:
+    nb = json.loads(path.read_text())
     assert nb["nbformat"] == 4
     return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
 
 
-def test_notebook_is_small_valid_and_without_outputs() -> None:
-    nb = json.loads(NOTEBOOK.read_text())
-    assert NOTEBOOK.stat().st_size < 20_000
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_small_valid_and_without_outputs(path: Path) -> None:
+    nb = json.loads(path.read_text())
+    assert path.stat().st_size < 20_000
     for cell in nb["cells"]:
         assert {"cell_type", "source", "metadata"} <= set(cell)
         if cell["cell_type"] == "code":
@@ -47,6 +52,8 @@ def test_code_compiles_and_every_model_call_exists() -> None:
         assert hasattr(importlib.import_module(f"model.{module}"), attr), f"{module}.{attr}"
 
 
-def test_notebook_copies_no_model_code() -> None:
-    tree = ast.parse("\n".join(code_cells()))
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_copies_no_model_code(path: Path) -> None:
+    assert len(NOTEBOOKS) >= 2
+    tree = ast.parse("\n".join(code_cells(path)))
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -159,3 +160,7 @@ class ModelVersion(Base):
     version: Mapped[str] = mapped_column(String(200))
     loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     active: Mapped[bool] = mapped_column(default=False)
+    # The activation gate: held-out metrics compared with the model active before (None for a
+    # deployed file or a rollback), and whether an admin forced a model that was not better.
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    forced: Mapped[bool] = mapped_column(default=False, server_default=false())

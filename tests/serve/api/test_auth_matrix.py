@@ -92,6 +92,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PATCH", "/v1/analyses/{analysis_id}/items/{item_id}"): Route(
         ALL, user_scoped=True, json=lambda i, p: {"grams": 10}),
     ("GET", "/v1/analyses/{analysis_id}/overlay.png"): Route(ALL, user_scoped=True),
+    # A data scientist's tool: the canteen's photos and corrections leave as a zip archive.
+    ("POST", "/v1/exports"): Route(KIOSK, json=lambda i, p: {
+        "canteen_id": i["canteen_id"], "corrected_only": False}),
     ("GET", "/v1/model"): Route(ALL),
     ("POST", "/v1/model"): Route(ADMIN, files=lambda i, p: {
         "files": {"model": ("m.onnx", b"not onnx", "application/octet-stream")}}),
