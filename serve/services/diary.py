@@ -308,7 +308,8 @@ def _leftover_evidence(logged: Sequence[DayReport], paired: Sequence[MealLog],
                        mean_pct: float | None) -> HabitEvidence:
     served = round(sum(m.served_g for m in paired), 1)
     left = round(sum(m.leftover_g for m in paired), 1)
-    dates = tuple(d.date for d in logged if any(m in paired for m in d.meals))
+    ids = {m.analysis_id for m in paired}
+    dates = tuple(d.date for d in logged if any(m.analysis_id in ids for m in d.meals))
     statement = (f"mean {_num(mean_pct, '%')} of a tray left over {len(paired)} paired "
                  f"tray{'' if len(paired) == 1 else 's'} ({_num(left, 'g')} of "
                  f"{_num(served, 'g')} served)" if paired else "no before/after trays")
