@@ -12,6 +12,7 @@ from serve.deps import CurrentPrincipal, SessionDep
 from serve.schemas.diary import WeekReport
 from serve.services import diary as service
 from serve.services.diary import DayReport, Habits
+from serve.services.trends import Trends, user_trends
 
 router = APIRouter(prefix="/v1/users", tags=["diary"])
 
@@ -33,7 +34,9 @@ def week(user_id: str, week: str, principal: CurrentPrincipal, session: SessionD
     """An ISO week (e.g. 2026-W48): the seven days and the week's habits."""
     user = load_user(session, principal, user_id)
     days, habits = service.week_report(session, user, week, system)
-    return WeekReport(week=week, days=days, habits=habits)
+    refs, _ = service.user_references(user, system, days[0].date)
+    return WeekReport(week=week, days=days, habits=habits,
+                      daily_means=list(service.reference_means(days, refs)))
 
 
 @router.get("/{user_id}/habits", response_model=Habits)
@@ -43,3 +46,15 @@ def user_habits(user_id: str, principal: CurrentPrincipal, session: SessionDep,
     """Habits over a date range (default: the 28 days up to today, local time)."""
     user = load_user(session, principal, user_id)
     return service.user_habits(session, user, start, end, system)
+
+
+@router.get("/{user_id}/trends", response_model=Trends)
+def trends(user_id: str, principal: CurrentPrincipal, session: SessionDep,
+           weeks: Annotated[int, Query(description="ISO weeks in the span: 4 or 12")] = 4,
+           end: Annotated[dt.date | None, Query(
+               description="a day of the last week (default: today, local time)")] = None,
+           system: System = "kdri2020") -> Trends:
+    """Per ISO week: energy, protein/fat/carbohydrate shares of energy, sodium, sugars and
+    fibre per logged day; each series' least-squares slope and direction (docs/API.md)."""
+    user = load_user(session, principal, user_id)
+    return user_trends(session, user, weeks, end, system)

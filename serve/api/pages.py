@@ -1,5 +1,6 @@
-"""The web pages for people: GET / (analysis), GET /kiosks/layout (tray layouts), their static
-files, the bundled sample photos."""
+"""The web pages for people: GET / (analysis), GET /kiosks/layout (tray layouts), GET /dashboard
+(a person's diary), GET /canteen (a canteen's waste), their static files, the vendored
+JavaScript libraries (serve/static/vendor, from scripts/vendor-js.sh), the sample photos."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from nutrition_db import NUTRIENTS
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 STATIC_DIR = PACKAGE_DIR / "static"
+VENDOR_DIR = STATIC_DIR / "vendor"
 SAMPLES_DIR = PACKAGE_DIR / "samples"
 SAMPLES_MANIFEST = SAMPLES_DIR / "samples.json"
 
@@ -63,6 +65,12 @@ def sample_photos() -> list[dict[str, Any]]:
     return [{**entry, "url": f"/samples/{entry['file']}"} for entry in entries]
 
 
+@lru_cache(maxsize=1)
+def vendor_files() -> dict[str, Path]:
+    """Third-party scripts vendored at build time, each with its licence beside it."""
+    return _listed_files(VENDOR_DIR, (".js", ".md"))
+
+
 def _file_response(path: Path) -> FileResponse:
     """A file with the page's security and caching headers."""
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -81,6 +89,28 @@ def index() -> FileResponse:
 def layout_page() -> FileResponse:
     """The tray layout editor: an admin draws a kiosk's compartments on its empty-tray photo."""
     return _file_response(static_files()["layout.html"])
+
+
+@router.get("/dashboard")
+def dashboard_page() -> FileResponse:
+    """A person's dashboard: days against targets, trends, nutrients against KDRI/DRI,
+    habits with their evidence, most-left dishes."""
+    return _file_response(static_files()["dashboard.html"])
+
+
+@router.get("/canteen")
+def canteen_page() -> FileResponse:
+    """A canteen's waste by dish and by day, served vs eaten per dish, participation."""
+    return _file_response(static_files()["canteen.html"])
+
+
+@router.get("/static/vendor/{name}")
+def vendor_file(name: str) -> FileResponse:
+    """A vendored library (Chart.js) or its licence."""
+    path = vendor_files().get(name)
+    if path is None:
+        raise HTTPException(status_code=404, detail=f"no vendored file named {name!r}")
+    return _file_response(path)
 
 
 @router.get("/static/{name}")

@@ -21,11 +21,20 @@ from serve.core.errors import unprocessable
 from serve.db.tables.analyses import Analysis, MealState
 from serve.db.tables.core import Canteen, User
 from serve.db.tables.pairs import MealPair
+from serve.services.nutrients import food_names
 from serve.services.pairing import PairResult, pair_results, tray_items
 from serve.services.privacy import require_diary_consent
 
 ENERGY = "energy_kcal"
 SODIUM = "sodium_mg"
+PROTEIN = "protein_g"
+FAT = "fat_g"
+CARBOHYDRATE = "carbohydrate_g"
+SUGARS = "sugars_g"
+FIBRE = "fiber_g"
+# Atwater general factors, kcal per gram: a macronutrient's share of energy is
+# factor x grams / energy_kcal (energy as the food table gives it).
+ATWATER = {PROTEIN: 4.0, FAT: 9.0, CARBOHYDRATE: 4.0}
 
 
 class MealKind:
@@ -43,6 +52,8 @@ class FoodAmount:
     food_id: str
     grams: float
     dish_id: str | None = None
+    name_ko: str | None = None
+    name_en: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,21 @@ class FoodCount:
     meals: int
     eaten_g: float
     leftover_g: float
+    name_ko: str | None = None
+    name_en: str | None = None
+    meal_ids: tuple[str, ...] = ()  # the meals it was eaten or left in
+
+
+@dataclass(frozen=True)
+class HabitEvidence:
+    """What one habit rests on: the figures it compares, the days and the meals behind it."""
+
+    statement: str  # the habit in words, with its numbers
+    numbers: dict[str, float | None]
+    days: int  # how many logged days the numbers rest on
+    dates: tuple[dt.date, ...]  # those days
+    meal_ids: tuple[str, ...]  # every meal (analysis id of its photo) counted in the numbers
+    flagged_dates: tuple[dt.date, ...] = ()  # the days the habit points at (sodium: over)
 
 
 @dataclass(frozen=True)
@@ -113,6 +139,8 @@ class Habits:
     trays_paired: int
     avg_leftover_pct: float | None
     most_left_foods: tuple[FoodCount, ...] = field(default_factory=tuple)
+    # by habit: energy, sodium, top_foods, leftovers, most_left_foods
+    evidence: dict[str, HabitEvidence] = field(default_factory=dict)
 
 
 def percent(part: float | None, whole: float | None) -> float | None:
@@ -156,12 +184,16 @@ def _food_counts(days: Sequence[DayReport], top: int) -> tuple[tuple[FoodCount, 
     """Most frequent foods and the foods most left over (by grams) across the days."""
     meals: Counter[str] = Counter()
     eaten: defaultdict[str, float] = defaultdict(float)
+    seen: defaultdict[str, list[str]] = defaultdict(list)
     for m in (m for d in days for m in d.meals):
         for f in m.foods:
             eaten[f.food_id] += f.grams
         meals.update({f.food_id for f in m.foods})
+        for food_id in dict.fromkeys(f.food_id for f in (*m.foods, *m.leftovers)):
+            seen[food_id].append(m.analysis_id)
     left = _leftover_by_food(days)
-    counts = {k: FoodCount(k, meals[k], round(eaten[k], 1), round(left.get(k, 0.0), 1))
+    counts = {k: FoodCount(k, meals[k], round(eaten[k], 1), round(left.get(k, 0.0), 1),
+                           *food_names(k), tuple(seen[k]))
               for k in set(meals) | set(left)}
     favourites = sorted(counts.values(), key=lambda c: (-c.meals, -c.eaten_g, c.food_id))
     wasted = sorted((c for c in counts.values() if c.leftover_g > 0),
@@ -193,8 +225,126 @@ def habits(days: Sequence[DayReport], start: dt.date, end: dt.date,
     leftover_pct = (round(sum(100.0 * m.leftover_g / m.served_g for m in paired) / len(paired), 1)
                     if paired else None)
     favourites, wasted = _food_counts(logged, top)
+    evidence = {
+        "energy": _energy_evidence(logged, avg_energy, target),
+        "sodium": _sodium_evidence(logged, limit),
+        "top_foods": _foods_evidence(logged, favourites),
+        "leftovers": _leftover_evidence(logged, paired, leftover_pct),
+        "most_left_foods": _most_left_evidence(logged, wasted),
+    }
     return Habits(start, end, len(logged), avg_energy, percent(avg_energy, target), over, limit,
-                  favourites, len(paired), leftover_pct, wasted)
+                  favourites, len(paired), leftover_pct, wasted, evidence)
+
+
+# --- what each habit rests on ------------------------------------------------------------
+
+
+def _meal_ids(days: Iterable[DayReport]) -> tuple[str, ...]:
+    return tuple(m.analysis_id for d in days for m in d.meals)
+
+
+def _num(value: float | None, unit: str) -> str:
+    """A figure for a statement: thousands separated, no needless decimals."""
+    if value is None:
+        return "unknown"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}".removesuffix(".0")
+    return f"{text} {unit}".rstrip()
+
+
+def _days(n: int) -> str:
+    return f"{n} logged day{'' if n == 1 else 's'}"
+
+
+def _energy_evidence(logged: Sequence[DayReport], mean: float | None,
+                     target: float | None) -> HabitEvidence:
+    counted = [d for d in logged if d.totals.get(ENERGY) is not None]
+    pct = percent(mean, target)
+    if mean is None:
+        statement = "no energy logged"
+    elif target is None:
+        statement = f"mean energy {_num(mean, 'kcal')}/day over {_days(len(counted))} (no target)"
+    else:
+        statement = (f"mean energy {_num(mean, 'kcal')}/day vs target {_num(target, 'kcal')}"
+                     f" ({_num(pct, '%')}) over {_days(len(counted))}")
+    return HabitEvidence(statement, {"mean_kcal_per_day": mean, "target_kcal": target,
+                                     "pct_of_target": pct}, len(counted),
+                         tuple(d.date for d in counted), _meal_ids(counted))
+
+
+def _sodium_evidence(logged: Sequence[DayReport], limit: float | None) -> HabitEvidence:
+    counted = [d for d in logged if d.totals.get(SODIUM) is not None]
+    amounts = [float(d.totals[SODIUM] or 0.0) for d in counted]
+    mean = round(sum(amounts) / len(amounts), 1) if amounts else None
+    over = tuple(d.date for d, na in zip(counted, amounts, strict=True)
+                 if limit is not None and na > limit)
+    if mean is None:
+        statement = "no sodium logged"
+    elif limit is None:
+        statement = f"mean sodium {_num(mean, 'mg')}/day over {_days(len(counted))} (no limit)"
+    else:
+        statement = (f"sodium over the {_num(limit, 'mg')} limit on {len(over)} of "
+                     f"{_days(len(counted))} (mean {_num(mean, 'mg')}/day)")
+    return HabitEvidence(statement, {"mean_mg_per_day": mean, "limit_mg": limit,
+                                     "days_over_limit": float(len(over)),
+                                     "max_mg_per_day": max(amounts) if amounts else None},
+                         len(counted), tuple(d.date for d in counted), _meal_ids(counted), over)
+
+
+def _label(food: FoodCount) -> str:
+    return food.name_en or food.name_ko or food.food_id
+
+
+def _foods_evidence(logged: Sequence[DayReport],
+                    favourites: Sequence[FoodCount]) -> HabitEvidence:
+    meals = sum(len(d.meals) for d in logged)
+    top = favourites[0] if favourites else None
+    statement = (f"most eaten: {_label(top)}, in {top.meals} of {meals} meals" if top
+                 else "no foods logged")
+    return HabitEvidence(statement, {"meals": float(meals),
+                                     "top_food_meals": float(top.meals) if top else None},
+                         len(logged), tuple(d.date for d in logged), _meal_ids(logged))
+
+
+def _leftover_evidence(logged: Sequence[DayReport], paired: Sequence[MealLog],
+                       mean_pct: float | None) -> HabitEvidence:
+    served = round(sum(m.served_g for m in paired), 1)
+    left = round(sum(m.leftover_g for m in paired), 1)
+    ids = {m.analysis_id for m in paired}
+    dates = tuple(d.date for d in logged if any(m.analysis_id in ids for m in d.meals))
+    statement = (f"mean {_num(mean_pct, '%')} of a tray left over {len(paired)} paired "
+                 f"tray{'' if len(paired) == 1 else 's'} ({_num(left, 'g')} of "
+                 f"{_num(served, 'g')} served)" if paired else "no before/after trays")
+    return HabitEvidence(statement, {"trays_paired": float(len(paired)), "served_g": served,
+                                     "leftover_g": left, "mean_leftover_pct": mean_pct},
+                         len(dates), dates, tuple(m.analysis_id for m in paired))
+
+
+def _most_left_evidence(logged: Sequence[DayReport],
+                        wasted: Sequence[FoodCount]) -> HabitEvidence:
+    meals = [m for d in logged for m in d.meals if m.leftovers]
+    dates = tuple(d.date for d in logged if any(m.leftovers for m in d.meals))
+    left = round(sum(f.grams for m in meals for f in m.leftovers), 1)
+    top = wasted[0] if wasted else None
+    statement = (f"most left: {_label(top)}, {_num(top.leftover_g, 'g')} of "
+                 f"{_num(left, 'g')} left in all" if top else "nothing left on a tray")
+    return HabitEvidence(statement, {"leftover_g": left,
+                                     "top_food_leftover_g": top.leftover_g if top else None},
+                         len(dates), dates, tuple(m.analysis_id for m in meals))
+
+
+def reference_means(days: Sequence[DayReport],
+                    refs: dict[str, ReferenceIntake] | None) -> tuple[NutrientStatus, ...]:
+    """Each referenced nutrient's mean per logged day against the reference (a nutrient
+    missing from some food on any day is flagged incomplete: the mean is a lower bound)."""
+    logged = [d for d in days if d.meals]
+    if not refs or not logged:
+        return ()
+    means: dict[str, float | None] = {}
+    for key in refs:
+        values = [v for d in logged if (v := d.totals.get(key)) is not None]
+        means[key] = round(sum(values) / len(values), 1) if values else None
+    lacking = {k for d in logged for k in d.incomplete}
+    return compare(means, lacking, refs)
 
 
 # --- storage glue: a user's meals and a canteen's trays between two local dates -----------
@@ -224,7 +374,8 @@ def local_date(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
 
 def _foods(pairs: Iterable[tuple[str | None, float, str | None]]) -> tuple[FoodAmount, ...]:
     """(food_id, grams, dish_id) triples with a food and grams > 0 as FoodAmount records."""
-    return tuple(FoodAmount(f, round(g, 1), d) for f, g, d in pairs if f is not None and g > 0)
+    return tuple(FoodAmount(f, round(g, 1), d, *food_names(f)) for f, g, d in pairs
+                 if f is not None and g > 0)
 
 
 def _dish(key: str) -> str | None:

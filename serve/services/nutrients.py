@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from nutrition_db.errors import InvalidAmountError, UnknownFoodError
 from nutrition_db.meal import meal_nutrients
@@ -20,6 +21,21 @@ def find_food(food_id: str | None) -> Food | None:
         return get_food(food_id)
     except UnknownFoodError:
         return None
+
+
+class FoodNames(NamedTuple):
+    """A food's names for people: Korean and English (either may be missing)."""
+
+    name_ko: str | None
+    name_en: str | None
+
+
+@lru_cache(maxsize=4096)
+def food_names(food_id: str | None) -> FoodNames:
+    """The names shown beside a food id (both None for a missing or unknown id): the one
+    lookup the diary, habits and waste answers use."""
+    food = find_food(food_id)
+    return FoodNames(None, None) if food is None else FoodNames(food.name_ko, food.name_en)
 
 
 def require_food(food_id: str) -> Food:

@@ -71,6 +71,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/canteens/{canteen_id}"): Route(ALL),
     ("GET", "/v1/canteens/{canteen_id}/waste"): Route(
         KIOSK, query={"start": "2026-11-01", "end": "2026-11-30"}),
+    ("GET", "/v1/canteens/{canteen_id}/waste/daily"): Route(
+        KIOSK, query={"start": "2026-11-01", "end": "2026-11-30"}),
     ("POST", "/v1/users"): Route(ALL, json=lambda i, p: {"canteen_id": i["canteen_id"]}),
     ("GET", "/v1/users"): Route(ALL),
     ("GET", "/v1/users/{user_id}"): Route(ALL, user_scoped=True),
@@ -83,6 +85,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/users/{user_id}/days/{day}"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/weeks/{week}"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/habits"): Route(ALL, user_scoped=True),
+    ("GET", "/v1/users/{user_id}/trends"): Route(ALL, user_scoped=True,
+                                                 query={"weeks": "12", "end": str(TODAY)}),
     ("POST", "/v1/analyze"): Route(ALL, files=_photo),
     ("POST", "/v1/analyze/batch"): Route(ALL, files=lambda i, p: {
         "files": [("images", ("t.jpg", p["tray"], "image/jpeg"))],

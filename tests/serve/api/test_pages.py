@@ -1,6 +1,7 @@
 """The page router: the page, its static files and the bundled samples, over HTTP."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -118,3 +119,38 @@ def test_the_service_app_serves_the_page(tmp_path: Path) -> None:
     paths = app.openapi()["paths"]
     assert "/v1/analyze" in paths
     assert not {"/", "/samples", "/static/{name}", "/page/nutrients", "/kiosks/layout"} & set(paths)
+
+
+@pytest.mark.parametrize("path, script", [("/dashboard", "/static/dashboard.js"),
+                                          ("/canteen", "/static/canteen.js")])
+def test_dashboard_pages_load_only_local_files(client: TestClient, path: str,
+                                               script: str) -> None:
+    """GET /dashboard and /canteen: HTML under the strict policy; Chart.js and the page
+    scripts come from this service, nothing from a CDN."""
+    answer = client.get(path)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    refs = re.findall(r'(?:src|href)="([^"]+)"', answer.text)
+    assert {"/static/vendor/chart.umd.min.js", "/static/charts.js", script} <= set(refs)
+    for ref in refs:
+        assert not re.match(r"^(https?:)?//", ref), f"external reference {ref}"
+        if ref.startswith("/static/"):
+            got = client.get(ref)
+            assert got.status_code == 200, ref
+            assert "content-security-policy" in got.headers
+
+
+def test_vendored_chart_library_matches_its_pins(client: TestClient) -> None:
+    """serve/static/vendor holds what scripts/vendor-js.sh pins (file sha256), with its
+    licence; only those names are served from the folder."""
+    script = (pages.PACKAGE_DIR.parent / "scripts" / "vendor-js.sh").read_text()
+    pins = dict(re.findall(r"^(CHARTJS_\w+_SHA256)=([0-9a-f]{64})$", script, re.M))
+    for name, pin in [("chart.umd.min.js", "CHARTJS_JS_SHA256"),
+                      ("chart.js-LICENSE.md", "CHARTJS_LICENSE_SHA256")]:
+        answer = client.get(f"/static/vendor/{name}")
+        assert answer.status_code == 200, name
+        assert hashlib.sha256(answer.content).hexdigest() == pins[pin], name
+    assert client.get("/static/vendor/chart.umd.min.js").text.startswith("/*!\n * Chart.js v")
+    assert "MIT License" in client.get("/static/vendor/chart.js-LICENSE.md").text
+    assert client.get("/static/vendor/..%2Fapp.js").status_code == 404
+    assert client.get("/static/vendor/nope.js").status_code == 404

@@ -144,6 +144,34 @@ def test_diary_day_week_habits(api: Api, fixtures_dir: Any) -> None:
     r = api.call("app_a", "GET", f"/v1/users/{user}/habits",
                  params={"start": "2026-11-24", "end": "2026-11-30"})
     assert r.status_code == 200 and r.json()["days_logged"] == 1
+    # names beside food ids, evidence per habit, daily means (docs/API.md)
+    assert week["days"][0]["meals"][0]["foods"][0]["name_ko"] == "쌀밥"
+    assert h["most_left_foods"][0]["name_ko"] == "된장국_감자"
+    assert h["evidence"]["sodium"]["flagged_dates"] == ["2026-11-25"]
+    assert h["evidence"]["leftovers"]["meal_ids"] == [before]
+    means = {m["nutrient"]: m for m in week["daily_means"]}
+    assert means["energy_kcal"]["amount"] == pytest.approx(441.2)
+
+
+def test_trends_route(api: Api, fixtures_dir: Any) -> None:
+    ids = _setup(api, fixtures_dir, owner="app_a")
+    # 2026-W46: 300 g rice (498 kcal); 2026-W48: 200 g rice (332 kcal)
+    _tray(api, ids, dt.datetime(2026, 11, 10, 3, 0, tzinfo=dt.UTC), None, [(RICE, 300)])
+    _tray(api, ids, dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC), None, [(RICE, 200)])
+    url = f"/v1/users/{ids['user']}/trends"
+    t = api.call("app_a", "GET", url, params={"weeks": 4, "end": "2026-11-26"}).json()
+    assert (t["span_weeks"], t["start"], t["end"]) == (4, "2026-11-02", "2026-11-29")
+    assert [w["energy_kcal_per_day"] for w in t["weeks"]] == [None, 498.0, None, 332.0]
+    energy = t["series"][0]
+    assert energy["series"] == "energy_kcal_per_day" and energy["direction"] == "down"
+    assert energy["slope_per_week"] == pytest.approx(-83.0)  # (332 - 498) / 2 weeks
+    assert {r["series"] for r in t["references"]} >= {"energy_kcal_per_day",
+                                                      "sodium_mg_per_day"}
+    long = api.call("app_a", "GET", url, params={"weeks": 12, "end": "2026-11-26"}).json()
+    assert len(long["weeks"]) == 12 and long["weeks"][-1]["week"] == "2026-W48"
+    bad = api.call("app_a", "GET", url, params={"weeks": 6})
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_weeks"
+    assert api.call("kiosk_b", "GET", url).status_code == 404
 
 
 @pytest.mark.parametrize("path, params", [
@@ -199,4 +227,22 @@ def test_waste_route(api: Api, fixtures_dir: Any) -> None:
     assert api.call("kiosk_a", "GET", url, params={"start": "2026-11-24",
                                                    "end": "2026-11-23"}).status_code == 422
     assert api.call("kiosk_a", "GET", url).status_code == 422
+
+    daily = f"{url}/daily"
+    r = api.call("kiosk_a", "GET", daily, params={"start": "2026-11-23", "end": "2026-11-24"})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert (d["trays"], d["served_g"], d["eaten_g"], d["leftover_g"]) == (1, 560, 360, 200)
+    assert [(x["date"], x["trays"], x["diners"]) for x in d["days"]] == [
+        ("2026-11-23", 1, 1), ("2026-11-24", 0, 0)]
+    assert d["days"][0]["participation_pct"] == percent_of_users(d)
+    assert api.call("app_a", "GET", daily, params={"start": "2026-11-23",
+                                                   "end": "2026-11-23"}).status_code == 403
+    assert api.call("kiosk_b", "GET", daily, params={"start": "2026-11-23",
+                                                     "end": "2026-11-23"}).status_code == 404
+
+
+def percent_of_users(report: dict[str, Any]) -> float:
+    """One diner out of the canteen's users, as a percentage to 0.1."""
+    return round(100.0 / report["users"], 1)
 

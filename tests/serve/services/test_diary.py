@@ -19,7 +19,7 @@ from serve.db.tables.kiosks import Kiosk
 from serve.db.tables.pairs import MealPair
 from serve.services.diary import MealKind, days_report, habits, user_references
 from serve.services.pairing import PairFlag, link_analysis, pair_of
-from serve.services.waste import canteen_waste
+from serve.services.waste import canteen_waste, daily_waste
 
 # Real MFDS rows (per 100 g): 쌀밥 166 kcal, 0 mg Na; 된장국_감자 25 kcal, 357 mg Na;
 # 배추김치 38 kcal, 551 mg Na.
@@ -181,6 +181,7 @@ def test_day_totals_against_kdri(factory: sessionmaker[Session], photo_sha: str,
     assert refs["energy_kcal"].target == 1900 and refs["energy_kcal"].pct_of_target == 36.4
     assert refs["sodium_mg"].upper == 2300 and refs["sodium_mg"].over_upper is False
     assert day.meals[0].leftovers[0].food_id == RICE and day.meals[0].leftover_g == 200
+    assert day.meals[1].foods[0].name_ko == "쌀밥"  # names beside food ids
 
 
 def test_correction_wins_over_estimate(factory: sessionmaker[Session], photo_sha: str,
@@ -274,7 +275,48 @@ def test_canteen_waste_by_dish(factory: sessionmaker[Session], photo_sha: str,
     # kimchi: served 50 + 60, left 50 + 15 -> 59.1 %
     assert (by_food[KIMCHI].leftover_g, by_food[KIMCHI].leftover_pct) == (65, 59.1)
     assert report.dishes[0].food_id == SOUP  # most grams wasted first
+    assert (report.dishes[0].name_ko, report.dishes[0].name_en) == ("된장국_감자", None)
     assert (report.served_g, report.leftover_g) == (870, 215)
+
+
+def test_canteen_waste_by_day_and_participation(
+        factory: sessionmaker[Session], photo_sha: str, people: dict[str, str]) -> None:
+    lunch_pair(factory, photo_sha, people)  # Monday: served 560, eaten 360, left 200
+    with factory.begin() as s:
+        others = [User(canteen_id=people["canteen"]) for _ in range(3)]  # 4 users in all
+        s.add_all(others)
+        s.flush()
+        # Tuesday: two other users' before photos (one never closed), 00:30 Seoul time
+        # (still Monday in UTC: the canteen's day decides)
+        tue = dt.datetime(2026, 11, 24, 0, 30, tzinfo=KST)
+        for n, other in enumerate(others[:2]):
+            b = stored_analysis(s, photo_sha, {**people, "user": other.id},
+                                tue + dt.timedelta(minutes=n), "before", [(RICE, 200)])
+            link_analysis(s, b, pair_id=None, window=WINDOW)
+        a = stored_analysis(s, photo_sha, {**people, "user": others[0].id},
+                            tue + dt.timedelta(minutes=20), "after", [(RICE, 50)])
+        link_analysis(s, a, pair_id=None, window=WINDOW)
+        # a plain photo is no before photo: it does not count as a diner
+        stored_analysis(s, photo_sha, {**people, "user": others[2].id}, tue, None, [(RICE, 90)])
+    with factory() as s:
+        report = daily_waste(s, people["canteen"], dt.date(2026, 11, 23), dt.date(2026, 11, 25))
+        # the same trays as the waste report by dish: one computation
+        by_dish = canteen_waste(s, people["canteen"], dt.date(2026, 11, 23),
+                                dt.date(2026, 11, 25))
+    assert by_dish.served_g == report.served_g and by_dish.trays == report.trays
+    mon, tue_, wed = report.days
+    assert report.users == 4
+    assert (mon.trays, mon.served_g, mon.eaten_g, mon.leftover_g, mon.leftover_pct) == (
+        1, 560, 360, 200, 35.7)
+    assert (mon.diners, mon.participation_pct) == (1, 25.0)
+    # Tuesday: one closed tray, 200 g served, 50 g left; two diners of four users
+    assert (tue_.trays, tue_.served_g, tue_.eaten_g, tue_.leftover_g) == (1, 200, 150, 50)
+    assert (tue_.leftover_pct, tue_.diners, tue_.participation_pct) == (25.0, 2, 50.0)
+    assert (wed.trays, wed.served_g, wed.diners, wed.participation_pct) == (0, 0, 0, 0.0)
+    assert wed.leftover_pct is None
+    assert (report.trays, report.served_g, report.eaten_g, report.leftover_g) == (
+        2, 760, 510, 250)
+    assert report.mean_diners_per_day == 1.5  # over the days anyone came
 
 
 def test_relabelled_pair_flags_survive_storage(factory: sessionmaker[Session], photo_sha: str,
