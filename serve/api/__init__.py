@@ -8,10 +8,12 @@ from serve.api import (
     analyze,
     canteens,
     diary,
+    foods,
     health,
     keys,
     kiosks,
     layouts,
+    meals,
     menus,
     models,
     pages,
@@ -22,7 +24,7 @@ from serve.api import (
 
 # Every route of the app, in this order (a static list: each route is visible from here).
 ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, layouts,
-           pairs, diary, waste, pages)
+           pairs, diary, waste, pages, foods, meals)
 
 api_router = APIRouter()
 for _module in ROUTERS:
