@@ -160,7 +160,8 @@ class AnalysisPublic(BaseModel):
     meal_state: str | None
     pair_id: str | None
     source: Literal["photo", "manual"] = Field(
-        description="photo: an analysed photo; manual: food ids and grams logged by hand")
+        "photo", description="photo: an analysed photo; manual: food ids and grams logged "
+        "by hand (answers stored before manual meals existed lack it: photo)")
     model_version: str | None = Field(description="null for a manual meal")
     image: ImageRef | None = Field(description="null for a manual meal")
     scale: Scale
