@@ -9,10 +9,12 @@ from serve.api import (
     canteens,
     diary,
     exports,
+    foods,
     health,
     keys,
     kiosks,
     layouts,
+    meals,
     menus,
     models,
     pages,
@@ -24,7 +26,7 @@ from serve.api import (
 
 # Every route of the app, in this order (a static list: each route is visible from here).
 ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, layouts,
-           pairs, diary, waste, webhooks, exports, pages)
+           pairs, diary, waste, webhooks, exports, foods, meals, pages)
 
 api_router = APIRouter()
 for _module in ROUTERS:

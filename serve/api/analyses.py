@@ -9,7 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from serve.db.access import load_analysis
 from serve.deps import CurrentPrincipal, ImageStoreDep, ModelDep, SessionDep, SettingsDep
-from serve.schemas.analyses import AnalysisPublic, CorrectionPublic, ItemCorrection
+from serve.schemas.analyses import (
+    AnalysisPublic,
+    CorrectionPublic,
+    CorrectionRecord,
+    ItemAdd,
+    ItemCorrection,
+)
 from serve.services import analyses as service
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
@@ -44,6 +50,33 @@ def correct(
     return service.correct(session, principal, analysis_id, item_id, food_id=body.food_id,
                            grams=body.grams, menu_dish_id=body.menu_dish_id, enrol=body.enrol,
                            enroller=service.Enroller(loaded, store, settings.max_pixels))
+
+
+@router.post("/{analysis_id}/items", status_code=201, response_model=AnalysisPublic)
+def add_item(
+    analysis_id: str, body: ItemAdd, principal: CurrentPrincipal, session: SessionDep
+) -> dict[str, Any]:
+    """Add an item the model missed: a food, its grams, optionally its box on the photo;
+    the totals follow and the history records who added it."""
+    return service.add_item(session, principal, analysis_id, food_id=body.food_id,
+                            grams=body.grams, box=body.box)
+
+
+@router.delete("/{analysis_id}/items/{item_id}", response_model=AnalysisPublic)
+def remove_item(
+    analysis_id: str, item_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> dict[str, Any]:
+    """Remove an item the model invented: it leaves the analysis, its totals and pairs;
+    the correction history keeps what it was, who removed it and when."""
+    return service.remove_item(session, principal, analysis_id, item_id)
+
+
+@router.get("/{analysis_id}/corrections", response_model=list[CorrectionRecord])
+def corrections(
+    analysis_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> list[dict[str, Any]]:
+    """Every change users made to the analysis's items (patch, add, remove), oldest first."""
+    return service.corrections(session, principal, analysis_id)
 
 
 @router.get("/{analysis_id}/overlay.png", response_class=Response,

@@ -6,7 +6,7 @@ an idempotent replay stay byte for byte alike.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +33,30 @@ class ItemCorrection(BaseModel):
         if self.food_id is not None and self.menu_dish_id is not None:
             raise ValueError("send food_id or menu_dish_id, not both")
         return self
+
+
+class ItemAdd(BaseModel):
+    """An item the model missed: a food, its grams and (optionally) where it is on the photo."""
+
+    model_config = ConfigDict(extra="forbid")
+    food_id: str = Field(min_length=1, max_length=64)
+    grams: float = Field(gt=0, le=5000)
+    box: list[float] | None = Field(None, min_length=4, max_length=4,
+                                    description="[x0, y0, x1, y1] in photo pixels")
+
+
+class CorrectionRecord(BaseModel):
+    """One user change to an item: what it was (null before an add) and became (null after
+    a remove), by which API key and when (ISO 8601, UTC)."""
+
+    id: str
+    analysis_id: str
+    item_id: str
+    action: Literal["patch", "add", "remove"]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    api_key_id: str | None
+    at: str
 
 
 class Names(BaseModel):
@@ -136,8 +160,11 @@ class AnalysisPublic(BaseModel):
     menu_id: str | None
     meal_state: str | None
     pair_id: str | None
-    model_version: str
-    image: ImageRef
+    source: Literal["photo", "manual"] = Field(
+        "photo", description="photo: an analysed photo; manual: food ids and grams logged "
+        "by hand (answers stored before manual meals existed lack it: photo)")
+    model_version: str | None = Field(description="null for a manual meal")
+    image: ImageRef | None = Field(description="null for a manual meal")
     scale: Scale
     layout: str | None = Field(description="kiosk tray layout: registered | not_found | null")
     items: list[ItemPublic]

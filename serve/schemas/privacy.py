@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from serve.schemas.analyses import AnalysisPublic
+from serve.schemas.analyses import AnalysisPublic, CorrectionRecord
 from serve.schemas.users import ConsentEvent, UserPublic
 
 ExportFormat = Literal["json", "csv", "fhir"]
@@ -50,3 +50,5 @@ class UserExport(BaseModel):
     analyses: list[AnalysisPublic] = Field(description="every photo of theirs with its items: "
                                            "grams, nutrients, provenance, corrections")
     meals: list[ExportMeal]
+    corrections: list[CorrectionRecord] = Field(description="every change a user made to "
+                                                "their items: before, after, key, time")

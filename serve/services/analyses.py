@@ -7,11 +7,12 @@ CLI, so every client sees the same fields.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from model.infer.runtime import ImageError, load_image
@@ -22,11 +23,19 @@ from serve.core.storage import ImageStore
 from serve.db.access import load_analysis, load_item, load_user
 from serve.db.base import new_id, utcnow
 from serve.db.session import insert_rows
-from serve.db.tables.analyses import Analysis, AnalysisItem, Provenance
+from serve.db.tables.analyses import (
+    Analysis,
+    AnalysisItem,
+    CorrectionAction,
+    ItemCorrection,
+    MealSource,
+    Provenance,
+)
 from serve.db.tables.core import Role, User
 from serve.db.tables.menus import Enrolment, Menu, MenuDish
 from serve.db.tables.pairs import MealPair
 from serve.schemas.menus import EnrolmentPublic
+from serve.services.common import unique_write
 from serve.services.enrolment import enrol_item
 from serve.services.nutrients import find_food, item_nutrients, meal_totals, require_food
 from serve.services.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
@@ -169,14 +178,17 @@ def analysis_payload(analysis: Analysis, *, pair_id: str | None = None) -> dict[
         "menu_id": analysis.menu_id,
         "meal_state": analysis.meal_state,
         "pair_id": pair_id,
+        "source": analysis.source or MealSource.PHOTO.value,
         "model_version": analysis.model_version,
-        "image": {"sha256": analysis.image_sha256, "width": analysis.image_width,
-                  "height": analysis.image_height},
+        "image": None if analysis.image_width is None else {
+            "sha256": analysis.image_sha256, "width": analysis.image_width,
+            "height": analysis.image_height},
         "scale": {"source": analysis.scale_source, "px_per_cm": analysis.px_per_cm},
         "layout": analysis.layout,
         "items": [item_payload(i) for i in analysis.items],
         "totals": analysis.totals,
-        "overlay_url": f"/v1/analyses/{analysis.id}/overlay.png" if analysis.id else None,
+        "overlay_url": (f"/v1/analyses/{analysis.id}/overlay.png"
+                        if analysis.id and analysis.image_sha256 else None),
     }
 
 
@@ -220,6 +232,11 @@ def correct_item(
     item.nutrients = item_nutrients(item.food_id, item.grams) or {}
     item.provenance = Provenance.USER.value
     item.corrected_at = utcnow()
+    retotal(analysis)
+
+
+def retotal(analysis: Analysis) -> None:
+    """Recompute the stored totals from the analysis's current items."""
     totals = meal_totals((i.food_id, i.grams) for i in analysis.items).to_dict()
     analysis.totals = totals
     analysis.incomplete_nutrients = totals["incomplete_nutrients"]
@@ -301,6 +318,7 @@ def correct(session: Session, principal: Principal, analysis_id: str, item_id: s
     `enrolment` (null when not enrolled; absent without a dish)."""
     with session.begin():
         item = load_item(session, principal, analysis_id, item_id)
+        before = item_snapshot(item)
         dish = (_dish_of_analysis(session, item.analysis, menu_dish_id) if menu_dish_id
                 else None)
         enrolled: Enrolment | None = None
@@ -309,6 +327,8 @@ def correct(session: Session, principal: Principal, analysis_id: str, item_id: s
                                      loaded=enroller.loaded, store=enroller.store,
                                      max_pixels=enroller.max_pixels)
         correct_item(item.analysis, item, food_id=food_id, grams=grams, dish=dish)
+        record_change(session, principal, item, CorrectionAction.PATCH, before,
+                      item_snapshot(item))
         session.flush()
         payload = analysis_payload(item.analysis, pair_id=pair_id_of(session, analysis_id))
         if dish is not None:  # otherwise the answer is exactly GET's
@@ -317,8 +337,127 @@ def correct(session: Session, principal: Principal, analysis_id: str, item_id: s
         return payload
 
 
+# --- the history of user changes, items added and removed ----------------------------------
+
+
+def item_snapshot(item: AnalysisItem) -> dict[str, Any]:
+    """What a correction changes of an item, as the history keeps it."""
+    return {
+        "food_id": item.food_id, "label": item.label, "name_ko": item.name_ko,
+        "name_en": item.name_en, "menu_dish_id": item.menu_dish_id,
+        "identified_by": item.identified_by, "confidence": item.confidence,
+        "grams": item.grams, "grams_source": item.grams_source, "box": item.box,
+        "provenance": item.provenance, "nutrients": item.nutrients or None,
+    }
+
+
+def record_change(session: Session, principal: Principal, item: AnalysisItem,
+                  action: CorrectionAction, before: dict[str, Any] | None,
+                  after: dict[str, Any] | None) -> None:
+    """One row of the correction history: what the item was and became, who and when."""
+    session.add(ItemCorrection(analysis_id=item.analysis_id, item_id=item.id,
+                               action=action.value, before=before, after=after,
+                               api_key_id=principal.key_id, at=utcnow()))
+
+
+def _check_box(analysis: Analysis, box: list[float] | None) -> list[float]:
+    """A user-drawn box inside the photo ([] without one); 422 otherwise."""
+    if box is None:
+        return []
+    if analysis.image_width is None or analysis.image_height is None:
+        raise ApiError(422, "no_photo", f"analysis {analysis.id} has no photo to draw a box "
+                       "on: leave box out")
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= analysis.image_width and 0 <= y0 < y1 <= analysis.image_height):
+        raise ApiError(422, "invalid_box", f"box must be [x0, y0, x1, y1] with x0 < x1, "
+                       f"y0 < y1, inside the {analysis.image_width}x{analysis.image_height} "
+                       "photo")
+    return [round(float(v), 1) for v in box]
+
+
+def user_item(food_id: str, grams: float, position: int,
+              box: list[float] | None = None) -> AnalysisItem:
+    """A (not yet added) item a user named: the food, its grams from the user, nutrients
+    from nutrition_db; nothing of it is a model estimate (original stays null)."""
+    food = require_food(food_id)
+    value = round(float(grams), 1)
+    box = box or []
+    polygon = ([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]]
+               if box else [])
+    return AnalysisItem(
+        id=new_id(), position=position, label=food.name, food_id=food.food_id,
+        name_ko=food.name_ko, name_en=food.name_en, confidence=1.0, detection_score=None,
+        needs_review=False, identified_by="user", evidence="user", menu_dish_id=None,
+        alternatives=[], box=box, polygon=polygon, area_px=None, area_cm2=None,
+        tray_slot=None, fill=None, embedding=None, grams=value, grams_low=value,
+        grams_high=value, grams_source=USER, nutrients=item_nutrients(food.food_id, value) or {},
+        provenance=USER, original=None, corrected_at=utcnow(),
+    )
+
+
+def add_item(session: Session, principal: Principal, analysis_id: str, *, food_id: str,
+             grams: float, box: list[float] | None) -> dict[str, Any]:
+    """Add an item the model missed (or a manual meal lacks); answer the whole analysis."""
+
+    def write(session: Session) -> dict[str, Any]:
+        analysis = load_analysis(session, principal, analysis_id)
+        last = session.scalar(select(func.max(AnalysisItem.position))
+                              .where(AnalysisItem.analysis_id == analysis.id))
+        # after every row, removed ones included: (analysis_id, position) is unique
+        item = user_item(food_id, grams, 0 if last is None else last + 1,
+                         _check_box(analysis, box))
+        analysis.items.append(item)
+        retotal(analysis)
+        session.flush()
+        record_change(session, principal, item, CorrectionAction.ADD, None,
+                      item_snapshot(item))
+        session.flush()
+        return analysis_payload(analysis, pair_id=pair_id_of(session, analysis.id))
+
+    return unique_write(session, write, ApiError(
+        409, "concurrent_change", "another change to this analysis came first: retry"))
+
+
+def remove_item(session: Session, principal: Principal, analysis_id: str,
+                item_id: str) -> dict[str, Any]:
+    """Remove an item the model invented: it leaves the analysis, its totals, the diary and
+    pairs; the row stays (removed_at, by whom) and the history keeps what it was."""
+    with session.begin():
+        item = load_item(session, principal, analysis_id, item_id)
+        analysis = item.analysis
+        record_change(session, principal, item, CorrectionAction.REMOVE, item_snapshot(item),
+                      None)
+        item.removed_at = utcnow()
+        item.removed_by_key_id = principal.key_id
+        session.flush()
+        session.expire(analysis, ["items"])  # reload the current items, without this one
+        retotal(analysis)
+        session.flush()
+        return analysis_payload(analysis, pair_id=pair_id_of(session, analysis.id))
+
+
+def corrections(session: Session, principal: Principal, analysis_id: str
+                ) -> list[dict[str, Any]]:
+    """Every user change to the analysis's items, oldest first."""
+    analysis = load_analysis(session, principal, analysis_id)
+    return correction_history(session, [analysis.id])
+
+
+def correction_history(session: Session, analysis_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Every user change to these analyses' items, oldest first."""
+    rows = session.scalars(select(ItemCorrection)
+                           .where(ItemCorrection.analysis_id.in_(analysis_ids))
+                           .order_by(ItemCorrection.at, ItemCorrection.id))
+    return [{"id": r.id, "analysis_id": r.analysis_id, "item_id": r.item_id,
+             "action": r.action, "before": r.before, "after": r.after,
+             "api_key_id": r.api_key_id, "at": _iso(r.at)} for r in rows]
+
+
 def overlay_png(store: ImageStore, analysis: Analysis, max_pixels: int) -> bytes:
-    """Render the overlay from the stored photo (410 once retention purged it)."""
+    """Render the overlay from the stored photo (410 once retention purged it; 404 for a
+    meal logged without a photo)."""
+    if analysis.image_sha256 is None:
+        raise ApiError(404, "no_photo", f"analysis {analysis.id} was logged without a photo")
     data = store.get(analysis.image_sha256)
     if data is None:
         raise ApiError(410, "image_purged", "the photo is no longer stored (retention)")
@@ -329,5 +468,5 @@ def overlay_png(store: ImageStore, analysis: Analysis, max_pixels: int) -> bytes
     items = [OverlayItem(i.box, i.polygon,
                          caption(display_name(i.label, i.menu_dish_id, i.name_en), i.label,
                                  i.grams))
-             for i in analysis.items]
+             for i in analysis.items if len(i.box) == 4]
     return render_overlay(photo, items)

@@ -43,6 +43,7 @@ class MealKind:
     PHOTO = "photo"  # one photo, no before/after: everything on it counts as eaten
     PAIR = "before_after"  # eaten = before - after, per item
     BEFORE_ONLY = "before_only"  # no after photo (yet): counted as eaten, flagged
+    MANUAL = "manual"  # logged without a photo (food ids and grams): counted as eaten
 
 
 @dataclass(frozen=True)
@@ -427,7 +428,8 @@ def user_meals(session: Session, user: User, start: dt.date, end: dt.date,
             meals.append(pair_meal_log(a, pairs[a.id], results[a.id]))
         else:
             before_only = a.meal_state == MealState.BEFORE.value
-            meals.append(photo_meal(a, MealKind.BEFORE_ONLY if before_only else MealKind.PHOTO))
+            kind = MealKind.BEFORE_ONLY if before_only else MealKind.PHOTO
+            meals.append(photo_meal(a, MealKind.MANUAL if a.source == "manual" else kind))
     return meals, notes
 
 

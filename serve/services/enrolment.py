@@ -134,6 +134,9 @@ def enrol_item(session: Session, *, dish: MenuDish, analysis: Analysis, item: An
     """Enrol an analysed item (its stored photo under its mask) as an example of the dish;
     (the row, whether it is new). The same item enrolled again gives the existing row, and
     its examples on the menu's other dishes go: a corrected item teaches one dish only."""
+    if analysis.image_width is None or analysis.image_height is None or len(item.box) != 4:
+        raise ApiError(422, "no_region", f"item {item.id} has no region on a photo (a meal "
+                       "logged by hand, or an item added without a box): it cannot be enrolled")
     photo = store.get(analysis.image_sha256) if analysis.image_sha256 else None
     if photo is None:
         raise ApiError(410, "image_purged", f"the photo of analysis {analysis.id} is no longer "

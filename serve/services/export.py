@@ -20,7 +20,7 @@ from serve.db.tables.core import User
 from serve.db.tables.pairs import MealPair
 from serve.schemas.privacy import UserExport
 from serve.schemas.users import UserPublic
-from serve.services.analyses import analysis_payload
+from serve.services.analyses import analysis_payload, correction_history
 from serve.services.diary import MealLog, user_meals
 from serve.services.nutrients import find_food
 from serve.services.privacy import consent_history
@@ -106,6 +106,7 @@ def user_export(session: Session, user: User) -> UserExport:
         "consent_history": consent_history(session, user),
         "analyses": [analysis_payload(a, pair_id=pair_of.get(a.id)) for a in analyses],
         "meals": [_meal(m, by_id) for m in meals],
+        "corrections": correction_history(session, [a.id for a in analyses]),
     }, from_attributes=True)
 
 

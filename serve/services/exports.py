@@ -94,6 +94,7 @@ def select_analyses(session: Session, principal: Principal, query: ExportQuery
     # People who keep their trays out of canteen statistics keep them out of training sets.
     stmt = select(Analysis).where(~exists().where(
         User.id == Analysis.user_id, User.consent_canteen_statistics.is_(False)))
+    stmt = stmt.where(Analysis.image_sha256.is_not(None))  # manual meals have no photo
     if canteen is not None:
         stmt = stmt.where(Analysis.canteen_id == canteen)
     if start is not None:
@@ -195,7 +196,7 @@ def build_dataset(session: Session, analyses: Sequence[Analysis], store: ImageSt
     its grams to 0 (no food there) or whose box is empty.
     """
     pairs = _pair_ids(session, analyses)
-    shas = {a.image_sha256 for a in analyses}
+    shas = {a.image_sha256 for a in analyses if a.image_sha256 is not None}
     types = dict(session.execute(select(StoredImage.sha256, StoredImage.content_type)
                                  .where(StoredImage.sha256.in_(shas))).all()) if shas else {}
     cats = _Categories()
@@ -204,21 +205,24 @@ def build_dataset(session: Session, analyses: Sequence[Analysis], store: ImageSt
     skipped = {"photo_purged": 0, "zero_grams": 0, "empty_box": 0}
     corrected = 0
     for analysis in analyses:
-        if not store.path_for(analysis.image_sha256).is_file():
+        sha, width, height = analysis.image_sha256, analysis.image_width, analysis.image_height
+        if sha is None or width is None or height is None:
+            continue  # a manual meal: no photo (select_analyses leaves these out)
+        if not store.path_for(sha).is_file():
             skipped["photo_purged"] += 1
             continue
-        ext = EXTENSIONS.get(types.get(analysis.image_sha256, ""), ".jpg")
-        name = f"{IMAGE_DIR}/{analysis.image_sha256}{ext}"
-        files[name] = analysis.image_sha256
+        ext = EXTENSIONS.get(types.get(sha, ""), ".jpg")
+        name = f"{IMAGE_DIR}/{sha}{ext}"
+        files[name] = sha
         image_id = len(ds.images) + 1
         pair = pairs.get(analysis.id)
         ds.images.append(ImageRecord(
-            id=image_id, file_name=name, width=analysis.image_width,
-            height=analysis.image_height, px_per_cm=analysis.px_per_cm or None,
+            id=image_id, file_name=name, width=width,
+            height=height, px_per_cm=analysis.px_per_cm or None,
             meal_state=analysis.meal_state,  # type: ignore[arg-type]
             pair_id=pair,
             # A split never cuts a tray: before and after share their pair; else the photo.
-            split_group=f"pair:{pair}" if pair else f"photo:{analysis.image_sha256[:16]}",
+            split_group=f"pair:{pair}" if pair else f"photo:{sha[:16]}",
             source=SOURCE,
             dish={"analysis_id": analysis.id, "model_version": analysis.model_version,
                   "canteen_id": analysis.canteen_id},
@@ -229,7 +233,7 @@ def build_dataset(session: Session, analyses: Sequence[Analysis], store: ImageSt
                 skipped["zero_grams"] += 1
                 continue
             ann = _annotation(item, len(ds.annotations) + 1, image_id, cats.id_for(item),
-                              analysis.image_width, analysis.image_height)
+                              width, height)
             if ann is None:
                 skipped["empty_box"] += 1
                 continue

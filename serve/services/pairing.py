@@ -452,7 +452,8 @@ def photos_by_analysis(session: Session, ids: Sequence[str]) -> dict[str, TrayPh
         photos.update((row.id, row) for row in session.execute(
             select(*PHOTO_COLUMNS).where(Analysis.id.in_(batch))))
         rows = session.execute(select(*ITEM_COLUMNS)
-                               .where(AnalysisItem.analysis_id.in_(batch))
+                               .where(AnalysisItem.analysis_id.in_(batch),
+                                      AnalysisItem.removed_at.is_(None))  # user removed
                                .order_by(AnalysisItem.analysis_id, AnalysisItem.position))
         for row in rows:
             items[row.analysis_id].append(as_tray_item(row))

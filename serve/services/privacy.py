@@ -19,7 +19,7 @@ from serve.core.errors import ApiError
 from serve.core.storage import ImageStore
 from serve.db.access import load_user
 from serve.db.base import utcnow
-from serve.db.tables.analyses import Analysis, AnalysisItem
+from serve.db.tables.analyses import Analysis, AnalysisItem, ItemCorrection
 from serve.db.tables.core import IdempotencyRecord, StoredImage, User, UserConsent
 from serve.db.tables.kiosks import KioskLayout
 from serve.db.tables.menus import Enrolment
@@ -167,6 +167,7 @@ def erase_meals(session: Session, user_id: str) -> Erased:
     for chunk in _chunks(sorted(pair_ids)):
         out.pairs += _count(session.execute(delete(MealPair).where(MealPair.id.in_(chunk))))
     for chunk in _chunks(ids):
+        session.execute(delete(ItemCorrection).where(ItemCorrection.analysis_id.in_(chunk)))
         out.items += _count(session.execute(
             delete(AnalysisItem).where(AnalysisItem.analysis_id.in_(chunk))))
         out.analyses += _count(session.execute(delete(Analysis).where(Analysis.id.in_(chunk))))

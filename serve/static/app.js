@@ -10,6 +10,8 @@ const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9
   "#AA3377", "#228833", "#4477AA", "#EE6677", "#66CCEE", "#CCBB44"];
 // Nutrients shown per item in the table; the totals list every nutrient the answer has.
 const ITEM_NUTRIENTS = ["energy_kcal", "protein_g", "fat_g", "carbohydrate_g", "sodium_mg"];
+// The items table's column headings, as the stacked (narrow screen) rows label their cells.
+const ITEM_COLUMNS = ["", "", "Confidence", "Grams", "Nutrients", "Alternatives"];
 
 const state = {
   file: null, fileName: "", nutrients: new Map(), namesReady: null, photoUrl: null,
@@ -91,9 +93,54 @@ function readFragment() {
 
 function restoreInputs() {
   $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
-  $("menu-id").value = localStorage.getItem(MENU_STORAGE) || "";
-  $("api-key").addEventListener("change", (e) => localStorage.setItem(KEY_STORAGE, e.target.value.trim()));
-  $("menu-id").addEventListener("change", (e) => localStorage.setItem(MENU_STORAGE, e.target.value.trim()));
+  selectMenu(localStorage.getItem(MENU_STORAGE) || "");
+  $("api-key").addEventListener("change", (e) => {
+    localStorage.setItem(KEY_STORAGE, e.target.value.trim());
+    loadMenus();
+  });
+  $("menu-id").addEventListener("change", (e) => localStorage.setItem(MENU_STORAGE, e.target.value));
+  // Menus made since the page opened show up when the picker is next used.
+  $("menu-id").addEventListener("focus", () => loadMenus());
+}
+
+// ---- the menu picker: the canteen's menus (GET /v1/menus), or none ----------------
+
+function menuLabel(menu) {
+  const dishes = (menu.dishes || []).map((d) => d.name || (d.names || {}).ko || (d.names || {}).en || d.food_id);
+  const what = menu.name || dishes.slice(0, 3).join(", ") + (dishes.length > 3 ? ", …" : "");
+  return [menu.date, menu.meal, what].filter(Boolean).join(" · ");
+}
+
+// Selects a menu by id; one the list does not hold (a link's #menu=…) gets its own option.
+function selectMenu(menuId) {
+  const select = $("menu-id");
+  if (menuId && ![...select.options].some((o) => o.value === menuId)) {
+    select.append(el("option", { value: menuId }, `Menu ${menuId}`));
+  }
+  select.value = menuId;
+}
+
+async function loadMenus() {
+  const key = $("api-key").value.trim();
+  if (!key) return;
+  let menus;
+  try {
+    const answer = await fetch("/v1/menus", { headers: { Authorization: `Bearer ${key}` } });
+    if (!answer.ok) return; // a wrong key is reported when a photo is sent
+    menus = await answer.json();
+  } catch (err) {
+    return; // the picker keeps what it had; "No menu" always works
+  }
+  const select = $("menu-id");
+  const ids = menus.map((m) => m.id).join();
+  if (select.getAttribute("data-menus") === ids) return; // unchanged: leave an open picker be
+  const chosen = select.value || localStorage.getItem(MENU_STORAGE) || "";
+  // Newest day first; within a day the service's order (breakfast, lunch, dinner).
+  const sorted = [...menus].sort((a, b) => (a.date < b.date ? 1 : a.date > b.date ? -1 : 0));
+  select.replaceChildren(el("option", { value: "" }, "No menu"),
+    ...sorted.map((m) => el("option", { value: m.id, "data-date": m.date, "data-meal": m.meal }, menuLabel(m))));
+  select.setAttribute("data-menus", ids);
+  selectMenu(chosen);
 }
 
 function chooseFile(file, name) {
@@ -163,7 +210,7 @@ async function analyze() {
   localStorage.setItem(KEY_STORAGE, key);
   const form = new FormData();
   form.append("image", state.file, state.fileName);
-  const menuId = $("menu-id").value.trim();
+  const menuId = $("menu-id").value;
   if (menuId) form.append("menu_id", menuId);
 
   setStatus(`Analysing ${state.fileName}…`);
@@ -185,6 +232,7 @@ async function analyze() {
   if (!answer.ok) { fail(describeApiError(answer.status, body)); return; }
   try {
     await showResult(body);
+    $("analyze-button").textContent = "Analyze again"; // the same photo, e.g. after teaching
     document.body.setAttribute("data-state", "done");
   } catch (err) {
     fail(`The answer could not be shown: ${err.message || err}`);
@@ -386,13 +434,12 @@ function fillItems(items, pickable) {
     const foodCell = el("td", {}, el("span", { class: "name-main", ...langOf(name.main) }, name.main));
     if (name.sub) foodCell.append(el("span", { class: "name-ko", ...langOf(name.sub) }, name.sub));
     foodCell.append(el("span", { class: "prov" }, provenanceText(item)));
-    const row = el("tr", { "data-item": index },
-      el("td", {}, swatch(PALETTE[index % PALETTE.length])),
-      foodCell,
-      confidenceCell(item),
-      el("td", { class: "num nowrap" }, formatGrams(item)),
-      itemNutrientCell(item),
-      el("td", {}, alternativesList(item)));
+    const cells = [el("td", { class: "swatch-cell" }, swatch(PALETTE[index % PALETTE.length])),
+      foodCell, confidenceCell(item), el("td", { class: "num nowrap" }, formatGrams(item)),
+      itemNutrientCell(item), el("td", {}, alternativesList(item))];
+    // Narrow screens stack each row as a card: each cell says what it is (style.css).
+    ITEM_COLUMNS.forEach((label, n) => { if (label) cells[n].setAttribute("data-label", label); });
+    const row = el("tr", { "data-item": index }, ...cells);
     if (item.needs_review) row.classList.add("needs-review");
     row.addEventListener("mouseenter", () => highlight(index, true));
     row.addEventListener("mouseleave", () => highlight(index, false));
@@ -561,4 +608,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("picker-close").addEventListener("click", () => { $("dish-picker").hidden = true; });
   state.namesReady = loadNutrientNames();
   loadSamples();
+  loadMenus();
 });

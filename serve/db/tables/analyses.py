@@ -37,13 +37,30 @@ class MealState(enum.StrEnum):
     AFTER = "after"
 
 
+class MealSource(enum.StrEnum):
+    """How a meal was logged: an analysed photo, or food ids and grams sent by hand."""
+
+    PHOTO = "photo"
+    MANUAL = "manual"
+
+
+class CorrectionAction(enum.StrEnum):
+    """What a user did to an analysed item (item_corrections.action)."""
+
+    PATCH = "patch"
+    ADD = "add"
+    REMOVE = "remove"
+
+
 class Analysis(Base):
-    """One analysed photo: who sent it, the context, the scale used and the totals."""
+    """One logged meal: an analysed photo (who sent it, the context, the scale used) or a
+    manual log without a photo (source "manual": no image, no model), with the totals."""
 
     __tablename__ = "analyses"
     __table_args__ = (
         CheckConstraint("meal_state IS NULL OR meal_state IN ('before', 'after')",
                         name="meal_state_valid"),
+        enum_check("source", MealSource),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -62,11 +79,14 @@ class Analysis(Base):
     meal_state: Mapped[str | None] = mapped_column(String(8))
     captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), index=True)
+    # photo | manual; a manual meal has no image, image size or model version.
+    source: Mapped[str] = mapped_column(String(8), default=MealSource.PHOTO.value,
+                                        server_default=MealSource.PHOTO.value)
+    image_sha256: Mapped[str | None] = mapped_column(ForeignKey("images.sha256"), index=True)
     depth_sha256: Mapped[str | None] = mapped_column(ForeignKey("images.sha256"))
-    image_width: Mapped[int] = mapped_column(Integer)
-    image_height: Mapped[int] = mapped_column(Integer)
-    model_version: Mapped[str] = mapped_column(String(200))
+    image_width: Mapped[int | None] = mapped_column(Integer)
+    image_height: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(200))
     scale_source: Mapped[str | None] = mapped_column(String(32))
     px_per_cm: Mapped[float | None] = mapped_column(Float)
     totals: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -75,8 +95,12 @@ class Analysis(Base):
     # photo holds no tray like the reference; plain detector) or None (no layout to use).
     layout: Mapped[str | None] = mapped_column(String(16))
 
+    # The current items: an item a user removed (removed_at set) stays in the table for the
+    # correction history but is no item of the analysis (payload, totals, diary, pairs).
     items: Mapped[list[AnalysisItem]] = relationship(
         back_populates="analysis",
+        primaryjoin="and_(Analysis.id == AnalysisItem.analysis_id, "
+                    "AnalysisItem.removed_at.is_(None))",
         order_by="AnalysisItem.position",
         cascade="all, delete-orphan",
         lazy="selectin",
@@ -127,5 +151,33 @@ class AnalysisItem(Base):
     # The model's estimate, kept when a user corrects the item.
     original: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     corrected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A user removed the item (the model invented it): kept for the history, read by nothing
+    # else (Analysis.items and services.pairing leave it out).
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    removed_by_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"))
 
     analysis: Mapped[Analysis] = relationship(back_populates="items")
+
+
+class ItemCorrection(Base):
+    """One user change to an analysed item - corrected (patch), added or removed - with the
+    item as it was before and after (null before an add, null after a remove), who and when."""
+
+    __tablename__ = "item_corrections"
+    __table_args__ = (enum_check("action", CorrectionAction),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    analysis_id: Mapped[str] = mapped_column(
+        ForeignKey("analyses.id", ondelete="CASCADE"), index=True
+    )
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("analysis_items.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(8))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -35,6 +35,7 @@ class Route:
     json: Body | None = None
     files: Body | None = None  # multipart: {"files": ..., "data": ...}
     query: dict[str, str] = field(default_factory=dict)
+    shared: bool = False  # the same reference data for every tenant (the food table)
 
 
 ALL = frozenset({"kiosk", "app"})
@@ -87,6 +88,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/users/{user_id}/habits"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/trends"): Route(ALL, user_scoped=True,
                                                  query={"weeks": "12", "end": str(TODAY)}),
+    ("POST", "/v1/users/{user_id}/meals"): Route(ALL, user_scoped=True, json=lambda i, p: {
+        "eaten_at": f"{TODAY}T12:30:00+09:00", "items": [{"food_id": i["food_id"],
+                                                          "grams": 150}]}),
+    ("GET", "/v1/users/{user_id}/meals"): Route(ALL, user_scoped=True),
+    ("GET", "/v1/foods"): Route(ALL, shared=True, query={"q": "apple", "limit": "5"}),
+    ("GET", "/v1/foods/{food_id}"): Route(ALL, shared=True),
     ("POST", "/v1/analyze"): Route(ALL, files=_photo),
     ("POST", "/v1/analyze/batch"): Route(ALL, files=lambda i, p: {
         "files": [("images", ("t.jpg", p["tray"], "image/jpeg"))],
@@ -99,6 +106,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     # A data scientist's tool: the canteen's photos and corrections leave as a zip archive.
     ("POST", "/v1/exports"): Route(KIOSK, json=lambda i, p: {
         "canteen_id": i["canteen_id"], "corrected_only": False}),
+    ("POST", "/v1/analyses/{analysis_id}/items"): Route(
+        ALL, user_scoped=True, json=lambda i, p: {"food_id": i["food_id"], "grams": 40}),
+    ("DELETE", "/v1/analyses/{analysis_id}/items/{item_id}"): Route(ALL, user_scoped=True),
+    ("GET", "/v1/analyses/{analysis_id}/corrections"): Route(ALL, user_scoped=True),
     ("GET", "/v1/model"): Route(ALL),
     ("POST", "/v1/model"): Route(ADMIN, files=lambda i, p: {
         "files": {"model": ("m.onnx", b"not onnx", "application/octet-stream")}}),
@@ -229,11 +240,13 @@ def _secret_ids(ids: Ids) -> set[str]:
     return {v for k, v in ids.items() if k not in ("food_id", "day", "week", "item_id")}
 
 
-def _denied_or_clean(response: Any, method: str, path: str, secrets: set[str]) -> str | None:
-    """None when the answer denies access or (for lists) holds none of the secrets."""
+def _denied_or_clean(response: Any, method: str, path: str, secrets: set[str],
+                     shared: bool = False) -> str | None:
+    """None when the answer denies access or (for lists and shared reference data) holds
+    none of the secrets."""
     if response.status_code in (403, 404):
         return None
-    is_list = method == "GET" and "{" not in path
+    is_list = method == "GET" and ("{" not in path or shared)
     if is_list and response.status_code == 200:
         leaked = sorted(s for s in secrets if s in response.text)
         return f"leaked {leaked}" if leaked else None
@@ -275,7 +288,7 @@ def test_another_tenant_never_reaches_the_data(
     for (method, path), route in sorted(ROUTES.items()):
         for role in ("kiosk", "app"):
             r = _call(service, method, path, route, a["ids"], photo_bytes, b["keys"][role])
-            problem = _denied_or_clean(r, method, path, secrets)
+            problem = _denied_or_clean(r, method, path, secrets, route.shared)
             if problem:
                 failures.append(f"tenant B {role} {method} {path}: {problem}")
     assert not failures, failures

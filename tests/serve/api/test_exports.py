@@ -163,6 +163,10 @@ def test_people_out_of_canteen_statistics_stay_out_of_exports(
     assert out.status_code == 200 and out.headers["x-traylens-export-images"] == "0"
     consent["consent"]["canteen_statistics"] = True
     service.ok(service.client.patch(f"/v1/users/{user}", json=consent, headers=kiosk))
+    # a meal logged by hand has user items but no photo: nothing to train on
+    service.ok(service.client.post(f"/v1/users/{user}/meals", headers=kiosk, json={
+        "eaten_at": "2026-12-01T12:00:00Z", "items": [{"food_id": APPLE, "grams": 100}]}), 201)
     back = service.client.post("/v1/exports", json={}, headers=kiosk)
+    assert back.status_code == 200, back.text
     assert back.headers["x-traylens-export-images"] == "1"
     assert len(load(_unzip(back.content, tmp_path)).images) == 1

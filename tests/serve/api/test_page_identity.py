@@ -47,8 +47,9 @@ def test_pick_a_dish_on_the_page_and_the_next_photo_uses_it(
         browser_page: Any, service: LiveService) -> None:  # noqa: F811
     page = browser_page
     menu = _korean_menu(service)
-    page.fill("#menu-id", menu["id"])
-    page.dispatch_event("#menu-id", "change")
+    page.focus("#menu-id")  # the picker lists the menu made since the page opened
+    page.wait_for_selector(f"#menu-id option[value='{menu['id']}']", state="attached")
+    page.select_option("#menu-id", menu["id"])
     sample = "#sample-list button[data-sample^='tray-']"
     first = _run(page, lambda: page.click(sample))
     assert first is not None and first["menu_id"] == menu["id"], page.inner_text("#error")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from serve.core.storage import ImageStore, sha256_hex
 from serve.db.session import make_engine
-from serve.db.tables.analyses import Analysis, AnalysisItem
+from serve.db.tables.analyses import Analysis, AnalysisItem, ItemCorrection
 from serve.db.tables.core import IdempotencyRecord, StoredImage, User, UserConsent
 from serve.db.tables.menus import Enrolment
 from serve.db.tables.pairs import MealPair
@@ -111,7 +111,13 @@ def test_deleting_a_user_removes_every_row_and_photo_of_theirs_at_once(
     theirs = [p.before["id"], p.after["id"], p.plain["id"]]
     own_photos = {sha256_hex(photo_bytes["tray"]), sha256_hex(photo_bytes["tray3"])}
     shared_photo = sha256_hex(photo_bytes["tray2"])
-    assert _count(db, Analysis, Analysis.id.in_(theirs)) == 3
+    # a meal logged by hand; the before photo's correction history holds their data too
+    manual = service.ok(service.client.post(f"/v1/users/{p.user_id}/meals", headers=p.app, json={
+        "eaten_at": "2026-12-01T12:00:00+09:00",
+        "items": [{"food_id": "sr28:09003", "grams": 120}]}), 201)
+    theirs.append(manual["id"])
+    assert _count(db, Analysis, Analysis.id.in_(theirs)) == 4
+    assert _count(db, ItemCorrection, ItemCorrection.analysis_id == p.before["id"]) == 1
     assert _count(db, IdempotencyRecord, IdempotencyRecord.key == f"before-{p.user_id}") == 1
     assert all(store.path_for(s).is_file() for s in own_photos | {shared_photo})
 
@@ -123,6 +129,7 @@ def test_deleting_a_user_removes_every_row_and_photo_of_theirs_at_once(
     assert _count(db, Analysis, Analysis.id.in_(theirs)) == 0
     assert _count(db, Analysis, Analysis.user_id == p.user_id) == 0
     assert _count(db, AnalysisItem, AnalysisItem.analysis_id.in_(theirs)) == 0
+    assert _count(db, ItemCorrection, ItemCorrection.analysis_id.in_(theirs)) == 0
     assert _count(db, MealPair, MealPair.id == p.before["pair_id"]) == 0
     assert _count(db, MealPair, MealPair.user_id == p.user_id) == 0
     assert _count(db, IdempotencyRecord, IdempotencyRecord.key == f"before-{p.user_id}") == 0
@@ -282,6 +289,9 @@ def test_json_export_holds_the_person_consent_meals_items_and_corrections(
     corrected = data["analyses"][0]["items"][0]
     assert corrected["grams"]["value"] == 123.4 and corrected["original"] is not None
     assert corrected["provenance"]["item"] == "user_correction"
+    [history] = data["corrections"]
+    assert history["analysis_id"] == p.before["id"] and history["item_id"] == corrected["id"]
+    assert history["action"] == "patch" and history["after"]["grams"] == 123.4
     kinds = {m["analysis_id"]: m["kind"] for m in data["meals"]}
     assert kinds == {p.before["id"]: "before_after", p.plain["id"]: "photo"}
     pair = next(m for m in data["meals"] if m["kind"] == "before_after")
