@@ -102,7 +102,7 @@ def run_analyze(argv: Sequence[str]) -> int:
 def run_purge(argv: Sequence[str]) -> int:
     """Delete stored photos older than TRAYLENS_IMAGE_RETENTION_DAYS, and files no image row
     names (left by a crash during an erasure; see core.storage.purge_orphans)."""
-    from serve.core.storage import ImageStore, purge_expired, purge_orphans
+    from serve.core.storage import make_image_store, purge_expired, purge_orphans
     from serve.db.migrate import upgrade_database
     from serve.db.session import make_engine, make_session_factory, transaction
 
@@ -110,10 +110,10 @@ def run_purge(argv: Sequence[str]) -> int:
     settings = load_settings()
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
+    store = make_image_store(settings)
     with transaction(make_session_factory(engine)) as session:
-        count = purge_expired(session, ImageStore(settings.image_dir),
-                              settings.image_retention_days)
-        orphans = purge_orphans(session, ImageStore(settings.image_dir))
+        count = purge_expired(session, store, settings.image_retention_days)
+        orphans = purge_orphans(session, store)
     print(f"purged {count} stored image(s) older than {settings.image_retention_days} days")
     print(f"removed {orphans} file(s) that no image row names")
     return 0

@@ -20,6 +20,7 @@ from serve.core.auth import bootstrap_admin
 from serve.core.errors import ApiError
 from serve.core.metrics import MetricsMiddleware, ServiceMetrics
 from serve.core.settings import Settings, get_settings
+from serve.core.storage import make_image_store
 from serve.db.migrate import upgrade_database
 from serve.db.session import make_engine, make_session_factory, transaction
 from serve.services.model_admin import ModelSync, startup_model
@@ -60,6 +61,7 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
     app.state.metrics.set_model(loaded.version, loaded.sha256)
     app.state.engine = engine
     app.state.session_factory = factory
+    app.state.image_store = make_image_store(settings)
     app.state.models = registry
 
 
