@@ -88,6 +88,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if sync is not None:
             sync.stop()
         app.state.engine.dispose()
+        app.state.metrics.process_exit()
 
 
 def _json_error(status: int, code: str, detail: str, headers: dict[str, str] | None = None
