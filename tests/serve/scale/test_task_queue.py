@@ -180,3 +180,45 @@ def test_the_in_process_runner_runs_the_same_tasks(tmp_path: Path) -> None:
     finally:
         runner.stop()
     engine.dispose()
+
+
+def test_python_m_serve_worker_runs_and_stops_on_sigterm(namespace: str, tmp_path: Path) -> None:
+    """The worker command as deployed: a process that purges on its schedule and finishes
+    its work and exits 0 on SIGTERM (bounded: killed after 30 s)."""
+    import signal
+    import subprocess
+    import sys
+
+    from serve.core.settings import REPO_ROOT
+
+    store = LocalImageStore(tmp_path / "data" / "images")
+    orphan = _old_orphan(store, b"orphan for the worker process")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAYLENS_")}
+    env.update({"TRAYLENS_DATA_DIR": str(tmp_path / "data"), "TRAYLENS_TASK_QUEUE": "redis",
+                "TRAYLENS_REDIS_URL": REDIS_URL, "TRAYLENS_QUEUE_NAMESPACE": namespace,
+                "TRAYLENS_IMAGE_PURGE_HOURS": "0.0002"})
+    proc = subprocess.Popen([sys.executable, "-m", "serve", "worker", "--threads", "1"],
+                            env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        assert _wait(lambda: not store.exists(orphan) or proc.poll() is not None, 30)
+        assert proc.poll() is None and not store.exists(orphan)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    assert "worker: 1 thread(s)" in out, out
+
+
+def test_the_worker_command_refuses_without_the_queue(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serve.cli import main
+
+    monkeypatch.setenv("TRAYLENS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TRAYLENS_TASK_QUEUE", raising=False)
+    assert main(["worker"]) == 2
+    assert "TRAYLENS_TASK_QUEUE" in capsys.readouterr().err
