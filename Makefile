@@ -20,7 +20,7 @@ install-serve: venv
 	$(BIN)/pip install -q -e .
 
 install-dev: venv
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,dev,scale]'
 
 serve: install-serve
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT)

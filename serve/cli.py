@@ -1,6 +1,7 @@
 """Command line: `python -m serve [--host H --port P]` runs the service;
 `python -m serve analyze IMAGE... [--menu menu.json] [--json]` runs the pipeline offline;
-`python -m serve purge-images` applies the image retention setting."""
+`python -m serve purge-images` applies the image retention setting;
+`python -m serve worker` runs background tasks from the Redis queue."""
 from __future__ import annotations
 
 import argparse
@@ -102,7 +103,7 @@ def run_analyze(argv: Sequence[str]) -> int:
 def run_purge(argv: Sequence[str]) -> int:
     """Delete stored photos older than TRAYLENS_IMAGE_RETENTION_DAYS, and files no image row
     names (left by a crash during an erasure; see core.storage.purge_orphans)."""
-    from serve.core.storage import ImageStore, purge_expired, purge_orphans
+    from serve.core.storage import make_image_store, purge_expired, purge_orphans
     from serve.db.migrate import upgrade_database
     from serve.db.session import make_engine, make_session_factory, transaction
 
@@ -110,16 +111,39 @@ def run_purge(argv: Sequence[str]) -> int:
     settings = load_settings()
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
+    store = make_image_store(settings)
     with transaction(make_session_factory(engine)) as session:
-        count = purge_expired(session, ImageStore(settings.image_dir),
-                              settings.image_retention_days)
-        orphans = purge_orphans(session, ImageStore(settings.image_dir))
+        count = purge_expired(session, store, settings.image_retention_days)
+        orphans = purge_orphans(session, store)
     print(f"purged {count} stored image(s) older than {settings.image_retention_days} days")
     print(f"removed {orphans} file(s) that no image row names")
     return 0
 
 
-COMMANDS = {"analyze": run_analyze, "purge-images": run_purge}
+def run_worker(argv: Sequence[str]) -> int:
+    """Serve the task queue (TRAYLENS_TASK_QUEUE=redis): webhook deliveries, weekly reports
+    and the image purge, plus their schedule (docs/SCALING.md)."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="python -m serve worker",
+                                     description="Run background tasks from the Redis queue.")
+    parser.add_argument("--threads", type=int, default=4, help="tasks run at once")
+    parser.add_argument("--no-schedule", action="store_true",
+                        help="only work the queue; another process enqueues the periodic tasks")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    if settings.task_queue != "redis":
+        print("error: TRAYLENS_TASK_QUEUE is not 'redis': the service processes run the "
+              "background tasks themselves", file=sys.stderr)
+        return 2
+    from serve.worker import run_worker as serve_queue
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    serve_queue(settings, threads=args.threads, scheduler=not args.no_schedule)
+    return 0
+
+
+COMMANDS = {"analyze": run_analyze, "purge-images": run_purge, "worker": run_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

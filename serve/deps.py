@@ -62,11 +62,10 @@ async def get_inference_slots(request: Request) -> threading.BoundedSemaphore:
     return slots
 
 
-async def get_image_store(
-    settings: Annotated[Settings, Depends(get_settings_dep)],
-) -> ImageStore:
-    """The content-addressed photo store under the settings' data directory."""
-    return ImageStore(settings.image_dir)
+async def get_image_store(request: Request) -> ImageStore:
+    """The app's content-addressed photo store (core.storage.make_image_store, built once)."""
+    store: ImageStore = request.app.state.image_store
+    return store
 
 
 async def get_analyze_env(

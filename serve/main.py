@@ -20,11 +20,12 @@ from serve.core.auth import bootstrap_admin
 from serve.core.errors import ApiError
 from serve.core.metrics import MetricsMiddleware, ServiceMetrics
 from serve.core.settings import Settings, get_settings
+from serve.core.storage import make_image_store
 from serve.db.migrate import upgrade_database
 from serve.db.session import make_engine, make_session_factory, transaction
 from serve.services.model_admin import ModelSync, startup_model
 from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
-from serve.services.weekly_reports import WebhookWorker
+from serve.services.tasks import InProcessRunner, TaskEnv, schedule
 
 log = logging.getLogger("traylens")
 
@@ -60,6 +61,7 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
     app.state.metrics.set_model(loaded.version, loaded.sha256)
     app.state.engine = engine
     app.state.session_factory = factory
+    app.state.image_store = make_image_store(settings)
     app.state.models = registry
 
 
@@ -73,18 +75,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sync = ModelSync(settings.model_sync_seconds, app.state.session_factory,
                          app.state.models, app.state.metrics, settings.intra_op_threads)
         sync.start()
-    hooks = None
-    if settings.webhook_dispatch_seconds > 0:  # weekly reports + webhook deliveries
-        hooks = WebhookWorker(app.state.session_factory, settings)
-        hooks.start()
+    tasks = None  # background work: here, or in `python -m serve worker` processes
+    if settings.task_queue == "inprocess" and schedule(settings):
+        tasks = InProcessRunner(TaskEnv(app.state.session_factory, settings,
+                                        app.state.image_store))
+        tasks.start()
     try:
         yield
     finally:
-        if hooks is not None:
-            hooks.stop()
+        if tasks is not None:
+            tasks.stop()
         if sync is not None:
             sync.stop()
         app.state.engine.dispose()
+        app.state.metrics.process_exit()
 
 
 def _json_error(status: int, code: str, detail: str, headers: dict[str, str] | None = None

@@ -1,6 +1,14 @@
-"""Prometheus metrics: request and inference latency histograms, per-status counts."""
+"""Prometheus metrics: request and inference latency histograms, per-status counts.
+
+Multiprocess mode: when prometheus_client's own environment variable PROMETHEUS_MULTIPROC_DIR
+names a directory (set before the processes start; emptied at each deployment's start),
+every process - uvicorn workers, several servers on one host - writes its samples to files
+there, and /metrics through any of them reports the sum over all (MultiProcessCollector):
+counters and histograms of every process that ever ran, model_info of the live ones.
+"""
 from __future__ import annotations
 
+import os
 import time
 
 from prometheus_client import (
@@ -17,11 +25,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory, when prometheus_client's variable names one."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class ServiceMetrics:
     """One registry per app, so several apps in one process (tests) never collide."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir()
         self.requests = Histogram(
             "traylens_request_seconds", "HTTP request latency by route template",
             ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
@@ -39,8 +53,9 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "traylens_model_info", "the active model (value 1)", ["version", "sha256"],
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livemax",  # 1: some live process has it
         )
+        self._model_labels: tuple[str, str] | None = None
 
     def observe_inference(self, seconds: float, batch_size: int) -> None:
         """Record one ONNX Runtime run."""
@@ -48,13 +63,33 @@ class ServiceMetrics:
         self.images.inc(batch_size)
 
     def set_model(self, version: str, sha256: str) -> None:
-        """Expose which model is active (the old label set is cleared)."""
-        self.model_info.clear()
-        self.model_info.labels(version=version, sha256=sha256[:12]).set(1)
+        """Expose which model is active (the old label set is cleared; in multiprocess mode
+        set to 0, since clearing leaves this process's file as it was)."""
+        if self._model_labels is not None:
+            self.model_info.labels(*self._model_labels).set(0)
+        if self.multiprocess_dir is None:
+            self.model_info.clear()
+        self._model_labels = (version, sha256[:12])
+        self.model_info.labels(*self._model_labels).set(1)
 
     def render(self) -> Response:
-        """The text exposition format."""
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        """The text exposition format: this app's registry, or in multiprocess mode the
+        samples of every process (read from the directory at each scrape)."""
+        registry = self.registry
+        if self.multiprocess_dir is not None:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    def process_exit(self) -> None:
+        """In multiprocess mode, drop this process's live gauges (model_info) from the
+        directory at shutdown; its counters and histograms keep counting in the sums."""
+        if self.multiprocess_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
 
 
 class MetricsMiddleware:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +86,45 @@ class Settings(BaseSettings):
         default=8, ge=0, le=23, description="local hour of that weekday"
     )
 
+    # --- beyond one machine (docs/SCALING.md) ---------------------------------------------
+    image_store: Literal["local", "s3"] = Field(
+        default="local",
+        description="where photos live: the local directory (data_dir/images) or an "
+                    "S3-compatible bucket (s3_* settings)",
+    )
+    s3_bucket: str = Field(default="", description="the bucket (image_store = s3)")
+    s3_prefix: str = Field(
+        default="images/", description="key prefix inside the bucket (may be empty)"
+    )
+    s3_endpoint_url: str = Field(
+        default="", description="S3-compatible endpoint (MinIO, Ceph...); empty: AWS S3"
+    )
+    s3_region: str = Field(default="", description="region; empty: boto3's default chain")
+    s3_access_key_id: str = Field(
+        default="", description="empty: boto3's chain (AWS_* variables, config, instance role)"
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="with the key id")
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="path style for most self-hosted S3-compatible stores"
+    )
+    task_queue: Literal["inprocess", "redis"] = Field(
+        default="inprocess",
+        description="background work (webhooks, weekly reports, purges): a thread in each "
+                    "service process, or a Dramatiq queue on Redis served by "
+                    "`python -m serve worker` processes",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="the queue's Redis (task_queue = redis)"
+    )
+    queue_namespace: str = Field(
+        default="traylens", description="Redis key prefix of the queue (one per deployment)"
+    )
+    image_purge_hours: float = Field(
+        default=24.0, ge=0,
+        description="how often the retention and orphan purge runs in the background; 0: "
+                    "never (then run `python -m serve purge-images` yourself)",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:
@@ -100,6 +140,15 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 24:
             raise ValueError("bootstrap_admin_key must be at least 24 characters")
         return value
+
+    @model_validator(mode="after")
+    def _check_s3(self) -> Settings:
+        """An S3 store needs its bucket (fail at startup, not at the first upload)."""
+        if self.image_store == "s3" and not self.s3_bucket:
+            raise ValueError("image_store = s3 needs TRAYLENS_S3_BUCKET")
+        if self.s3_prefix and not self.s3_prefix.endswith("/"):
+            object.__setattr__(self, "s3_prefix", self.s3_prefix + "/")
+        return self
 
     @model_validator(mode="after")
     def _default_db(self) -> Settings:

@@ -106,7 +106,7 @@ def consented_fields(user: User, fields: AnalyzeFields) -> AnalyzeFields:
 
 def resolve_context(
     session: Session, principal: Principal, fields: AnalyzeFields, loaded: LoadedModel,
-    settings: Settings,
+    settings: Settings, store: ImageStore,
 ) -> Context:
     """Check every id the request names against the caller's tenant (404 when not theirs)."""
     canteen_id = _tenant(session, principal, fields)
@@ -120,14 +120,14 @@ def resolve_context(
     if fields.kiosk_id is not None:
         calibration = kiosk_calibration(session, canteen_id, fields.kiosk_id)
         canteen_id, px_per_cm = calibration.canteen_id, calibration.px_per_cm
-        layout = kiosk_layout_mode(session, fields.kiosk_id, ImageStore(settings.image_dir),
+        layout = kiosk_layout_mode(session, fields.kiosk_id, store,
                                    settings.max_pixels)
     menu = None
     if fields.menu_id is not None:
         # Enrolments made under another model version are re-embedded here, so a model
         # swap never silently drops a canteen's enrolled examples.
         context = load_menu_context(session, principal, fields.menu_id, loaded,
-                                    ImageStore(settings.image_dir), settings.max_pixels)
+                                    store, settings.max_pixels)
         if canteen_id is not None and context.canteen_id != canteen_id:
             raise not_found("menu", fields.menu_id)
         canteen_id = context.canteen_id
@@ -205,7 +205,8 @@ def _replay_or_context(env: Env, req: AnalyzeRequest) -> Answer | Context:
     if replayed is not None:
         return replayed
     with transaction(env.factory) as session:  # may re-embed stale enrolments
-        return resolve_context(session, req.principal, req.fields, req.loaded, env.settings)
+        return resolve_context(session, req.principal, req.fields, req.loaded, env.settings,
+                               env.store)
 
 
 def analyze_single(env: Env, req: AnalyzeRequest, image: UploadedFile,

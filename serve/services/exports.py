@@ -208,7 +208,7 @@ def build_dataset(session: Session, analyses: Sequence[Analysis], store: ImageSt
         sha, width, height = analysis.image_sha256, analysis.image_width, analysis.image_height
         if sha is None or width is None or height is None:
             continue  # a manual meal: no photo (select_analyses leaves these out)
-        if not store.path_for(sha).is_file():
+        if not store.exists(sha):
             skipped["photo_purged"] += 1
             continue
         ext = EXTENSIONS.get(types.get(sha, ""), ".jpg")
@@ -263,7 +263,9 @@ def write_export(session: Session, principal: Principal, store: ImageStore,
         validate(ds)
     except CocoFormatError as exc:  # a stored row the format cannot hold: a bug to see
         raise ApiError(500, "export_invalid", f"the export failed validation: {exc}") from exc
-    total = sum(store.path_for(sha).stat().st_size for sha in set(files.values()))
+    shas = sorted(set(files.values()))
+    total = sum(session.scalars(select(StoredImage.size_bytes)
+                                .where(StoredImage.sha256.in_(shas)))) if shas else 0
     if total > max_bytes:
         raise ApiError(413, "export_too_large",
                        f"the photos total {total / 1048576:.1f} MB, more than the "
@@ -275,7 +277,10 @@ def write_export(session: Session, principal: Principal, store: ImageStore,
             body = json.dumps(to_dict(ds), ensure_ascii=False, separators=(",", ":"))
             zf.writestr(ANNOTATIONS, body, compress_type=zipfile.ZIP_DEFLATED)
             for file_name, sha in files.items():  # photos are compressed already
-                zf.write(store.path_for(sha), file_name, compress_type=zipfile.ZIP_STORED)
+                data = store.get(sha)
+                if data is None:  # purged since build_dataset looked: a row without a file
+                    raise ApiError(409, "photo_purged", f"photo {sha} was purged meanwhile")
+                zf.writestr(file_name, data, compress_type=zipfile.ZIP_STORED)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -214,7 +214,7 @@ def remove_files(session: Session, store: ImageStore, shas: Iterable[str]) -> in
         again = set(session.scalars(select(StoredImage.sha256)
                                     .where(StoredImage.sha256.in_(chunk))))
         for sha in chunk:
-            if sha not in again and store.path_for(sha).exists():
+            if sha not in again and store.exists(sha):
                 store.delete(sha)
                 removed += 1
     session.rollback()  # end the read transaction

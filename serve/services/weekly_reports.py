@@ -8,13 +8,13 @@ summary sentences, Korean and English, built from those numbers. A unique
 (webhook, "weekly_report:{user}:{week}") key makes the job idempotent: run twice, by two
 workers or after a restart, it enqueues each report once.
 
-The worker thread that runs this and the dispatcher lives at the bottom (WebhookWorker).
+serve.services.tasks runs this and the dispatcher in the background (in-process, or on a
+task queue).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +31,7 @@ from serve.db.tables.core import ApiKey, User
 from serve.db.tables.webhooks import Webhook, WebhookDelivery
 from serve.services import diary
 from serve.services.diary import DayReport, Habits
-from serve.services.webhooks import EVENT_WEEKLY_REPORT, dispatch_due, enqueue
+from serve.services.webhooks import EVENT_WEEKLY_REPORT, enqueue
 
 log = logging.getLogger("traylens.webhooks")
 
@@ -165,40 +165,3 @@ def enqueue_weekly_reports(factory: sessionmaker[Session], settings: Settings, *
                 if made >= limit:
                     return made
     return made
-
-
-class WebhookWorker:
-    """A daemon thread: every `interval` seconds, enqueue due weekly reports, then send due
-    deliveries. Failures are logged and retried on the next tick, never fatal."""
-
-    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
-        self._factory = factory
-        self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name="traylens-webhooks")
-
-    def tick(self) -> None:
-        """One round of both jobs."""
-        try:
-            enqueue_weekly_reports(self._factory, self._settings)
-        except Exception:  # a DB hiccup must not stop deliveries
-            log.exception("weekly report scheduling failed; retrying next tick")
-        try:
-            dispatch_due(self._factory, self._settings)
-        except Exception:
-            log.exception("webhook dispatch failed; retrying next tick")
-
-    def _run(self) -> None:
-        """Tick until stopped."""
-        while not self._stop.wait(self._settings.webhook_dispatch_seconds):
-            self.tick()
-
-    def start(self) -> None:
-        """Begin ticking."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop ticking and wait for the thread (at most one request timeout and a bit)."""
-        self._stop.set()
-        self._thread.join(timeout=self._settings.webhook_timeout_seconds + 5)

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from serve.core.settings import SettingsError, load_settings
-from serve.core.storage import ImageStore, purge_expired
+from serve.core.storage import LocalImageStore, purge_expired
 from serve.db.tables.core import StoredImage
 from serve.main import create_app
 from serve.services.model_registry import LoadedModel
@@ -86,7 +86,7 @@ def test_retention_purges_old_photos(service: Service, photo_bytes: dict[str, by
     kiosk = service.key("kiosk", service.canteen("retention"))
     body = service.ok(service.client.post("/v1/analyze", files={
         "image": ("m.jpg", photo_bytes["mix"])}, headers=kiosk), 201)
-    store = ImageStore(service.settings.image_dir)
+    store = LocalImageStore(service.settings.image_dir)
     sha = body["image"]["sha256"]
     assert store.get(sha) == photo_bytes["mix"]
     factory = service.client.app.state.session_factory  # type: ignore[attr-defined]

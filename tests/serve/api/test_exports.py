@@ -133,14 +133,14 @@ def test_an_export_over_the_size_limit_is_refused(
 ) -> None:
     from serve.core.auth import Principal
     from serve.core.errors import ApiError
-    from serve.core.storage import ImageStore
+    from serve.core.storage import LocalImageStore
     from serve.db.tables.core import Role
     from serve.services.exports import ExportQuery, write_export
 
     factory = service.client.app.state.session_factory  # type: ignore[attr-defined]
     admin = Principal("admin", Role.ADMIN, None)
     with factory() as session, pytest.raises(ApiError) as err:
-        write_export(session, admin, ImageStore(service.settings.image_dir),
+        write_export(session, admin, LocalImageStore(service.settings.image_dir),
                      ExportQuery(canteen_id=tenant["canteen"]), max_bytes=1000)
     assert err.value.status_code == 413 and err.value.code == "export_too_large"
 

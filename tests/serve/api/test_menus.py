@@ -18,7 +18,7 @@ from model.data.importers.ecustfd import read_voc
 from model.infer.geometry import pair_iou
 from model.infer.runtime import load_image
 from serve.core.auth import Principal
-from serve.core.storage import ImageStore, purge_expired
+from serve.core.storage import LocalImageStore, purge_expired
 from serve.db.tables.core import Role, StoredImage
 from serve.db.tables.menus import Enrolment, Menu
 from serve.services.enrolment import refresh_enrolments
@@ -386,7 +386,7 @@ def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
         stale = menu_context(menu_row, model_food_ids=loaded.model.meta.food_ids,
                              model_version=loaded.version)
         assert (stale.dishes[0].enrolled, stale.dishes[0].stale) == (0, 1)
-        store = ImageStore(api.service.settings.image_dir)
+        store = LocalImageStore(api.service.settings.image_dir)
         ctx = load_menu_context(session, Principal("k", Role.ADMIN, None), menu["id"], loaded,
                                 store, api.service.settings.max_pixels)
     assert (ctx.dishes[0].enrolled, ctx.dishes[0].stale) == (1, 0)
@@ -426,7 +426,7 @@ def test_retention_keeps_enrolment_photos(api: Api, fixtures_dir: Path) -> None:
     enrolled = _enrol(api, menu, 0, photo, box="361,226,583,464").json()
     factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
     settings = api.service.settings
-    store = ImageStore(settings.image_dir)
+    store = LocalImageStore(settings.image_dir)
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.image_retention_days + 1)
     with factory.begin() as session:
         sha = session.get(Enrolment, enrolled["id"]).image_sha256

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from serve.core.storage import ImageStore, sha256_hex
+from serve.core.storage import LocalImageStore, sha256_hex
 from serve.db.session import make_engine
 from serve.db.tables.analyses import Analysis, AnalysisItem, ItemCorrection
 from serve.db.tables.core import IdempotencyRecord, StoredImage, User, UserConsent
@@ -107,7 +107,7 @@ def test_deleting_a_user_removes_every_row_and_photo_of_theirs_at_once(
     service: Service, photo_bytes: dict[str, bytes], db: Session
 ) -> None:
     p = make_person(service, photo_bytes)
-    store = ImageStore(service.settings.image_dir)
+    store = LocalImageStore(service.settings.image_dir)
     theirs = [p.before["id"], p.after["id"], p.plain["id"]]
     own_photos = {sha256_hex(photo_bytes["tray"]), sha256_hex(photo_bytes["tray3"])}
     shared_photo = sha256_hex(photo_bytes["tray2"])
@@ -159,7 +159,7 @@ def test_orphan_files_are_swept_by_the_purge(service: Service, db: Session) -> N
 
     from serve.core.storage import purge_orphans
 
-    store = ImageStore(service.settings.image_dir)
+    store = LocalImageStore(service.settings.image_dir)
     orphan = store.put(b"left behind by a crash")
     fresh = store.put(b"an upload whose row is not committed yet")
     old = store.path_for(orphan).stat().st_mtime - 7200
@@ -229,7 +229,7 @@ def test_withdrawing_diary_consent_erases_the_stored_meals(
     app = s.key("app", canteen)
     user = s.user(app)
     meal = _analyze(s, app, photo_bytes["tray2"], user_id=user, captured_at=PLAIN_AT)
-    store = ImageStore(s.settings.image_dir)
+    store = LocalImageStore(s.settings.image_dir)
     sha = meal["image"]["sha256"]
     others = _count(db, Analysis, Analysis.image_sha256 == sha) - 1
     s.ok(s.client.get(f"/v1/users/{user}/days/2026-11-24", headers=app))

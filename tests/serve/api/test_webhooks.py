@@ -503,7 +503,7 @@ def test_the_app_lifespan_runs_the_webhook_thread(
                              webhook_dispatch_seconds=0.2)
 
     def workers() -> int:
-        return sum(t.name == "traylens-webhooks" for t in threading.enumerate())
+        return sum(t.name == "traylens-tasks" for t in threading.enumerate())
 
     before = workers()
     with TestClient(create_app(settings, model=loaded_model)):
