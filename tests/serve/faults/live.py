@@ -167,12 +167,13 @@ def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-def tenant(url: str, diners: int) -> tuple[dict[str, str], list[str]]:
-    """A canteen with a kiosk key and `diners` consenting users: (kiosk headers, user ids)."""
+def tenant(url: str, diners: int) -> tuple[str, dict[str, str], list[str]]:
+    """A canteen with a kiosk key and `diners` consenting users: (its id, kiosk headers,
+    user ids)."""
     with httpx.Client(base_url=url, headers=admin_headers(), timeout=30) as c:
         canteen = c.post("/v1/canteens", json={"name": f"c-{secrets.token_hex(4)}"}).json()["id"]
         key = c.post("/v1/keys", json={"name": "kiosk", "role": "kiosk",
                                        "canteen_id": canteen}).json()["key"]
         users = [c.post("/v1/users", json={"canteen_id": canteen}).json()["id"]
                  for _ in range(diners)]
-    return {"Authorization": f"Bearer {key}"}, users
+    return canteen, {"Authorization": f"Bearer {key}"}, users
