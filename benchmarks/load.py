@@ -22,7 +22,7 @@ queueing delay), the analyze requests are multipart uploads with per-diner field
 Lua for that), and httpx is already a dependency (locust would add gevent and a web UI).
 
 Usage: python benchmarks/load.py [--workers 1 2] [--duration 60] [--concurrency 4]
-       [--scenarios mixed capacity rush] [--diners 1000] [--database-url URL]
+       [--scenarios mixed capacity rush] [--diners 1000] [--database-url URL] [--repeat 1]
 """
 from __future__ import annotations
 
@@ -260,6 +260,7 @@ class Plan:
     diners: int
     rush_rates: tuple[float, ...]
     seed: int
+    repeat: int = 1  # the scenario list again on the same service: does RSS keep growing?
 
 
 async def run_scenarios(service: LiveService, workers: int, plan: Plan) -> list[Result]:
@@ -273,7 +274,7 @@ async def run_scenarios(service: LiveService, workers: int, plan: Plan) -> list[
         await closed_loop(client, tenant, min(5.0, plan.seconds), 2 * workers, 0.5, plan.seed)
         results = []
         runs: list[tuple[str, float | None]] = []
-        for scenario in plan.scenarios:
+        for scenario in plan.scenarios * plan.repeat:
             if scenario == "rush":
                 runs += [("rush", rate) for rate in plan.rush_rates]
             else:
@@ -320,6 +321,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--peak-factor", type=float, default=5.0)
     parser.add_argument("--database-url", help="e.g. an own PostgreSQL; default a temp SQLite")
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the scenarios this many times per service (RSS trend)")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or not 0 <= args.analyze_share <= 1:
         parser.error("--duration > 0, --concurrency >= 1, 0 <= --analyze-share <= 1")
@@ -330,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     args = parse(argv)
     average, peak = rush_rates(args.diners, args.window_minutes, args.peak_factor)
     plan = Plan(tuple(args.scenarios), args.duration, args.concurrency, args.analyze_share,
-                args.diners, (average, peak), args.seed)
+                args.diners, (average, peak), args.seed, max(1, args.repeat))
     env = {"TRAYLENS_DATABASE_URL": args.database_url} if args.database_url else None
     print(f"machine: {machine()}; {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
