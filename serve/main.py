@@ -7,10 +7,12 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -125,6 +127,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers) if exc.headers else None
         return _json_error(exc.status_code, code, str(exc.detail), headers)
+
+    retry_after = str(app.state.settings.db_retry_after_seconds)
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """The database is down, restarting or unreachable (a connection refused or cut, the
+        pool exhausted): a clear 503 the client may retry, not a 500. The engine's pre-ping
+        replaces dead connections, so the service recovers by itself when the database does."""
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    exc.__class__.__name__)
+        return _json_error(503, "database_unavailable",
+                           "the database is unavailable; retry later", {"Retry-After": retry_after})
+
+    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError,
+                        psycopg.OperationalError, psycopg.InterfaceError):
+        app.add_exception_handler(unavailable, database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

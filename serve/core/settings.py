@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     weekly_report_hour: int = Field(
         default=8, ge=0, le=23, description="local hour of that weekday"
     )
+    db_retry_after_seconds: int = Field(
+        default=5, ge=1, le=3600,
+        description="Retry-After of the 503 answered while the database is unreachable",
+    )
 
     # --- beyond one machine (docs/SCALING.md) ---------------------------------------------
     image_store: Literal["local", "s3"] = Field(

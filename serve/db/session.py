@@ -39,6 +39,10 @@ def insert_rows(session: Session, rows: list[Any]) -> None:
     session.connection().execute(insert(table), values)
 
 
+PG_CONNECT_TIMEOUT_S = 5  # unless the URL sets connect_timeout
+PG_POOL_TIMEOUT_S = 10  # waiting for a free pooled connection
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     """WAL lets readers run while a writer commits; foreign keys are off by default in SQLite."""
     cur = dbapi_conn.cursor()
@@ -59,7 +63,12 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Pre-ping replaces connections the server dropped (a restart, a failover); the connect
+    # timeout bounds how long a request waits for an unreachable server before its 503.
+    connect_args = {} if "connect_timeout" in parsed.query else {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         pool_timeout=PG_POOL_TIMEOUT_S, connect_args=connect_args)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
