@@ -34,7 +34,7 @@ from model.infer.tray import (
 )
 from serve.core.storage import ImageStore
 from serve.db.tables.kiosks import KioskLayout
-from serve.services.layouts import REGISTRATION, prepared_reference
+from serve.services.layouts import POSES, REGISTRATION, prepared_reference
 from serve.services.menus import CanteenMenu, DishInfo
 from serve.services.nutrients import find_food, item_nutrients
 from serve.services.pipeline import (
@@ -84,11 +84,13 @@ class KioskLayoutMode:
     """The pipeline's LayoutHook for one kiosk: its prepared empty-tray reference."""
 
     reference: TrayReference
+    kiosk_id: str = ""  # whose last pose starts the fast registration ("" : none kept)
 
     def split(self, model: TrayModel, pred: Prediction, request: ImageRequest,
               foods: list[Item], top_k: int) -> LayoutOutcome:
         """Compartment items and the model items left, or not_found with all model items."""
-        return analyze_layout(self.reference, model, pred, request, foods, top_k)
+        return analyze_layout(self.reference, model, pred, request, foods, top_k,
+                              self.kiosk_id)
 
 
 def kiosk_layout_mode(session: Session, kiosk_id: str, store: ImageStore, max_pixels: int
@@ -102,7 +104,7 @@ def kiosk_layout_mode(session: Session, kiosk_id: str, store: ImageStore, max_pi
         log.warning("kiosk %s has a layout whose reference photo is gone or unusable: "
                     "analysing without it", kiosk_id)
         return None
-    return KioskLayoutMode(reference)
+    return KioskLayoutMode(reference, kiosk_id)
 
 
 def _scaled(fills: list[CompartmentFill], k: float, size: tuple[int, int]
@@ -231,12 +233,17 @@ def _result(model: TrayModel, item: Item, fill: CompartmentFill, request: ImageR
 
 
 def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
-                   request: ImageRequest, foods: list[Item], top_k: int) -> LayoutOutcome:
+                   request: ImageRequest, foods: list[Item], top_k: int, kiosk_id: str = ""
+                   ) -> LayoutOutcome:
     """Register, measure each compartment, and turn the filled ones into items."""
     rgb = np.asarray(request.image.convert("RGB"))
-    reg = register_tray(reference, rgb, REGISTRATION)
+    size_px = (rgb.shape[1], rgb.shape[0])
+    hint = POSES.get(kiosk_id, reference, size_px) if kiosk_id else None
+    reg = register_tray(reference, rgb, REGISTRATION, hint=hint)
     if not reg.found:
         return LayoutOutcome("not_found", [], foods)
+    if kiosk_id and reg.homography is not None:
+        POSES.put(kiosk_id, reference, reg.homography, size_px)
     size = (pred.width, pred.height)
     k = pred.width / rgb.shape[1]  # a reduced decode: its px -> the photo's px
     fills = measure_fill(reference, rgb, reg, None, FILL)
