@@ -22,6 +22,9 @@ ENV PATH=/opt/traylens/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TRAYLENS_DATA_DIR=/data
 COPY --from=build /opt/traylens /opt/traylens
+# Hangul glyphs for Korean dish names on overlay images (serve/core/overlay.py).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-nanum \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 traylens \
  && useradd --system --uid 10001 --gid traylens --home-dir /home/traylens --create-home traylens \
  && mkdir -p /data && chown traylens:traylens /data

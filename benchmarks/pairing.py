@@ -38,12 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.infer.runtime import Item, TrayModel, full_item_mask, load_image  # noqa: E402
-from serve.services.matching import (  # noqa: E402
-    LeftoverFlag,
-    Region,
-    leftovers,
-    match_regions,
-)
+from serve.services.leftovers import LeftoverFlag, leftovers  # noqa: E402
+from serve.services.matching import Region, match_regions  # noqa: E402
 
 MODEL = REPO / "model" / "artifacts" / "traylens.onnx"
 SHARED = REPO.parent / "shared" / "data" / "images"

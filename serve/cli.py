@@ -83,7 +83,8 @@ def run_analyze(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     requests = [ImageRequest(img, px_per_cm=args.px_per_cm, menu=menu) for img in images]
-    results, _ = analyze(model, requests, batch_size=settings.batch_size, top_k=settings.top_k)
+    results, _ = analyze(model, requests, batch_size=settings.batch_size, top_k=settings.top_k,
+                         review_below=settings.review_below)
     payloads = []
     for path, result in zip(args.images, results, strict=True):
         payload = analysis_payload(analysis_row(result, image_sha256=None))
@@ -99,8 +100,9 @@ def run_analyze(argv: Sequence[str]) -> int:
 
 
 def run_purge(argv: Sequence[str]) -> int:
-    """Delete stored photos older than TRAYLENS_IMAGE_RETENTION_DAYS."""
-    from serve.core.storage import ImageStore, purge_expired
+    """Delete stored photos older than TRAYLENS_IMAGE_RETENTION_DAYS, and files no image row
+    names (left by a crash during an erasure; see core.storage.purge_orphans)."""
+    from serve.core.storage import ImageStore, purge_expired, purge_orphans
     from serve.db.migrate import upgrade_database
     from serve.db.session import make_engine, make_session_factory, transaction
 
@@ -111,7 +113,9 @@ def run_purge(argv: Sequence[str]) -> int:
     with transaction(make_session_factory(engine)) as session:
         count = purge_expired(session, ImageStore(settings.image_dir),
                               settings.image_retention_days)
+        orphans = purge_orphans(session, ImageStore(settings.image_dir))
     print(f"purged {count} stored image(s) older than {settings.image_retention_days} days")
+    print(f"removed {orphans} file(s) that no image row names")
     return 0
 
 

@@ -24,6 +24,7 @@ from serve.db.migrate import upgrade_database
 from serve.db.session import make_engine, make_session_factory, transaction
 from serve.services.model_admin import ModelSync, startup_model
 from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
+from serve.services.weekly_reports import WebhookWorker
 
 log = logging.getLogger("traylens")
 
@@ -72,9 +73,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sync = ModelSync(settings.model_sync_seconds, app.state.session_factory,
                          app.state.models, app.state.metrics, settings.intra_op_threads)
         sync.start()
+    hooks = None
+    if settings.webhook_dispatch_seconds > 0:  # weekly reports + webhook deliveries
+        hooks = WebhookWorker(app.state.session_factory, settings)
+        hooks.start()
     try:
         yield
     finally:
+        if hooks is not None:
+            hooks.stop()
         if sync is not None:
             sync.stop()
         app.state.engine.dispose()

@@ -33,6 +33,8 @@ import numpy.typing as npt
 
 Method = Literal["nearest", "prototype"]
 Source = Literal["embedding", "class_scores", "none"]
+# The label of an item whose evidence names no dish (nor, without a menu, no model class).
+UNIDENTIFIED = "unidentified"
 
 
 class MenuMatchError(ValueError):

@@ -18,11 +18,12 @@ from serve.api import (
     pairs,
     users,
     waste,
+    webhooks,
 )
 
 # Every route of the app, in this order (a static list: each route is visible from here).
 ROUTERS = (health, keys, canteens, users, analyze, analyses, models, menus, kiosks, layouts,
-           pairs, diary, waste, pages)
+           pairs, diary, waste, webhooks, pages)
 
 api_router = APIRouter()
 for _module in ROUTERS:

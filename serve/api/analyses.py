@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from serve.db.access import load_analysis
-from serve.deps import CurrentPrincipal, ImageStoreDep, SessionDep, SettingsDep
-from serve.schemas.analyses import AnalysisPublic, ItemCorrection
+from serve.deps import CurrentPrincipal, ImageStoreDep, ModelDep, SessionDep, SettingsDep
+from serve.schemas.analyses import AnalysisPublic, CorrectionPublic, ItemCorrection
 from serve.services import analyses as service
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
@@ -33,14 +33,17 @@ def get_analysis(
     return service.get_analysis(session, principal, analysis_id)
 
 
-@router.patch("/{analysis_id}/items/{item_id}", response_model=AnalysisPublic)
+@router.patch("/{analysis_id}/items/{item_id}", response_model=CorrectionPublic,
+              response_model_exclude_unset=True)
 def correct(
     analysis_id: str, item_id: str, body: ItemCorrection, principal: CurrentPrincipal,
-    session: SessionDep,
+    session: SessionDep, loaded: ModelDep, store: ImageStoreDep, settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Correct an item's food and/or grams; the model's original estimate is kept."""
+    """Correct an item's food (or menu dish) and/or grams; the model's original estimate is
+    kept. A menu dish also enrols the item as that dish's example (unless enrol is false)."""
     return service.correct(session, principal, analysis_id, item_id, food_id=body.food_id,
-                           grams=body.grams)
+                           grams=body.grams, menu_dish_id=body.menu_dish_id, enrol=body.enrol,
+                           enroller=service.Enroller(loaded, store, settings.max_pixels))
 
 
 @router.get("/{analysis_id}/overlay.png", response_class=Response,

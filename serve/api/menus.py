@@ -8,8 +8,9 @@ import datetime as dt
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
-from serve.core.errors import unprocessable
+from serve.core.errors import ApiError, unprocessable
 from serve.core.uploads import read_upload_form
 from serve.db.session import transaction
 from serve.db.tables.menus import Enrolment, Meal, Menu, MenuDish
@@ -21,7 +22,14 @@ from serve.deps import (
     SessionFactoryDep,
     SettingsDep,
 )
-from serve.schemas.menus import DishCreate, DishPublic, EnrolmentPublic, MenuCreate, MenuPublic
+from serve.schemas.menus import (
+    DishCreate,
+    DishPublic,
+    EnrolFromItem,
+    EnrolmentPublic,
+    MenuCreate,
+    MenuPublic,
+)
 from serve.services import menus as service
 from serve.services.enrolment import parse_box
 
@@ -32,7 +40,25 @@ _ENROLMENT_FORM = {"requestBody": {"content": {"multipart/form-data": {"schema":
         "image": {"type": "string", "format": "binary"},
         "box": {"type": "string", "description": "x0,y0,x1,y1 in pixels"},
         "mask": {"type": "string", "format": "binary",
-                 "description": "PNG, same size; non-black = dish"}}}}}}}
+                 "description": "PNG, same size; non-black = dish"}}}},
+    "application/json": {"schema": EnrolFromItem.model_json_schema()}}}}
+MAX_JSON_BYTES = 4096  # {"analysis_id", "item_id"}: anything longer is no such body
+
+
+async def _item_reference(request: Request) -> EnrolFromItem:
+    """The JSON body naming an analysed item; 413/422 when it is not one."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise ApiError(413, "body_too_large", f"a JSON enrolment body is at most "
+                           f"{MAX_JSON_BYTES} bytes: {{\"analysis_id\": ..., \"item_id\": ...}}")
+    try:
+        return EnrolFromItem.model_validate_json(raw)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                           for e in exc.errors())
+        raise ApiError(422, "invalid_input", detail) from exc
 
 
 @router.post("", status_code=201, response_model=MenuPublic)
@@ -92,11 +118,28 @@ def list_enrolments(menu_id: str, dish_id: str, principal: CurrentPrincipal,
 
 @router.post("/{menu_id}/dishes/{dish_id}/enrolments", status_code=201,
              response_model=EnrolmentPublic, openapi_extra=_ENROLMENT_FORM)
-async def add_enrolment(menu_id: str, dish_id: str, request: Request,
+async def add_enrolment(menu_id: str, dish_id: str, request: Request, response: Response,
                         principal: CurrentPrincipal, factory: SessionFactoryDep,
                         settings: SettingsDep, loaded: ModelDep,
                         store: ImageStoreDep) -> Enrolment:
-    """Enrol an example photo of a dish: multipart `image`, optional `box` or `mask`."""
+    """Enrol an example of a dish: multipart `image` with optional `box` or `mask`, or JSON
+    `{"analysis_id", "item_id"}` naming an analysed item of the canteen (its stored photo
+    under its mask; 200 with the existing example when that item is already enrolled)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        ref = await _item_reference(request)
+
+        def from_item() -> tuple[Enrolment, bool]:
+            """Embedding and storage off the event loop, in one transaction."""
+            with transaction(factory) as session:
+                return service.enrol_from_item(
+                    session, principal, menu_id, dish_id, analysis_id=ref.analysis_id,
+                    item_id=ref.item_id, loaded=loaded, store=store,
+                    max_pixels=settings.max_pixels)
+
+        row, created = await run_in_threadpool(from_item)
+        response.status_code = 201 if created else 200
+        return row
     form = await read_upload_form(request, max_file_bytes=settings.max_upload_bytes,
                                   max_files=2)
     photo, mask = form.file("image"), form.file("mask")

@@ -14,6 +14,13 @@ PALETTE = (
 )
 MASK_ALPHA = 96
 MAX_SIDE = 1600  # overlays are for looking at: larger photos are drawn scaled down
+# Fonts with Hangul, tried in order (Debian fonts-nanum, as the Dockerfile installs; Noto
+# CJK): a Korean menu's dish names must not draw as empty boxes. Else Pillow's own font.
+HANGUL_FONTS = (
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+)
 
 
 @dataclass(frozen=True)
@@ -26,13 +33,26 @@ class OverlayItem:
 
 
 def caption(name: str | None, label: str, grams: float | None) -> str:
-    """'name 123 g' (English name, else the model label); '?' when grams are unknown."""
+    """'name 123 g' (the item's display name, else its label); '?' when grams are unknown."""
     amount = f"{grams:.0f} g" if grams is not None else "? g"
     return f"{name or label} {amount}"
 
 
+def display_name(label: str, menu_dish_id: str | None, name_en: str | None) -> str:
+    """What an item is called on the photo: a menu dish by its own name (the menu's
+    language, e.g. 쌀밥), else the food's English name, else the label (e.g. unidentified)."""
+    if menu_dish_id is not None:
+        return label
+    return name_en or label
+
+
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled font at a size readable on the photo."""
+    """A Hangul-capable font at a size readable on the photo (Pillow's own without one)."""
+    for path in HANGUL_FONTS:
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            continue
     return ImageFont.load_default(size=size)
 
 

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO_ROOT / "model" / "artifacts" / "traylens.onnx"
 SUPPORTED_DB_SCHEMES = ("sqlite", "postgresql")
+# An item whose confidence (detection x identity probability) is below this needs review.
+DEFAULT_REVIEW_BELOW = 0.5
 
 
 class SettingsError(RuntimeError):
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=8, ge=1, le=128, description="images per ONNX Runtime run")
     max_batch_images: int = Field(default=64, ge=1, le=1024, description="images per batch request")
     top_k: int = Field(default=5, ge=1, le=20, description="alternatives reported per item")
+    review_below: float = Field(
+        default=DEFAULT_REVIEW_BELOW, ge=0, le=1,
+        description="items with a lower confidence (or unidentified) get needs_review",
+    )
     pair_window_minutes: int = Field(
         default=180, ge=1, le=24 * 60, description="an after photo pairs with a before this recent"
     )
@@ -49,6 +55,32 @@ class Settings(BaseSettings):
         description="model runs at once per worker; ORT already uses every core for one",
     )
     intra_op_threads: int = Field(default=0, ge=0, description="ORT threads; 0 = its default")
+    webhook_dispatch_seconds: float = Field(
+        default=5.0, ge=0,
+        description="how often a worker sends due webhook deliveries and enqueues weekly "
+                    "reports; 0: never (no background thread)",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="per webhook request (connect + read)"
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="tries per delivery before it is marked failed"
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=30.0, gt=0,
+        description="first retry delay; each further retry doubles it (with jitter)",
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="the longest delay between two tries"
+    )
+    weekly_report_weekday: int = Field(
+        default=1, ge=1, le=7,
+        description="ISO weekday (1 = Monday) of the week after, in the canteen's time zone, "
+                    "from which the weekly report of the week before goes out",
+    )
+    weekly_report_hour: int = Field(
+        default=8, ge=0, le=23, description="local hour of that weekday"
+    )
 
     @field_validator("database_url")
     @classmethod

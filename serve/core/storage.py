@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +43,8 @@ class ImageStore:
         digest = sha256_hex(data)
         path = self.path_for(digest)
         if path.exists():
+            # fresh mtime: purge_orphans leaves it be until the caller's row is committed
+            path.touch(exist_ok=True)
             return digest
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -61,6 +65,12 @@ class ImageStore:
     def delete(self, sha256: str) -> None:
         """Remove a blob if present."""
         self.path_for(sha256).unlink(missing_ok=True)
+
+    def files(self) -> Iterator[Path]:
+        """Every stored blob (temporary files of unfinished writes left out)."""
+        for path in self.root.glob("??/??/*"):
+            if len(path.name) == 64 and not path.name.startswith(".") and path.is_file():
+                yield path
 
 
 def record_image(
@@ -109,3 +119,38 @@ def purge_expired(session: Session, store: ImageStore, retention_days: int) -> i
         store.delete(row.sha256)
         row.purged_at = utcnow()
     return len(rows)
+
+
+ORPHAN_GRACE = timedelta(hours=1)
+
+
+def purge_orphans(session: Session, store: ImageStore, grace: timedelta = ORPHAN_GRACE) -> int:
+    """Delete files that no image row names, last written more than `grace` ago.
+
+    Such files are left when a process stops between an erasure's commit and its file
+    removal (services.privacy), or between storing an upload's file and a commit that then
+    failed. A file written within the grace period may belong to a transaction not yet
+    committed, so it stays (ImageStore.put refreshes the time of a file stored again).
+    """
+    cutoff = time.time() - grace.total_seconds()
+    removed = 0
+    batch: list[Path] = []
+
+    def sweep(paths: list[Path]) -> int:
+        """Remove the paths of the batch whose hash has no row."""
+        known = set(session.scalars(select(StoredImage.sha256).where(
+            StoredImage.sha256.in_([p.name for p in paths]))))
+        gone = [p for p in paths if p.name not in known]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        return len(gone)
+
+    for path in store.files():
+        if path.stat().st_mtime < cutoff:
+            batch.append(path)
+        if len(batch) >= 500:
+            removed += sweep(batch)
+            batch = []
+    if batch:
+        removed += sweep(batch)
+    return removed

@@ -10,19 +10,28 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serve.schemas.menus import EnrolmentPublic
+
 
 class ItemCorrection(BaseModel):
-    """A user's correction of one item: the right food, the right grams, or both."""
+    """A user's correction of one item: the right food (or menu dish), the right grams, or
+    both. A menu dish also enrols the item as the dish's example unless `enrol` is false."""
 
     model_config = ConfigDict(extra="forbid")
     food_id: str | None = Field(None, min_length=1, max_length=64)
+    menu_dish_id: str | None = Field(None, min_length=1, max_length=32,
+                                     description="a dish of the analysis's menu")
     grams: float | None = Field(None, ge=0, le=5000)
+    enrol: bool | None = Field(None, description="with menu_dish_id: enrol the item as the "
+                               "dish's example; default: when the key may write menus")
 
     @model_validator(mode="after")
     def _something(self) -> ItemCorrection:
-        """An empty correction is a client bug."""
-        if self.food_id is None and self.grams is None:
-            raise ValueError("send food_id and/or grams")
+        """An empty correction is a client bug; a food and a dish at once are ambiguous."""
+        if self.food_id is None and self.grams is None and self.menu_dish_id is None:
+            raise ValueError("send food_id or menu_dish_id, and/or grams")
+        if self.food_id is not None and self.menu_dish_id is not None:
+            raise ValueError("send food_id or menu_dish_id, not both")
         return self
 
 
@@ -73,6 +82,8 @@ class ItemPublic(BaseModel):
     detection_score: float | None = Field(description="probability that the region is food")
     needs_review: bool = Field(description="unidentified, or confidence below the threshold")
     identified_by: str
+    evidence: str | None = Field(None, description="what named the item: class_scores | "
+                                 "embedding | none (unidentified) | user")
     menu_dish_id: str | None
     alternatives: list[AlternativePublic]
     box: list[float]
@@ -132,3 +143,9 @@ class AnalysisPublic(BaseModel):
     items: list[ItemPublic]
     totals: Totals
     overlay_url: str | None
+
+
+class CorrectionPublic(AnalysisPublic):
+    """The corrected analysis, and the enrolment example the correction made (if any)."""
+
+    enrolment: EnrolmentPublic | None = None

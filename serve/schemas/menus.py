@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from nutrition_db.errors import UnknownFoodError
+from nutrition_db.table import get_food
 from serve.db.tables.menus import Meal
 
 
@@ -28,6 +30,14 @@ class MenuCreate(BaseModel):
     meal: Meal
     name: str | None = Field(None, min_length=1, max_length=200)
     dishes: list[DishCreate] = Field(default_factory=list, max_length=50)
+
+
+class EnrolFromItem(BaseModel):
+    """An analysed item to enrol as a dish's example (JSON body of the enrolment route)."""
+
+    model_config = ConfigDict(extra="forbid")
+    analysis_id: str = Field(min_length=1, max_length=32)
+    item_id: str = Field(min_length=1, max_length=32)
 
 
 class EnrolmentPublic(BaseModel):
@@ -58,6 +68,16 @@ class DishPublic(BaseModel):
     serving_g: float
     tray_slot: str | None
     enrolments: list[EnrolmentPublic]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def names(self) -> dict[str, str | None]:
+        """The food's Korean and English names from the nutrient table (pickers show both)."""
+        try:
+            food = get_food(self.food_id)
+        except UnknownFoodError:
+            return {"ko": None, "en": None}
+        return {"ko": food.name_ko, "en": food.name_en}
 
 
 class MenuPublic(BaseModel):

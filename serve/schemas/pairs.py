@@ -5,7 +5,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.services.matching import LeftoverFlag, MatchMethod, Measure
+from serve.services.leftovers import LeftoverFlag, Measure
+from serve.services.matching import MatchMethod
 
 
 class PairCreate(BaseModel):

@@ -9,6 +9,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve.schemas.base import Public
 
 
+class ConsentUpdate(BaseModel):
+    """Consent a client collected from the person; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid")
+    diary: bool | None = Field(None, description="keep a per-person meal record (diary, "
+                               "habits, export); false erases the stored meals")
+    canteen_statistics: bool | None = Field(None, description="count their trays in canteen "
+                                            "statistics (waste reports)")
+
+
+class Consent(BaseModel):
+    """A user's current consent and when it last changed (null: never sent)."""
+
+    diary: bool
+    canteen_statistics: bool
+    updated_at: datetime | None
+
+
 class UserCreate(BaseModel):
     """A person whose meals are logged; admins name the canteen, other keys use their own."""
 
@@ -18,6 +36,7 @@ class UserCreate(BaseModel):
     display_name: str | None = Field(None, max_length=200)
     sex: Literal["female", "male"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100)
+    consent: ConsentUpdate | None = Field(None, description="both default to true")
 
 
 class UserUpdate(BaseModel):
@@ -28,6 +47,7 @@ class UserUpdate(BaseModel):
     display_name: str | None = Field(None, max_length=200)
     sex: Literal["female", "male"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100)
+    consent: ConsentUpdate | None = None
 
 
 class UserPublic(Public):
@@ -40,3 +60,22 @@ class UserPublic(Public):
     sex: str | None
     birth_year: int | None
     created_at: datetime
+    consent: Consent
+
+
+class ConsentEvent(Public):
+    """One consent given or changed: what, when, through which key."""
+
+    diary: bool
+    canteen_statistics: bool
+    source: Literal["given", "default"]
+    api_key_id: str | None
+    created_at: datetime
+
+
+class ConsentRecord(BaseModel):
+    """A user's current consent and its history, oldest first."""
+
+    user_id: str
+    consent: Consent
+    history: list[ConsentEvent]

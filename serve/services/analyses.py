@@ -7,8 +7,9 @@ CLI, so every client sees the same fields.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -16,16 +17,22 @@ from sqlalchemy.orm import Session
 from model.infer.runtime import ImageError, load_image
 from serve.core.auth import Principal
 from serve.core.errors import ApiError
-from serve.core.overlay import OverlayItem, caption, render_overlay
+from serve.core.overlay import OverlayItem, caption, display_name, render_overlay
 from serve.core.storage import ImageStore
 from serve.db.access import load_analysis, load_item, load_user
 from serve.db.base import new_id, utcnow
 from serve.db.session import insert_rows
 from serve.db.tables.analyses import Analysis, AnalysisItem, Provenance
 from serve.db.tables.core import Role, User
+from serve.db.tables.menus import Enrolment, Menu, MenuDish
 from serve.db.tables.pairs import MealPair
+from serve.schemas.menus import EnrolmentPublic
+from serve.services.enrolment import enrol_item
 from serve.services.nutrients import find_food, item_nutrients, meal_totals, require_food
 from serve.services.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
+
+if TYPE_CHECKING:
+    from serve.services.model_registry import LoadedModel
 
 USER = Provenance.USER.value
 MODEL = Provenance.MODEL.value
@@ -54,6 +61,7 @@ def item_row(result: ItemResult, position: int) -> AnalysisItem:
         detection_score=result.detection_score,
         needs_review=result.needs_review,
         identified_by=result.identified_by,
+        evidence=result.evidence,
         menu_dish_id=result.menu_dish_id,
         alternatives=[a.to_dict() for a in result.alternatives],
         box=result.box,
@@ -127,6 +135,7 @@ def item_payload(item: AnalysisItem) -> dict[str, Any]:
         "detection_score": item.detection_score,
         "needs_review": bool(item.needs_review),
         "identified_by": item.identified_by,
+        "evidence": item.evidence,
         "menu_dish_id": item.menu_dish_id,
         "alternatives": item.alternatives,
         "box": item.box,
@@ -183,16 +192,23 @@ def _original(item: AnalysisItem) -> dict[str, Any]:
 
 
 def correct_item(
-    analysis: Analysis, item: AnalysisItem, *, food_id: str | None, grams: float | None
+    analysis: Analysis, item: AnalysisItem, *, food_id: str | None, grams: float | None,
+    dish: MenuDish | None = None,
 ) -> None:
-    """Apply a user correction (food and/or grams), keep the original, update the totals."""
+    """Apply a user correction (food, or a menu dish, and/or grams), keep the original,
+    update the totals. The user's word is certain: confidence 1, nothing left to review."""
     if item.original is None:
         item.original = _original(item)
+    if dish is not None:
+        food_id = dish.food_id
     if food_id is not None:
         food = require_food(food_id)
         item.food_id, item.name_ko, item.name_en = food.food_id, food.name_ko, food.name_en
-        item.identified_by = "user"
+        item.label = (dish.name if dish is not None else None) or food.name
+        item.menu_dish_id = dish.id if dish is not None else None
+        item.identified_by = item.evidence = "user"
         item.confidence = 1.0
+        item.needs_review = False
     if grams is not None:
         item.grams = item.grams_low = item.grams_high = round(float(grams), 1)
         item.grams_source = USER
@@ -246,14 +262,59 @@ def get_analysis(session: Session, principal: Principal, analysis_id: str) -> di
     return analysis_payload(analysis, pair_id=pair_id_of(session, analysis.id))
 
 
+@dataclass(frozen=True)
+class Enroller:
+    """What enrolling a corrected item takes: the active model and the image store."""
+
+    loaded: LoadedModel
+    store: ImageStore
+    max_pixels: int
+
+
+def _dish_of_analysis(session: Session, analysis: Analysis, dish_id: str) -> MenuDish:
+    """A dish of the menu the analysis was made with; 422 when there is none such."""
+    menu = session.get(Menu, analysis.menu_id) if analysis.menu_id else None
+    if menu is None or menu.canteen_id != analysis.canteen_id:
+        raise ApiError(422, "no_menu", f"analysis {analysis.id} was not made with a menu (or "
+                       "its menu was deleted): correct its food_id instead")
+    dish = next((d for d in menu.dishes if d.id == dish_id), None)
+    if dish is None:
+        raise ApiError(422, "unknown_dish", f"menu {menu.id} has no dish {dish_id!r}; its "
+                       f"dishes: {[d.id for d in menu.dishes]}")
+    return dish
+
+
+def _enrols(principal: Principal, enrol: bool | None) -> bool:
+    """enrol: None enrols when the caller may write menus (kiosk, admin); True insists."""
+    if enrol is None:
+        return principal.is_admin or principal.role is Role.KIOSK
+    if enrol:
+        principal.require_role(Role.KIOSK)
+    return enrol
+
+
 def correct(session: Session, principal: Principal, analysis_id: str, item_id: str, *,
-            food_id: str | None, grams: float | None) -> dict[str, Any]:
-    """Correct an item in one transaction and answer the whole analysis."""
+            food_id: str | None, grams: float | None, menu_dish_id: str | None = None,
+            enrol: bool | None = None, enroller: Enroller | None = None) -> dict[str, Any]:
+    """Correct an item in one transaction and answer the whole analysis; a menu dish given
+    for the item also enrols it as that dish's example (see _enrols), answered as
+    `enrolment` (null when not enrolled; absent without a dish)."""
     with session.begin():
         item = load_item(session, principal, analysis_id, item_id)
-        correct_item(item.analysis, item, food_id=food_id, grams=grams)
+        dish = (_dish_of_analysis(session, item.analysis, menu_dish_id) if menu_dish_id
+                else None)
+        enrolled: Enrolment | None = None
+        if dish is not None and enroller is not None and _enrols(principal, enrol):
+            enrolled, _ = enrol_item(session, dish=dish, analysis=item.analysis, item=item,
+                                     loaded=enroller.loaded, store=enroller.store,
+                                     max_pixels=enroller.max_pixels)
+        correct_item(item.analysis, item, food_id=food_id, grams=grams, dish=dish)
         session.flush()
-        return analysis_payload(item.analysis, pair_id=pair_id_of(session, analysis_id))
+        payload = analysis_payload(item.analysis, pair_id=pair_id_of(session, analysis_id))
+        if dish is not None:  # otherwise the answer is exactly GET's
+            payload["enrolment"] = (None if enrolled is None else EnrolmentPublic
+                                    .model_validate(enrolled).model_dump(mode="json"))
+        return payload
 
 
 def overlay_png(store: ImageStore, analysis: Analysis, max_pixels: int) -> bytes:
@@ -265,6 +326,8 @@ def overlay_png(store: ImageStore, analysis: Analysis, max_pixels: int) -> bytes
         photo = load_image(data, max_pixels=max_pixels)
     except ImageError as exc:  # stored bytes were validated on upload: this is disk damage
         raise ApiError(410, "image_unreadable", f"the stored photo is unreadable: {exc}") from exc
-    items = [OverlayItem(i.box, i.polygon, caption(i.name_en, i.label, i.grams))
+    items = [OverlayItem(i.box, i.polygon,
+                         caption(display_name(i.label, i.menu_dish_id, i.name_en), i.label,
+                                 i.grams))
              for i in analysis.items]
     return render_overlay(photo, items)

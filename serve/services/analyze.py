@@ -22,6 +22,7 @@ from serve.db.access import load_canteen, load_user
 from serve.db.base import utcnow
 from serve.db.session import transaction
 from serve.db.tables.analyses import Analysis
+from serve.db.tables.core import User
 from serve.schemas.analyze import AnalyzeFields
 from serve.services.analyses import analysis_payload, analysis_row, insert_analysis
 from serve.services.idempotency import Answer, replay, stored_or_replayed
@@ -91,6 +92,18 @@ def _tenant(session: Session, principal: Principal, fields: AnalyzeFields) -> st
     return None
 
 
+def consented_fields(user: User, fields: AnalyzeFields) -> AnalyzeFields:
+    """What may be recorded of a person's tray (docs/API.md#consent): without diary consent
+    the analysis is stored without the person; without canteen statistics either, also
+    without before/after state, so the tray never enters a pair or a waste report."""
+    if user.consent_diary:
+        return fields
+    drop: dict[str, Any] = {"user_id": None}
+    if not user.consent_canteen_statistics:
+        drop.update(meal_state=None, pair_id=None)
+    return fields.model_copy(update=drop)
+
+
 def resolve_context(
     session: Session, principal: Principal, fields: AnalyzeFields, loaded: LoadedModel,
     settings: Settings,
@@ -102,6 +115,7 @@ def resolve_context(
         if canteen_id is not None and user.canteen_id != canteen_id:
             raise not_found("user", fields.user_id)
         canteen_id = user.canteen_id
+        fields = consented_fields(user, fields)
     px_per_cm, layout = None, None
     if fields.kiosk_id is not None:
         calibration = kiosk_calibration(session, canteen_id, fields.kiosk_id)
@@ -178,7 +192,8 @@ def run_model(env: Env, loaded: LoadedModel, photos: list[Photo]) -> list[ImageR
     """The pipeline over decoded photos, with inference timings recorded."""
     with env.slots:
         results, timings = analyze(loaded.model, [p.request for p in photos],
-                                   batch_size=env.settings.batch_size, top_k=env.settings.top_k)
+                                   batch_size=env.settings.batch_size, top_k=env.settings.top_k,
+                                   review_below=env.settings.review_below)
     for t in timings:
         env.metrics.observe_inference(t.seconds, t.batch_size)
     return results

@@ -22,6 +22,7 @@ from serve.db.tables.analyses import Analysis, MealState
 from serve.db.tables.core import Canteen, User
 from serve.db.tables.pairs import MealPair
 from serve.services.pairing import PairResult, pair_results, tray_items
+from serve.services.privacy import require_diary_consent
 
 ENERGY = "energy_kcal"
 SODIUM = "sodium_mg"
@@ -293,7 +294,9 @@ def user_references(user: User, system: str, on: dt.date
 
 def days_report(session: Session, user: User, start: dt.date, end: dt.date,
                 system: str) -> list[DayReport]:
-    """One DayReport per local date from start to end (inclusive)."""
+    """One DayReport per local date from start to end (inclusive); 409 without diary consent
+    (every per-person report goes through here)."""
+    require_diary_consent(user)
     zone = canteen_zone(session, user.canteen_id)
     meals, notes = user_meals(session, user, start, end, zone)
     by_day: defaultdict[dt.date, list[MealLog]] = defaultdict(list)

@@ -2,18 +2,20 @@
 model.infer.enrolment, and re-embedded when the active model changes."""
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from sqlalchemy.orm import Session
 
 from model.infer.enrolment import Box, EnrolledRegion, enrolled_region
-from serve.core.errors import unprocessable
-from serve.core.storage import ImageStore, record_image
+from serve.core.errors import ApiError, unprocessable
+from serve.core.storage import ImageStore, record_image, sha256_hex
 from serve.core.uploads import decode_photo
+from serve.db.tables.analyses import Analysis, AnalysisItem
 from serve.db.tables.menus import Enrolment, Menu, MenuDish, RegionKind
 
 if TYPE_CHECKING:
@@ -103,6 +105,53 @@ def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: Image
     session.add(row)
     session.flush()
     return row, region
+
+
+def item_mask(polygon: Sequence[Sequence[float]], box: Sequence[float],
+              size: tuple[int, int]) -> np.ndarray:
+    """An analysed item's region as a boolean mask of the photo's (width, height): its
+    polygon (the model's mask outline), else its box."""
+    canvas = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(canvas)
+    if len(polygon) >= 3:
+        draw.polygon([(float(x), float(y)) for x, y in polygon], fill=255)
+    if not np.asarray(canvas).any():
+        x0, y0, x1, y1 = (float(v) for v in box)
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), fill=255)
+    return np.asarray(canvas) > 0
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A mask as the PNG an enrolment stores (white = the dish), so it can be re-embedded."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def enrol_item(session: Session, *, dish: MenuDish, analysis: Analysis, item: AnalysisItem,
+               loaded: LoadedModel, store: ImageStore,
+               max_pixels: int) -> tuple[Enrolment, bool]:
+    """Enrol an analysed item (its stored photo under its mask) as an example of the dish;
+    (the row, whether it is new). The same item enrolled again gives the existing row, and
+    its examples on the menu's other dishes go: a corrected item teaches one dish only."""
+    photo = store.get(analysis.image_sha256) if analysis.image_sha256 else None
+    if photo is None:
+        raise ApiError(410, "image_purged", f"the photo of analysis {analysis.id} is no longer "
+                       "stored (retention): it cannot be enrolled")
+    png = mask_png(item_mask(item.polygon or [], item.box,
+                             (analysis.image_width, analysis.image_height)))
+    mask_sha = sha256_hex(png)
+    for other in dish.menu.dishes:
+        for row in list(other.enrolments):
+            if (row.image_sha256, row.mask_sha256) != (analysis.image_sha256, mask_sha):
+                continue
+            if other.id == dish.id and row.model_version == loaded.version:
+                return row, False
+            other.enrolments.remove(row)
+            session.delete(row)
+    row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo, box=None,
+                   mask=png, max_pixels=max_pixels)
+    return row, True
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,11 @@ from serve.services.pipeline import (
     DEPTH,
     Alternative,
     Grams,
+    Identity,
     ImageRequest,
     ItemResult,
-    _identify,
+    confidence_of,
+    identify_item,
     stored_embedding,
 )
 
@@ -60,7 +62,7 @@ DEFAULT_STANDARD_FILL = 0.6
 STANDARD_FILL_SPREAD = 0.15
 FILL_ERROR = 0.05
 DEPTH_SPREAD = 0.25  # volume x density: +-25% (density and the support plane)
-NEEDS_REVIEW_SCORE = 0.5  # a compartment less sure than this is flagged for review
+TRAY_SLOT = "tray_slot"  # evidence: the menu dish assigned to the compartment's slot
 # Fill settings for the service: 320 px is enough for compartment areas (fill error 0.011
 # vs 0.008 at 640, a tenth of the time). The model's foreground is NOT combined: on the
 # test bed (6 trays, 36 compartments, the development model) the difference alone gave a
@@ -87,9 +89,9 @@ class KioskLayoutMode:
     kiosk_id: str = ""  # whose last pose starts the fast registration ("" : none kept)
 
     def split(self, model: TrayModel, pred: Prediction, request: ImageRequest,
-              foods: list[Item], top_k: int) -> LayoutOutcome:
+              foods: list[Item], top_k: int, review_below: float) -> LayoutOutcome:
         """Compartment items and the model items left, or not_found with all model items."""
-        return analyze_layout(self.reference, model, pred, request, foods, top_k,
+        return analyze_layout(self.reference, model, pred, request, foods, top_k, review_below,
                               self.kiosk_id)
 
 
@@ -199,42 +201,42 @@ def _grams(request: ImageRequest, food_id: str | None, serving_g: float | None, 
 
 
 def _result(model: TrayModel, item: Item, fill: CompartmentFill, request: ImageRequest,
-            top_k: int, placed: tuple[np.ndarray, tuple[int, int], tuple[int, int]]
+            top_k: int, placed: tuple[np.ndarray, tuple[int, int], tuple[int, int]],
+            review_below: float,
             ) -> ItemResult:
     """The compartment's ItemResult: slot dish, else the pipeline's identification."""
     dish = _slot_dish(request, fill.slot)
-    food_id: str | None
-    dish_id: str | None
-    if dish is not None:
-        food_id, confidence, by, dish_id = dish.food_id, fill.score * 1.0, "menu", dish.dish_id
-        alternatives = [Alternative(dish.name, dish.food_id, round(confidence, 4), dish.dish_id)]
+    if dish is not None:  # the canteen's own set-up names it: the slot's dish, for sure
+        who = Identity(dish.name or dish.food_id, dish.food_id, 1.0, "menu", dish.dish_id,
+                       TRAY_SLOT, [Alternative(dish.name, dish.food_id, 1.0, dish.dish_id)])
         serving: float | None = float(dish.serving_g)
     else:
-        food_id, confidence, by, dish_id, alternatives = _identify(model, item, request.menu,
-                                                                   top_k)
-        info = (request.menu.dish(dish_id)
-                if isinstance(request.menu, CanteenMenu) and dish_id else None)
+        who = identify_item(model, item, request.menu, top_k)
+        info = (request.menu.dish(who.dish_id)
+                if isinstance(request.menu, CanteenMenu) and who.dish_id else None)
         serving = float(info.serving_g) if info else None
+    food_id, confidence = who.food_id, confidence_of(fill.score, who.probability)
     grams = _grams(request, food_id, serving, fill.fill, *placed)
     food = find_food(food_id)
     return ItemResult(
-        label=item.label, label_index=item.label_index, food_id=food_id,
+        label=who.label, label_index=item.label_index, food_id=food_id,
         name_ko=food.name_ko if food else None, name_en=food.name_en if food else None,
         confidence=round(confidence, 4), detection_score=round(fill.score, 4),
-        identified_by=by, menu_dish_id=dish_id, alternatives=alternatives,
+        identified_by=who.identified_by, menu_dish_id=who.dish_id,
+        alternatives=who.alternatives, evidence=who.evidence,
         box=[round(v, 1) for v in item.box],
         polygon=[[float(x), float(y)] for x, y in (item.polygon or [])],
         area_px=item.area_px, area_cm2=(round(item.area_px / request.px_per_cm**2, 2)
                                         if request.px_per_cm else None),
         grams=grams, nutrients=item_nutrients(food_id, grams.value if grams else None),
-        needs_review=fill.score < NEEDS_REVIEW_SCORE, tray_slot=fill.slot,
+        needs_review=who.probability is None or confidence < review_below, tray_slot=fill.slot,
         fill=round(fill.fill, 4),
         embedding=stored_embedding(item.embedding) if item.embedding.size else None)
 
 
 def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
-                   request: ImageRequest, foods: list[Item], top_k: int, kiosk_id: str = ""
-                   ) -> LayoutOutcome:
+                   request: ImageRequest, foods: list[Item], top_k: int,
+                   review_below: float, kiosk_id: str = "") -> LayoutOutcome:
     """Register, measure each compartment, and turn the filled ones into items."""
     rgb = np.asarray(request.image.convert("RGB"))
     size_px = (rgb.shape[1], rgb.shape[0])
@@ -269,7 +271,7 @@ def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
     items = []
     for i, f, m, o in full:
         item = _compartment_item(model, f, m, o, absorbed[i], embedded.get(i))
-        items.append(_result(model, item, f, request, top_k, (m, o, size)))
+        items.append(_result(model, item, f, request, top_k, (m, o, size), review_below))
     return LayoutOutcome("registered", items, plain)
 
 

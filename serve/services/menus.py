@@ -18,20 +18,20 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from model.infer.enrolment import SIZE_REFERENCES
+from model.infer.enrolment import SIZE_REFERENCES, EnrolledRegion
+from model.infer.menu_match import Decision, DishMatch, MatchConfig, decide, rank_menu
 from model.infer.menu_match import Dish as MatchDish
-from model.infer.menu_match import DishMatch, MatchConfig, rank_menu
 from model.infer.runtime import load_image
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.core.storage import ImageStore
-from serve.db.access import load_canteen
+from serve.db.access import load_canteen, load_item
 from serve.db.tables.core import Role
 from serve.db.tables.menus import Enrolment, Menu, MenuDish
 from serve.schemas.menus import DishCreate, MenuCreate
 from serve.services.common import unique_write
-from serve.services.enrolment import enrol, measure_region, refresh_enrolments
-from serve.services.nutrients import require_food
+from serve.services.enrolment import enrol, enrol_item, measure_region, refresh_enrolments
+from serve.services.nutrients import find_food, require_food
 from serve.services.pipeline import (
     ENROLLED,
     MENU_SERVING,
@@ -77,13 +77,19 @@ class MenuContext:
 
 @dataclass(frozen=True)
 class Identification:
-    """The chosen dish for one item, with the ranked alternatives and the evidence used."""
+    """The top-ranked dish for one item, the ranking, and whether its evidence names it."""
 
-    dish: DishInfo
+    dish: DishInfo  # ranked first (the ranking is closed-set: some dish always is)
     probability: float
     similarity: float | None
     source: str
     ranking: tuple[DishMatch, ...]
+    decision: Decision  # dish_id None: not enough evidence, the item is unidentified
+
+    @property
+    def named(self) -> DishInfo | None:
+        """The dish the evidence names, or None (unidentified; never the first by default)."""
+        return self.dish if self.decision.dish_id is not None else None
 
 
 @dataclass(frozen=True)
@@ -139,11 +145,14 @@ def get_menu(session: Session, menu_id: str, principal: Principal) -> Menu:
 def identify(ctx: MenuContext, embedding: Sequence[float] | np.ndarray | None,
              class_scores: Sequence[float] | np.ndarray | None,
              config: MatchConfig | None = None) -> Identification:
-    """Rank the menu's dishes for one item (enrolled embeddings, else the model's classes)."""
+    """Rank the menu's dishes for one item (enrolled embeddings, else the model's classes),
+    then name the first only on its own evidence (menu_match.decide)."""
     ranking = rank_menu(embedding, class_scores, ctx.match_dishes, config)
     best = ranking[0]
     dish = next(d for d in ctx.dishes if d.dish_id == best.dish_id)
-    return Identification(dish, best.probability, best.similarity, best.source, tuple(ranking))
+    decision = decide(ranking, class_scores, ctx.match_dishes, config)
+    return Identification(dish, best.probability, best.similarity, best.source, tuple(ranking),
+                          decision)
 
 
 def relative_grams(dish: DishInfo, area_px: float | None) -> RelativeGrams | None:
@@ -179,7 +188,7 @@ class CanteenMenu:
         self._dishes = {d.dish_id: d for d in context.dishes}
 
     def identify(self, embedding: np.ndarray, class_scores: np.ndarray) -> MenuChoice:
-        """The most probable dish and the ranked rest (model.infer.menu_match)."""
+        """The dish its evidence names (or none: unidentified) and every dish ranked."""
         found = identify(self.context, embedding, class_scores)
         alternatives = [
             Alternative(
@@ -188,9 +197,11 @@ class CanteenMenu:
             )
             for m in found.ranking
         ]
-        return MenuChoice(
-            found.dish.dish_id, found.dish.food_id, found.probability, found.source, alternatives
-        )
+        named = found.named
+        if named is None:
+            return MenuChoice(None, None, None, 0.0, "none", alternatives)
+        return MenuChoice(named.dish_id, named.food_id, named.name, found.probability,
+                          found.decision.evidence, alternatives)
 
     def dish(self, dish_id: str) -> DishInfo | None:
         """One dish of the menu."""
@@ -228,8 +239,17 @@ def _dish_from_json(
         regions.append(measure_region(model, img, box=spec.get("box")))
     dish_id = str(entry.get("id", f"dish{position}"))
     label = label_index_for(food_id, model.meta.food_ids)
-    info = DishInfo(dish_id, food_id, entry.get("name"), serving_g, entry.get("tray_slot"),
-                    label, len(regions), 0,
+    return offline_dish(dish_id, food_id, entry.get("name"), serving_g, regions, label=label,
+                        tray_slot=entry.get("tray_slot"))
+
+
+def offline_dish(dish_id: str, food_id: str, name: str | None, serving_g: float,
+                 regions: Sequence[EnrolledRegion], *, label: int | None,
+                 tray_slot: str | None = None) -> tuple[DishInfo, MatchDish]:
+    """A dish held in memory (menu.json, benchmarks) with its enrolled regions."""
+    food = find_food(food_id)
+    info = DishInfo(dish_id, food_id, name or (food.name if food else None), serving_g,
+                    tray_slot, label, len(regions), 0,
                     tuple(r.area_px for r in regions if r.area_from in SIZE_REFERENCES))
     examples = (np.stack([r.embedding for r in regions]) if regions
                 else np.zeros((0, 0), np.float32))
@@ -339,6 +359,19 @@ def add_enrolment(session: Session, principal: Principal, menu_id: str, dish_id:
     row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo, box=box,
                    mask=mask, max_pixels=max_pixels)
     return row
+
+
+def enrol_from_item(session: Session, principal: Principal, menu_id: str, dish_id: str, *,
+                    analysis_id: str, item_id: str, loaded: LoadedModel, store: ImageStore,
+                    max_pixels: int) -> tuple[Enrolment, bool]:
+    """Enrol an analysed item of the menu's own canteen as an example of the dish; 404 for
+    anything the caller may not see or another canteen's analysis."""
+    dish = dish_of(writable_menu(session, principal, menu_id), dish_id)
+    item = load_item(session, principal, analysis_id, item_id)
+    if item.analysis.canteen_id != dish.menu.canteen_id:
+        raise not_found("analysis", analysis_id)
+    return enrol_item(session, dish=dish, analysis=item.analysis, item=item, loaded=loaded,
+                      store=store, max_pixels=max_pixels)
 
 
 def delete_enrolment(session: Session, principal: Principal, menu_id: str, dish_id: str,

@@ -4,12 +4,12 @@ was eaten and left - from serve.services.matching, the one pairing core.
 Two modes, chosen per pair:
 - Layout: both photos were registered to the kiosk's tray layout ("registered") and their
   items carry `tray_slot` + `fill`: compartments pair by slot; leftover fraction = after
-  fill / before fill (`matching.slot_leftovers`). Items outside any compartment go on to the
+  fill / before fill (`leftovers.slot_leftovers`). Items outside any compartment go on to the
   next mode.
 - Regions: after regions are assigned to before regions by appearance (embedding cosine)
   and place after the tray's own shift/turn, the label only a weak cue, in one optimal
   assignment (`matching.match_regions`); the leftover fraction is after / before mask area
-  of the two regions (`matching.leftovers`). Items stored without an embedding pair by place
+  of the two regions (`leftovers.leftovers`). Items stored without an embedding pair by place
   (and label) only (`method` "position").
 
 In both, leftover grams = served grams (the before item's, corrected or not) x the leftover
@@ -42,17 +42,16 @@ from serve.db.access import load_analysis
 from serve.db.tables.analyses import Analysis, AnalysisItem, MealState
 from serve.db.tables.core import Role, User
 from serve.db.tables.pairs import MealPair
-from serve.services.matching import (
+from serve.services import webhooks
+from serve.services.leftovers import (
     Leftover,
     LeftoverFlag,
-    MatchMethod,
     Measure,
-    Region,
     SlotFill,
     leftovers,
-    match_regions,
     slot_leftovers,
 )
+from serve.services.matching import MatchMethod, Region, match_regions
 
 # One set of flag values for the core and the pair payload (serve.services.matching).
 PairFlag = LeftoverFlag
@@ -406,9 +405,12 @@ def close_pair(session: Session, pair: MealPair, after: Analysis) -> MealPair:
     if _utc(after.captured_at) < _utc(pair.before_at):
         raise unprocessable("the after photo was taken before the before photo",
                             code="pair_order")
+    was_open = pair.after_analysis_id is None
     pair.after_analysis_id = after.id
     pair.after_at = _utc(after.captured_at)
     session.flush()
+    if was_open:  # the outbox row commits or rolls back with the close itself
+        webhooks.emit_pair_closed(session, pair, lambda: pair_of(session, pair))
     return pair
 
 

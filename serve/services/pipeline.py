@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from PIL import Image
 
+from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
+from serve.core.settings import DEFAULT_REVIEW_BELOW
 from serve.services.nutrients import find_food, item_nutrients, meal_totals
 
 if TYPE_CHECKING:
@@ -60,11 +62,12 @@ class Alternative:
 
 @dataclass(frozen=True)
 class MenuChoice:
-    """The menu dish chosen for an item, with the ranked alternatives."""
+    """The menu dish named for an item (dish_id None: unidentified), with every dish ranked."""
 
-    dish_id: str
-    food_id: str
-    probability: float
+    dish_id: str | None
+    food_id: str | None
+    name: str | None  # the dish's own name (the menu's language)
+    probability: float  # the named dish's probability over the menu (0 when unidentified)
     evidence: str  # "embedding" | "class_scores" | "none"
     alternatives: list[Alternative]
 
@@ -73,7 +76,7 @@ class MenuHook(Protocol):
     """What the pipeline needs from a menu (serve.services.menus.CanteenMenu)."""
 
     def identify(self, embedding: np.ndarray, class_scores: np.ndarray) -> MenuChoice:
-        """Pick the menu dish for one item."""
+        """Name the menu dish for one item, or none when the evidence is too weak."""
         ...
 
     def serving_grams(self, dish_id: str, area_px: float | None) -> Grams | None:
@@ -104,7 +107,7 @@ class LayoutHook(Protocol):
     """A kiosk's tray layout (serve.services.layout_mode.KioskLayoutMode)."""
 
     def split(self, model: TrayModel, pred: Prediction, request: ImageRequest,
-              foods: list[Item], top_k: int) -> LayoutOutcomeLike:
+              foods: list[Item], top_k: int, review_below: float) -> LayoutOutcomeLike:
         """Compartment items and the model items left to the plain pipeline."""
         ...
 
@@ -144,6 +147,7 @@ class ItemResult:
     tray_slot: str | None = None  # layout mode: the compartment this item fills
     fill: float | None = None  # layout mode: food area / compartment area
     embedding: list[float] | None = None  # stored for before/after pairing by appearance
+    evidence: str | None = None  # what named it: class_scores | embedding | tray_slot | none
 
 
 @dataclass
@@ -203,17 +207,42 @@ def _typical_serving(food_id: str | None) -> Grams | None:
     return serving_band(float(food.serving_g), TYPICAL)
 
 
-def _identify(
-    model: TrayModel, item: Item, menu: MenuHook | None, top_k: int
-) -> tuple[str | None, float, str, str | None, list[Alternative]]:
-    """food_id, confidence, identified_by, dish id and alternatives for one item."""
+@dataclass(frozen=True)
+class Identity:
+    """What an item is called and how sure: probability is None for an unidentified item."""
+
+    label: str
+    food_id: str | None
+    probability: float | None  # of the label given that the region is food
+    identified_by: str  # "model" | "menu"
+    dish_id: str | None
+    evidence: str  # "class_scores" | "embedding" | "none"
+    alternatives: list[Alternative]
+
+
+def identify_item(model: TrayModel, item: Item, menu: MenuHook | None, top_k: int) -> Identity:
+    """Name one item from its own evidence, or call it unidentified (docs/API.md)."""
     if menu is not None:
         choice = menu.identify(item.embedding, item.class_scores)
-        return (choice.food_id, choice.probability, "menu", choice.dish_id,
-                choice.alternatives[:top_k])
+        if choice.dish_id is None:  # every dish: the reviewer picks among them
+            return Identity(UNIDENTIFIED, None, None, "menu", None, "none", choice.alternatives)
+        return Identity(choice.name or choice.food_id or choice.dish_id, choice.food_id,
+                        choice.probability, "menu", choice.dish_id, choice.evidence,
+                        choice.alternatives[:top_k])
+    alternatives = _model_alternatives(model, item, top_k)
     probability = float(item.class_scores[item.label_index])
-    food_id = model.meta.food_ids[item.label_index]
-    return food_id, probability, "model", None, _model_alternatives(model, item, top_k)
+    if probability < MatchConfig().min_class_score:
+        return Identity(UNIDENTIFIED, None, None, "model", None, "none", alternatives)
+    return Identity(item.label, model.meta.food_ids[item.label_index], probability, "model",
+                    None, "class_scores", alternatives)
+
+
+def confidence_of(detection_score: float, identity_probability: float | None) -> float:
+    """P(the reported label): detection score x identity probability; for an unidentified
+    item only the detection score (its claim is just "food")."""
+    if identity_probability is None:
+        return detection_score
+    return detection_score * identity_probability
 
 
 # Stored embeddings are rounded: 4 decimals keep cosines within 1e-3 at a third of the size.
@@ -228,10 +257,13 @@ def stored_embedding(embedding: np.ndarray | None) -> list[float] | None:
 
 
 def build_item(
-    model: TrayModel, pred: Prediction, item: Item, request: ImageRequest, top_k: int
+    model: TrayModel, pred: Prediction, item: Item, request: ImageRequest, top_k: int,
+    review_below: float = DEFAULT_REVIEW_BELOW,
 ) -> ItemResult:
     """Identify one detected region and give it grams and nutrients."""
-    food_id, confidence, by, dish_id, alternatives = _identify(model, item, request.menu, top_k)
+    who = identify_item(model, item, request.menu, top_k)
+    food_id, dish_id = who.food_id, who.dish_id
+    confidence = confidence_of(float(item.score), who.probability)
     grams = _model_grams(model, pred, item, request.depth_mm is not None)
     if grams is None and request.menu is not None and dish_id is not None:
         grams = request.menu.serving_grams(dish_id, item.area_px or None)
@@ -239,16 +271,16 @@ def build_item(
         grams = _typical_serving(food_id)
     food = find_food(food_id)
     return ItemResult(
-        label=item.label,
+        label=who.label,
         label_index=item.label_index,
         food_id=food_id,
         name_ko=food.name_ko if food else None,
         name_en=food.name_en if food else None,
         confidence=round(confidence, 4),
         detection_score=round(float(item.score), 4),
-        identified_by=by,
+        identified_by=who.identified_by,
         menu_dish_id=dish_id,
-        alternatives=alternatives,
+        alternatives=who.alternatives,
         box=[round(float(v), 1) for v in item.box],
         polygon=[[float(x), float(y)] for x, y in (item.polygon or [])],
         area_px=float(item.area_px),
@@ -256,19 +288,22 @@ def build_item(
         grams=grams,
         nutrients=item_nutrients(food_id, grams.value if grams else None),
         embedding=stored_embedding(item.embedding),
+        needs_review=who.probability is None or confidence < review_below,
+        evidence=who.evidence,
     )
 
 
 def result_for(
-    model: TrayModel, pred: Prediction, request: ImageRequest, top_k: int
+    model: TrayModel, pred: Prediction, request: ImageRequest, top_k: int,
+    review_below: float = DEFAULT_REVIEW_BELOW,
 ) -> ImageResult:
     """All food items of one prediction (a coin is a scale reference, not food)."""
     foods = [i for i in pred.items if i.label != COIN_LABEL]
     layout, slotted = None, []
     if request.layout is not None:  # layout mode: compartments first (services.layout_mode)
-        outcome = request.layout.split(model, pred, request, foods, top_k)
+        outcome = request.layout.split(model, pred, request, foods, top_k, review_below)
         layout, slotted, foods = outcome.state, outcome.items, outcome.plain
-    items = slotted + [build_item(model, pred, i, request, top_k) for i in foods]
+    items = slotted + [build_item(model, pred, i, request, top_k, review_below) for i in foods]
     totals = meal_totals((i.food_id, i.grams.value if i.grams else None) for i in items)
     scale_source = {"given": KIOSK, "coin": REFERENCE}.get(pred.scale_source or "")
     return ImageResult(
@@ -284,7 +319,8 @@ def result_for(
 
 
 def analyze(
-    model: TrayModel, requests: Sequence[ImageRequest], *, batch_size: int = 8, top_k: int = 5
+    model: TrayModel, requests: Sequence[ImageRequest], *, batch_size: int = 8, top_k: int = 5,
+    review_below: float = DEFAULT_REVIEW_BELOW,
 ) -> tuple[list[ImageResult], list[BatchTiming]]:
     """Run photos through the model in batches and build every result."""
     results: list[ImageResult] = []
@@ -298,5 +334,6 @@ def analyze(
             depths=[r.depth_mm for r in chunk],
         )
         timings.append(BatchTiming(len(chunk), time.perf_counter() - began))
-        results.extend(result_for(model, p, r, top_k) for p, r in zip(preds, chunk, strict=True))
+        results.extend(result_for(model, p, r, top_k, review_below)
+                       for p, r in zip(preds, chunk, strict=True))
     return results, timings

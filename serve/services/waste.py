@@ -5,12 +5,12 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from serve.core.auth import Principal
 from serve.db.access import load_canteen
-from serve.db.tables.core import Role
+from serve.db.tables.core import Role, User
 from serve.db.tables.pairs import MealPair
 from serve.services.diary import canteen_zone, check_range, percent, utc_range
 from serve.services.pairing import PairResult, pair_results
@@ -65,12 +65,16 @@ def waste_by_dish(results: Iterable[PairResult]) -> list[DishWaste]:
 
 def canteen_waste(session: Session, canteen_id: str, start: dt.date,
                   end: dt.date) -> WasteReport:
-    """Waste by dish over the canteen's closed pairs whose before photo falls in the dates."""
+    """Waste by dish over the canteen's closed pairs whose before photo falls in the dates;
+    trays of people who do not consent to canteen statistics are left out."""
     lo, hi = utc_range(start, end, canteen_zone(session, canteen_id))
+    declined = select(User.id).where(User.consent_canteen_statistics.is_(False))
     pairs = list(session.scalars(
         select(MealPair).where(MealPair.canteen_id == canteen_id,
                                MealPair.after_analysis_id.is_not(None),
-                               MealPair.before_at >= lo, MealPair.before_at < hi)
+                               MealPair.before_at >= lo, MealPair.before_at < hi,
+                               or_(MealPair.user_id.is_(None),
+                                   MealPair.user_id.not_in(declined)))
         .order_by(MealPair.before_at)))
     results = pair_results(session, pairs)
     served = sum(r.served_g for r in results)

@@ -14,7 +14,10 @@ const ITEM_NUTRIENTS = ["energy_kcal", "protein_g", "fat_g", "carbohydrate_g", "
 const state = {
   file: null, fileName: "", nutrients: new Map(), namesReady: null, photoUrl: null,
   overlayUrl: null, requestCount: 0,
+  result: null, size: null, menu: null, // the shown analysis, its photo size, its menu
 };
+// An item the service could not name (model.infer.menu_match.UNIDENTIFIED).
+const UNIDENTIFIED = "unidentified";
 
 const $ = (id) => document.getElementById(id);
 
@@ -200,9 +203,16 @@ function fail(message) {
 // ---- the answer -------------------------------------------------------------------
 
 // The answer's shape is serve.analyses.analysis_payload (docs/API.md).
+// main: what the item is called (a menu dish by its own name, e.g. Korean); sub: a second
+// name (the food's English or Korean name) when it says something more.
 function itemName(item) {
   const names = item.names || {};
-  return { en: names.en || names.ko || item.label, ko: names.en ? names.ko || "" : "" };
+  if (item.label === UNIDENTIFIED && !item.food_id) return { main: "Unidentified food", sub: "" };
+  if (item.menu_dish_id) {
+    const sub = [names.en, names.ko].find((n) => n && n !== item.label) || "";
+    return { main: item.label, sub };
+  }
+  return { main: names.en || names.ko || item.label, sub: names.en ? names.ko || "" : "" };
 }
 
 function formatGrams(item) {
@@ -233,12 +243,22 @@ async function showResult(result) {
   // The answer's coordinates are in the (EXIF-rotated) photo's pixels, as the browser shows it.
   const width = result.image.width || img.naturalWidth;
   const height = result.image.height || img.naturalHeight;
+  state.size = { width, height };
+  renderResult(result);
   const items = result.items;
-  drawOverlay(items, width, height);
-  fillItems(items);
+  const review = items.filter((i) => i.needs_review).length;
+  setStatus(`Found ${items.length} food${items.length === 1 ? "" : "s"} in ${state.fileName}`
+    + (review ? `; ${review} need${review === 1 ? "s" : ""} review.` : "."));
+}
+
+function renderResult(result) {
+  state.result = result;
+  $("dish-picker").hidden = true;
+  const items = result.items;
+  drawOverlay(items, state.size.width, state.size.height);
+  fillItems(items, Boolean(result.menu_id));
   fillTotals(result.totals);
   describeResult(result, items);
-  setStatus(`Found ${items.length} food${items.length === 1 ? "" : "s"} in ${state.fileName}.`);
 }
 
 function shapePoints(item) {
@@ -258,7 +278,7 @@ function shortName(name, limit = 26) {
 function tagText(item) {
   const nutrients = item.nutrients || {};
   const kcal = nutrients.energy_kcal;
-  const parts = [shortName(itemName(item).en)];
+  const parts = [shortName(itemName(item).main)];
   if (item.grams) parts.push(formatGrams(item));
   if (kcal !== null && kcal !== undefined) parts.push(`${formatNumber(kcal)} kcal`);
   return parts.join(" · ");
@@ -346,31 +366,131 @@ function swatch(colour) {
   return node;
 }
 
-function fillItems(items) {
+const HANGUL = /[\uac00-\ud7a3]/;
+
+function langOf(text) { return HANGUL.test(text) ? { lang: "ko" } : {}; }
+
+function confidenceCell(item) {
+  const cell = el("td", { class: "num" }, `${formatNumber(100 * item.confidence)}%`);
+  if (item.needs_review) cell.append(el("span", { class: "review" }, "needs review"));
+  return cell;
+}
+
+// With a menu, a click on an item (row or shape) asks which dish it is (pickDish).
+function fillItems(items, pickable) {
   const body = $("items-body");
   body.replaceChildren();
+  $("pick-help").hidden = !pickable || !items.length;
   items.forEach((item, index) => {
     const name = itemName(item);
-    const foodCell = el("td", {}, name.en);
-    if (name.ko) foodCell.append(el("span", { class: "name-ko", lang: "ko" }, name.ko));
+    const foodCell = el("td", {}, el("span", { class: "name-main", ...langOf(name.main) }, name.main));
+    if (name.sub) foodCell.append(el("span", { class: "name-ko", ...langOf(name.sub) }, name.sub));
     foodCell.append(el("span", { class: "prov" }, provenanceText(item)));
     const row = el("tr", { "data-item": index },
       el("td", {}, swatch(PALETTE[index % PALETTE.length])),
       foodCell,
-      el("td", { class: "num" }, `${formatNumber(100 * item.confidence)}%`),
+      confidenceCell(item),
       el("td", { class: "num nowrap" }, formatGrams(item)),
       itemNutrientCell(item),
       el("td", {}, alternativesList(item)));
+    if (item.needs_review) row.classList.add("needs-review");
     row.addEventListener("mouseenter", () => highlight(index, true));
     row.addEventListener("mouseleave", () => highlight(index, false));
+    if (pickable) {
+      row.classList.add("pickable");
+      row.setAttribute("tabindex", "0");
+      row.setAttribute("title", "Click to say which dish this is");
+      row.addEventListener("click", () => openPicker(index));
+      row.addEventListener("keydown", (e) => { if (e.key === "Enter") openPicker(index); });
+    }
     body.append(row);
   });
   if (!items.length) body.append(el("tr", {}, el("td", { colspan: "6" }, "No food was found in this photo.")));
 }
 
+// ---- teaching the menu: pick the dish of an item ----------------------------------
+
+function authHeaders() { return { Authorization: `Bearer ${$("api-key").value.trim()}` }; }
+
+async function loadMenu(menuId) {
+  if (state.menu && state.menu.id === menuId) return state.menu;
+  const answer = await fetch(`/v1/menus/${encodeURIComponent(menuId)}`, { headers: authHeaders() });
+  const body = await answer.json().catch(() => null);
+  if (!answer.ok) throw new Error(describeApiError(answer.status, body));
+  state.menu = body;
+  return body;
+}
+
+function dishNames(dish) {
+  const names = dish.names || {};
+  const main = dish.name || names.ko || names.en || dish.food_id;
+  const other = [names.en, names.ko].find((n) => n && n !== main) || "";
+  return { main, other };
+}
+
+async function openPicker(index) {
+  const result = state.result;
+  if (!result || !result.menu_id) return;
+  let menu;
+  try {
+    menu = await loadMenu(result.menu_id);
+  } catch (err) {
+    showError(err.message || String(err));
+    return;
+  }
+  const item = result.items[index];
+  // The service's ranking first: the likeliest dish is the first button.
+  const scores = new Map((item.alternatives || []).map((a) => [a.dish_id, a.score]));
+  const dishes = [...menu.dishes].sort((a, b) => (scores.get(b.id) || 0) - (scores.get(a.id) || 0));
+  const list = $("picker-list");
+  list.replaceChildren();
+  for (const dish of dishes) {
+    const names = dishNames(dish);
+    const button = el("button", { type: "button", class: "dish-choice", "data-dish": dish.id },
+      el("span", { class: "dish-main", ...langOf(names.main) }, names.main),
+      el("span", { class: "dish-other", ...langOf(names.other) }, names.other));
+    if (dish.id === item.menu_dish_id) button.classList.add("current");
+    button.addEventListener("click", () => pickDish(index, dish));
+    list.append(el("li", {}, button));
+  }
+  $("picker-item").textContent = `Item ${index + 1}, now “${itemName(item).main}” `
+    + `(${formatNumber(100 * item.confidence)}% sure). The dish you pick is also enrolled as an example for the next photos.`;
+  $("picker-item").setAttribute("data-item", index);
+  $("dish-picker").hidden = false;
+  list.querySelector("button").focus();
+}
+
+async function pickDish(index, dish) {
+  const result = state.result;
+  const item = result.items[index];
+  clearError();
+  setStatus(`Saving ${dishNames(dish).main}…`);
+  let answer;
+  try {
+    answer = await fetch(`/v1/analyses/${encodeURIComponent(result.id)}/items/${encodeURIComponent(item.id)}`, {
+      method: "PATCH", headers: { ...authHeaders(), "Content-Type": "application/json" },
+      body: JSON.stringify({ menu_dish_id: dish.id }),
+    });
+  } catch (err) {
+    showError(`The service could not be reached: ${err.message || err}`);
+    return;
+  }
+  const body = await answer.json().catch(() => null);
+  if (!answer.ok) { showError(describeApiError(answer.status, body)); return; }
+  state.menu = null; // its enrolments changed
+  renderResult(body);
+  const name = dishNames(dish).main;
+  setStatus(body.enrolment
+    ? `Saved: item ${index + 1} is ${name}, enrolled as an example: the next photo uses it.`
+    : `Saved: item ${index + 1} is ${name}.`);
+  document.body.setAttribute("data-state", "corrected");
+}
+
 function provenanceText(item) {
   const prov = item.provenance || {};
-  const parts = [item.identified_by === "menu" ? "from the menu" : "by the model"];
+  const by = { menu: "from the menu", user: "corrected" }[item.identified_by] || "by the model";
+  const evidence = { embedding: "enrolled examples", class_scores: "model classes" }[item.evidence];
+  const parts = [evidence && item.identified_by !== "user" ? `${by} (${evidence})` : by];
   if (prov.grams) parts.push(`grams: ${words(prov.grams)}`);
   if (!item.nutrients) parts.push("no nutrient data");
   return parts.join(" · ");
@@ -438,6 +558,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpDropZone();
   $("analyze-form").addEventListener("submit", (e) => { e.preventDefault(); analyze(); });
   $("overlay-button").addEventListener("click", openOverlayImage);
+  $("picker-close").addEventListener("click", () => { $("dish-picker").hidden = true; });
   state.namesReady = loadNutrientNames();
   loadSamples();
 });

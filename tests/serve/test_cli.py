@@ -67,8 +67,9 @@ def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> 
 
 
 def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: Path) -> None:
-    """With --menu every item is identified among the menu's dishes; the plate's annotated
-    apple and orange are found and named by their dishes."""
+    """With --menu every item is named as one of the menu's dishes or is unidentified
+    (needs review), with the menu's dishes as alternatives; the plate's annotated apple and
+    orange are found and named by their dishes."""
     menu = {"dishes": [
         {"id": "apple", "food_id": "sr28:09003", "serving_g": 180,
          "examples": [str(fixtures_dir / ECUSTFD.format(name="apple003T(1)"))]},
@@ -83,7 +84,14 @@ def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: 
     items = json.loads(done.stdout)["items"]
     assert items, f"model {loaded_model.version} found no item on the apple+orange plate"
     for item in items:
-        assert item["identified_by"] == "menu" and item["menu_dish_id"] in ("apple", "orange")
+        assert item["identified_by"] == "menu"
+        if item["menu_dish_id"] is None:
+            assert item["label"] == "unidentified" and item["needs_review"], item
+            assert item["evidence"] == "none" and item["food_id"] is None
+        else:
+            assert item["menu_dish_id"] in ("apple", "orange")
+            assert item["evidence"] in ("embedding", "class_scores")
+            assert item["confidence"] < item["detection_score"] + 1e-4
         assert {a["dish_id"] for a in item["alternatives"]} == {"apple", "orange"}
     truth = _annotated_foods(fixtures_dir, "mix001T(1)")
     assert sorted(label for label, _ in truth) == ["apple", "orange"]

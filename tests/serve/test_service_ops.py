@@ -127,7 +127,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
     from serve.db.base import Base
     from serve.db.migrate import upgrade_database
     from serve.db.session import make_engine
-    from serve.db.tables import analyses, core, kiosks, menus, pairs  # noqa: F401
+    from serve.db.tables import analyses, core, kiosks, menus, pairs, webhooks  # noqa: F401
 
     engine = make_engine(database_url)
     upgrade_database(engine)

@@ -9,7 +9,7 @@ from serve.db.base import Base
 from serve.db.session import make_engine
 
 # Every module that defines tables on Base, so autogenerate sees the whole schema.
-from serve.db.tables import analyses, core, kiosks, menus, pairs  # noqa: F401
+from serve.db.tables import analyses, core, kiosks, menus, pairs, webhooks  # noqa: F401
 
 target_metadata = Base.metadata
 

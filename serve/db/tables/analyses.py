@@ -105,6 +105,8 @@ class AnalysisItem(Base):
     detection_score: Mapped[float | None] = mapped_column(Float)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     identified_by: Mapped[str] = mapped_column(String(16), default="model")  # model | menu
+    # What named the item: class_scores | embedding | none (unidentified) | user.
+    evidence: Mapped[str | None] = mapped_column(String(16))
     menu_dish_id: Mapped[str | None] = mapped_column(String(32))
     alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     box: Mapped[list[float]] = mapped_column(JSON)

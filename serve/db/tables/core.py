@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -84,6 +86,35 @@ class User(Base):
     display_name: Mapped[str | None] = mapped_column(String(200))
     sex: Mapped[str | None] = mapped_column(String(8))
     birth_year: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Consent (docs/API.md#consent): diary = a per-person meal record is kept;
+    # canteen_statistics = their trays count in canteen reports. History: UserConsent.
+    consent_diary: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    consent_canteen_statistics: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true())
+    consent_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def consent(self) -> dict[str, Any]:
+        """The current consent as clients see it (schemas.users.Consent)."""
+        return {"diary": self.consent_diary,
+                "canteen_statistics": self.consent_canteen_statistics,
+                "updated_at": self.consent_updated_at}
+
+
+class UserConsent(Base):
+    """One consent a user gave or changed: what, when and through which key."""
+
+    __tablename__ = "user_consents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    diary: Mapped[bool] = mapped_column(Boolean)
+    canteen_statistics: Mapped[bool] = mapped_column(Boolean)
+    # "given" (sent by the client) or "default" (a user created without consent fields)
+    source: Mapped[str] = mapped_column(String(16))
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

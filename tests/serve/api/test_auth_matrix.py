@@ -57,6 +57,9 @@ def _layout(ids: Ids, photos: dict[str, bytes]) -> dict[str, Any]:
             "data": {"compartments": LAYOUT}}
 
 
+# Nothing listens on the discard port of loopback: a webhook test there fails at once.
+HOOK_URL = "http://127.0.0.1:9/traylens"
+
 ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/keys"): Route(ADMIN, json=lambda i, p: {"name": "x", "role": "app",
                                                         "canteen_id": i["canteen_id"]}),
@@ -71,9 +74,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/users"): Route(ALL, json=lambda i, p: {"canteen_id": i["canteen_id"]}),
     ("GET", "/v1/users"): Route(ALL),
     ("GET", "/v1/users/{user_id}"): Route(ALL, user_scoped=True),
-    ("PATCH", "/v1/users/{user_id}"): Route(ALL, user_scoped=True,
-                                            json=lambda i, p: {"display_name": "x"}),
+    ("PATCH", "/v1/users/{user_id}"): Route(ALL, user_scoped=True, json=lambda i, p: {
+        "display_name": "x", "consent": {"canteen_statistics": True}}),
     ("DELETE", "/v1/users/{user_id}"): Route(ALL, user_scoped=True),
+    ("GET", "/v1/users/{user_id}/consent"): Route(ALL, user_scoped=True),
+    # every format answers alike: tests/serve/api/test_privacy.py probes csv and fhir too
+    ("GET", "/v1/users/{user_id}/export"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/days/{day}"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/weeks/{week}"): Route(ALL, user_scoped=True),
     ("GET", "/v1/users/{user_id}/habits"): Route(ALL, user_scoped=True),
@@ -120,6 +126,16 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/pairs/{pair_id}"): Route(ALL, user_scoped=True),
     ("PUT", "/v1/pairs/{pair_id}/after"): Route(ALL, user_scoped=True, json=lambda i, p: {
         "after_analysis_id": i["after_id"]}),
+    # Webhooks: the tenant's is the app's own (a sibling app must not see it; the canteen's
+    # kiosk key does). Their URL is a closed loopback port: tests send nothing elsewhere.
+    ("POST", "/v1/webhooks"): Route(ALL, json=lambda i, p: {
+        "url": HOOK_URL, "events": ["pair_closed"], "secret": "s" * 20,
+        "canteen_id": i["canteen_id"]}),
+    ("GET", "/v1/webhooks"): Route(ALL),
+    ("GET", "/v1/webhooks/{webhook_id}"): Route(ALL, user_scoped=True),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Route(ALL, user_scoped=True),
+    ("POST", "/v1/webhooks/{webhook_id}/test"): Route(ALL, user_scoped=True),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Route(ALL, user_scoped=True),
 }
 # Admin writes whose well-formed request would replace the module's model: test_model_swap.py
 # uploads a real model and rolls back (the matrix above sends a file that is no model).
@@ -170,12 +186,16 @@ def _tenant(service: Service, photos: dict[str, bytes]) -> dict[str, Any]:
     assert mine["pair_id"] and after["pair_id"] is None, (mine, after)
     s.ok(s.client.put(f"/v1/kiosks/{kiosk}/layout", headers=keys["kiosk"],
                       **_layout({}, photos)))
+    hook = s.ok(s.client.post("/v1/webhooks", json={
+        "url": HOOK_URL, "events": ["pair_closed", "weekly_report"], "secret": "s" * 20},
+        headers=keys["app"]), 201)["id"]
     me = s.ok(s.client.get("/v1/keys/me", headers=keys["kiosk"]))
     ids = {"canteen_id": c, "user_id": app_user, "kiosk_user": kiosk_user, "kiosk_id": kiosk,
            "menu_id": menu["id"], "dish_id": dish, "enrolment_id": enrolment,
            "before_id": before["id"], "pair_id": mine["pair_id"], "analysis_id": mine["id"],
            "after_id": after["id"], "item_id": mine["items"][0]["id"],
-           "key_id": me["id"], "food_id": food_id, "day": str(TODAY), "week": "2026-W48"}
+           "key_id": me["id"], "food_id": food_id, "day": str(TODAY), "week": "2026-W48",
+           "webhook_id": hook}
     return {"keys": keys, "ids": ids}
 
 

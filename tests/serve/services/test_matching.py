@@ -13,19 +13,15 @@ from PIL import Image
 
 from model.infer.runtime import TrayModel, full_item_mask, load_image
 from serve.services import matching
+from serve.services.leftovers import LeftoverFlag, Measure, SlotFill, leftovers, slot_leftovers
 from serve.services.matching import (
-    LeftoverFlag,
     MatchConfig,
     MatchInputError,
     MatchMethod,
-    Measure,
     Region,
-    SlotFill,
     TrayShift,
     estimate_tray_shift,
-    leftovers,
     match_regions,
-    slot_leftovers,
 )
 
 DIM = 64

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from nutrition_db import meal_nutrients
-from serve.services.matching import MatchMethod, Measure
+from serve.services.leftovers import Measure
+from serve.services.matching import MatchMethod
 from serve.services.pairing import PairFlag, TrayItem, TrayPhoto, pair_meal
 
 RICE, SOUP, KIMCHI = "rice", "soup", "kimchi"

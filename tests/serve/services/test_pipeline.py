@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 
 from model.data.importers.ecustfd import read_voc
+from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
 from model.infer.runtime import Item, Prediction, load_image
 from nutrition_db.table import get_food, nutrients_for
-from serve.services.menus import CanteenMenu, menu_from_file
+from serve.services.menus import CanteenMenu, MenuContext, menu_from_file, offline_dish
 from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import (
     ENROLLED,
@@ -29,6 +30,7 @@ from serve.services.pipeline import (
     result_for,
 )
 from tests.serve.conftest import ECUSTFD
+from tests.serve.services.test_diary import KIMCHI, RICE, SOUP
 
 APPLE, ORANGE = "sr28:09003", "sr28:09200"  # SR28 apples raw with skin; oranges raw
 
@@ -40,16 +42,17 @@ def _food_box(photo: Path) -> list[float]:
 
 
 def _item(loaded: LoadedModel, photo: Path, label_index: int, grams: float | None = None,
-          box: list[float] | None = None) -> Item:
-    """An item over `box` (default: the whole photo), with the model's real embedding of it."""
+          box: list[float] | None = None, top: float = 0.9, score: float = 0.8) -> Item:
+    """An item over `box` (default: the whole photo), with the model's real embedding of it;
+    `top` is its class probability, `score` its detection score."""
     img = load_image(photo)
     x0, y0, x1, y1 = box or [0.0, 0.0, float(img.width), float(img.height)]
     n = len(loaded.model.meta.labels)
-    scores = np.full(n, 0.1 / (n - 1), np.float32)
-    scores[label_index] = 0.9
+    scores = np.full(n, (1 - top) / (n - 1), np.float32)
+    scores[label_index] = top
     embedding = loaded.model.embed_regions(img, boxes=[box] if box else None)[0]
     return Item(box=(x0, y0, x1, y1),
-                label=loaded.model.meta.labels[label_index], label_index=label_index, score=0.8,
+                label=loaded.model.meta.labels[label_index], label_index=label_index, score=score,
                 class_scores=scores, mask=None,
                 polygon=[[int(x0), int(y0)], [int(x1), int(y0)], [int(x0), int(y1)]],
                 area_px=(x1 - x0) * (y1 - y0), embedding=embedding,
@@ -88,7 +91,12 @@ def test_menu_identifies_the_enrolled_dish(
         out = build_item(loaded_model.model, pred, item, ImageRequest(load_image(
             fixtures_dir / ECUSTFD.format(name=name)), menu=menu), top_k=5)
         assert (out.identified_by, out.menu_dish_id, out.food_id) == ("menu", dish, food)
-        assert out.confidence > 0.5 and {a.dish_id for a in out.alternatives} == {"apple", "orange"}
+        assert {a.dish_id for a in out.alternatives} == {"apple", "orange"}
+        # named by its enrolled example; confidence = detection score x dish probability
+        assert out.evidence == "embedding" and out.alternatives[0].dish_id == dish
+        assert out.confidence == pytest.approx(0.8 * out.alternatives[0].score, abs=1e-3)
+        assert out.label == get_food(food).name  # the dish's name (menu.json: the food's)
+        assert not out.needs_review
         # No scale on the photo: grams relative to the enrolled example (its box's food).
         assert out.grams is not None and out.grams.source == ENROLLED
         assert out.nutrients == nutrients_for(food, out.grams.value)
@@ -166,3 +174,66 @@ def test_alternative_json_holds_every_field() -> None:
     alt = Alternative("Bread", "fndds:51000100", 0.25, dish_id="d1")
     assert alt.to_dict() == asdict(alt)
     assert set(alt.to_dict()) == {f.name for f in fields(Alternative)}
+
+
+def _no_evidence_menu() -> CanteenMenu:
+    """Five Korean dishes with no enrolled example and no model class (a new canteen)."""
+    foods = [RICE, SOUP, KIMCHI, "mfds:D102-082120000-0001", APPLE]
+    built = [offline_dish(f"d{n}", food, None, 200.0, [], label=None)
+             for n, food in enumerate(foods)]
+    return CanteenMenu(MenuContext("m", "offline", "v", tuple(b[0] for b in built),
+                                   tuple(b[1] for b in built)))
+
+
+def test_menu_without_evidence_names_nothing(loaded_model: LoadedModel,
+                                             fixtures_dir: Path) -> None:
+    """Issue 15: with no enrolment, slot or class, no dish wins by default (was: the first
+    dish at 1/5 for every item)."""
+    menu = _no_evidence_menu()
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    item = _item(loaded_model, photo, 0, top=0.99, score=0.9)
+    out = build_item(loaded_model.model, Prediction(10, 10, [item]), item,
+                     ImageRequest(load_image(photo), menu=menu), top_k=3)
+    assert (out.label, out.menu_dish_id, out.food_id) == (UNIDENTIFIED, None, None)
+    assert out.needs_review and out.evidence == "none" and out.identified_by == "menu"
+    assert out.nutrients is None and out.confidence == 0.9  # P(food) = the detection score
+    # every dish of the menu to pick from (not cut to top_k), none favoured
+    assert [a.dish_id for a in out.alternatives] == [f"d{n}" for n in range(5)]
+    assert {a.score for a in out.alternatives} == {0.2}
+    assert out.alternatives[0].label == get_food(RICE).name == "쌀밥"
+    totals = result_for(loaded_model.model, Prediction(10, 10, [item]),
+                        ImageRequest(load_image(photo), menu=menu), top_k=3).totals
+    assert totals["items_without_nutrients"] == 1 and totals["incomplete_nutrients"]
+
+
+def test_model_mode_confidence_is_a_product(loaded_model: LoadedModel,
+                                            fixtures_dir: Path) -> None:
+    """confidence = detection score x class probability, never a constant 1.00."""
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    label = _label_of(loaded_model, APPLE)
+    item = _item(loaded_model, photo, label, top=0.9, score=0.7)
+    out = build_item(loaded_model.model, Prediction(10, 10, [item]), item,
+                     ImageRequest(load_image(photo)), top_k=3)
+    assert out.confidence == pytest.approx(0.63, abs=1e-4) and out.detection_score == 0.7
+    assert out.label == item.label and out.evidence == "class_scores" and not out.needs_review
+    # below the review threshold: still named, but flagged
+    low = build_item(loaded_model.model, Prediction(10, 10, [item]), item,
+                     ImageRequest(load_image(photo)), top_k=3, review_below=0.64)
+    assert low.label == item.label and low.needs_review
+
+
+def test_model_mode_weak_class_is_unidentified(loaded_model: LoadedModel,
+                                               fixtures_dir: Path) -> None:
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    label = _label_of(loaded_model, APPLE)
+    cut = MatchConfig().min_class_score
+    item = _item(loaded_model, photo, label, grams=120.0, top=cut - 0.01, score=0.9)
+    out = build_item(loaded_model.model, Prediction(10, 10, [item]), item,
+                     ImageRequest(load_image(photo)), top_k=3)
+    assert (out.label, out.food_id, out.nutrients) == (UNIDENTIFIED, None, None)
+    assert out.needs_review and out.confidence == 0.9
+    assert out.grams is not None and out.grams.value == 120.0  # the model's portion estimate
+    assert out.alternatives[0].label == item.label  # the top classes to pick from
+    named = _item(loaded_model, photo, label, top=cut, score=0.9)
+    assert build_item(loaded_model.model, Prediction(10, 10, [named]), named,
+                      ImageRequest(load_image(photo)), top_k=3).label == named.label

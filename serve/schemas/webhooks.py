@@ -1,0 +1,87 @@
+"""Webhooks and their deliveries: Create and Public (the secret is write-only)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from serve.schemas.base import Public
+from serve.services.webhooks import fingerprint
+
+Event = Literal["weekly_report", "pair_closed"]
+
+
+class WebhookCreate(BaseModel):
+    """A receiver: an http(s) URL, the events it wants, and the secret that signs them."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2000)
+    events: list[Event] = Field(min_length=1, max_length=10)
+    secret: str = Field(min_length=16, max_length=200,
+                        description="HMAC-SHA256 key of X-TrayLens-Signature; never returned")
+    canteen_id: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """An absolute http or https URL with a host (no credentials in it)."""
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an absolute http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("url must not carry credentials; the signature authenticates")
+        if any(c.isspace() for c in value):
+            raise ValueError("url must not contain whitespace")
+        return value
+
+
+class WebhookPublic(Public):
+    """A webhook as clients see it: its secret only as a fingerprint."""
+
+    id: str
+    canteen_id: str
+    app_key_id: str | None = Field(description="set for an app key's webhook: it receives "
+                                               "that app's users' events only")
+    url: str
+    events: list[str]
+    created_at: datetime
+    secret: str = Field(exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def secret_fingerprint(self) -> str:
+        """The first 12 hex digits of the secret's SHA-256."""
+        return fingerprint(self.secret)
+
+
+class DeliveryPublic(Public):
+    """One delivery: its body and how its tries went."""
+
+    id: str = Field(description="the delivery id (X-TrayLens-Delivery): receivers dedupe on it")
+    webhook_id: str
+    event: str
+    user_id: str | None = Field(description="the person the event is about, if any")
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    last_response: str | None = Field(description="the start of the receiver's answer")
+    delivered_at: datetime | None
+    created_at: datetime
+    body: str = Field(exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The JSON body sent on every try."""
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
