@@ -168,8 +168,9 @@ def test_enrolling_a_layout_item_teaches_its_dish_the_standard_fill(
     dish = by_slot[taught["tray_slot"]]
     url = f"/v1/menus/{menu['id']}/dishes/{dish['id']}/enrolments"
     # A photo upload carries no fill: it does not count.
-    service.ok(service.client.post(url, headers=setup["key"], files={
+    upload = service.ok(service.client.post(url, headers=setup["key"], files={
         "image": ("a.jpg", photo_bytes["apple"], "image/jpeg")}), 201)
+    assert upload["fill"] is None
     again = analyze(service, setup, photo, menu_id=menu["id"])
     same = {i["tray_slot"]: i for i in again["items"]}[taught["tray_slot"]]
     # Still the default 0.6 (the fill is measured again, from this kiosk's last pose: it
@@ -177,8 +178,9 @@ def test_enrolling_a_layout_item_teaches_its_dish_the_standard_fill(
     assert same["grams"]["value"] == pytest.approx(150.0 * same["fill"] / DEFAULT_STANDARD_FILL,
                                                    abs=0.1)
     # The analysed item itself, enrolled as its slot's dish: its fill is the standard.
-    service.ok(service.client.post(url, headers=setup["key"], json={
+    enrolled = service.ok(service.client.post(url, headers=setup["key"], json={
         "analysis_id": first["id"], "item_id": taught["id"]}), 201)
+    assert enrolled["fill"] == pytest.approx(taught["fill"])
     learned = analyze(service, setup, photo, menu_id=menu["id"])
     items = {i["tray_slot"]: i for i in learned["items"]}
     item = items[taught["tray_slot"]]
