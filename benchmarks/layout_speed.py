@@ -4,6 +4,7 @@ alternately in one in-process app (TestClient, SQLite) so load from other jobs h
 Target: layout p50 <= 1.2 x plain p50.
 Both kiosks' photos name the same menu, whose dishes carry the tray slots.
 Usage: python benchmarks/layout_speed.py [--requests 40] [--size 640 480]
+Prints the load average before and after (the CPU is shared: compare ratios, not times).
 """
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480))
     args = parser.parse_args()
+    load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() \
+        else ["?"]
     size = (args.size[0], args.size[1])
     crops = tb.load_crops(REPO / "tests" / "fixtures", per_label=1,
                           sets=("labelme", "maskpng", "mealtray"))
@@ -86,6 +89,9 @@ def main() -> None:
     for k in ("plain", "layout"):
         print(f"  {k:6s} POST /v1/analyze p50 {p50[k]:.1f} ms  p95 {p95[k]:.1f} ms")
     print(f"  layout / plain p50: {p50['layout'] / p50['plain']:.2f} (target <= 1.20)")
+    load_after = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() \
+        else ["?"]
+    print(f"  load average before {' '.join(load_before)}, after {' '.join(load_after)}")
 
 
 if __name__ == "__main__":

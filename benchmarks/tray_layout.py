@@ -1,6 +1,7 @@
 """Tray layouts on the composed stainless-tray test bed: registration, fill, leftover, not_found.
 
 Run: nice -n 10 .venv/bin/python benchmarks/tray_layout.py [--shared] [--kiosks 6] [--meals 2]
+     [--service]  (only the service's fast-path registration vs SIFT at 360 px)
 Prints Markdown tables: registration error (mean distance of the warped compartments'
 points to the truth, photo px) per pose family and detector, time per registration, fill
 error (percentage points), leftover error on before/after pairs, the share of not_found
@@ -41,6 +42,12 @@ CONFIGS = {
     "SIFT": T.RegistrationConfig(detector="sift", refine=False),
     "ORB + ECC": T.RegistrationConfig(detector="orb", refine=True),
 }
+# --service: the service's registration (serve.services.layouts.REGISTRATION) and the one
+# it replaced, at 360 px without ECC; the fast path starts cold here (no kiosk hint).
+SERVICE_CONFIGS = {
+    "SIFT 360 (service before)": T.RegistrationConfig(work_side=360, refine=False),
+    "fast path 360 (service)": T.RegistrationConfig(work_side=360, refine=False, fast=True),
+}
 
 
 def layout_of(kiosk: tb.Kiosk) -> T.TrayLayout:
@@ -56,14 +63,16 @@ def corner_error(hom: np.ndarray, kiosk: tb.Kiosk, truth: np.ndarray) -> float:
                  .mean())
 
 
-def registration_table(kiosks: list[tb.Kiosk], crops: Sequence[FoodCrop], meals: int) -> None:
+def registration_table(kiosks: list[tb.Kiosk], crops: Sequence[FoodCrop], meals: int,
+                       configs: dict[str, T.RegistrationConfig] = CONFIGS) -> None:
     """Registration error and time per pose family and detector."""
-    print("| detector | poses | found | mean err px | p95 err px | max err px | ms / photo |")
+    print("| detector | poses | found (fast path) | mean err px | p95 err px | max err px | "
+          "ms / photo |")
     print("|---|---|---|---|---|---|---|")
-    for cname, cfg in CONFIGS.items():
+    for cname, cfg in configs.items():
         refs = [T.prepare_reference(k.reference, layout_of(k), cfg) for k in kiosks]
         for fname, pose in FAMILIES.items():
-            errs, ms, found, n = [], [], 0, 0
+            errs, ms, found, n, fast = [], [], 0, 0, 0
             for ki, (k, ref) in enumerate(zip(kiosks, refs, strict=True)):
                 for m in range(meals):
                     pair = tb.make_pair(k, crops, 1000 * ki + m, pose=pose)
@@ -74,9 +83,10 @@ def registration_table(kiosks: list[tb.Kiosk], crops: Sequence[FoodCrop], meals:
                         n += 1
                         if reg.found and reg.homography is not None:
                             found += 1
+                            fast += reg.fast
                             errs.append(corner_error(reg.homography, k, shot.homography))
             e = np.array(errs) if errs else np.array([np.nan])
-            print(f"| {cname} | {fname} | {found}/{n} | {e.mean():.2f} | "
+            print(f"| {cname} | {fname} | {found}/{n} ({fast}) | {e.mean():.2f} | "
                   f"{np.quantile(e, 0.95):.2f} | {e.max():.2f} | {statistics.median(ms):.0f} |")
 
 
@@ -119,11 +129,12 @@ def fill_table(kiosks: list[tb.Kiosk], crops: Sequence[FoodCrop], meals: int) ->
     print(f"| measure_fill ms / photo (median) | {statistics.median(fill_ms):.0f} |")
 
 
-def non_tray_table(kiosks: list[tb.Kiosk], photos: dict[str, list[Path]]) -> None:
+def non_tray_table(kiosks: list[tb.Kiosk], photos: dict[str, list[Path]],
+                   cfg: T.RegistrationConfig = CONFIGS["SIFT + ECC"]) -> None:
     """Share of not_found on photos that are not the kiosk's tray, and the reasons."""
     print("| photos | not_found | reasons |")
     print("|---|---|---|")
-    refs = [T.prepare_reference(k.reference, layout_of(k)) for k in kiosks]
+    refs = [T.prepare_reference(k.reference, layout_of(k), cfg) for k in kiosks]
     sets: dict[str, list[np.ndarray]] = {
         name: [np.asarray(Image.open(p).convert("RGB")) for p in paths]
         for name, paths in photos.items()}
@@ -137,7 +148,7 @@ def non_tray_table(kiosks: list[tb.Kiosk], photos: dict[str, list[Path]]) -> Non
             for ii, img in enumerate(images):
                 if name == "another kiosk's tray" and ii == ki:
                     continue
-                reg = T.register_tray(ref, img)
+                reg = T.register_tray(ref, img, cfg)
                 n += 1
                 nf += not reg.found
                 key = reg.reason or "FOUND"
@@ -195,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--meals", type=int, default=2, help="before/after pairs per kiosk and family")
     p.add_argument("--photos", type=int, default=40, help="non-tray photos per set (shared)")
     p.add_argument("--size", default="640x480", help="photo size WxH")
+    p.add_argument("--service", action="store_true",
+                   help="only the service's registration (fast path) vs SIFT at 360 px")
     a = p.parse_args(argv)
     size = tuple(int(v) for v in a.size.split("x"))
     crops, photos = inputs(a.shared, a.photos)
@@ -202,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"# Tray layout benchmark ({platform.processor() or platform.machine()}, "
           f"{'shared data' if a.shared else 'fixtures'}, {len(crops)} crops, photos {a.size}, "
           f"{a.kiosks} kiosks x {a.meals} meals, work side {T.WORK_SIDE})\n")
+    if a.service:
+        registration_table(kiosks, crops, a.meals, SERVICE_CONFIGS)
+        print()
+        non_tray_table(kiosks, photos, SERVICE_CONFIGS["fast path 360 (service)"])
+        return
     registration_table(kiosks, crops, a.meals)
     print()
     fill_table(kiosks, crops, a.meals * 2)

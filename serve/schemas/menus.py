@@ -52,6 +52,9 @@ class EnrolmentPublic(BaseModel):
     box: list[float] | None
     area_px: float
     area_from: str
+    # Enrolled from a layout-mode item: its fill (food / compartment area), which teaches the
+    # dish's standard fill; None for a photo upload.
+    fill: float | None = None
     model_version: str
     created_at: dt.datetime
 

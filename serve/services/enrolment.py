@@ -149,11 +149,15 @@ def enrol_item(session: Session, *, dish: MenuDish, analysis: Analysis, item: An
             if (row.image_sha256, row.mask_sha256) != (analysis.image_sha256, mask_sha):
                 continue
             if other.id == dish.id and row.model_version == loaded.version:
+                if row.fill is None and item.fill is not None:  # enrolled before fills were kept
+                    row.fill = item.fill
                 return row, False
             other.enrolments.remove(row)
             session.delete(row)
     row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo, box=None,
                    mask=png, max_pixels=max_pixels)
+    row.fill = item.fill  # a layout item's fill teaches the dish's standard fill
+    session.flush()
     return row, True
 
 

@@ -10,11 +10,13 @@ items. No tray found: layout "not_found" and the plain detector's items.
 Identity: the menu dish whose tray_slot is the compartment's slot, else the pipeline's
 identification (enrolled examples among the menu's dishes, else the model).
 Grams: depth map + kiosk scale -> volume x density; else serving_g x fill / standard_fill
-(source "layout_fill").
+(source "layout_fill"), the standard fill learned from the dish's enrolled layout items
+(standard_fill) or DEFAULT_STANDARD_FILL.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,7 +36,7 @@ from model.infer.tray import (
 )
 from serve.core.storage import ImageStore
 from serve.db.tables.kiosks import KioskLayout
-from serve.services.layouts import REGISTRATION, prepared_reference
+from serve.services.layouts import POSES, REGISTRATION, prepared_reference
 from serve.services.menus import CanteenMenu, DishInfo
 from serve.services.nutrients import find_food, item_nutrients
 from serve.services.pipeline import (
@@ -61,6 +63,12 @@ LAYOUT_FILL = "layout_fill"  # grams source: serving x fill / standard fill
 DEFAULT_STANDARD_FILL = 0.6
 STANDARD_FILL_SPREAD = 0.15
 FILL_ERROR = 0.05
+# Learned standard fill: the median fill of the dish's enrolled examples that carry one (an
+# analysed layout item enrolled as the dish, enrolments.fill), clipped to
+# [MIN_STANDARD_FILL, 1]. Its spread shrinks with the examples backing it: the default's
+# relative spread (0.15 / 0.6 = 25%) over sqrt(n), at least FILL_ERROR (the fill
+# measurement's own error) and at most half the standard (the range stays finite).
+MIN_STANDARD_FILL = 0.1
 DEPTH_SPREAD = 0.25  # volume x density: +-25% (density and the support plane)
 TRAY_SLOT = "tray_slot"  # evidence: the menu dish assigned to the compartment's slot
 # Fill settings for the service: 320 px is enough for compartment areas (fill error 0.011
@@ -86,11 +94,13 @@ class KioskLayoutMode:
     """The pipeline's LayoutHook for one kiosk: its prepared empty-tray reference."""
 
     reference: TrayReference
+    kiosk_id: str = ""  # whose last pose starts the fast registration ("" : none kept)
 
     def split(self, model: TrayModel, pred: Prediction, request: ImageRequest,
               foods: list[Item], top_k: int, review_below: float) -> LayoutOutcome:
         """Compartment items and the model items left, or not_found with all model items."""
-        return analyze_layout(self.reference, model, pred, request, foods, top_k, review_below)
+        return analyze_layout(self.reference, model, pred, request, foods, top_k, review_below,
+                              self.kiosk_id)
 
 
 def kiosk_layout_mode(session: Session, kiosk_id: str, store: ImageStore, max_pixels: int
@@ -104,7 +114,7 @@ def kiosk_layout_mode(session: Session, kiosk_id: str, store: ImageStore, max_pi
         log.warning("kiosk %s has a layout whose reference photo is gone or unusable: "
                     "analysing without it", kiosk_id)
         return None
-    return KioskLayoutMode(reference)
+    return KioskLayoutMode(reference, kiosk_id)
 
 
 def _scaled(fills: list[CompartmentFill], k: float, size: tuple[int, int]
@@ -172,16 +182,27 @@ def _slot_dish(request: ImageRequest, slot: str) -> DishInfo | None:
     return None
 
 
-def _fill_grams(serving_g: float, fill: float) -> Grams:
+def standard_fill(fills: Sequence[float]) -> tuple[float, float]:
+    """(standard fill, its spread) of a dish: learned from its enrolled fills, else the default."""
+    usable = [float(f) for f in fills if f is not None and np.isfinite(f) and f > 0]
+    if not usable:
+        return DEFAULT_STANDARD_FILL, STANDARD_FILL_SPREAD
+    std = float(np.clip(np.median(usable), MIN_STANDARD_FILL, 1.0))
+    relative = STANDARD_FILL_SPREAD / DEFAULT_STANDARD_FILL / np.sqrt(len(usable))
+    return std, float(min(max(std * relative, FILL_ERROR), std / 2))
+
+
+def _fill_grams(serving_g: float, fill: float, fills: Sequence[float] = ()) -> Grams:
     """serving x fill / standard fill, its range from the fill error and the standard's spread."""
-    std = DEFAULT_STANDARD_FILL
-    low = serving_g * max(0.0, fill - FILL_ERROR) / (std + STANDARD_FILL_SPREAD)
-    high = serving_g * (fill + FILL_ERROR) / (std - STANDARD_FILL_SPREAD)
+    std, spread = standard_fill(fills)
+    low = serving_g * max(0.0, fill - FILL_ERROR) / (std + spread)
+    high = serving_g * (fill + FILL_ERROR) / (std - spread)
     return Grams(round(serving_g * fill / std, 1), round(low, 1), round(high, 1), LAYOUT_FILL)
 
 
-def _grams(request: ImageRequest, food_id: str | None, serving_g: float | None, fill: float,
-           mask: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> Grams | None:
+def _grams(request: ImageRequest, food_id: str | None, serving_g: float | None,
+           fills: Sequence[float], fill: float, mask: np.ndarray, offset: tuple[int, int],
+           size: tuple[int, int]) -> Grams | None:
     """Depth + kiosk scale -> volume x density; else the fill against a standard serving."""
     food = find_food(food_id)
     density = food.density_g_per_ml if food else None
@@ -195,7 +216,7 @@ def _grams(request: ImageRequest, food_id: str | None, serving_g: float | None, 
                          round(grams * (1 + DEPTH_SPREAD), 1), DEPTH)
     if serving_g is None and food is not None and food.serving_g:
         serving_g = float(food.serving_g)
-    return _fill_grams(serving_g, fill) if serving_g else None
+    return _fill_grams(serving_g, fill, fills) if serving_g else None
 
 
 def _result(model: TrayModel, item: Item, fill: CompartmentFill, request: ImageRequest,
@@ -208,13 +229,15 @@ def _result(model: TrayModel, item: Item, fill: CompartmentFill, request: ImageR
         who = Identity(dish.name or dish.food_id, dish.food_id, 1.0, "menu", dish.dish_id,
                        TRAY_SLOT, [Alternative(dish.name, dish.food_id, 1.0, dish.dish_id)])
         serving: float | None = float(dish.serving_g)
+        fills: Sequence[float] = dish.fills
     else:
         who = identify_item(model, item, request.menu, top_k)
         info = (request.menu.dish(who.dish_id)
                 if isinstance(request.menu, CanteenMenu) and who.dish_id else None)
         serving = float(info.serving_g) if info else None
+        fills = info.fills if info else ()
     food_id, confidence = who.food_id, confidence_of(fill.score, who.probability)
-    grams = _grams(request, food_id, serving, fill.fill, *placed)
+    grams = _grams(request, food_id, serving, fills, fill.fill, *placed)
     food = find_food(food_id)
     return ItemResult(
         label=who.label, label_index=item.label_index, food_id=food_id,
@@ -234,12 +257,16 @@ def _result(model: TrayModel, item: Item, fill: CompartmentFill, request: ImageR
 
 def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
                    request: ImageRequest, foods: list[Item], top_k: int,
-                   review_below: float) -> LayoutOutcome:
+                   review_below: float, kiosk_id: str = "") -> LayoutOutcome:
     """Register, measure each compartment, and turn the filled ones into items."""
     rgb = np.asarray(request.image.convert("RGB"))
-    reg = register_tray(reference, rgb, REGISTRATION)
+    size_px = (rgb.shape[1], rgb.shape[0])
+    hint = POSES.get(kiosk_id, reference, size_px) if kiosk_id else None
+    reg = register_tray(reference, rgb, REGISTRATION, hint=hint)
     if not reg.found:
         return LayoutOutcome("not_found", [], foods)
+    if kiosk_id and reg.homography is not None:
+        POSES.put(kiosk_id, reference, reg.homography, size_px)
     size = (pred.width, pred.height)
     k = pred.width / rgb.shape[1]  # a reduced decode: its px -> the photo's px
     fills = measure_fill(reference, rgb, reg, None, FILL)

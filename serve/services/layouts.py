@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
@@ -40,10 +41,12 @@ REFERENCE_KIND = "tray_reference"  # images.kind of a layout's empty-tray photo
 # Prepared references kept per process: each holds a 640 px image pair and ~3000 SIFT
 # descriptors (~2 MB); a worker serves a handful of kiosks, 16 leaves room for re-layouts.
 CACHE_SIZE = 16
-# Registration in the service: 360 px without the ECC polish. On the test bed (4 kiosks, 24
-# photos with food, shifted, +-15 deg, tilted) it found every tray with a mean corner error of
-# 0.33 px (640 px with ECC: 0.23 px) in a seventh of the time, and no plate or other tray.
-REGISTRATION = RegistrationConfig(work_side=360, refine=False)
+# Registration in the service: 360 px without the ECC polish, fast path first (ECC near this
+# kiosk's last pose or the reference's, verified; model.infer.tray.register). On the test bed
+# (6 kiosks, 96 photos with food, shifted, +-15 deg, tilted) the fast path placed 85 of 96
+# trays (mean corner error 0.55 px, max 1.47), SIFT the rest; no plate, backdrop or other
+# tray was taken (see docs/BENCHMARKS.md "Layout mode").
+REGISTRATION = RegistrationConfig(work_side=360, refine=False, fast=True)
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,46 @@ class _ReferenceCache:
 
 
 _CACHE = _ReferenceCache(CACHE_SIZE)
+
+
+class PoseMemory:
+    """Per process, each kiosk's last accepted tray pose: the fast path's first start.
+
+    Kept with the reference it was found against (a new layout starts afresh) and the photo
+    size (a pose in photo px scales with the photo); bounded like the reference cache.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, tuple[TrayReference, np.ndarray, tuple[int, int]]] = (
+            OrderedDict())
+        self._lock = threading.Lock()
+
+    def get(self, kiosk_id: str, reference: TrayReference, photo_size: tuple[int, int]
+            ) -> np.ndarray | None:
+        """The last pose (reference -> photo px of this size), or None."""
+        with self._lock:
+            found = self._items.get(kiosk_id)
+        if found is None or found[0] is not reference:
+            return None
+        hom, (w, _) = found[1], found[2]
+        k = photo_size[0] / w
+        return np.diag([k, k, 1.0]) @ hom
+
+    def put(self, kiosk_id: str, reference: TrayReference, homography: np.ndarray,
+            photo_size: tuple[int, int]) -> None:
+        with self._lock:
+            self._items[kiosk_id] = (reference, np.asarray(homography, np.float64), photo_size)
+            self._items.move_to_end(kiosk_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+POSES = PoseMemory(CACHE_SIZE * 4)
 
 
 def _cache_key(row: KioskLayout) -> tuple[Any, ...]:

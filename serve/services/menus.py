@@ -62,6 +62,8 @@ class DishInfo:
     enrolled: int  # examples embedded by the current model
     stale: int  # examples embedded by another model version (not used until re-embedded)
     area_px: tuple[float, ...]  # enrolled example areas: the reference for relative grams
+    # Fills of enrolled layout items (food / compartment area): layout mode's standard fill.
+    fills: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def _dish_info(dish: MenuDish, model_food_ids: Sequence[str | None],
     label = label_index_for(dish.food_id, model_food_ids)
     info = DishInfo(dish.id, dish.food_id, dish.name, dish.serving_g, dish.tray_slot, label,
                     len(current), len(dish.enrolments) - len(current),
-                    tuple(e.area_px for e in current if e.area_from in SIZE_REFERENCES))
+                    tuple(e.area_px for e in current if e.area_from in SIZE_REFERENCES),
+                    tuple(e.fill for e in dish.enrolments if e.fill is not None))
     examples = (np.asarray([e.embedding for e in current], dtype=np.float32) if current
                 else np.zeros((0, 0), np.float32))
     return info, MatchDish(dish.id, examples, label)

@@ -107,6 +107,9 @@ class Enrolment(Base):
     # no food's.
     area_from: Mapped[str] = mapped_column(String(16), server_default="box")
     embedding: Mapped[list[float]] = mapped_column(JSON)
+    # Layout mode: the fill (food / compartment area) of the analysed item enrolled; None for
+    # a photo upload. The dish's standard fill is learned from these (services.layout_mode).
+    fill: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Embeddings of another model are not comparable: re-embedded when the model changes.
     model_version: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -82,6 +82,73 @@ def test_plate_photos_and_an_empty_kiosk_are_not_trays(kiosks: dict, fixtures_di
     assert not T.register_tray(ref, other.reference).found
 
 
+FAST = T.RegistrationConfig(work_side=360, refine=False, fast=True)  # the service's
+
+
+@pytest.fixture(scope="module")
+def fast_refs(kiosks: dict) -> dict[int, T.TrayReference]:
+    return {seed: T.prepare_reference(k.reference, layout_of(k), FAST)
+            for seed, (k, _) in kiosks.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+@pytest.mark.parametrize("pose", list(POSES))
+def test_fast_path_recovers_the_pose_from_the_kiosks_last_pose(
+        kiosks: dict, fast_refs: dict, crops: list[FoodCrop], seed: int, pose: str) -> None:
+    kiosk, _ = kiosks[seed]
+    ref = fast_refs[seed]
+    hom = tb.pose_homography(SIZE, **POSES[pose])  # type: ignore[arg-type]
+    pair = tb.make_pair(kiosk, crops, seed, poses=(hom, hom))
+    # The last photo's pose, a little off (the tray is put down again): the fast path.
+    nudge = tb.pose_homography(SIZE, shift=(4.0, -3.0), rotation_deg=1.5)
+    for shot in (pair.before, pair.after):
+        reg = T.register_tray(ref, shot.image, FAST, hint=nudge @ shot.homography)
+        assert reg.found and reg.fast and reg.reason is None, reg
+        assert corner_error(reg, kiosk, shot.homography) < 1.5
+        assert reg.agreement >= T.MIN_AGREEMENT and reg.matches == 0
+
+
+def test_fast_path_without_a_hint_or_with_a_wrong_one_still_finds_the_tray(
+        kiosks: dict, fast_refs: dict, crops: list[FoodCrop]) -> None:
+    kiosk, _ = kiosks[0]
+    ref = fast_refs[0]
+    small = tb.pose_homography(SIZE, shift=(10.0, -6.0), rotation_deg=3.0)
+    shot = tb.make_pair(kiosk, crops, 5, poses=(small, small)).before
+    reg = T.register_tray(ref, shot.image, FAST)  # near the reference's pose: ECC alone
+    assert reg.found and reg.fast and corner_error(reg, kiosk, shot.homography) < 1.5
+    far = tb.pose_homography(SIZE, shift=(-30.0, 25.0), rotation_deg=-15.0,
+                             tilt=(0.05, -0.04))
+    shot = tb.make_pair(kiosk, crops, 6, poses=(far, far)).before
+    wrong = tb.pose_homography(SIZE, shift=(60.0, 40.0), rotation_deg=25.0)
+    for hint in (None, wrong):
+        reg = T.register_tray(ref, shot.image, FAST, hint=hint)
+        assert reg.found, reg  # by ECC from a turned start or by the features
+        assert corner_error(reg, kiosk, shot.homography) < 1.5
+
+
+def test_fast_path_keeps_plates_backdrops_and_other_trays_not_found(
+        kiosks: dict, fast_refs: dict, fixtures_dir: Path) -> None:
+    photos = [np.asarray(Image.open(p).convert("RGB"))
+              for p in sorted((fixtures_dir / "ecustfd" / "JPEGImages").glob("*.JPG"))]
+    for seed, other in ((0, 7), (7, 0)):
+        kiosk, _ = kiosks[seed]
+        ref = fast_refs[seed]
+        others = [np.clip(kiosk.backdrop, 0, 255).astype(np.uint8), kiosks[other][0].reference]
+        for image in photos + others:
+            for hint in (None, np.eye(3)):  # the reference's own pose as the last one
+                reg = T.register_tray(ref, image, FAST, hint=hint)
+                assert not reg.found and not reg.fast and reg.homography is None
+
+
+def test_patch_agreement_tells_the_true_pose_from_a_shifted_one(kiosks: dict) -> None:
+    kiosk, ref = kiosks[0]
+    gray = cv2.cvtColor(kiosk.reference, cv2.COLOR_RGB2GRAY)
+    from model.infer.tray.register import patch_agreement
+    assert patch_agreement(np.eye(3), ref, gray) > 0.95
+    shifted = np.array([[1.0, 0, 3], [0, 1, 2], [0, 0, 1]])
+    assert patch_agreement(shifted, ref, gray) < 0.85
+
+
 def test_fill_is_close_to_the_truth_on_several_trays(kiosks: dict, crops: list[FoodCrop]) -> None:
     errors = []
     for seed in (0, 7):

@@ -147,3 +147,80 @@ def test_a_plate_is_not_found_and_falls_back_to_the_detector(
     assert plain["layout"] is None
     assert [i["label"] for i in body["items"]] == [i["label"] for i in plain["items"]]
     assert all(i["tray_slot"] is None and i["fill"] is None for i in body["items"])
+
+
+# --- learned standard fill --------------------------------------------------------------
+
+
+def test_enrolling_a_layout_item_teaches_its_dish_the_standard_fill(
+        service: Service, setup: dict[str, Any], bed: dict[str, Any],
+        photo_bytes: dict[str, bytes]) -> None:
+    art: tb.Kiosk = bed["kiosk"]
+    dishes = [{"food_id": APPLE, "name": f"learned {s}", "serving_g": 150.0, "tray_slot": s}
+              for s in art.compartments]
+    menu = service.ok(service.client.post("/v1/menus", headers=setup["key"], json={
+        "date": "2026-12-01", "meal": "lunch", "dishes": dishes}), 201)
+    by_slot = {d["tray_slot"]: d for d in menu["dishes"]}
+    photo = jpeg(bed["meal"].before.image)
+    first = analyze(service, setup, photo, menu_id=menu["id"])
+    taught, other = sorted((i for i in first["items"] if i["fill"] >= 0.1),
+                           key=lambda i: i["tray_slot"])[:2]
+    dish = by_slot[taught["tray_slot"]]
+    url = f"/v1/menus/{menu['id']}/dishes/{dish['id']}/enrolments"
+    # A photo upload carries no fill: it does not count.
+    upload = service.ok(service.client.post(url, headers=setup["key"], files={
+        "image": ("a.jpg", photo_bytes["apple"], "image/jpeg")}), 201)
+    assert upload["fill"] is None
+    again = analyze(service, setup, photo, menu_id=menu["id"])
+    same = {i["tray_slot"]: i for i in again["items"]}[taught["tray_slot"]]
+    # Still the default 0.6 (the fill is measured again, from this kiosk's last pose: it
+    # may differ in the third decimal).
+    assert same["grams"]["value"] == pytest.approx(150.0 * same["fill"] / DEFAULT_STANDARD_FILL,
+                                                   abs=0.1)
+    # The analysed item itself, enrolled as its slot's dish: its fill is the standard.
+    enrolled = service.ok(service.client.post(url, headers=setup["key"], json={
+        "analysis_id": first["id"], "item_id": taught["id"]}), 201)
+    assert enrolled["fill"] == pytest.approx(taught["fill"])
+    learned = analyze(service, setup, photo, menu_id=menu["id"])
+    items = {i["tray_slot"]: i for i in learned["items"]}
+    item = items[taught["tray_slot"]]
+    fill, std = item["fill"], taught["fill"]
+    # By hand: the same serving photographed again weighs one standard serving, 150 g (its
+    # fill, measured again, within a few thousandths of the enrolled one).
+    assert fill == pytest.approx(std, abs=0.01)
+    assert item["grams"]["value"] == pytest.approx(150.0 * fill / std, abs=0.1)
+    assert item["grams"]["value"] == pytest.approx(150.0, abs=3.0)
+    assert item["grams"]["source"] == LAYOUT_FILL
+    # One example: spread = std x 25% (the default's 0.15 / 0.6), at least 0.05.
+    spread = min(max(std * 0.25, 0.05), std / 2)
+    assert item["grams"]["low"] == pytest.approx(150.0 * (fill - 0.05) / (std + spread), abs=0.1)
+    assert item["grams"]["high"] == pytest.approx(150.0 * (fill + 0.05) / (std - spread), abs=0.1)
+    # The other slots' dishes have no enrolled fill: still the default.
+    untaught = items[other["tray_slot"]]
+    assert untaught["grams"]["value"] == pytest.approx(
+        150.0 * untaught["fill"] / DEFAULT_STANDARD_FILL, abs=0.1)
+
+
+def test_standard_fill_rule() -> None:
+    from serve.services.layout_mode import STANDARD_FILL_SPREAD, standard_fill
+    assert standard_fill([]) == (DEFAULT_STANDARD_FILL, STANDARD_FILL_SPREAD)
+    std, spread = standard_fill([0.4])
+    assert std == pytest.approx(0.4) and spread == pytest.approx(0.1)  # 25% of 0.4
+    std, spread = standard_fill([0.3, 0.5, 0.45, 0.35])
+    assert std == pytest.approx(0.4) and spread == pytest.approx(0.05)  # 0.4 x 25% / 2
+    std, spread = standard_fill([0.02])  # a crumb enrolled is no standard serving
+    assert std == pytest.approx(0.1) and spread == pytest.approx(0.05)
+
+
+def test_pose_memory_scales_with_the_photo_and_forgets_an_old_reference() -> None:
+    from serve.services.layouts import PoseMemory
+    memory = PoseMemory(2)
+    ref_a, ref_b = object(), object()
+    hom = np.array([[1.0, 0, 10], [0, 1, 20], [0, 0, 1]])
+    memory.put("k", ref_a, hom, (640, 480))  # type: ignore[arg-type]
+    twice = memory.get("k", ref_a, (1280, 960))  # type: ignore[arg-type]
+    assert twice is not None and np.allclose(twice, np.diag([2.0, 2.0, 1.0]) @ hom)
+    assert memory.get("k", ref_b, (640, 480)) is None  # type: ignore[arg-type]
+    for kiosk in ("x", "y"):
+        memory.put(kiosk, ref_a, hom, (640, 480))  # type: ignore[arg-type]
+    assert memory.get("k", ref_a, (640, 480)) is None  # type: ignore[arg-type]
