@@ -1,8 +1,8 @@
 """enrolment fill: the fill of the layout item an enrolment was made from (standard fill)
 
-Revision ID: 0006_enrolment_fill
-Revises: 0008_webhooks
-Create Date: 2026-12-06 12:00:00
+Revision ID: 0011_enrolment_fill
+Revises: 0010_meals
+Create Date: 2026-12-05 12:00:00
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_enrolment_fill"
-down_revision = "0008_webhooks"
+revision = "0011_enrolment_fill"
+down_revision = "0010_meals"
 branch_labels = None
 depends_on = None
 
