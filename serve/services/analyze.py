@@ -29,7 +29,7 @@ from serve.services.kiosks import kiosk_calibration
 from serve.services.layout_mode import KioskLayoutMode, kiosk_layout_mode
 from serve.services.menus import CanteenMenu, load_menu_context
 from serve.services.model_registry import LoadedModel
-from serve.services.pairing import link_analysis
+from serve.services.pairing import link_analysis, load_pair
 from serve.services.pipeline import ImageRequest, ImageResult, analyze
 
 
@@ -120,6 +120,10 @@ def resolve_context(
         menu = CanteenMenu(context)
     if fields.meal_state is not None and canteen_id is None:
         raise ApiError(422, "canteen_required", "meal_state needs a canteen (admin: canteen_id)")
+    if fields.meal_state == "after" and fields.pair_id is not None:
+        # A pair the caller cannot read (another tenant's, a sibling app's user's) is a 404
+        # here too, like GET /v1/pairs/{id}, before anything is decoded or stored.
+        load_pair(session, principal, fields.pair_id)
     return Context(canteen_id, fields, px_per_cm, menu, layout)
 
 
