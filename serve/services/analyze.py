@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -73,12 +73,8 @@ def parse_fields(raw: dict[str, str]) -> AnalyzeFields:
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, "invalid_input", detail) from exc
-    if fields.captured_at is not None:
-        # Stored and answered in UTC (a time without offset is taken as UTC), so the first
-        # answer and every later read show the same instant the same way.
-        at = fields.captured_at
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-        fields = fields.model_copy(update={"captured_at": at})
+    # captured_at is in UTC now (AnalyzeFields; a time without offset is taken as UTC), so
+    # the first answer and every later read show the same instant the same way.
     return fields
 
 

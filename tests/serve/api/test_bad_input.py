@@ -6,6 +6,7 @@ derived from a real fixture photo and must be analysed, not refused.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import struct
@@ -234,3 +235,18 @@ def test_size_limit_is_enforced_while_the_upload_streams(
 
     status, body = _asgi_post(service.client.app, declared, never())
     assert status == 413 and body["error"] == "payload_too_large"
+
+
+def test_captured_at_out_of_range_is_refused(service: Service, kiosk: dict[str, str],
+                                             photo_bytes: dict[str, bytes]) -> None:
+    """captured_at must lie in [2000-01-01T00:00Z, now + 1 day]: anything else is a 422 that
+    names the field (year 1 in +14:00 once overflowed into a 500; year 9999 was stored)."""
+    real = photo_bytes["apple"]
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    for value in ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00", "9999-12-31",
+                  "9999-12-31T23:59:59-12:00", "1999-12-31T23:59:59Z", soon.isoformat()):
+        _error(_post(service, kiosk, real, data={"captured_at": value}), 422, "invalid_input",
+               "captured_at")
+    ok = service.ok(_post(service, kiosk, real, data={"captured_at": "2000-01-01T09:00:00+09:00"}),
+                    201)
+    assert ok["captured_at"].startswith("2000-01-01T00:00:00"), ok["captured_at"]
