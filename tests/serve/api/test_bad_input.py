@@ -250,3 +250,47 @@ def test_captured_at_out_of_range_is_refused(service: Service, kiosk: dict[str, 
     ok = service.ok(_post(service, kiosk, real, data={"captured_at": "2000-01-01T09:00:00+09:00"}),
                     201)
     assert ok["captured_at"].startswith("2000-01-01T00:00:00"), ok["captured_at"]
+
+
+def _npy_header(shape: tuple[int, ...], descr: str, payload: bytes = b"") -> bytes:
+    """A .npy file whose header claims this shape and dtype, followed by `payload` only."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        out, {"descr": descr, "fortran_order": False, "shape": shape})
+    return out.getvalue() + payload
+
+
+def _npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+def test_hostile_depth_files_are_refused(service: Service, photo: Image.Image,
+                                         photo_bytes: dict[str, bytes]) -> None:
+    """A .npy header is checked before any array is read (a 48-byte file claiming
+    100000x100000 float64 once tried to allocate 74.5 GiB), and depth values must be finite,
+    real and not negative."""
+    kiosk = service.key("kiosk", service.canteen("hostile-depth"))
+    h, w = photo.height, photo.width
+
+    def send(depth: bytes) -> Any:
+        return service.client.post("/v1/analyze", files={
+            "image": ("p.jpg", photo_bytes["apple"], "image/jpeg"),
+            "depth": ("d.npy", depth, "application/octet-stream")}, headers=kiosk)
+
+    bomb = _npy_header((100000, 100000), "<f8")
+    assert len(bomb) <= 128
+    _error(send(bomb), 422, "invalid_depth", f"the photo {w}x{h}")
+    _error(send(_npy_header((h, w), "<f8")), 422, "invalid_depth", "truncated")
+    _error(send(_npy_header((h, w, 3), "<u2")), 422, "invalid_depth", "2-d")
+    _error(send(_npy_header((h, w), "<U8")), 422, "invalid_depth", "dtype")
+    _error(send(_npy_header((h, w), "|O")), 422, "invalid_depth", "")
+    _error(send(b"\x93NUMPY\x09\x00garbage"), 422, "invalid_depth", ".npy")
+    flat = np.full((h, w), 400.0)
+    _error(send(_npy(flat.astype(np.complex128))), 422, "invalid_depth", "dtype")
+    for bad, words in ((np.nan, "finite"), (np.inf, "finite"), (-5.0, "negative")):
+        broken = flat.copy()
+        broken[h // 2, w // 2] = bad
+        _error(send(_npy(broken)), 422, "invalid_depth", words)
+    assert send(_npy(flat.astype(np.float32))).status_code == 201
