@@ -20,6 +20,7 @@ from serve.core.auth import bootstrap_admin
 from serve.core.errors import ApiError
 from serve.core.metrics import MetricsMiddleware, ServiceMetrics
 from serve.core.settings import Settings, get_settings
+from serve.core.textguard import RefuseNulMiddleware
 from serve.db.migrate import upgrade_database
 from serve.db.session import make_engine, make_session_factory, transaction
 from serve.services.model_admin import ModelSync, startup_model
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
     app.state.metrics = ServiceMetrics()
     # Concurrent ORT runs would fight over the same cores: queue them instead.
     app.state.inference_slots = threading.BoundedSemaphore(app.state.settings.inference_concurrency)
+    app.add_middleware(RefuseNulMiddleware)  # inside metrics: refusals are counted
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
     app.include_router(api_router)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from model.infer.runtime import ImageError, load_image
 from serve.core.errors import ApiError
+from serve.core.textguard import NUL, nul_message
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 
@@ -112,6 +113,9 @@ async def read_upload_form(
     result = UploadForm()
     try:
         for name, value in form.multi_items():
+            text = value.filename or "" if isinstance(value, UploadFile) else value
+            if NUL in name or NUL in text:
+                raise ApiError(422, "invalid_input", nul_message(f"form field {name!r}"))
             if isinstance(value, UploadFile):
                 data = await value.read()
                 upload = UploadedFile(name, value.filename, value.content_type, data)
