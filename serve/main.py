@@ -136,6 +136,9 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
     app.state.metrics = ServiceMetrics()
     # Concurrent ORT runs would fight over the same cores: queue them instead.
     app.state.inference_slots = threading.BoundedSemaphore(app.state.settings.inference_concurrency)
+    # Each decode may briefly hold a full-size photo: bound them, so that 16 clients sending
+    # big PNGs at once cannot hold 16 of them (issue 18; docs/RELIABILITY.md).
+    app.state.decode_slots = threading.BoundedSemaphore(app.state.settings.decode_concurrency)
     app.add_middleware(RefuseNulMiddleware)  # inside metrics: refusals are counted
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)

@@ -4,6 +4,7 @@ analysis with its images and before/after link in one transaction (idempotent)."
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from model.infer.runtime import full_size
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found
+from serve.core.memory import release_memory
 from serve.core.metrics import ServiceMetrics
 from serve.core.settings import Settings
 from serve.core.storage import ImageStore, record_image
@@ -42,6 +44,7 @@ class Env:
     slots: threading.BoundedSemaphore  # queues model runs (see create_app)
     metrics: ServiceMetrics
     store: ImageStore
+    decode_slots: threading.BoundedSemaphore | None = None  # bounds decodes in flight
 
 
 @dataclass(frozen=True)
@@ -135,11 +138,13 @@ class Photo:
 
 def decode_upload(
     image: UploadedFile, depth: UploadedFile | None, ctx: Context, settings: Settings,
-    fit: tuple[int, int],
+    fit: tuple[int, int], slots: threading.BoundedSemaphore | None = None,
 ) -> Photo:
-    """Decode the photo (reduced to the model's input, see load_image) and depth map."""
-    img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
-    depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
+    """Decode the photo (reduced to the model's input, see load_image) and depth map, at
+    most `slots` decodes at once (a decode briefly holds the full-size photo)."""
+    with slots or nullcontext():
+        img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
+        depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
     req = ImageRequest(img, px_per_cm=ctx.px_per_cm, depth_mm=depth_mm, menu=ctx.menu,
                        layout=ctx.layout)
     return Photo(req, image.data, content_type, depth.data if depth else None)
@@ -200,8 +205,12 @@ def analyze_single(env: Env, req: AnalyzeRequest, image: UploadedFile,
     ctx = _replay_or_context(env, req)
     if isinstance(ctx, Answer):
         return ctx
-    photo = decode_upload(image, depth, ctx, env.settings, req.loaded.model.meta.input_size)
-    result = run_model(env, req.loaded, [photo])[0]
+    try:
+        photo = decode_upload(image, depth, ctx, env.settings,
+                              req.loaded.model.meta.input_size, env.decode_slots)
+        result = run_model(env, req.loaded, [photo])[0]
+    finally:
+        release_memory()  # the decode's and the run's freed pages go back to the OS
     return stored_or_replayed(
         env.factory, req.principal, req.key, req.fingerprint,
         lambda s: Answer(201, store_analysis(s, env.store, req.principal, ctx, photo, result,
@@ -210,14 +219,15 @@ def analyze_single(env: Env, req: AnalyzeRequest, image: UploadedFile,
 
 
 def _decode_all(
-    images: list[UploadedFile], ctx: Context, settings: Settings, fit: tuple[int, int]
+    images: list[UploadedFile], ctx: Context, env: Env, fit: tuple[int, int]
 ) -> tuple[list[tuple[int, Photo]], list[dict[str, Any]]]:
     """Decode each photo; a bad one becomes an error entry instead of failing the batch."""
     photos: list[tuple[int, Photo]] = []
     errors: list[dict[str, Any]] = []
     for index, upload in enumerate(images):
         try:
-            photos.append((index, decode_upload(upload, None, ctx, settings, fit)))
+            photos.append((index, decode_upload(upload, None, ctx, env.settings, fit,
+                                                env.decode_slots)))
         except ApiError as exc:
             errors.append({"index": index, "filename": upload.filename,
                            "status": exc.status_code, **exc.body()})
@@ -229,8 +239,11 @@ def analyze_batch(env: Env, req: AnalyzeRequest, images: list[UploadedFile]) -> 
     ctx = _replay_or_context(env, req)
     if isinstance(ctx, Answer):
         return ctx
-    photos, errors = _decode_all(images, ctx, env.settings, req.loaded.model.meta.input_size)
-    results = run_model(env, req.loaded, [p for _, p in photos]) if photos else []
+    try:
+        photos, errors = _decode_all(images, ctx, env, req.loaded.model.meta.input_size)
+        results = run_model(env, req.loaded, [p for _, p in photos]) if photos else []
+    finally:
+        release_memory()
 
     def write(session: Session) -> Answer:
         """All good photos' analyses, answered in the order they were sent."""

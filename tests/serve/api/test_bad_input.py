@@ -75,7 +75,7 @@ def test_refused_uploads(service: Service, kiosk: dict[str, str],
     _error(_post(service, kiosk, _png_header_only(30000, 30000), "image/png"), 422,
            "invalid_image", "decompression bomb")
     _error(_post(service, kiosk, _png_header_only(8000, 6000), "image/png"), 422,
-           "invalid_image", "exceeds 40000000 pixels")
+           "invalid_image", "exceeds 24000000 pixels")
 
 
 def test_refused_requests(service: Service, kiosk: dict[str, str],
