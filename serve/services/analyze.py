@@ -143,8 +143,13 @@ def decode_upload(
     """Decode the photo (reduced to the model's input, see load_image) and depth map, at
     most `slots` decodes at once (a decode briefly holds the full-size photo)."""
     with slots or nullcontext():
-        img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
-        depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
+        try:
+            img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
+            depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
+        finally:
+            # The full-size decode is freed now; without a trim its pages stay in this
+            # thread's malloc arena while the request waits for the model.
+            release_memory()
     req = ImageRequest(img, px_per_cm=ctx.px_per_cm, depth_mm=depth_mm, menu=ctx.menu,
                        layout=ctx.layout)
     return Photo(req, image.data, content_type, depth.data if depth else None)

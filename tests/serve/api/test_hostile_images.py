@@ -192,7 +192,7 @@ def test_big_photos_in_flight_are_bounded(service: Service, kiosk: dict[str, str
         statuses = [r.status_code for r in pool.map(lambda _: post(), range(4))]
     assert statuses == [201] * 4
     grown = peak.peak - before
-    assert grown < 600, f"4 big PNGs in flight grew RSS by {grown:.0f} MiB"
+    assert grown < 450, f"4 big PNGs in flight grew RSS by {grown:.0f} MiB"
 
     photos = [("images", (f"{n}.jpg", photo_bytes["tray"], "image/jpeg")) for n in range(8)]
     before = _rss_mib()
