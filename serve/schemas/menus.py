@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from nutrition_db.errors import UnknownFoodError
 from nutrition_db.table import get_food
 from serve.db.tables.menus import Meal
+from serve.schemas.base import UtcDateTime
 
 
 class DishCreate(BaseModel):
@@ -53,7 +54,7 @@ class EnrolmentPublic(BaseModel):
     area_px: float
     area_from: str
     model_version: str
-    created_at: dt.datetime
+    created_at: UtcDateTime
 
 
 class DishPublic(BaseModel):
@@ -90,4 +91,4 @@ class MenuPublic(BaseModel):
     meal: str
     name: str | None
     dishes: list[DishPublic]
-    created_at: dt.datetime
+    created_at: UtcDateTime

@@ -1,12 +1,11 @@
 """Users whose meals are logged: Create, Update and Public."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.schemas.base import Public
+from serve.schemas.base import Public, UtcDateTime
 
 
 class UserCreate(BaseModel):
@@ -39,4 +38,4 @@ class UserPublic(Public):
     display_name: str | None
     sex: str | None
     birth_year: int | None
-    created_at: datetime
+    created_at: UtcDateTime
