@@ -62,6 +62,13 @@ async def get_inference_slots(request: Request) -> threading.BoundedSemaphore:
     return slots
 
 
+async def get_decode_slots(request: Request) -> threading.BoundedSemaphore:
+    """The semaphore that bounds photo decodes in flight (see create_app)."""
+    slots: threading.BoundedSemaphore = request.app.state.decode_slots
+    return slots
+
+
+
 async def get_image_store(request: Request) -> ImageStore:
     """The app's content-addressed photo store (core.storage.make_image_store, built once)."""
     store: ImageStore = request.app.state.image_store
@@ -74,9 +81,10 @@ async def get_analyze_env(
     slots: Annotated[threading.BoundedSemaphore, Depends(get_inference_slots)],
     metrics: Annotated[ServiceMetrics, Depends(get_metrics)],
     store: Annotated[ImageStore, Depends(get_image_store)],
+    decode_slots: Annotated[threading.BoundedSemaphore, Depends(get_decode_slots)],
 ) -> AnalyzeEnv:
     """What the analyze upload path uses of the running app."""
-    return AnalyzeEnv(factory, settings, slots, metrics, store)
+    return AnalyzeEnv(factory, settings, slots, metrics, store, decode_slots)
 
 
 async def get_registry(request: Request) -> ModelRegistry:

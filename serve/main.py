@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -21,10 +22,13 @@ from serve.api import api_router
 from serve.core.auth import bootstrap_admin
 from serve.core.errors import ApiError
 from serve.core.metrics import MetricsMiddleware, ServiceMetrics
+from serve.core.responses import ApiJSONResponse
 from serve.core.settings import Settings, get_settings
 from serve.core.storage import make_image_store
+from serve.core.textguard import RefuseNulMiddleware
 from serve.db.migrate import upgrade_database
 from serve.db.session import make_engine, make_session_factory, transaction
+from serve.schemas.base import ErrorPublic
 from serve.services.model_admin import ModelSync, startup_model
 from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
 from serve.services.tasks import InProcessRunner, TaskEnv, schedule
@@ -150,6 +154,62 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _json_error(500, "internal_error", "internal error; the server logged it")
 
 
+# The errors each kind of operation may answer, documented with the one error schema.
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (e.g. a multipart body that cannot be parsed)",
+    401: "Missing, unknown or revoked API key",
+    403: "The key's role may not do this",
+    404: "Unknown id, or one the key may not see (both look the same)",
+    409: "Conflicts with the current state (duplicate, pair already closed, "
+         "Idempotency-Key reused for another request)",
+    413: "An uploaded file or the body is over the size limit",
+    415: "Wrong content type: not multipart/form-data, or a file that is no JPEG/PNG/WebP",
+    422: "Invalid input: schema violation, NUL character, unusable photo or depth map",
+}
+
+
+def _error_codes(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+    """The 4xx statuses an operation may answer (every /v1 route needs a key)."""
+    codes = {422}
+    if path.startswith("/v1"):
+        codes |= {401, 403, 404} if "{" in path or method != "get" else {401, 403}
+        if method in ("post", "put", "patch"):
+            codes.add(409)
+    content = operation.get("requestBody", {}).get("content", {})
+    if "multipart/form-data" in content:
+        codes |= {400, 413, 415}
+    return sorted(codes)
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the service's error body ({"error", "detail"}) as the
+    schema of every 4xx, FastAPI's validation-array schema (never answered) removed."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["ErrorPublic"] = ErrorPublic.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorPublic"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for code in _error_codes(path, method, operation):
+                responses[str(code)] = {"description": ERROR_DESCRIPTIONS[code],
+                                        "content": error}
+    return schema
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """app.openapi() documents the errors (document_errors) once, then caches."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, *, model: LoadedModel | None = None) -> FastAPI:
     """A new app; `model` lets tests share one loaded model between apps."""
     app = FastAPI(
@@ -157,13 +217,19 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         version="0.1.0",
         summary="Meal-photo nutrition analysis for canteen kiosks and diet apps",
         lifespan=_lifespan,
+        default_response_class=ApiJSONResponse,
     )
     app.state.settings = settings or get_settings()
     app.state.preloaded_model = model
     app.state.metrics = ServiceMetrics()
     # Concurrent ORT runs would fight over the same cores: queue them instead.
     app.state.inference_slots = threading.BoundedSemaphore(app.state.settings.inference_concurrency)
+    # Each decode may briefly hold a full-size photo: bound them, so that 16 clients sending
+    # big PNGs at once cannot hold 16 of them (issue 18; docs/RELIABILITY.md).
+    app.state.decode_slots = threading.BoundedSemaphore(app.state.settings.decode_concurrency)
+    app.add_middleware(RefuseNulMiddleware)  # inside metrics: refusals are counted
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
+    _install_openapi(app)
     app.include_router(api_router)
     return app

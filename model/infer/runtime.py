@@ -151,7 +151,8 @@ def load_image(
         img.seek(0)  # animated files: the first frame is the photo
         full = reduce_jpeg(img, fit) if fit is not None else None
         img.load()
-        upright: Image.Image = ImageOps.exif_transpose(img) or img
+        decoded = reduce_decoded(img, fit) if fit is not None else img
+        upright: Image.Image = ImageOps.exif_transpose(decoded) or decoded
         out = _to_rgb(upright)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"truncated or corrupt image: {exc}") from exc
@@ -173,6 +174,31 @@ def reduce_jpeg(img: Image.Image, fit: tuple[int, int]) -> tuple[int, int]:
         # The letterbox needs at least scale x the photo along each stored axis.
         img.draft(img.mode, (math.ceil(stored_w * scale), math.ceil(stored_h * scale)))
     return up_w, up_h
+
+
+# Modes Image.reduce averages; others are converted first (a palette index cannot be averaged).
+_REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F", "CMYK"}
+
+
+def reduce_decoded(img: Image.Image, fit: tuple[int, int]) -> Image.Image:
+    """PNG, WebP (any format without JPEG's DCT scaling): box-average the decoded image by the
+    largest factor up to 8 that still covers the letterbox at `fit`, as `reduce_jpeg` does
+    for a JPEG, so that a big photo is held (and converted, turned upright) small.
+
+    EXIF is kept (Image.reduce copies `info`); a JPEG is returned as it is.
+    """
+    if img.format == "JPEG":
+        return img
+    orientation = img.getexif().get(0x0112, 1)
+    up_w, up_h = (img.height, img.width) if orientation in _SWAPS_AXES else img.size
+    factor = min(8, math.floor(min(up_w / fit[0], up_h / fit[1])))
+    if factor < 2:
+        return img
+    if img.mode not in _REDUCIBLE:
+        has_alpha = img.mode in ("P", "PA") and (img.mode == "PA" or "transparency" in img.info)
+        target = "RGBA" if has_alpha else "I" if img.mode.startswith("I;16") else "RGB"
+        img = img.convert("L" if img.mode == "1" else target)
+    return img.reduce(factor)
 
 
 def full_size(img: Image.Image) -> tuple[int, int]:
@@ -403,7 +429,10 @@ def _item_mask(
 class TrayModel:
     """One ONNX Runtime session plus the metadata that travels in the file."""
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, *,
+                 memory_arena: bool = True) -> None:
+        """`memory_arena=False`: ORT allocates per run and frees after it (a long-running
+        service's RSS then falls back after a batch instead of keeping the arena's peak)."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -412,6 +441,7 @@ class TrayModel:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        opts.enable_cpu_mem_arena = memory_arena
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types; all mean "unusable file"

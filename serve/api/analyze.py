@@ -5,10 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
 from serve.core.auth import Principal
 from serve.core.errors import ApiError
+from serve.core.responses import ApiJSONResponse
 from serve.core.uploads import UploadedFile, UploadForm, read_upload_form
 from serve.deps import AnalyzeEnvDep, CurrentPrincipal, ModelDep
 from serve.schemas.analyses import AnalysisPublic
@@ -57,10 +57,10 @@ async def _read_form(request: Request, env: service.Env, idempotency_key: str | 
     return key, form
 
 
-def _response(answer: Answer) -> JSONResponse:
+def _response(answer: Answer) -> ApiJSONResponse:
     """The JSON answer; a stored first answer says it is a replay."""
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+    return ApiJSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
 def _analyze_request(principal: Principal, loaded: LoadedModel, form: UploadForm,
@@ -76,7 +76,7 @@ def _analyze_request(principal: Principal, loaded: LoadedModel, form: UploadForm
              openapi_extra=_form_schema("image", many=False))
 async def analyze_photo(request: Request, principal: CurrentPrincipal, loaded: ModelDep,
                         env: AnalyzeEnvDep, idempotency_key: IdempotencyKey = None
-                        ) -> JSONResponse:
+                        ) -> ApiJSONResponse:
     """Analyse one photo: items, grams, nutrients, totals; logged for user_id when given."""
     key, form = await _read_form(request, env, idempotency_key, {"image", "depth"}, 2)
     image, depth = form.file("image"), form.file("depth")
@@ -91,7 +91,7 @@ async def analyze_photo(request: Request, principal: CurrentPrincipal, loaded: M
              openapi_extra=_form_schema("images", many=True))
 async def analyze_batch(request: Request, principal: CurrentPrincipal, loaded: ModelDep,
                         env: AnalyzeEnvDep, idempotency_key: IdempotencyKey = None
-                        ) -> JSONResponse:
+                        ) -> ApiJSONResponse:
     """Analyse many photos (field 'images', repeated) in ONNX Runtime batches."""
     key, form = await _read_form(request, env, idempotency_key, {"images"},
                                  env.settings.max_batch_images)

@@ -1,6 +1,7 @@
 """The service's one settings object (pydantic-settings, environment prefix TRAYLENS_)."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,25 @@ SHIPPED_MODEL = REPO_ROOT / "model" / "artifacts" / "traylens.onnx"
 SUPPORTED_DB_SCHEMES = ("sqlite", "postgresql")
 # An item whose confidence (detection x identity probability) is below this needs review.
 DEFAULT_REVIEW_BELOW = 0.5
+
+
+# The largest photo decoded: 24 MP covers the 12-16 MP of phone and kiosk cameras and the
+# 6000x4000 of a 24 MP camera; a decoded 24 MP photo takes 72 MB (RGB), briefly.
+DEFAULT_MAX_PIXELS = 24_000_000
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as containers set it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer environment variable not under the TRAYLENS_ prefix, else `default`."""
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else default
 
 
 class SettingsError(RuntimeError):
@@ -34,7 +54,11 @@ class Settings(BaseSettings):
     max_export_mb: float = Field(
         default=2048.0, gt=0, description="photos in one POST /v1/exports archive; more: 413"
     )
-    max_pixels: int = Field(default=40_000_000, ge=10_000, description="decompression-bomb guard")
+    max_pixels: int = Field(
+        default=DEFAULT_MAX_PIXELS, ge=10_000,
+        description="largest photo (width x height) decoded; larger ones are refused from "
+        "their header, before decoding (docs/RELIABILITY.md)",
+    )
     image_retention_days: int = Field(
         default=365, ge=0, description="photos older than this are purged; 0 keeps them"
     )
@@ -56,9 +80,22 @@ class Settings(BaseSettings):
     )
     inference_concurrency: int = Field(
         default=1, ge=1, le=64,
-        description="model runs at once per worker; ORT already uses every core for one",
+        description="model runs at once per worker; ORT already uses its threads for one",
     )
-    intra_op_threads: int = Field(default=0, ge=0, description="ORT threads; 0 = its default")
+    decode_concurrency: int = Field(
+        default=2, ge=1, le=64,
+        description="photo decodes at once per worker (each may briefly hold a full-size "
+        "photo: max_pixels x 4 bytes); more requests wait their turn",
+    )
+    workers: int = Field(
+        default_factory=lambda: _env_int("WEB_CONCURRENCY", 1), ge=1, le=256,
+        description="worker processes serving on this machine (default: WEB_CONCURRENCY, "
+        "which uvicorn --workers also reads, else 1); sizes intra_op_threads",
+    )
+    intra_op_threads: int = Field(
+        default=0, ge=0,
+        description="ONNX Runtime threads per worker; 0 = auto: max(1, cores // workers)",
+    )
     webhook_dispatch_seconds: float = Field(
         default=5.0, ge=0,
         description="how often a worker sends due webhook deliveries and enqueues weekly "
@@ -89,7 +126,6 @@ class Settings(BaseSettings):
         default=5, ge=1, le=3600,
         description="Retry-After of the 503 answered while the database is unreachable",
     )
-
     # --- beyond one machine (docs/SCALING.md) ---------------------------------------------
     image_store: Literal["local", "s3"] = Field(
         default="local",
@@ -161,6 +197,14 @@ class Settings(BaseSettings):
             object.__setattr__(
                 self, "database_url", f"sqlite:///{(self.data_dir / 'traylens.db').resolve()}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _auto_threads(self) -> Settings:
+        """intra_op_threads 0: share the cores among the workers, so that two workers never
+        do fewer images/s than one (each ORT would otherwise use every core)."""
+        if self.intra_op_threads == 0:
+            object.__setattr__(self, "intra_op_threads", max(1, usable_cores() // self.workers))
         return self
 
     @property

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from model.infer.runtime import ImageError, load_image
 from serve.core.errors import ApiError
+from serve.core.textguard import NUL, nul_message
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
 
@@ -112,6 +113,9 @@ async def read_upload_form(
     result = UploadForm()
     try:
         for name, value in form.multi_items():
+            text = value.filename or "" if isinstance(value, UploadFile) else value
+            if NUL in name or NUL in text:
+                raise ApiError(422, "invalid_input", nul_message(f"form field {name!r}"))
             if isinstance(value, UploadFile):
                 data = await value.read()
                 upload = UploadedFile(name, value.filename, value.content_type, data)
@@ -150,24 +154,60 @@ def decode_photo(
 
 
 def decode_depth(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """A depth map in mm, (H, W) like the photo: 16-bit grayscale PNG or .npy array."""
+    """A depth map in mm, (H, W) like the photo: 16-bit grayscale PNG or .npy array.
+
+    Values must be finite and not negative (0 = no reading); 422 otherwise.
+    """
     if data.startswith(b"\x93NUMPY"):
-        try:
-            depth = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_depth", f"cannot read the .npy depth map: {exc}") from exc
+        depth = _npy_depth(data, size)
     elif data.startswith(b"\x89PNG\r\n\x1a\n"):
         depth = _png_depth(data)
     else:
         raise ApiError(415, "unsupported_depth_type", "send depth as 16-bit PNG (mm) or .npy")
-    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
-        raise ApiError(422, "invalid_depth", f"depth must be a 2-D number array, got {depth.shape}")
-    if depth.shape != (size[1], size[0]):
+    _check_depth_shape(depth.shape, size)
+    depth = depth.astype(np.float64)
+    if not np.isfinite(depth).all():
+        raise ApiError(422, "invalid_depth", "depth values must be finite (no NaN or inf)")
+    if (depth < 0).any():
+        raise ApiError(422, "invalid_depth", "depth values must not be negative (mm)")
+    return depth
+
+
+def _check_depth_shape(shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    """A 2-D map of exactly the photo's (width, height)."""
+    if len(shape) != 2:
+        raise ApiError(422, "invalid_depth", f"depth must be a 2-D number array, got {shape}")
+    if shape != (size[1], size[0]):
         raise ApiError(
             422, "invalid_depth",
-            f"depth map is {depth.shape[1]}x{depth.shape[0]}, the photo {size[0]}x{size[1]}",
+            f"depth map is {shape[1]}x{shape[0]}, the photo {size[0]}x{size[1]}",
         )
-    return depth.astype(np.float64)
+
+
+def _npy_depth(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """A .npy array whose header (shape, dtype, length) is checked before anything is read:
+    a 48-byte file may claim 100000x100000 float64."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, EOFError) as exc:
+        raise ApiError(422, "invalid_depth", f"cannot read the .npy depth map: {exc}") from exc
+    if dtype.kind not in "uif" or dtype.hasobject or dtype.fields is not None:
+        raise ApiError(422, "invalid_depth",
+                       f"depth dtype must be real numbers (int, uint, float), not {dtype}")
+    _check_depth_shape(tuple(shape), size)
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - stream.tell() != expected:
+        raise ApiError(422, "invalid_depth", f"the .npy depth map is truncated or too long "
+                       f"({len(data) - stream.tell()} bytes of data, header says {expected})")
+    flat = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=stream.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")
 
 
 def _png_depth(data: bytes) -> np.ndarray:

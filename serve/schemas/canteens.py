@@ -1,11 +1,9 @@
 """Canteens (tenants): Create and Public."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.schemas.base import Public
+from serve.schemas.base import Public, UtcDateTime
 
 
 class CanteenCreate(BaseModel):
@@ -22,4 +20,4 @@ class CanteenPublic(Public):
     id: str
     name: str
     timezone: str
-    created_at: datetime
+    created_at: UtcDateTime

@@ -1,12 +1,10 @@
 """API keys: Create, Public and the one answer that shows the plaintext key."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve.db.tables.core import Role
-from serve.schemas.base import Public
+from serve.schemas.base import Public, UtcDateTime
 
 
 class KeyCreate(BaseModel):
@@ -26,8 +24,8 @@ class KeyPublic(Public):
     role: Role
     canteen_id: str | None
     prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    revoked_at: UtcDateTime | None
 
 
 class KeyCreated(KeyPublic):

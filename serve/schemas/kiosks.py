@@ -1,10 +1,11 @@
 """Kiosks and their camera calibration: Create, the calibration in, Public."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from serve.schemas.base import UtcDateTime
 
 PositiveCm = Annotated[float, Field(gt=0, le=1000)]
 
@@ -52,5 +53,5 @@ class KioskPublic(BaseModel):
     tray_height_cm: float | None
     tray_template: str | None
     camera_height_cm: float | None
-    calibrated_at: datetime | None
-    created_at: datetime
+    calibrated_at: UtcDateTime | None
+    created_at: UtcDateTime

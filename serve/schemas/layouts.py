@@ -1,9 +1,9 @@
 """Kiosk tray layouts: compartments on the empty-tray reference photo (Public, proposal)."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel
+
+from serve.schemas.base import UtcDateTime
 
 
 class CompartmentPublic(BaseModel):
@@ -30,8 +30,8 @@ class LayoutPublic(BaseModel):
     tray_height_cm: float | None
     reference: ReferencePublic
     reference_url: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class ProposalPublic(BaseModel):

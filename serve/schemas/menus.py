@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from nutrition_db.errors import UnknownFoodError
 from nutrition_db.table import get_food
 from serve.db.tables.menus import Meal
+from serve.schemas.base import UtcDateTime
 
 
 class DishCreate(BaseModel):
@@ -56,7 +57,7 @@ class EnrolmentPublic(BaseModel):
     # dish's standard fill; None for a photo upload.
     fill: float | None = None
     model_version: str
-    created_at: dt.datetime
+    created_at: UtcDateTime
 
 
 class DishPublic(BaseModel):
@@ -93,4 +94,4 @@ class MenuPublic(BaseModel):
     meal: str
     name: str | None
     dishes: list[DishPublic]
-    created_at: dt.datetime
+    created_at: UtcDateTime

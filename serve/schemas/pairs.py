@@ -1,10 +1,9 @@
 """Before/after pairs: Create, Close and Public with the eaten/left result."""
 from __future__ import annotations
 
-import datetime as dt
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve.schemas.base import UtcDateTime
 from serve.services.leftovers import LeftoverFlag, Measure
 from serve.services.matching import MatchMethod
 
@@ -80,6 +79,6 @@ class PairPublic(BaseModel):
     user_id: str | None
     before_analysis_id: str
     after_analysis_id: str | None
-    before_at: dt.datetime
-    after_at: dt.datetime | None
+    before_at: UtcDateTime
+    after_at: UtcDateTime | None
     result: PairResultPublic | None = None

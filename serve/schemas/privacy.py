@@ -3,12 +3,12 @@
 The CSV and FHIR forms are built from the same content (services.export)."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from serve.schemas.analyses import AnalysisPublic, CorrectionRecord
+from serve.schemas.base import UtcDateTime
 from serve.schemas.users import ConsentEvent, UserPublic
 
 ExportFormat = Literal["json", "csv", "fhir"]
@@ -29,7 +29,7 @@ class ExportMeal(BaseModel):
     analysis_id: str = Field(description="the photo, or the before photo of a pair")
     pair_id: str | None
     after_analysis_id: str | None
-    captured_at: datetime
+    captured_at: UtcDateTime
     kind: Literal["photo", "before_after", "before_only"]
     eaten: list[ExportFood]
     leftovers: list[ExportFood]
@@ -44,7 +44,7 @@ class UserExport(BaseModel):
     """Everything the service holds about one person."""
 
     format: Literal["traylens.user-export.v1"] = "traylens.user-export.v1"
-    exported_at: datetime
+    exported_at: UtcDateTime
     user: UserPublic
     consent_history: list[ConsentEvent]
     analyses: list[AnalysisPublic] = Field(description="every photo of theirs with its items: "

@@ -1,12 +1,11 @@
 """Users whose meals are logged: Create, Update and Public."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.schemas.base import Public
+from serve.schemas.base import Public, UtcDateTime
 
 
 class ConsentUpdate(BaseModel):
@@ -24,7 +23,7 @@ class Consent(BaseModel):
 
     diary: bool
     canteen_statistics: bool
-    updated_at: datetime | None
+    updated_at: UtcDateTime | None
 
 
 class UserCreate(BaseModel):
@@ -59,7 +58,7 @@ class UserPublic(Public):
     display_name: str | None
     sex: str | None
     birth_year: int | None
-    created_at: datetime
+    created_at: UtcDateTime
     consent: Consent
 
 
@@ -70,7 +69,7 @@ class ConsentEvent(Public):
     canteen_statistics: bool
     source: Literal["given", "default"]
     api_key_id: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class ConsentRecord(BaseModel):

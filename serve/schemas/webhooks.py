@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from serve.schemas.base import Public
+from serve.schemas.base import Public, UtcDateTime
 from serve.services.webhooks import fingerprint
 
 Event = Literal["weekly_report", "pair_closed"]
@@ -51,7 +50,7 @@ class WebhookPublic(Public):
                                                "that app's users' events only")
     url: str
     events: list[str]
-    created_at: datetime
+    created_at: UtcDateTime
     secret: str = Field(exclude=True)
 
     @computed_field  # type: ignore[prop-decorator]
@@ -70,13 +69,13 @@ class DeliveryPublic(Public):
     user_id: str | None = Field(description="the person the event is about, if any")
     status: Literal["pending", "delivered", "failed"]
     attempts: int
-    next_attempt_at: datetime | None
-    last_attempt_at: datetime | None
+    next_attempt_at: UtcDateTime | None
+    last_attempt_at: UtcDateTime | None
     last_status_code: int | None
     last_error: str | None
     last_response: str | None = Field(description="the start of the receiver's answer")
-    delivered_at: datetime | None
-    created_at: datetime
+    delivered_at: UtcDateTime | None
+    created_at: UtcDateTime
     body: str = Field(exclude=True)
 
     @computed_field  # type: ignore[prop-decorator]

@@ -34,6 +34,7 @@ from serve.db.tables.analyses import (
 from serve.db.tables.core import Role, User
 from serve.db.tables.menus import Enrolment, Menu, MenuDish
 from serve.db.tables.pairs import MealPair
+from serve.schemas.base import utc_iso
 from serve.schemas.menus import EnrolmentPublic
 from serve.services.common import unique_write
 from serve.services.enrolment import enrol_item
@@ -122,10 +123,8 @@ def insert_analysis(session: Session, analysis: Analysis) -> None:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 (UTC when the database returned a naive value)."""
-    if moment is None:
-        return None
-    return moment.isoformat() if moment.tzinfo else moment.isoformat() + "+00:00"
+    """ISO 8601 in UTC with Z, the service's one format (schemas.base.utc_iso)."""
+    return utc_iso(moment)
 
 
 def item_payload(item: AnalysisItem) -> dict[str, Any]:

@@ -4,8 +4,9 @@ analysis with its images and before/after link in one transaction (idempotent)."
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from model.infer.runtime import full_size
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found
+from serve.core.memory import release_memory
 from serve.core.metrics import ServiceMetrics
 from serve.core.settings import Settings
 from serve.core.storage import ImageStore, record_image
@@ -30,7 +32,7 @@ from serve.services.kiosks import kiosk_calibration
 from serve.services.layout_mode import KioskLayoutMode, kiosk_layout_mode
 from serve.services.menus import CanteenMenu, load_menu_context
 from serve.services.model_registry import LoadedModel
-from serve.services.pairing import link_analysis
+from serve.services.pairing import link_analysis, load_pair
 from serve.services.pipeline import ImageRequest, ImageResult, analyze
 
 
@@ -43,6 +45,7 @@ class Env:
     slots: threading.BoundedSemaphore  # queues model runs (see create_app)
     metrics: ServiceMetrics
     store: ImageStore
+    decode_slots: threading.BoundedSemaphore | None = None  # bounds decodes in flight
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,8 @@ def parse_fields(raw: dict[str, str]) -> AnalyzeFields:
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, "invalid_input", detail) from exc
-    if fields.captured_at is not None:
-        # Stored and answered in UTC (a time without offset is taken as UTC), so the first
-        # answer and every later read show the same instant the same way.
-        at = fields.captured_at
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-        fields = fields.model_copy(update={"captured_at": at})
+    # captured_at is in UTC now (AnalyzeFields; a time without offset is taken as UTC), so
+    # the first answer and every later read show the same instant the same way.
     return fields
 
 
@@ -134,6 +133,10 @@ def resolve_context(
         menu = CanteenMenu(context)
     if fields.meal_state is not None and canteen_id is None:
         raise ApiError(422, "canteen_required", "meal_state needs a canteen (admin: canteen_id)")
+    if fields.meal_state == "after" and fields.pair_id is not None:
+        # A pair the caller cannot read (another tenant's, a sibling app's user's) is a 404
+        # here too, like GET /v1/pairs/{id}, before anything is decoded or stored.
+        load_pair(session, principal, fields.pair_id)
     return Context(canteen_id, fields, px_per_cm, menu, layout)
 
 
@@ -149,11 +152,18 @@ class Photo:
 
 def decode_upload(
     image: UploadedFile, depth: UploadedFile | None, ctx: Context, settings: Settings,
-    fit: tuple[int, int],
+    fit: tuple[int, int], slots: threading.BoundedSemaphore | None = None,
 ) -> Photo:
-    """Decode the photo (reduced to the model's input, see load_image) and depth map."""
-    img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
-    depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
+    """Decode the photo (reduced to the model's input, see load_image) and depth map, at
+    most `slots` decodes at once (a decode briefly holds the full-size photo)."""
+    with slots or nullcontext():
+        try:
+            img, content_type = decode_photo(image.data, settings.max_pixels, fit=fit)
+            depth_mm = decode_depth(depth.data, full_size(img)) if depth is not None else None
+        finally:
+            # The full-size decode is freed now; without a trim its pages stay in this
+            # thread's malloc arena while the request waits for the model.
+            release_memory()
     req = ImageRequest(img, px_per_cm=ctx.px_per_cm, depth_mm=depth_mm, menu=ctx.menu,
                        layout=ctx.layout)
     return Photo(req, image.data, content_type, depth.data if depth else None)
@@ -215,8 +225,12 @@ def analyze_single(env: Env, req: AnalyzeRequest, image: UploadedFile,
     ctx = _replay_or_context(env, req)
     if isinstance(ctx, Answer):
         return ctx
-    photo = decode_upload(image, depth, ctx, env.settings, req.loaded.model.meta.input_size)
-    result = run_model(env, req.loaded, [photo])[0]
+    try:
+        photo = decode_upload(image, depth, ctx, env.settings,
+                              req.loaded.model.meta.input_size, env.decode_slots)
+        result = run_model(env, req.loaded, [photo])[0]
+    finally:
+        release_memory()  # the decode's and the run's freed pages go back to the OS
     return stored_or_replayed(
         env.factory, req.principal, req.key, req.fingerprint,
         lambda s: Answer(201, store_analysis(s, env.store, req.principal, ctx, photo, result,
@@ -225,14 +239,15 @@ def analyze_single(env: Env, req: AnalyzeRequest, image: UploadedFile,
 
 
 def _decode_all(
-    images: list[UploadedFile], ctx: Context, settings: Settings, fit: tuple[int, int]
+    images: list[UploadedFile], ctx: Context, env: Env, fit: tuple[int, int]
 ) -> tuple[list[tuple[int, Photo]], list[dict[str, Any]]]:
     """Decode each photo; a bad one becomes an error entry instead of failing the batch."""
     photos: list[tuple[int, Photo]] = []
     errors: list[dict[str, Any]] = []
     for index, upload in enumerate(images):
         try:
-            photos.append((index, decode_upload(upload, None, ctx, settings, fit)))
+            photos.append((index, decode_upload(upload, None, ctx, env.settings, fit,
+                                                env.decode_slots)))
         except ApiError as exc:
             errors.append({"index": index, "filename": upload.filename,
                            "status": exc.status_code, **exc.body()})
@@ -244,8 +259,11 @@ def analyze_batch(env: Env, req: AnalyzeRequest, images: list[UploadedFile]) -> 
     ctx = _replay_or_context(env, req)
     if isinstance(ctx, Answer):
         return ctx
-    photos, errors = _decode_all(images, ctx, env.settings, req.loaded.model.meta.input_size)
-    results = run_model(env, req.loaded, [p for _, p in photos]) if photos else []
+    try:
+        photos, errors = _decode_all(images, ctx, env, req.loaded.model.meta.input_size)
+        results = run_model(env, req.loaded, [p for _, p in photos]) if photos else []
+    finally:
+        release_memory()
 
     def write(session: Session) -> Answer:
         """All good photos' analyses, answered in the order they were sent."""

@@ -161,7 +161,10 @@ class _Categories:
 
 
 def _bbox(box: Sequence[float], width: int, height: int) -> list[float] | None:
-    """[x0, y0, x1, y1] clipped to the image -> COCO [x, y, w, h]; None when empty."""
+    """[x0, y0, x1, y1] clipped to the image -> COCO [x, y, w, h]; None when empty (an item
+    a user added without a box has none)."""
+    if len(box) != 4:
+        return None
     x0, y0 = max(0.0, float(box[0])), max(0.0, float(box[1]))
     x1, y1 = min(float(width), float(box[2])), min(float(height), float(box[3]))
     if x1 - x0 <= 0 or y1 - y0 <= 0:

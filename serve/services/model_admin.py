@@ -30,6 +30,7 @@ from serve.core.settings import Settings
 from serve.core.storage import sha256_hex
 from serve.db.session import transaction
 from serve.db.tables.core import ModelVersion
+from serve.schemas.base import utc_iso
 from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
 
 log = logging.getLogger("traylens")
@@ -186,7 +187,7 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
     return {
         "version": meta.version,
         "sha256": loaded.sha256,
-        "loaded_at": loaded.loaded_at.isoformat(),
+        "loaded_at": utc_iso(loaded.loaded_at),
         "fingerprint": meta.fingerprint,
         "input_size": list(meta.input_size),
         "labels": [{"index": i, "label": label, "food_id": food_id}

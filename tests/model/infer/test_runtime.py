@@ -210,10 +210,13 @@ def test_reduced_jpeg_decode_covers_the_letterbox_and_keeps_the_full_size(
     ref, _ = runtime.letterbox(full, (512, 384))
     got, _ = runtime.letterbox(small, (512, 384))
     assert float(np.abs(ref - got).mean()) < 0.02
-    # Nothing to gain (or to lose) when the photo is already small enough, or not a JPEG.
+    # Nothing to gain (or to lose) when the photo is already small enough.
     assert runtime.FULL_SIZE_KEY not in load_image(path, fit=(2048, 1536)).info
-    png = _encode(full, "PNG")
-    assert load_image(png, fit=(512, 384)).size == (1024, 768)
+    # A PNG (no DCT scaling) is box-averaged right after decoding by the same factor.
+    png = load_image(_encode(full, "PNG"), fit=(512, 384))
+    assert png.size == (512, 384) and runtime.full_size(png) == (1024, 768)
+    got, _ = runtime.letterbox(png, (512, 384))
+    assert float(np.abs(ref - got).mean()) < 0.02
 
 
 

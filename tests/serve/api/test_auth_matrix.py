@@ -366,3 +366,24 @@ def test_a_revoked_key_stops_working(service: Service, world: dict[str, Any]) ->
     listed = service.ok(service.client.get("/v1/keys", headers=service.admin))
     assert all("key" not in k and "key_hash" not in k for k in listed)
     assert created["key"] not in json.dumps(listed)
+
+
+def test_an_after_photo_cannot_close_a_pair_the_caller_cannot_see(
+    service: Service, world: dict[str, Any], photo_bytes: dict[str, bytes]
+) -> None:
+    """POST /v1/analyze with meal_state=after and another user's (or tenant's) pair_id is a
+    404 like GET /v1/pairs/{id}, and leaves the pair open (no intake or waste changes)."""
+    a, b = world["a"], world["b"]
+    pair_id = a["ids"]["pair_id"]
+    failures = []
+    for who, headers in (("sibling app", a["keys"]["app2"]), ("tenant B app", b["keys"]["app"]),
+                         ("tenant B kiosk", b["keys"]["kiosk"])):
+        assert service.client.get(f"/v1/pairs/{pair_id}", headers=headers).status_code == 404
+        r = service.client.post("/v1/analyze", files={"image": ("t.jpg", photo_bytes["tray3"])},
+                                data={"meal_state": "after", "pair_id": pair_id},
+                                headers=headers)
+        if r.status_code != 404 or r.json()["error"] != "not_found":
+            failures.append(f"{who}: {r.status_code} {r.text[:160]}")
+    pair = service.ok(service.client.get(f"/v1/pairs/{pair_id}", headers=a["keys"]["app"]))
+    assert pair["after_analysis_id"] is None, pair
+    assert not failures, failures

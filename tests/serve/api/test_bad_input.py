@@ -6,6 +6,7 @@ derived from a real fixture photo and must be analysed, not refused.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import struct
@@ -74,7 +75,7 @@ def test_refused_uploads(service: Service, kiosk: dict[str, str],
     _error(_post(service, kiosk, _png_header_only(30000, 30000), "image/png"), 422,
            "invalid_image", "decompression bomb")
     _error(_post(service, kiosk, _png_header_only(8000, 6000), "image/png"), 422,
-           "invalid_image", "exceeds 40000000 pixels")
+           "invalid_image", "exceeds 24000000 pixels")
 
 
 def test_refused_requests(service: Service, kiosk: dict[str, str],
@@ -234,3 +235,62 @@ def test_size_limit_is_enforced_while_the_upload_streams(
 
     status, body = _asgi_post(service.client.app, declared, never())
     assert status == 413 and body["error"] == "payload_too_large"
+
+
+def test_captured_at_out_of_range_is_refused(service: Service, kiosk: dict[str, str],
+                                             photo_bytes: dict[str, bytes]) -> None:
+    """captured_at must lie in [2000-01-01T00:00Z, now + 1 day]: anything else is a 422 that
+    names the field (year 1 in +14:00 once overflowed into a 500; year 9999 was stored)."""
+    real = photo_bytes["apple"]
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    for value in ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00", "9999-12-31",
+                  "9999-12-31T23:59:59-12:00", "1999-12-31T23:59:59Z", soon.isoformat()):
+        _error(_post(service, kiosk, real, data={"captured_at": value}), 422, "invalid_input",
+               "captured_at")
+    ok = service.ok(_post(service, kiosk, real, data={"captured_at": "2000-01-01T09:00:00+09:00"}),
+                    201)
+    assert ok["captured_at"].startswith("2000-01-01T00:00:00"), ok["captured_at"]
+
+
+def _npy_header(shape: tuple[int, ...], descr: str, payload: bytes = b"") -> bytes:
+    """A .npy file whose header claims this shape and dtype, followed by `payload` only."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        out, {"descr": descr, "fortran_order": False, "shape": shape})
+    return out.getvalue() + payload
+
+
+def _npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+def test_hostile_depth_files_are_refused(service: Service, photo: Image.Image,
+                                         photo_bytes: dict[str, bytes]) -> None:
+    """A .npy header is checked before any array is read (a 48-byte file claiming
+    100000x100000 float64 once tried to allocate 74.5 GiB), and depth values must be finite,
+    real and not negative."""
+    kiosk = service.key("kiosk", service.canteen("hostile-depth"))
+    h, w = photo.height, photo.width
+
+    def send(depth: bytes) -> Any:
+        return service.client.post("/v1/analyze", files={
+            "image": ("p.jpg", photo_bytes["apple"], "image/jpeg"),
+            "depth": ("d.npy", depth, "application/octet-stream")}, headers=kiosk)
+
+    bomb = _npy_header((100000, 100000), "<f8")
+    assert len(bomb) <= 128
+    _error(send(bomb), 422, "invalid_depth", f"the photo {w}x{h}")
+    _error(send(_npy_header((h, w), "<f8")), 422, "invalid_depth", "truncated")
+    _error(send(_npy_header((h, w, 3), "<u2")), 422, "invalid_depth", "2-d")
+    _error(send(_npy_header((h, w), "<U8")), 422, "invalid_depth", "dtype")
+    _error(send(_npy_header((h, w), "|O")), 422, "invalid_depth", "")
+    _error(send(b"\x93NUMPY\x09\x00garbage"), 422, "invalid_depth", ".npy")
+    flat = np.full((h, w), 400.0)
+    _error(send(_npy(flat.astype(np.complex128))), 422, "invalid_depth", "dtype")
+    for bad, words in ((np.nan, "finite"), (np.inf, "finite"), (-5.0, "negative")):
+        broken = flat.copy()
+        broken[h // 2, w // 2] = bad
+        _error(send(_npy(broken)), 422, "invalid_depth", words)
+    assert send(_npy(flat.astype(np.float32))).status_code == 201
