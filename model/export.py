@@ -207,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.version is not None:
         cfg = replace(cfg, version=a.version)
     saved = ModelMeta.from_json(json.dumps(ckpt["meta"]))
-    meta = meta_for(cfg, saved.labels, saved.food_ids, saved.fingerprint)
+    meta = meta_for(cfg, saved.labels, saved.food_ids, saved.fingerprint,
+                    parent=saved.training.get("init_from"))
     if model.members > 1:
         meta = replace(meta, embedding_dim=model.output_embedding_dim,
                        training={**meta.training, "ensemble_train_seeds": seeds})

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 from model.training.config import SETTINGS, ConfigError, TrainConfig, load_config
 
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, dest=f.name, type=_bool, default=None)
         elif isinstance(value, list | dict):
             p.add_argument(flag, dest=f.name, type=json.loads, default=None, help="JSON")
+        elif value is None:  # an optional setting: its type from the hint
+            hint = get_type_hints(TrainConfig)[f.name]
+            p.add_argument(flag, dest=f.name, default=None,
+                           type=_bool if bool in get_args(hint) else str)
         else:
             p.add_argument(flag, dest=f.name, type=type(value), default=None)
     return p

@@ -57,6 +57,13 @@ class TrainConfig:
     cache_dir: str | None = "var/cache"
     flip_test: bool = False  # the exported file also runs the mirrored photo and averages
     compose: dict[str, Any] = field(default_factory=dict)  # see compose_settings
+    # Fine-tune from an exported file (the shipped model: only the ONNX ships) instead of
+    # the pretrained backbone; its labels and head shapes must be the config's.
+    init_from: str | None = None
+    # BatchNorm in eval mode while training (statistics frozen). None: on with init_from,
+    # whose BatchNorms are the identity + bias the export folded (batch statistics would
+    # replace them); true also suits tiny batches.
+    freeze_bn: bool | None = None
     # Run options: command-line only (not YAML keys); checkpoints keep them as given.
     config: str | None = None  # the YAML file the settings came from
     resume: str | None = None  # checkpoint to continue from
@@ -79,7 +86,11 @@ def load_config(path: Path | None = None, flags: Mapping[str, Any] | None = None
         values.update(checked_values(loaded, str(path), SETTINGS))
     values.update(checked_values(flags or {}, "command line", SETTINGS))
     values.update(config=str(path) if path else None, resume=resume, test_only=test_only)
-    return validated(TrainConfig(**values))
+    cfg = validated(TrainConfig(**values))
+    # Checked here, not in `validated`: a checkpoint names its parent after the file moved.
+    if cfg.init_from is not None and not Path(cfg.init_from).is_file():
+        raise ConfigError(f"init_from: {cfg.init_from}: no such file")
+    return cfg
 
 
 def config_from_mapping(values: Mapping[str, Any], source: str) -> TrainConfig:
@@ -146,7 +157,20 @@ def validated(cfg: TrainConfig) -> TrainConfig:
     if unknown:
         raise ConfigError(f"loss_weights: unknown losses {unknown} ({', '.join(LOSS_NAMES)})")
     compose_settings(cfg)
+    if cfg.init_from is not None:
+        if not cfg.init_from.endswith(".onnx"):
+            raise ConfigError(f"init_from: expected an exported .onnx file, got "
+                              f"{cfg.init_from!r}")
+        if cfg.freeze_bn is False:
+            raise ConfigError("freeze_bn: false with init_from: the exported file's "
+                              "BatchNorms are folded into its convolutions, and batch "
+                              "statistics in training would undo them; leave it unset")
     return cfg
+
+
+def bn_frozen(cfg: TrainConfig) -> bool:
+    """Whether training keeps every BatchNorm in eval mode (freeze_bn, implied by init_from)."""
+    return cfg.freeze_bn if cfg.freeze_bn is not None else cfg.init_from is not None
 
 
 def training_seed(cfg: TrainConfig) -> int:

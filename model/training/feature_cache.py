@@ -76,12 +76,15 @@ def compute_features(model: TrayNet, data: Dataset[Any], batch: int, desc: str,
 def cache_key(cfg: TrainConfig, meta: ModelMeta, data_fingerprint: str) -> str:
     """What the cached features and targets depend on: data, labels, geometry, split, augment.
 
+    With init_from, the parent file's hash too (its backbone makes the features).
     Why augment: a clean view and an augmented view of the same index must not share a file.
     TARGETS_VERSION: the dense targets are cached too, so a change to how they are built
     must not reuse files made the old way.
     """
     parts = [data_fingerprint, meta.labels, meta.input_size, cfg.seed, cfg.val_fraction,
              bool(cfg.augment), TARGETS_VERSION]
+    if "init_from" in meta.training:  # the parent's backbone computes the features
+        parts.append(meta.training["init_from"]["sha256"])
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 

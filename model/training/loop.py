@@ -23,7 +23,7 @@ from tqdm import tqdm
 from model.infer.runtime import ModelMeta, PostConfig, decode_outputs
 from model.network import TrayNet, to_export
 from model.training.checkpoints import TrainState, save_checkpoint
-from model.training.config import TrainConfig
+from model.training.config import TrainConfig, bn_frozen
 from model.training.distributed import is_main
 from model.training.meta import meta_dict
 
@@ -60,11 +60,21 @@ class Phases:
 
 
 def train_one_epoch(state: TrainState, loader: DataLoader[Any], cached: bool,
-                    device: torch.device, amp: bool, wrapped: nn.Module) -> dict[str, float]:
-    """One pass; returns the mean of each loss."""
+                    device: torch.device, amp: bool, wrapped: nn.Module,
+                    freeze_bn: bool = False) -> dict[str, float]:
+    """One pass; returns the mean of each loss.
+
+    freeze_bn: every BatchNorm stays in eval mode (its running statistics are used and not
+    updated; its affine weight and bias still train). Required after init_from: an exported
+    file's BatchNorms were folded into the convolutions and come back as identity + bias.
+    """
     state.model.train()
     if cached or not any(p.requires_grad for p in state.model.backbone.parameters()):
         state.model.backbone.eval()  # frozen BN statistics stay those of ImageNet
+    if freeze_bn:
+        for m in state.model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
     sums: dict[str, float] = {}
     n = 0
     for inputs, targets in tqdm(loader, desc=f"epoch {state.epoch}", leave=False,
@@ -95,7 +105,8 @@ def train_epochs(cfg: TrainConfig, state: TrainState, phases: Phases, val_data: 
         if sampler is not None:
             sampler.set_epoch(state.epoch)
         t0 = time.time()
-        losses = train_one_epoch(state, loader, cfg.cache_features, device, amp, wrapped)
+        losses = train_one_epoch(state, loader, cfg.cache_features, device, amp, wrapped,
+                                 freeze_bn=bn_frozen(cfg))
         history.append(losses["total"])
         metrics = {"epoch": state.epoch, **losses}
         state.epoch += 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from model.dataset import InputSpec
@@ -20,8 +21,16 @@ def input_spec(cfg: TrainConfig) -> InputSpec:
 
 
 def meta_for(cfg: TrainConfig, labels: Sequence[str], food_ids: Sequence[str | None],
-             fp: str) -> ModelMeta:
-    """The ModelMeta the exported file will carry (metrics and portions are filled later)."""
+             fp: str, parent: dict[str, Any] | None = None) -> ModelMeta:
+    """The ModelMeta the exported file will carry (metrics and portions are filled later).
+
+    With init_from, training["init_from"] names the parent model (file, version, sha256):
+    `parent` when given (an export: the record made at training time, the file may have
+    been replaced since), else read from the file now.
+    """
+    lineage = {}
+    if cfg.init_from is not None:
+        lineage = {"init_from": parent or parent_provenance(cfg.init_from)}
     return ModelMeta(
         labels=list(labels), food_ids=list(food_ids),
         input_size=(cfg.input_width, cfg.input_height), mean=MEAN, std=STD,
@@ -31,8 +40,19 @@ def meta_for(cfg: TrainConfig, labels: Sequence[str], food_ids: Sequence[str | N
         training={"epochs": cfg.epochs, "seed": cfg.seed, "train_seed": training_seed(cfg),
                   "val_fraction": float(cfg.val_fraction), "data": list(cfg.data),
                   "cache_features": cfg.cache_features, "decoupled": cfg.decoupled,
-                  "compose": compose_settings(cfg)},
+                  "compose": compose_settings(cfg), **lineage},
     )
+
+
+def parent_provenance(path: str | Path) -> dict[str, Any]:
+    """The parent model of a fine-tune: its file name, version and content hash."""
+    import hashlib
+
+    from model.export import read_meta
+
+    h = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"file": Path(path).name, "version": read_meta(path).version,
+            "sha256": f"sha256:{h}"}
 
 
 def meta_dict(meta: ModelMeta) -> dict[str, Any]:

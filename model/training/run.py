@@ -16,9 +16,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from model.infer.runtime import ModelMeta
 from model.network import TrayNet
 from model.training.checkpoints import TrainState, load_checkpoint
-from model.training.config import TrainConfig, training_seed
+from model.training.config import ConfigError, TrainConfig, training_seed
 from model.training.distributed import seed_everything, setup_distributed
 from model.training.feature_cache import cache_sets
+from model.training.from_onnx import OnnxInitError, check_parent, load_onnx_weights
 from model.training.loop import Loader, Phases, Trainable, train_epochs, validate
 from model.training.losses import Criterion
 from model.training.sources import Marked, TrainSets, prepare_data
@@ -42,13 +43,17 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 def fit(cfg: TrainConfig, meta: ModelMeta, sets: TrainSets, device: torch.device,
         amp: bool, distributed: bool) -> dict[str, Any]:
     """The epochs over prepared datasets (used by run, tests and the notebook)."""
-    probe = TrayNet(len(meta.labels), cfg.embed_dim, cfg.neck_channels, cfg.pretrained)
+    probe = (parent_network(cfg, meta) if cfg.init_from else
+             TrayNet(len(meta.labels), cfg.embed_dim, cfg.neck_channels, cfg.pretrained))
     if cfg.cache_features:
         sets = cache_sets(probe, cfg, meta, sets)
     phases = training_phases(cfg, sets, distributed)
     steps = phases.steps(cfg.epochs)
     state = make_state(cfg, meta.labels, steps)
-    state.model.backbone.load_state_dict(probe.backbone.state_dict())
+    if cfg.init_from:  # the whole parent network, not only its backbone
+        state.model.load_state_dict(probe.state_dict())
+    else:
+        state.model.backbone.load_state_dict(probe.backbone.state_dict())
     if cfg.resume:
         load_checkpoint(cfg.resume, state)
         # Resuming with more epochs extends the schedule instead of overrunning it.
@@ -64,6 +69,23 @@ def fit(cfg: TrainConfig, meta: ModelMeta, sets: TrainSets, device: torch.device
         return (validate(state.model, sets.val, meta, cfg.cache_features, device)
                 if sets.val else {})
     return train_epochs(cfg, state, phases, sets.val, meta, device, amp, wrapped)
+
+
+def parent_network(cfg: TrainConfig, meta: ModelMeta) -> TrayNet:
+    """The network of cfg.init_from (an exported file) with the run's label order.
+
+    Its BatchNorms are the export's folded identities: training keeps them in eval mode
+    (config.bn_frozen)."""
+    try:
+        check_parent(cfg.init_from or "", meta.labels, cfg.embed_dim, cfg.neck_channels,
+                     cfg.decoupled)
+    except OnnxInitError as exc:
+        raise ConfigError(f"init_from: {exc}") from exc
+    net = TrayNet(len(meta.labels), cfg.embed_dim, cfg.neck_channels, pretrained=False,
+                  decoupled=cfg.decoupled)
+    report = load_onnx_weights(net, cfg.init_from or "", labels=meta.labels)
+    print(f"init_from {cfg.init_from}: {report.summary()}", flush=True)
+    return net
 
 
 def training_phases(cfg: TrainConfig, sets: TrainSets, distributed: bool) -> Phases:
@@ -92,8 +114,8 @@ def epoch_loader(data: Dataset[Any], cfg: TrainConfig, distributed: bool) -> Loa
 
 def make_state(cfg: TrainConfig, labels: Sequence[str], total_steps: int) -> TrainState:
     """Model, loss, AdamW and a one-cycle cosine schedule from the config."""
-    model = TrayNet(len(labels), cfg.embed_dim, cfg.neck_channels, pretrained=cfg.pretrained,
-                    decoupled=cfg.decoupled)
+    model = TrayNet(len(labels), cfg.embed_dim, cfg.neck_channels,
+                    pretrained=cfg.pretrained and cfg.init_from is None, decoupled=cfg.decoupled)
     if cfg.cache_features or cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
     criterion = Criterion(len(labels), cfg.embed_dim, dict(cfg.loss_weights))

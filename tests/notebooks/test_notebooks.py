@@ -2,8 +2,8 @@
 
 A live service on loopback (uvicorn in a thread, SQLite in a temporary folder) stores a real
 analysis of a fixture photo with a user's correction; its `POST /v1/exports` archive feeds
-both notebooks; retrain.ipynb trains two epochs at 128x96 on the fixture photos plus the
-export, exports ONNX + INT8 with held-out metrics and registers the file through
+both notebooks; retrain.ipynb fine-tunes the shipped model (init_from its ONNX file) two
+epochs at 128x96 on the fixture photos plus the export, exports ONNX + INT8 with held-out metrics and registers the file through
 `POST /v1/model`, whose gate refuses it (a tiny model is not better).
 """
 from __future__ import annotations
@@ -126,7 +126,12 @@ def test_retrain_notebook_trains_evaluates_exports_and_registers(
         assert meta.metrics["evaluated_file"] == path.name
         assert "mealtray_map50" in meta.metrics["held_out"]
         assert meta.fingerprint.startswith("sha256:")
-    assert read_meta(tmp_path / "traylens.onnx").training["data"][-1]["kind"] == "coco"
+    training = read_meta(tmp_path / "traylens.onnx").training
+    assert training["data"][-1]["kind"] == "coco"
+    shipped = read_meta(REPO / "model" / "artifacts" / "traylens.onnx")
+    assert training["init_from"]["file"] == "traylens.onnx"  # fine-tuned from the shipped one
+    assert training["init_from"]["version"] == shipped.version
+    assert "parent: {" in text
     # The gate: a two-epoch model is not better than the shipped one, so it is refused.
     assert "409 model_not_better" in text and "WORSE" in text
     active = httpx.get(f"{api}/v1/model", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
