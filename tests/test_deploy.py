@@ -35,6 +35,7 @@ kubernetes_validate = _dev_module("kubernetes_validate")
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"
+TRAINING_JOB = REPO / "deploy" / "training" / "train-job.yaml"
 # The oldest Kubernetes minor these manifests are meant for, and the newest schema shipped.
 VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 # Settings and commands of the scale-out work (S3 photo store, Redis task queue, `serve
@@ -49,6 +50,11 @@ PENDING_COMMANDS = {"worker"}
 def manifest_files() -> list[Path]:
     """The manifests (the kustomization is kustomize's, not an API object)."""
     return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def all_manifests() -> list[Path]:
+    """deploy/k8s and the one-off Jobs of deploy/training (GPU training, docs/DEPLOY.md)."""
+    return manifest_files() + sorted((REPO / "deploy" / "training").glob("*.yaml"))
 
 
 def documents() -> list[tuple[Path, dict[str, Any]]]:
@@ -80,7 +86,7 @@ def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", all_manifests(), ids=lambda p: p.name)
 def test_manifest_is_valid(path: Path, version: str) -> None:
     docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
     assert docs, f"{path.name} holds no object"
@@ -235,3 +241,16 @@ def test_pods_are_restricted_and_sized() -> None:
             resources["requests"]["memory"]), owner
     namespace = objects("Namespace")["traylens"]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_training_job_runs_torchrun_on_its_gpus() -> None:
+    job = yaml.safe_load(TRAINING_JOB.read_text(encoding="utf-8"))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[0] == "torchrun" and command[command.index("-m") + 1] == "model.train"
+    procs = int(next(a for a in command if a.startswith("--nproc_per_node=")).split("=")[1])
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == procs
+    config = command[command.index("--config") + 1]
+    assert (REPO / config).is_file()
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/shared/data", "/src/var", "/dev/shm"} <= mounts
