@@ -129,7 +129,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (IN_CI or os.environ.get("TRAYLENS_TEST_INSTALL")),
-                    reason="about 75 s (pip into a new environment): runs in CI (CI set) "
+                    reason="75-105 s (pip into a new environment): runs in CI (CI set) "
                            "or with TRAYLENS_TEST_INSTALL=1")
 def test_serving_install_in_a_fresh_environment(tmp_path: Path) -> None:
     """The build stage's steps: copy what it copies, `pip install .`; then the serve stage's
