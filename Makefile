@@ -7,8 +7,13 @@ BIN       := $(VENV)/bin
 HOST      ?= 127.0.0.1
 PORT      ?= 8000
 PYTEST_ARGS ?=
+# pytest-xdist: one test process per CPU ("auto"); files stay whole on one process
+# (--dist loadfile), so module-scoped fixtures (a migrated database, a running app) are
+# built once per file. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
+DOCS_ARGS ?=
 
-.PHONY: serve test lint model venv install-serve install-dev test-services
+.PHONY: serve test lint model venv install-serve install-dev test-services docs-figures
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,7 +38,12 @@ test-services:
 test: install-dev test-services
 	$(BIN)/ruff check .
 	$(BIN)/mypy model serve nutrition_db
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# Re-measure the figures of docs/BENCHMARKS.md and docs/RELIABILITY.md (tens of minutes;
+# a quiet machine): scripts/regenerate_docs.py lists the steps. DOCS_ARGS=--dry-run prints them.
+docs-figures: install-dev
+	$(BIN)/python scripts/regenerate_docs.py $(DOCS_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

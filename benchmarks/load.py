@@ -44,7 +44,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from any folder
 
-from benchmarks.model_speed import machine  # noqa: E402
+from benchmarks.model_speed import machine, write_section  # noqa: E402
 from benchmarks.serve_speed import LiveService, percentile, rss_mib, running_service  # noqa: E402
 
 SAMPLES = [REPO / "serve" / "samples" / name for name in
@@ -52,6 +52,9 @@ SAMPLES = [REPO / "serve" / "samples" / name for name in
 REQUEST_TIMEOUT_S = 60.0
 MAX_IN_FLIGHT = 256  # open loop: beyond this, arrivals count as errors (the service drowned)
 READS = ("list", "one", "day", "pairs")
+RELIABILITY_DOC = REPO / "docs" / "RELIABILITY.md"
+# The section --write-docs replaces (make docs-figures); "## Load" above it is written by hand.
+DOCS_SECTION = "## Load figures (make docs-figures)"
 
 
 @dataclass
@@ -323,6 +326,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the scenarios this many times per service (RSS trend)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help=f"write the figures as '{DOCS_SECTION}' of docs/RELIABILITY.md")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or not 0 <= args.analyze_share <= 1:
         parser.error("--duration > 0, --concurrency >= 1, 0 <= --analyze-share <= 1")
@@ -335,23 +340,36 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     plan = Plan(tuple(args.scenarios), args.duration, args.concurrency, args.analyze_share,
                 args.diners, (average, peak), args.seed, max(1, args.repeat))
     env = {"TRAYLENS_DATABASE_URL": args.database_url} if args.database_url else None
-    print(f"machine: {machine()}; {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"command: python benchmarks/load.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    print(f"rush: {args.diners} diners x 2 photos in {args.window_minutes:.0f} min = "
-          f"{average:.2f} photos/s average, {peak:.2f} at {args.peak_factor:g}x peak\n")
+    heading = [
+        f"machine: {machine()}; {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"command: python benchmarks/load.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+        f"rush: {args.diners} diners x 2 photos in {args.window_minutes:.0f} min = "
+        f"{average:.2f} photos/s average, {peak:.2f} at {args.peak_factor:g}x peak\n"]
+    print("\n".join(heading))
     print(HEADER, flush=True)
     results: list[Result] = []
     for workers in args.workers:
         with running_service(workers, env) as service:
             results += asyncio.run(run_scenarios(service, workers, plan))
+    summary = []
     for workers in args.workers:
         ran = {r.scenario: r for r in results if r.workers == workers and r.scenario != "rush"}
         if "capacity" in ran:
             capacity = len(ran["capacity"].latencies("analyze")) / ran["capacity"].seconds
-            print(f"\n{workers} worker(s): capacity {capacity:.1f} photos/s = "
-                  f"{capacity / peak:.1f}x the peak rush ({peak:.2f}/s), "
-                  f"{capacity / average:.0f}x the average ({average:.2f}/s)")
+            summary.append(f"{workers} worker(s): capacity {capacity:.1f} photos/s = "
+                           f"{capacity / peak:.1f}x the peak rush ({peak:.2f}/s), "
+                           f"{capacity / average:.0f}x the average ({average:.2f}/s)")
+            print("\n" + summary[-1])
+    if args.write_docs:
+        section = "\n\n".join([
+            DOCS_SECTION,
+            "Written by `make docs-figures` (scripts/regenerate_docs.py); how to read the "
+            "columns and the limits of a run: \"Load\" above. " + "; ".join(heading).strip(),
+            HEADER.rstrip("\n") + "\n" + "\n".join(r.row() for r in results),
+            *(f"- {line}" for line in summary)]) + "\n"
+        write_section(RELIABILITY_DOC, section, DOCS_SECTION)
+        print(f"wrote '{DOCS_SECTION}' in {RELIABILITY_DOC}")
     return results
 
 

@@ -1,7 +1,9 @@
-"""Command line: `python -m serve [--host H --port P]` runs the service;
-`python -m serve analyze IMAGE... [--menu menu.json] [--json]` runs the pipeline offline;
-`python -m serve purge-images` applies the image retention setting;
-`python -m serve worker` runs background tasks from the Redis queue."""
+"""Command line: `python -m serve [--host H --port P]` runs the service; the commands of
+COMMANDS do the rest (`python -m serve --help` lists them, each with its own --help):
+`analyze IMAGE... [--menu menu.json] [--json]` runs the pipeline offline, `migrate` brings the
+database schema up to date, `keys create|list|revoke` manages API keys, `purge-images`
+applies the image retention setting, `worker` runs background tasks from the Redis queue.
+Each takes the service's settings (TRAYLENS_*)."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from serve.core.settings import SettingsError, load_settings
+from sqlalchemy.engine import Engine
+
+from serve.core.settings import Settings, SettingsError, load_settings
+from serve.db.tables.core import Role
 
 
 def _serve_parser() -> argparse.ArgumentParser:
     """Options of the server command."""
-    parser = argparse.ArgumentParser(prog="python -m serve", description="Run the service.")
+    parser = argparse.ArgumentParser(
+        prog="python -m serve", epilog=_commands_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the service (with no command), or one of the commands below.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
@@ -143,7 +151,126 @@ def run_worker(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"analyze": run_analyze, "purge-images": run_purge, "worker": run_worker}
+def _migrated_engine(settings: Settings) -> Engine:
+    """The service's database (TRAYLENS_DATABASE_URL), migrated to the newest schema."""
+    from serve.db.migrate import upgrade_database
+    from serve.db.session import make_engine
+
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    return engine
+
+
+def run_migrate(argv: Sequence[str]) -> int:
+    """Bring the database schema to the newest migration, then exit (run before the service)."""
+    from sqlalchemy import text
+
+    argparse.ArgumentParser(prog="python -m serve migrate",
+                            description=_summary(run_migrate)).parse_args(argv)
+    settings = load_settings()
+    engine = _migrated_engine(settings)
+    try:
+        with engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+    print(f"database {engine.url.render_as_string(hide_password=True)} "
+          f"is at revision {revision}")
+    return 0
+
+
+def _keys_parser() -> argparse.ArgumentParser:
+    """Options of `keys create|list|revoke`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m serve keys",
+        description="Manage API keys in the service's database (TRAYLENS_DATABASE_URL), "
+                    "as an operator: no key is needed to run these.")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
+    create = sub.add_parser("create", help="create a key and print it (shown this once)",
+                            description="Create a key. The key alone goes to stdout, so "
+                            "KEY=$(python -m serve keys create --role admin) keeps it.")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--canteen", metavar="ID",
+                        help="the canteen of a kiosk or app key (required for those)")
+    create.add_argument("--name", help="a label for the key (default: '<role> key (cli)')")
+    create.add_argument("--json", action="store_true",
+                        help="print the whole answer of POST /v1/keys as JSON")
+    listing = sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    revoke = sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the id shown by `keys list`")
+    return parser
+
+
+def run_keys(argv: Sequence[str]) -> int:
+    """Create, list and revoke API keys (`keys create --role admin` makes the first admin)."""
+    from pydantic import ValidationError
+
+    from serve.core.errors import ApiError
+    from serve.db.session import make_session_factory
+    from serve.schemas.keys import KeyCreate, KeyPublic
+    from serve.services import keys
+
+    args = _keys_parser().parse_args(argv)
+    engine = _migrated_engine(load_settings())
+    factory = make_session_factory(engine)
+    try:
+        with factory() as session:
+            if args.action == "create":
+                body = KeyCreate(name=args.name or f"{args.role} key (cli)", role=Role(args.role),
+                                 canteen_id=args.canteen)
+                created = keys.new_key(session, keys.OPERATOR, body)
+                if args.json:
+                    print(created.model_dump_json(indent=2))
+                else:
+                    print(f"created {created.role.value} key {created.id} ({created.name}); "
+                          "it is shown only now:", file=sys.stderr)
+                    print(created.key)
+            elif args.action == "list":
+                rows = [KeyPublic.model_validate(r) for r in keys.list_keys(session)]
+                if args.json:
+                    print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+                else:
+                    _print_keys(rows)
+            else:
+                row = keys.revoke_key(session, keys.OPERATOR, args.key_id)
+                print(f"revoked key {row.id} ({row.name}, {row.role})")
+    except ApiError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"error: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _print_keys(rows: Sequence[Any]) -> None:
+    """One line per key: id, role, canteen, prefix, created, revoked, name."""
+    print(f"{'id':<32}  {'role':<6}  {'canteen':<32}  {'prefix':<10}  {'created':<19}  "
+          f"{'revoked':<19}  name")
+    for r in rows:
+        revoked = r.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if r.revoked_at else "-"
+        print(f"{r.id:<32}  {r.role.value:<6}  {r.canteen_id or '-':<32}  {r.prefix:<10}  "
+              f"{r.created_at:%Y-%m-%d %H:%M:%S}  {revoked:<19}  {r.name}")
+
+
+COMMANDS = {"analyze": run_analyze, "migrate": run_migrate, "keys": run_keys,
+            "purge-images": run_purge, "worker": run_worker}
+
+
+def _summary(command: Any) -> str:
+    """The first paragraph of a command's docstring, on one line: its line in `--help`."""
+    return " ".join((command.__doc__ or "").strip().split("\n\n")[0].split())
+
+
+def _commands_help() -> str:
+    """The epilog of `python -m serve --help`: every command of COMMANDS."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {_summary(fn)}" for name, fn in COMMANDS.items()]
+    return ("commands (python -m serve COMMAND --help for each one's options):\n"
+            + "\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

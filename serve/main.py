@@ -29,6 +29,7 @@ from serve.core.textguard import RefuseNulMiddleware
 from serve.db.migrate import upgrade_database
 from serve.db.session import make_engine, make_session_factory, transaction
 from serve.schemas.base import ErrorPublic
+from serve.services.keys import has_active_admin
 from serve.services.model_admin import ModelSync, startup_model
 from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
 from serve.services.tasks import InProcessRunner, TaskEnv, schedule
@@ -46,6 +47,17 @@ def _bootstrap(factory: sessionmaker[Session], key: str) -> None:
         log.info("bootstrap admin key created by another worker")
 
 
+def _warn_without_admin(factory: sessionmaker[Session]) -> None:
+    """Nobody can administer a service without an admin key: say how to make one."""
+    with factory() as session:
+        if has_active_admin(session):
+            return
+    log.warning("no usable admin API key (none exists or all are revoked), so nobody can "
+                "administer this service: create one "
+                "with `python -m serve keys create --role admin` (or start once with "
+                "TRAYLENS_BOOTSTRAP_ADMIN_KEY set)")
+
+
 def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> None:
     """Create directories, migrate the database, bootstrap the admin key, load the model."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -54,6 +66,7 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
     factory = make_session_factory(engine)
     if settings.bootstrap_admin_key is not None:
         _bootstrap(factory, settings.bootstrap_admin_key.get_secret_value())
+    _warn_without_admin(factory)
     try:
         deployed = preloaded or load_model(
             settings.model_path, intra_op_threads=settings.intra_op_threads

@@ -19,6 +19,10 @@ def setup_distributed() -> bool:
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) < 2:
         return False
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        # One GPU per process: torchrun's LOCAL_RANK picks it, so `torch.device("cuda")` (the
+        # current device) is this process's own GPU, not GPU 0 for every rank.
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend)
     return True
 

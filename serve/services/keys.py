@@ -8,8 +8,12 @@ from serve.core.auth import Principal, create_key
 from serve.core.errors import ApiError, not_found
 from serve.db.access import load_canteen
 from serve.db.base import utcnow
-from serve.db.tables.core import ApiKey
+from serve.db.tables.core import ApiKey, Role
 from serve.schemas.keys import KeyCreate, KeyCreated, KeyPublic
+
+# The command line's operator (`python -m serve keys ...`): an admin who holds no key, so it
+# may revoke any key, the last admin key included (and create a new one).
+OPERATOR = Principal(key_id="", role=Role.ADMIN, canteen_id=None)
 
 
 def new_key(session: Session, admin: Principal, body: KeyCreate) -> KeyCreated:
@@ -26,6 +30,13 @@ def new_key(session: Session, admin: Principal, body: KeyCreate) -> KeyCreated:
 def list_keys(session: Session) -> list[ApiKey]:
     """Every key (without secrets)."""
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+
+def has_active_admin(session: Session) -> bool:
+    """Whether any admin key that is not revoked exists (else nobody can administer)."""
+    found = session.scalar(select(ApiKey.id).where(
+        ApiKey.role == Role.ADMIN.value, ApiKey.revoked_at.is_(None)).limit(1))
+    return found is not None
 
 
 def own_key(session: Session, principal: Principal) -> ApiKey:
