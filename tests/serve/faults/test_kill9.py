@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from serve.core.settings import REPO_ROOT
-from serve.core.storage import ImageStore, purge_orphans, sha256_hex
+from serve.core.storage import LocalImageStore, purge_orphans, sha256_hex
 from serve.db.session import make_engine, make_session_factory
 from serve.db.tables.analyses import Analysis, AnalysisItem
 from serve.db.tables.core import IdempotencyRecord, StoredImage
@@ -120,7 +120,7 @@ def image_rows(url: str) -> set[str]:
         engine.dispose()
 
 
-def purge(url: str, store: ImageStore) -> int:
+def purge(url: str, store: LocalImageStore) -> int:
     """The orphan purge of `python -m serve purge-images`, without its 1-hour grace."""
     engine = make_engine(url)
     try:
@@ -167,7 +167,7 @@ def test_kill9_loses_no_acknowledged_meal(backend: str, tmp_path: Path) -> None:
             assert aid in analyses, f"acknowledged meal {i} ({aid}) lost"
             assert analyses[aid][1] == len(body["items"])
         check_whole(analyses)
-        store = ImageStore(server.data_dir / "images")
+        store = LocalImageStore(server.data_dir / "images")
         rows, files = image_rows(url), {p.name for p in store.files()}
         assert rows <= files, f"image rows without their file: {rows - files}"
         unacked_photos = {sha256_hex(photo(i)) for i in unacked}
