@@ -21,6 +21,7 @@ from serve.core.errors import unprocessable
 from serve.db.tables.analyses import Analysis, MealState
 from serve.db.tables.core import Canteen, User
 from serve.db.tables.pairs import MealPair
+from serve.schemas.base import UtcDateTime
 from serve.services.nutrients import food_names
 from serve.services.pairing import PairResult, pair_results, tray_items
 from serve.services.privacy import require_diary_consent
@@ -62,7 +63,7 @@ class MealLog:
     """One meal of a person: where its numbers come from, what was eaten and what was left."""
 
     analysis_id: str
-    captured_at: dt.datetime
+    captured_at: UtcDateTime  # answered as every time is: UTC with Z
     kind: str
     pair_id: str | None
     foods: tuple[FoodAmount, ...]  # eaten

@@ -24,6 +24,7 @@ from sqlalchemy import exists, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nutrition_db import UnknownFoodError, get_food
+from serve.core.responses import rounded
 from serve.core.settings import Settings
 from serve.db.base import utcnow
 from serve.db.tables.analyses import Analysis
@@ -103,8 +104,9 @@ def report_data(session: Session, user: User, week: str) -> dict[str, Any]:
             "canteen_id": user.canteen_id, "week": week, "start": start.isoformat(),
             "end": end.isoformat(), "system": SYSTEM,
             "summary": summaries(week, habits),
-            "habits": _HABITS.dump_python(habits, mode="json"),
-            "days": _DAYS.dump_python(days, mode="json")}
+            # as GET .../weeks/{week} answers them: times with Z, numbers rounded
+            "habits": rounded(_HABITS.dump_python(habits, mode="json")),
+            "days": rounded(_DAYS.dump_python(days, mode="json"))}
 
 
 def _weekly_hooks(session: Session) -> dict[str, list[Webhook]]:

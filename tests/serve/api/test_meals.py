@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from nutrition_db import get_food, search
+from serve.core.responses import rounded
 from serve.services.analyses import retotal
 from serve.services.nutrients import meal_totals
 from serve.services.pairing import link_analysis
@@ -54,7 +55,8 @@ def _ok(r: Any, status: int = 200) -> Any:
 
 
 def _totals(items: list[tuple[str, float]]) -> dict[str, Any]:
-    return meal_totals(items).to_dict()
+    """The totals as the service answers them (numbers rounded by core.responses)."""
+    return dict(rounded(meal_totals(items).to_dict()))
 
 
 # --- foods ------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ def test_a_manual_meal_is_validated(api: Api) -> None:
     url = f"/v1/users/{user}/meals"
     naive = _ok(api.call("app_a", "POST", url, json={
         "eaten_at": "2026-11-23T03:05:00", "items": [{"food_id": APPLE, "grams": 120}]}), 201)
-    assert naive["captured_at"] == "2026-11-23T03:05:00+00:00"  # a naive time is UTC
+    assert naive["captured_at"] == "2026-11-23T03:05:00Z"  # a naive time is UTC
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     bad = [
         ({"eaten_at": "2026-11-23T12:00:00+09:00", "items": []}, "at least 1"),

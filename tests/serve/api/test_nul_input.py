@@ -19,7 +19,7 @@ NUL = "a\x00b"
 # Stand-in ids: the NUL is refused before any id is looked up.
 IDS = {name: f"id{n}" for n, name in enumerate(
     ("canteen_id", "user_id", "kiosk_user", "kiosk_id", "menu_id", "dish_id", "enrolment_id",
-     "before_id", "pair_id", "analysis_id", "after_id", "item_id", "key_id"))}
+     "before_id", "pair_id", "analysis_id", "after_id", "item_id", "key_id", "webhook_id"))}
 IDS.update(food_id="sr28:09003", day="2026-11-28", week="2026-W48")
 
 
