@@ -35,7 +35,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from any folder
 
-from model.infer.runtime import PostConfig, TrayModel, decode_outputs, load_image, preprocess  # noqa: E402
+from model.infer.images import load_image  # noqa: E402
+from model.infer.runtime import PostConfig, TrayModel, decode_outputs, preprocess  # noqa: E402
 
 DEFAULT_IMAGE = (
     REPO / "tests" / "fixtures" / "mealtray" / "labeled"
@@ -52,7 +53,8 @@ K = TypeVar("K", bound=Hashable)
 RSS_PROBE = """
 import json, re, resource, sys
 from pathlib import Path
-from model.infer.runtime import TrayModel, load_image
+from model.infer.images import load_image
+from model.infer.runtime import TrayModel
 model = TrayModel(sys.argv[1])
 img = load_image(sys.argv[2])
 for _ in range(int(sys.argv[3])):

@@ -37,7 +37,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.infer.runtime import Item, TrayModel, full_item_mask, load_image  # noqa: E402
+from model.infer.images import load_image  # noqa: E402
+from model.infer.runtime import Item, TrayModel, full_item_mask  # noqa: E402
 from serve.services.leftovers import LeftoverFlag, leftovers  # noqa: E402
 from serve.services.matching import Region, match_regions  # noqa: E402
 

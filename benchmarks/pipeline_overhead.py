@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from model.infer.runtime import full_size, load_image  # noqa: E402
+from model.infer.images import full_size, load_image  # noqa: E402
 from serve.core.settings import load_settings  # noqa: E402
 from serve.main import create_app  # noqa: E402
 from serve.services.model_registry import load_model  # noqa: E402

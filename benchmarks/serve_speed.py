@@ -216,7 +216,8 @@ class RawModel:
     """model.infer.runtime in this process on the same photo: the baseline to beat."""
 
     def __init__(self, model_path: Path, image_bytes: bytes) -> None:
-        from model.infer.runtime import TrayModel, load_image
+        from model.infer.images import load_image
+        from model.infer.runtime import TrayModel
 
         self._load_image = load_image
         self.model_path = model_path

@@ -20,7 +20,8 @@ from torchvision.transforms import v2
 
 from model.data.coco import Annotation, CocoDataset, ImageRecord
 from model.data.masks import annotation_mask
-from model.infer.runtime import PAD_VALUE, letterbox, load_image
+from model.infer.images import load_image
+from model.infer.runtime import PAD_VALUE, letterbox
 
 MAX_OBJECTS = 32  # padded per-image object slots for batching (trays hold far fewer)
 CENTRE_RADIUS = 1  # box regression is supervised on cells within this many of the centre...

@@ -38,6 +38,7 @@ from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, group_of, trai
 from model.evaluate_common import EvalConfig, EvaluationError, calibration, fmt, xyxy
 from model.evaluate_menu import embed_annotations, menu_markdown, menu_section
 from model.infer import portion
+from model.infer.images import load_image
 from model.infer.menu_match import MatchConfig
 from model.infer.runtime import (
     Item,
@@ -46,7 +47,6 @@ from model.infer.runtime import (
     Prediction,
     TrayModel,
     full_item_mask,
-    load_image,
 )
 
 # Pseudo (GrabCut from a box) and model (the served model's prediction) masks are guesses:

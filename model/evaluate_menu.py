@@ -17,8 +17,9 @@ from model import metrics
 from model.data.coco import CocoDataset
 from model.evaluate_common import EvalConfig, EvaluationError, calibration, fmt, xyxy
 from model.infer import portion
+from model.infer.images import load_image
 from model.infer.menu_match import Dish, MatchConfig, Method, fit_temperature, rank_menu
-from model.infer.runtime import TrayModel, load_image
+from model.infer.runtime import TrayModel
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ import onnx
 import torch
 
 from model.infer import portion
-from model.infer.runtime import META_KEY, ModelMeta, PostConfig, TrayModel, load_image, preprocess
+from model.infer.images import load_image
+from model.infer.runtime import META_KEY, ModelMeta, PostConfig, TrayModel, preprocess
 from model.network import OUTPUT_NAMES, TrayNet
 
 OPSET = 18

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from model.infer.runtime import ImageError, Item, ModelFileError, Prediction, TrayModel, load_image
+from model.infer.images import ImageError, load_image
+from model.infer.runtime import Item, ModelFileError, Prediction, TrayModel
 
 DEFAULT_MODEL = "model/artifacts/traylens.onnx"
 

@@ -27,7 +27,8 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model.export import read_meta, write_meta
-from model.infer.runtime import ModelMeta, load_image, preprocess
+from model.infer.images import load_image
+from model.infer.runtime import ModelMeta, preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

@@ -75,7 +75,8 @@ def _print_table(path: Path, payload: dict[str, Any]) -> None:
 
 def run_analyze(argv: Sequence[str]) -> int:
     """The same pipeline as POST /v1/analyze, over files, printing a table or JSON."""
-    from model.infer.runtime import ImageError, ModelFileError, TrayModel, load_image
+    from model.infer.images import ImageError, load_image
+    from model.infer.runtime import ModelFileError, TrayModel
     from serve.services.analyses import analysis_payload, analysis_row
     from serve.services.menus import MenuFileError, menu_from_file
     from serve.services.pipeline import ImageRequest, analyze

@@ -11,7 +11,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from model.infer.runtime import ImageError, load_image
+from model.infer.images import ImageError, load_image
 from serve.core.errors import ApiError
 from serve.core.textguard import NUL, nul_message
 
@@ -145,7 +145,7 @@ def sniff_image_type(data: bytes) -> str:
 def decode_photo(
     data: bytes, max_pixels: int, fit: tuple[int, int] | None = None
 ) -> tuple[Image.Image, str]:
-    """An upright RGB photo (runtime.load_image, `fit` as there) and its content type."""
+    """An upright RGB photo (model.infer.images.load_image, `fit` as there) and its content type."""
     content_type = sniff_image_type(data)
     try:
         return load_image(data, max_pixels=max_pixels, fit=fit), content_type

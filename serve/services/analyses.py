@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from model.infer.runtime import ImageError, load_image
+from model.infer.images import ImageError, load_image
 from serve.core.auth import Principal
 from serve.core.errors import ApiError
 from serve.core.overlay import OverlayItem, caption, display_name, render_overlay

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from model.infer.runtime import full_size
+from model.infer.images import full_size
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found
 from serve.core.memory import release_memory

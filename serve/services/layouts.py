@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from model.infer.runtime import ImageError, load_image
+from model.infer.images import ImageError, load_image
 from model.infer.tray import (
     MIN_INLIERS,
     LayoutError,

@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from model.infer.enrolment import SIZE_REFERENCES, EnrolledRegion
+from model.infer.images import load_image
 from model.infer.menu_match import Decision, DishMatch, MatchConfig, decide, rank_menu
 from model.infer.menu_match import Dish as MatchDish
-from model.infer.runtime import load_image
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.core.storage import ImageStore

@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from model import export
-from model.infer.runtime import (
-    ModelMeta,
-    PostConfig,
-    TrayModel,
-    decode_outputs,
-    load_image,
-    preprocess,
-)
+from model.infer.images import load_image
+from model.infer.runtime import ModelMeta, PostConfig, TrayModel, decode_outputs, preprocess
 from model.network import TrayNet
 from tests.model.conftest import export_tiny
 

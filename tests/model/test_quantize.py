@@ -8,7 +8,8 @@ import onnx
 import pytest
 
 from model import quantize
-from model.infer.runtime import TrayModel, load_image
+from model.infer.images import load_image
+from model.infer.runtime import TrayModel
 from tests.model.conftest import export_tiny
 
 # (decoupled with flip test, heads): the shipped model is decoupled with the flip test and

@@ -10,8 +10,8 @@ from typing import Any
 
 from model.data.importers.ecustfd import import_ecustfd
 from model.infer.geometry import pair_iou
+from model.infer.images import load_image
 from model.infer.portion import COIN_LABEL
-from model.infer.runtime import load_image
 from serve.services.analyses import analysis_payload, analysis_row
 from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import ImageRequest, analyze

@@ -11,15 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.infer import runtime
-from model.infer.runtime import (
-    ImageError,
-    Item,
-    ModelFileError,
-    full_item_mask,
-    load_image,
-    mask_polygon,
-)
+from model.infer import images, runtime
+from model.infer.images import ImageError, load_image
+from model.infer.runtime import Item, ModelFileError, full_item_mask, mask_polygon
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -203,18 +197,18 @@ def test_reduced_jpeg_decode_covers_the_letterbox_and_keeps_the_full_size(
     path = fixtures_dir / "mealtray" / "labeled" / MEALTRAY_PHOTO
     full = load_image(path)
     small = load_image(path, fit=(512, 384))
-    assert full.size == runtime.full_size(full) == (1024, 768)
-    assert small.size == (512, 384) and runtime.full_size(small) == (1024, 768)
-    assert runtime.full_scale(small, 1.0) == pytest.approx(0.5)
+    assert full.size == images.full_size(full) == (1024, 768)
+    assert small.size == (512, 384) and images.full_size(small) == (1024, 768)
+    assert images.full_scale(small, 1.0) == pytest.approx(0.5)
     # The same photo, averaged by the decoder instead of by cv2's INTER_AREA.
     ref, _ = runtime.letterbox(full, (512, 384))
     got, _ = runtime.letterbox(small, (512, 384))
     assert float(np.abs(ref - got).mean()) < 0.02
     # Nothing to gain (or to lose) when the photo is already small enough.
-    assert runtime.FULL_SIZE_KEY not in load_image(path, fit=(2048, 1536)).info
+    assert images.FULL_SIZE_KEY not in load_image(path, fit=(2048, 1536)).info
     # A PNG (no DCT scaling) is box-averaged right after decoding by the same factor.
     png = load_image(_encode(full, "PNG"), fit=(512, 384))
-    assert png.size == (512, 384) and runtime.full_size(png) == (1024, 768)
+    assert png.size == (512, 384) and images.full_size(png) == (1024, 768)
     got, _ = runtime.letterbox(png, (512, 384))
     assert float(np.abs(ref - got).mean()) < 0.02
 
@@ -227,7 +221,7 @@ def test_reduced_decode_of_an_exif_rotated_jpeg(photo: Image.Image) -> None:
     upright = load_image(data)
     small = load_image(data, fit=(160, 120))
     assert upright.size == (photo.height, photo.width)
-    assert runtime.full_size(small) == upright.size
+    assert images.full_size(small) == upright.size
     assert small.width < upright.width and small.height < upright.height
     scale = min(160 / upright.width, 120 / upright.height)
     assert small.width >= scale * upright.width and small.height >= scale * upright.height
@@ -272,7 +266,7 @@ def test_enrolment_embedding_averages_the_photo_and_its_mirror(fixtures_dir: Pat
                      fit=model.meta.input_size)
     mirror = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     mirror.info.update(img.info)
-    width, height = runtime.full_size(img)
+    width, height = images.full_size(img)
     box = (200.0, 150.0, 500.0, 420.0)
     flipped = (width - box[2], box[1], width - box[0], box[3])
     a = model.embed_enrolment(img, boxes=[box])[0]

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from model import export
-from model.infer.runtime import PostConfig, TrayModel, decode_outputs, load_image, preprocess
+from model.infer.images import load_image
+from model.infer.runtime import PostConfig, TrayModel, decode_outputs, preprocess
 from model.network import OUTPUT_NAMES, TrayNet
 from model.train import parse_args
 from model.training.checkpoints import load_checkpoint

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from model.infer.images import load_image
 from model.infer.menu_match import UNIDENTIFIED, MatchConfig
-from model.infer.runtime import load_image
 from tests.serve.api.test_menus import Api, make_api
 from tests.serve.conftest import Service
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP

@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from model.data.importers.ecustfd import read_voc
 from model.infer.geometry import pair_iou
-from model.infer.runtime import load_image
+from model.infer.images import load_image
 from serve.core.auth import Principal
 from serve.core.storage import LocalImageStore, purge_expired
 from serve.db.tables.core import Role, StoredImage

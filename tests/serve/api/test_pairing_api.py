@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from benchmarks.pairing import keep_share, move, paint_out, table_colour
-from model.infer.runtime import full_item_mask, load_image
+from model.infer.images import load_image
+from model.infer.runtime import full_item_mask
 from serve.db.tables.analyses import Analysis
 from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import stored_embedding

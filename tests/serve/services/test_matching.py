@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.infer.runtime import TrayModel, full_item_mask, load_image
+from model.infer.images import load_image
+from model.infer.runtime import TrayModel, full_item_mask
 from serve.services import matching
 from serve.services.leftovers import LeftoverFlag, Measure, SlotFill, leftovers, slot_leftovers
 from serve.services.matching import (

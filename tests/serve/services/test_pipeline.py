@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from model.data.importers.ecustfd import read_voc
+from model.infer.images import load_image
 from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
-from model.infer.runtime import Item, Prediction, load_image
+from model.infer.runtime import Item, Prediction
 from nutrition_db.table import get_food, nutrients_for
 from serve.services.menus import CanteenMenu, MenuContext, menu_from_file, offline_dish
 from serve.services.model_registry import LoadedModel
