@@ -97,6 +97,10 @@ MIN_RING_PX = 50
 MIN_BLOB_FRAC = 0.005  # food blobs smaller than this share of a compartment are noise
 EMPTY_FILL = 0.03  # below this fill a compartment counts as empty (crumbs, a sauce smear)
 CLEAR_MARGIN = 0.5  # a pixel is clear-cut when |D - threshold| > CLEAR_MARGIN x threshold
+# Fill works on the compartments' box grown by this many work px (the frame's other ~half is
+# not looked at): beyond the reach of every kernel (steel ring RING_PX + 1, clean-up 4,
+# texture and tolerance 2 + 2 + 2, blur 3), so the masks are those of the whole image.
+FILL_MARGIN = 16
 
 
 @dataclass(frozen=True)
@@ -191,13 +195,17 @@ def _clean(food: np.ndarray, comp: np.ndarray) -> np.ndarray:
     return out
 
 
-def _upsample(mask: np.ndarray, box: Box, s: float) -> np.ndarray:
-    """The box (photo px) of a work-scale bool mask, sampled at photo resolution."""
+def _upsample(mask: np.ndarray, box: Box, s: float, offset: tuple[int, int] = (0, 0)
+              ) -> np.ndarray:
+    """The box (photo px) of a work-scale bool mask whose (0, 0) is the work image's offset,
+    sampled at photo resolution."""
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
         return np.zeros((max(0, y1 - y0), max(0, x1 - x0)), bool)
     # Pixel centres: work u = (x + 0.5) * s - 0.5 for photo x.
-    m = np.array([[s, 0, s * x0 + 0.5 * s - 0.5], [0, s, s * y0 + 0.5 * s - 0.5]], np.float64)
+    ox, oy = offset
+    m = np.array([[s, 0, s * x0 + 0.5 * s - 0.5 - ox], [0, s, s * y0 + 0.5 * s - 0.5 - oy]],
+                 np.float64)
     out = cv2.warpAffine(mask.astype(np.float32), m, (x1 - x0, y1 - y0),
                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     return out > 0.5
@@ -222,6 +230,16 @@ def _foreground(mask: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | 
     return cv2.resize(m.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 127
 
 
+def _work_window(polygons: list[np.ndarray], size: tuple[int, int]) -> Box:
+    """The compartments' box (work px) grown by FILL_MARGIN, clipped; the whole image when
+    they lie outside it."""
+    pts = np.concatenate(polygons)
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - FILL_MARGIN
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + FILL_MARGIN + 1
+    box = (max(0, int(x0)), max(0, int(y0)), min(size[0], int(x1)), min(size[1], int(y1)))
+    return box if box[2] > box[0] and box[3] > box[1] else (0, 0, size[0], size[1])
+
+
 def measure_fill(reference: TrayReference, photo: ImageLike, registration: Registration,
                  foreground: np.ndarray | None = None, config: FillConfig = FillConfig()
                  ) -> list[CompartmentFill]:
@@ -231,26 +249,33 @@ def measure_fill(reference: TrayReference, photo: ImageLike, registration: Regis
     if (rgb.shape[1], rgb.shape[0]) != registration.photo_size:
         raise ValueError("photo size differs from the registered photo's")
     work, s = downscale(rgb, config.work_side)
-    size = (work.shape[1], work.shape[0])
-    hom = scaling(s) @ np.asarray(registration.homography) @ np.linalg.inv(
+    # Only the compartments' box (and a margin beyond every kernel's reach) is worked on.
+    polys = [pc.polygon * s for pc in warped.compartments]
+    x0, y0, x1, y1 = _work_window(polys, (work.shape[1], work.shape[0]))
+    work, offset, size = work[y0:y1, x0:x1], np.array([x0, y0], np.float64), (x1 - x0, y1 - y0)
+    shift = np.array([[1.0, 0, -x0], [0, 1.0, -y0], [0, 0, 1.0]])
+    hom = shift @ scaling(s) @ np.asarray(registration.homography) @ np.linalg.inv(
         scaling(reference.scale))
     ref, valid = _aligned_reference(reference, hom, size)
-    comps = [polygon_mask(pc.polygon * s, size) for pc in warped.compartments]
+    comps = [polygon_mask(p - offset, size) for p in polys]
     any_comp = np.logical_or.reduce(comps)
     grown = cv2.dilate(any_comp.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    steel = polygon_mask(warped.tray_polygon * s, size) & valid & ~grown
-    light = work.astype(np.float32)
+    steel = polygon_mask(warped.tray_polygon * s - offset, size) & valid & ~grown
+    original = work.astype(np.float32)
+    light = original.copy()
     for m in comps:
-        light[m] *= _gains(work.astype(np.float32), ref, m, steel)
+        light[m] *= _gains(original, ref, m, steel)
     diff = difference_map(light, ref)
-    fg = _foreground(foreground, size)
+    fg = _foreground(foreground, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)))
+    if fg is not None:
+        fg = fg[y0:y1, x0:x1]
     quality = 1.0 if registration.quality == "good" else 0.8
     out = []
     for pc, m in zip(warped.compartments, comps, strict=True):
         food = _clean((diff > config.threshold) & m & valid, m)
         if fg is not None:
             food = (food & fg) if config.combine == "and" else (food | fg) & m
-        full = _upsample(food, pc.box, s) & pc.mask
+        full = _upsample(food, pc.box, s, (x0, y0)) & pc.mask
         area = int(full.sum())
         fill = area / pc.area_px if pc.area_px else 0.0
         clear = float((np.abs(diff[m] - config.threshold) > CLEAR_MARGIN * config.threshold)
