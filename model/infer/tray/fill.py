@@ -101,6 +101,7 @@ CLEAR_MARGIN = 0.5  # a pixel is clear-cut when |D - threshold| > CLEAR_MARGIN x
 # not looked at): beyond the reach of every kernel (steel ring RING_PX + 1, clean-up 4,
 # texture and tolerance 2 + 2 + 2, blur 3), so the masks are those of the whole image.
 FILL_MARGIN = 16
+CLEAN_PAD = 4  # a compartment's window: its box grown beyond the clean-up's 3 and 5 px kernels
 
 
 @dataclass(frozen=True)
@@ -144,15 +145,18 @@ def difference_map(photo_rgb: np.ndarray, ref_rgb: np.ndarray) -> np.ndarray:
     p, r = _lab(photo_rgb), _lab(ref_rgb)
     kernel = np.ones((2 * REF_TOLERANCE_PX + 1,) * 2, np.uint8)
     lo, hi = cv2.erode(r, kernel), cv2.dilate(r, kernel)
-    above, below = np.maximum(p - hi, 0), np.maximum(lo - p, 0)
-    d_lum = above[..., 0] + DARK_WEIGHT * below[..., 0]
-    d_chroma = above[..., 1:] + below[..., 1:]
-    colour = np.sqrt(d_lum**2 + (d_chroma**2).sum(axis=2))
-    texture = np.maximum(_local_std(p[..., 0]) - cv2.dilate(_local_std(r[..., 0]), kernel), 0)
+    # Per channel: above the range + below it (darkening of L weighted by DARK_WEIGHT), the
+    # norm over L, a, b. OpenCV's per-element ops, float32 throughout.
+    above = cv2.max(cv2.subtract(p, hi), 0.0)
+    below = cv2.multiply(cv2.max(cv2.subtract(lo, p), 0.0), (DARK_WEIGHT, 1.0, 1.0, 0.0))
+    d = cv2.add(above, below)
+    colour = cv2.sqrt(cv2.transform(cv2.multiply(d, d), np.ones((1, 3), np.float32)))
+    texture = cv2.max(cv2.subtract(_local_std(p[..., 0]),
+                                   cv2.dilate(_local_std(r[..., 0]), kernel)), 0.0)
     # A window straddling a food edge is "textured" on the steel side too: keep texture only
     # where the whole window is, so it does not grow the mask by half a window.
     texture = cv2.erode(texture, np.ones((TEXTURE_WINDOW, TEXTURE_WINDOW), np.uint8))
-    return cv2.GaussianBlur(colour + TEXTURE_WEIGHT * texture, (0, 0), 1.0)
+    return cv2.GaussianBlur(cv2.scaleAdd(texture, TEXTURE_WEIGHT, colour), (0, 0), 1.0)
 
 
 def _gains(photo: np.ndarray, ref: np.ndarray, comp: np.ndarray, steel: np.ndarray
@@ -180,19 +184,18 @@ def _window(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
 
 
 def _clean(food: np.ndarray, comp: np.ndarray) -> np.ndarray:
-    """Food mask without specks, with small gaps and holes closed, inside the compartment."""
-    out = np.zeros_like(comp)
-    win = _window(comp, 4)  # beyond the 3 and 5 px kernels: the same result as on the whole
-    food, comp_w = food[win], comp[win]
+    """Food mask without specks, with small gaps and holes closed, inside the compartment.
+
+    Both are the compartment's window (_window(comp, CLEAN_PAD)): beyond the 3 and 5 px
+    kernels, so the result is the one on the whole image."""
     m = cv2.morphologyEx(food.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < MIN_BLOB_FRAC * max(1, comp_w.sum()))
+    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < MIN_BLOB_FRAC * max(1, comp.sum()))
     m[np.isin(labels, small[small > 0])] = 0
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(m, contours, -1, 1, thickness=-1)  # a pale spot inside food is food
-    out[win] = m.astype(bool) & comp_w
-    return out
+    return m.astype(bool) & comp
 
 
 def _upsample(mask: np.ndarray, box: Box, s: float, offset: tuple[int, int] = (0, 0)
@@ -264,21 +267,24 @@ def measure_fill(reference: TrayReference, photo: ImageLike, registration: Regis
     original = work.astype(np.float32)
     light = original.copy()
     for m in comps:
-        light[m] *= _gains(original, ref, m, steel)
+        win = _window(m, 0)
+        light[win][m[win]] *= _gains(original, ref, m, steel)
     diff = difference_map(light, ref)
     fg = _foreground(foreground, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)))
     if fg is not None:
         fg = fg[y0:y1, x0:x1]
     quality = 1.0 if registration.quality == "good" else 0.8
     out = []
-    for pc, m in zip(warped.compartments, comps, strict=True):
-        food = _clean((diff > config.threshold) & m & valid, m)
+    for pc, whole in zip(warped.compartments, comps, strict=True):
+        win = _window(whole, CLEAN_PAD)  # each compartment's work costs its own size
+        m, d = whole[win], diff[win]
+        food = _clean((d > config.threshold) & m & valid[win], m)
         if fg is not None:
-            food = (food & fg) if config.combine == "and" else (food | fg) & m
-        full = _upsample(food, pc.box, s, (x0, y0)) & pc.mask
+            food = (food & fg[win]) if config.combine == "and" else (food | fg[win]) & m
+        full = _upsample(food, pc.box, s, (x0 + win[1].start, y0 + win[0].start)) & pc.mask
         area = int(full.sum())
         fill = area / pc.area_px if pc.area_px else 0.0
-        clear = float((np.abs(diff[m] - config.threshold) > CLEAR_MARGIN * config.threshold)
+        clear = float((np.abs(d[m] - config.threshold) > CLEAR_MARGIN * config.threshold)
                       .mean()) if m.any() else 0.0
         out.append(CompartmentFill(pc.slot, pc.polygon, pc.box, full, area, pc.area_px,
                                    min(1.0, fill), fill < EMPTY_FILL,

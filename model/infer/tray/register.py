@@ -18,6 +18,7 @@ from model.infer.tray.layout import (
     scaling,
     tray_outline,
     warp_points,
+    work_gray,
 )
 
 Reason = Literal["no_features", "too_few_matches", "too_few_inliers", "low_inlier_ratio",
@@ -470,7 +471,7 @@ def register_tray(reference: TrayReference, photo: ImageLike,
     With config.fast, ECC near hint (a homography reference -> photo px, e.g. this kiosk's
     last accepted pose) or the reference's own pose is tried first; features otherwise.
     """
-    _, gray, s, size = rgb_gray(photo, config.work_side)
+    gray, s, size = work_gray(photo, config.work_side)
     if config.fast:
         quick = _register_fast(reference, gray, s, size, hint)
         if quick is not None:
