@@ -244,10 +244,12 @@ def _work_window(polygons: list[np.ndarray], size: tuple[int, int]) -> Box:
 
 
 def measure_fill(reference: TrayReference, photo: ImageLike, registration: Registration,
-                 foreground: np.ndarray | None = None, config: FillConfig = FillConfig()
-                 ) -> list[CompartmentFill]:
-    """Per compartment: food mask (what differs from the empty tray), fill, empty, score."""
-    warped = warp_compartments(reference.layout, registration)
+                 foreground: np.ndarray | None = None, config: FillConfig = FillConfig(),
+                 warped: WarpedLayout | None = None) -> list[CompartmentFill]:
+    """Per compartment: food mask (what differs from the empty tray), fill, empty, score.
+
+    warped: the caller's warp_compartments(reference.layout, registration), if it has it."""
+    warped = warped or warp_compartments(reference.layout, registration)
     rgb = as_rgb(photo)
     if (rgb.shape[1], rgb.shape[0]) != registration.photo_size:
         raise ValueError("photo size differs from the registered photo's")

@@ -284,24 +284,27 @@ def patch_agreement(hom: np.ndarray, ref: TrayReference, gray: np.ndarray) -> fl
     """Median local NCC (PATCH_PX squares) at the reference's keypoints on the ridges (work px).
 
     Local structure (scratches, rim corners) at the very points the features would match:
-    another tray whose wells ECC lined up still differs there.
+    another tray whose wells ECC lined up still differs there. Computed on the ridges' box
+    (the work template, _templates), which holds every such point and its square.
     """
-    h, w = ref.gray.shape
-    b = cv2.warpPerspective(gray, hom, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-                            ).astype(np.float32)
-    a = ref.gray.astype(np.float32)
+    t = _templates(ref, min(1.0, FAST_SIDE / max(gray.shape)))[2]
+    h, w = t.gray.shape
+    b = cv2.warpPerspective(gray, t.to_crop(hom), (w, h),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP).astype(np.float32)
+    a = t.gray
     k = (PATCH_PX, PATCH_PX)
     ma, mb = cv2.blur(a, k), cv2.blur(b, k)
     cov = cv2.blur(a * b, k) - ma * mb
     var = (cv2.blur(a * a, k) - ma * ma) * (cv2.blur(b * b, k) - mb * mb)
     ncc = cov / np.sqrt(np.maximum(var, 1e-6))
+    rh, rw = ref.gray.shape
     pts = np.round(ref.points).astype(int)
-    pts[:, 0] = pts[:, 0].clip(0, w - 1)
-    pts[:, 1] = pts[:, 1].clip(0, h - 1)
+    pts[:, 0] = pts[:, 0].clip(0, rw - 1)
+    pts[:, 1] = pts[:, 1].clip(0, rh - 1)
     on = ref.ridge_mask[pts[:, 1], pts[:, 0]]
     if on.sum() < MIN_INLIERS:
         return 0.0
-    return float(np.median(ncc[pts[on, 1], pts[on, 0]]))
+    return float(np.median(ncc[pts[on, 1] - t.y0, pts[on, 0] - t.x0]))
 
 
 # ECC's cost is per template pixel, masked or not: its templates are cropped to the ridges'
