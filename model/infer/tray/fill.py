@@ -1,6 +1,8 @@
 """Compartments carried into a photo, the food in each (fill) and the share left after a meal."""
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -214,11 +216,22 @@ def _upsample(mask: np.ndarray, box: Box, s: float, offset: tuple[int, int] = (0
     return out > 0.5
 
 
+_FLOAT_RGB: weakref.WeakKeyDictionary[TrayReference, tuple[np.ndarray, np.ndarray]] = (
+    weakref.WeakKeyDictionary())
+_FLOAT_RGB_LOCK = threading.Lock()
+
+
 def _aligned_reference(reference: TrayReference, hom: np.ndarray, size: tuple[int, int]
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(reference RGB float32 warped into the photo's work frame, bool where it is defined)."""
-    ref = cv2.warpPerspective(reference.rgb.astype(np.float32), hom, size, flags=cv2.INTER_LINEAR)
-    ones = np.ones(reference.gray.shape, np.uint8)
+    with _FLOAT_RGB_LOCK:
+        prepared = _FLOAT_RGB.get(reference)  # made once per reference
+    if prepared is None:
+        prepared = (reference.rgb.astype(np.float32), np.ones(reference.gray.shape, np.uint8))
+        with _FLOAT_RGB_LOCK:
+            _FLOAT_RGB[reference] = prepared
+    rgb, ones = prepared
+    ref = cv2.warpPerspective(rgb, hom, size, flags=cv2.INTER_LINEAR)
     valid = cv2.warpPerspective(ones, hom, size, flags=cv2.INTER_NEAREST)
     return ref, cv2.erode(valid, np.ones((3, 3), np.uint8)).astype(bool)
 
