@@ -1,7 +1,7 @@
 """Tray layouts on the composed stainless-tray test bed: registration, fill, leftover, not_found.
 
 Run: nice -n 10 .venv/bin/python benchmarks/tray_layout.py [--shared] [--kiosks 6] [--meals 2]
-     [--service]  (only the service's fast-path registration vs SIFT at 360 px)
+     [--service]  (the service's fast-path registration vs SIFT at 360 px, and its fill)
 Prints Markdown tables: registration error (mean distance of the warped compartments'
 points to the truth, photo px) per pose family and detector, time per registration, fill
 error (percentage points), leftover error on before/after pairs, the share of not_found
@@ -90,20 +90,23 @@ def registration_table(kiosks: list[tb.Kiosk], crops: Sequence[FoodCrop], meals:
                   f"{np.quantile(e, 0.95):.2f} | {e.max():.2f} | {statistics.median(ms):.0f} |")
 
 
-def fill_table(kiosks: list[tb.Kiosk], crops: Sequence[FoodCrop], meals: int) -> None:
+def fill_table(kiosks: list[tb.Kiosk], crops: Sequence[FoodCrop], meals: int,
+               reg_cfg: T.RegistrationConfig | None = None,
+               fill_cfg: T.FillConfig | None = None) -> None:
     """Fill error, empty detection and leftover error on before/after pairs."""
+    reg_cfg, fill_cfg = reg_cfg or T.RegistrationConfig(), fill_cfg or T.FillConfig()
     fill_err, left_err, empty_ok, fill_ms, n_empty = [], [], [], [], 0
     for ki, k in enumerate(kiosks):
-        ref = T.prepare_reference(k.reference, layout_of(k))
+        ref = T.prepare_reference(k.reference, layout_of(k), reg_cfg)
         for m in range(meals):
             pair = tb.make_pair(k, crops, 2000 + 1000 * ki + m, stray=m % 2 == 1)
             fills = []
             for shot in (pair.before, pair.after):
-                reg = T.register_tray(ref, shot.image)
+                reg = T.register_tray(ref, shot.image, reg_cfg)
                 if not reg.found:
                     continue
                 t = time.perf_counter()
-                got = {c.slot: c for c in T.measure_fill(ref, shot.image, reg)}
+                got = {c.slot: c for c in T.measure_fill(ref, shot.image, reg, None, fill_cfg)}
                 fill_ms.append(1000 * (time.perf_counter() - t))
                 fills.append(got)
                 for s, c in got.items():
@@ -219,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         registration_table(kiosks, crops, a.meals, SERVICE_CONFIGS)
         print()
         non_tray_table(kiosks, photos, SERVICE_CONFIGS["fast path 360 (service)"])
+        print()
+        from serve.services.layout_mode import FILL  # the service's fill settings
+
+        print(f"Fill with the service's registration and fill (work side {FILL.work_side}):\n")
+        fill_table(kiosks, crops, a.meals * 2, SERVICE_CONFIGS["fast path 360 (service)"], FILL)
         return
     registration_table(kiosks, crops, a.meals)
     print()

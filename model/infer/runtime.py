@@ -295,13 +295,23 @@ def _item_mask(
     return crop, mask_polygon(crop, (x0, y0)), float(crop.sum())
 
 
+# ORT's intra-op worker threads busy-wait (spin) for work by default. On the shared 2-core
+# CPU that spinning took the cores from everything else: in one process (benchmarks/
+# layout_speed.py, load ~7) plain analyze p50 158 -> 75 ms without it, and the tray
+# registration + fill that follow predict 52 -> 15 ms (see docs/BENCHMARKS.md "Layout mode").
+# Threads now sleep between ops; spinning=True brings the busy-wait back.
+ORT_SPINNING = False
+
+
 class TrayModel:
     """One ONNX Runtime session plus the metadata that travels in the file."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None, *,
-                 memory_arena: bool = True) -> None:
+                 memory_arena: bool = True, spinning: bool = ORT_SPINNING) -> None:
         """`memory_arena=False`: ORT allocates per run and frees after it (a long-running
-        service's RSS then falls back after a batch instead of keeping the arena's peak)."""
+        service's RSS then falls back after a batch instead of keeping the arena's peak).
+        `spinning`: ORT's threads busy-wait between operators (off by default: on a shared
+        CPU the spinning starved the work after predict; docs/BENCHMARKS.md)."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -311,6 +321,8 @@ class TrayModel:
         if threads:
             opts.intra_op_num_threads = threads
         opts.enable_cpu_mem_arena = memory_arena
+        opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                      "1" if spinning else "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types; all mean "unusable file"

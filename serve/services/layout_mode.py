@@ -259,7 +259,8 @@ def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
                    request: ImageRequest, foods: list[Item], top_k: int,
                    review_below: float, kiosk_id: str = "") -> LayoutOutcome:
     """Register, measure each compartment, and turn the filled ones into items."""
-    rgb = np.asarray(request.image.convert("RGB"))
+    image = request.image
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     size_px = (rgb.shape[1], rgb.shape[0])
     hint = POSES.get(kiosk_id, reference, size_px) if kiosk_id else None
     reg = register_tray(reference, rgb, REGISTRATION, hint=hint)
@@ -269,8 +270,8 @@ def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
         POSES.put(kiosk_id, reference, reg.homography, size_px)
     size = (pred.width, pred.height)
     k = pred.width / rgb.shape[1]  # a reduced decode: its px -> the photo's px
-    fills = measure_fill(reference, rgb, reg, None, FILL)
     warped = warp_compartments(reference.layout, reg)
+    fills = measure_fill(reference, rgb, reg, None, FILL, warped)
     tray = warped.tray_polygon * k
     comps = [c.polygon * k for c in warped.compartments]
     absorbed: list[list[Item]] = [[] for _ in comps]

@@ -1,6 +1,8 @@
 """Compartments carried into a photo, the food in each (fill) and the share left after a meal."""
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,6 +99,11 @@ MIN_RING_PX = 50
 MIN_BLOB_FRAC = 0.005  # food blobs smaller than this share of a compartment are noise
 EMPTY_FILL = 0.03  # below this fill a compartment counts as empty (crumbs, a sauce smear)
 CLEAR_MARGIN = 0.5  # a pixel is clear-cut when |D - threshold| > CLEAR_MARGIN x threshold
+# Fill works on the compartments' box grown by this many work px (the frame's other ~half is
+# not looked at): beyond the reach of every kernel (steel ring RING_PX + 1, clean-up 4,
+# texture and tolerance 2 + 2 + 2, blur 3), so the masks are those of the whole image.
+FILL_MARGIN = 16
+CLEAN_PAD = 4  # a compartment's window: its box grown beyond the clean-up's 3 and 5 px kernels
 
 
 @dataclass(frozen=True)
@@ -140,15 +147,18 @@ def difference_map(photo_rgb: np.ndarray, ref_rgb: np.ndarray) -> np.ndarray:
     p, r = _lab(photo_rgb), _lab(ref_rgb)
     kernel = np.ones((2 * REF_TOLERANCE_PX + 1,) * 2, np.uint8)
     lo, hi = cv2.erode(r, kernel), cv2.dilate(r, kernel)
-    above, below = np.maximum(p - hi, 0), np.maximum(lo - p, 0)
-    d_lum = above[..., 0] + DARK_WEIGHT * below[..., 0]
-    d_chroma = above[..., 1:] + below[..., 1:]
-    colour = np.sqrt(d_lum**2 + (d_chroma**2).sum(axis=2))
-    texture = np.maximum(_local_std(p[..., 0]) - cv2.dilate(_local_std(r[..., 0]), kernel), 0)
+    # Per channel: above the range + below it (darkening of L weighted by DARK_WEIGHT), the
+    # norm over L, a, b. OpenCV's per-element ops, float32 throughout.
+    above = cv2.max(cv2.subtract(p, hi), 0.0)
+    below = cv2.multiply(cv2.max(cv2.subtract(lo, p), 0.0), (DARK_WEIGHT, 1.0, 1.0, 0.0))
+    d = cv2.add(above, below)
+    colour = cv2.sqrt(cv2.transform(cv2.multiply(d, d), np.ones((1, 3), np.float32)))
+    texture = cv2.max(cv2.subtract(_local_std(p[..., 0]),
+                                   cv2.dilate(_local_std(r[..., 0]), kernel)), 0.0)
     # A window straddling a food edge is "textured" on the steel side too: keep texture only
     # where the whole window is, so it does not grow the mask by half a window.
     texture = cv2.erode(texture, np.ones((TEXTURE_WINDOW, TEXTURE_WINDOW), np.uint8))
-    return cv2.GaussianBlur(colour + TEXTURE_WEIGHT * texture, (0, 0), 1.0)
+    return cv2.GaussianBlur(cv2.scaleAdd(texture, TEXTURE_WEIGHT, colour), (0, 0), 1.0)
 
 
 def _gains(photo: np.ndarray, ref: np.ndarray, comp: np.ndarray, steel: np.ndarray
@@ -176,38 +186,52 @@ def _window(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
 
 
 def _clean(food: np.ndarray, comp: np.ndarray) -> np.ndarray:
-    """Food mask without specks, with small gaps and holes closed, inside the compartment."""
-    out = np.zeros_like(comp)
-    win = _window(comp, 4)  # beyond the 3 and 5 px kernels: the same result as on the whole
-    food, comp_w = food[win], comp[win]
+    """Food mask without specks, with small gaps and holes closed, inside the compartment.
+
+    Both are the compartment's window (_window(comp, CLEAN_PAD)): beyond the 3 and 5 px
+    kernels, so the result is the one on the whole image."""
     m = cv2.morphologyEx(food.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     _, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < MIN_BLOB_FRAC * max(1, comp_w.sum()))
+    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < MIN_BLOB_FRAC * max(1, comp.sum()))
     m[np.isin(labels, small[small > 0])] = 0
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(m, contours, -1, 1, thickness=-1)  # a pale spot inside food is food
-    out[win] = m.astype(bool) & comp_w
-    return out
+    return m.astype(bool) & comp
 
 
-def _upsample(mask: np.ndarray, box: Box, s: float) -> np.ndarray:
-    """The box (photo px) of a work-scale bool mask, sampled at photo resolution."""
+def _upsample(mask: np.ndarray, box: Box, s: float, offset: tuple[int, int] = (0, 0)
+              ) -> np.ndarray:
+    """The box (photo px) of a work-scale bool mask whose (0, 0) is the work image's offset,
+    sampled at photo resolution."""
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
         return np.zeros((max(0, y1 - y0), max(0, x1 - x0)), bool)
     # Pixel centres: work u = (x + 0.5) * s - 0.5 for photo x.
-    m = np.array([[s, 0, s * x0 + 0.5 * s - 0.5], [0, s, s * y0 + 0.5 * s - 0.5]], np.float64)
+    ox, oy = offset
+    m = np.array([[s, 0, s * x0 + 0.5 * s - 0.5 - ox], [0, s, s * y0 + 0.5 * s - 0.5 - oy]],
+                 np.float64)
     out = cv2.warpAffine(mask.astype(np.float32), m, (x1 - x0, y1 - y0),
                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     return out > 0.5
 
 
+_FLOAT_RGB: weakref.WeakKeyDictionary[TrayReference, tuple[np.ndarray, np.ndarray]] = (
+    weakref.WeakKeyDictionary())
+_FLOAT_RGB_LOCK = threading.Lock()
+
+
 def _aligned_reference(reference: TrayReference, hom: np.ndarray, size: tuple[int, int]
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(reference RGB float32 warped into the photo's work frame, bool where it is defined)."""
-    ref = cv2.warpPerspective(reference.rgb.astype(np.float32), hom, size, flags=cv2.INTER_LINEAR)
-    ones = np.ones(reference.gray.shape, np.uint8)
+    with _FLOAT_RGB_LOCK:
+        prepared = _FLOAT_RGB.get(reference)  # made once per reference
+    if prepared is None:
+        prepared = (reference.rgb.astype(np.float32), np.ones(reference.gray.shape, np.uint8))
+        with _FLOAT_RGB_LOCK:
+            _FLOAT_RGB[reference] = prepared
+    rgb, ones = prepared
+    ref = cv2.warpPerspective(rgb, hom, size, flags=cv2.INTER_LINEAR)
     valid = cv2.warpPerspective(ones, hom, size, flags=cv2.INTER_NEAREST)
     return ref, cv2.erode(valid, np.ones((3, 3), np.uint8)).astype(bool)
 
@@ -222,38 +246,60 @@ def _foreground(mask: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | 
     return cv2.resize(m.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 127
 
 
+def _work_window(polygons: list[np.ndarray], size: tuple[int, int]) -> Box:
+    """The compartments' box (work px) grown by FILL_MARGIN, clipped; the whole image when
+    they lie outside it."""
+    pts = np.concatenate(polygons)
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - FILL_MARGIN
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + FILL_MARGIN + 1
+    box = (max(0, int(x0)), max(0, int(y0)), min(size[0], int(x1)), min(size[1], int(y1)))
+    return box if box[2] > box[0] and box[3] > box[1] else (0, 0, size[0], size[1])
+
+
 def measure_fill(reference: TrayReference, photo: ImageLike, registration: Registration,
-                 foreground: np.ndarray | None = None, config: FillConfig = FillConfig()
-                 ) -> list[CompartmentFill]:
-    """Per compartment: food mask (what differs from the empty tray), fill, empty, score."""
-    warped = warp_compartments(reference.layout, registration)
+                 foreground: np.ndarray | None = None, config: FillConfig = FillConfig(),
+                 warped: WarpedLayout | None = None) -> list[CompartmentFill]:
+    """Per compartment: food mask (what differs from the empty tray), fill, empty, score.
+
+    warped: the caller's warp_compartments(reference.layout, registration), if it has it."""
+    warped = warped or warp_compartments(reference.layout, registration)
     rgb = as_rgb(photo)
     if (rgb.shape[1], rgb.shape[0]) != registration.photo_size:
         raise ValueError("photo size differs from the registered photo's")
     work, s = downscale(rgb, config.work_side)
-    size = (work.shape[1], work.shape[0])
-    hom = scaling(s) @ np.asarray(registration.homography) @ np.linalg.inv(
+    # Only the compartments' box (and a margin beyond every kernel's reach) is worked on.
+    polys = [pc.polygon * s for pc in warped.compartments]
+    x0, y0, x1, y1 = _work_window(polys, (work.shape[1], work.shape[0]))
+    work, offset, size = work[y0:y1, x0:x1], np.array([x0, y0], np.float64), (x1 - x0, y1 - y0)
+    shift = np.array([[1.0, 0, -x0], [0, 1.0, -y0], [0, 0, 1.0]])
+    hom = shift @ scaling(s) @ np.asarray(registration.homography) @ np.linalg.inv(
         scaling(reference.scale))
     ref, valid = _aligned_reference(reference, hom, size)
-    comps = [polygon_mask(pc.polygon * s, size) for pc in warped.compartments]
+    comps = [polygon_mask(p - offset, size) for p in polys]
     any_comp = np.logical_or.reduce(comps)
     grown = cv2.dilate(any_comp.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    steel = polygon_mask(warped.tray_polygon * s, size) & valid & ~grown
-    light = work.astype(np.float32)
+    steel = polygon_mask(warped.tray_polygon * s - offset, size) & valid & ~grown
+    original = work.astype(np.float32)
+    light = original.copy()
     for m in comps:
-        light[m] *= _gains(work.astype(np.float32), ref, m, steel)
+        win = _window(m, 0)
+        light[win][m[win]] *= _gains(original, ref, m, steel)
     diff = difference_map(light, ref)
-    fg = _foreground(foreground, size)
+    fg = _foreground(foreground, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)))
+    if fg is not None:
+        fg = fg[y0:y1, x0:x1]
     quality = 1.0 if registration.quality == "good" else 0.8
     out = []
-    for pc, m in zip(warped.compartments, comps, strict=True):
-        food = _clean((diff > config.threshold) & m & valid, m)
+    for pc, whole in zip(warped.compartments, comps, strict=True):
+        win = _window(whole, CLEAN_PAD)  # each compartment's work costs its own size
+        m, d = whole[win], diff[win]
+        food = _clean((d > config.threshold) & m & valid[win], m)
         if fg is not None:
-            food = (food & fg) if config.combine == "and" else (food | fg) & m
-        full = _upsample(food, pc.box, s) & pc.mask
+            food = (food & fg[win]) if config.combine == "and" else (food | fg[win]) & m
+        full = _upsample(food, pc.box, s, (x0 + win[1].start, y0 + win[0].start)) & pc.mask
         area = int(full.sum())
         fill = area / pc.area_px if pc.area_px else 0.0
-        clear = float((np.abs(diff[m] - config.threshold) > CLEAR_MARGIN * config.threshold)
+        clear = float((np.abs(d[m] - config.threshold) > CLEAR_MARGIN * config.threshold)
                       .mean()) if m.any() else 0.0
         out.append(CompartmentFill(pc.slot, pc.polygon, pc.box, full, area, pc.area_px,
                                    min(1.0, fill), fill < EMPTY_FILL,

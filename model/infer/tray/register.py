@@ -1,6 +1,8 @@
 """Registration: a kiosk's empty-tray reference prepared once, and each photo's tray found in it."""
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,6 +18,7 @@ from model.infer.tray.layout import (
     scaling,
     tray_outline,
     warp_points,
+    work_gray,
 )
 
 Reason = Literal["no_features", "too_few_matches", "too_few_inliers", "low_inlier_ratio",
@@ -69,7 +72,9 @@ ECC_ITERATIONS = 40
 # 2.16 px (640 px photo); with the polish 0.44-0.49 px, max 1.20.
 FAST_SIDE = 240
 FAST_ITERATIONS = 20
-FAST_POLISH = 3  # homography steps at the work size after FAST_SIDE (0: none; 10: same error)
+# One step as good as 3 (benchmarks/tray_layout.py --service, fixtures: fast path mean error
+# 0.44-0.51 vs 0.44-0.50 px, max 1.17 vs 1.11; fills the same) at ~0.9 vs ~2 ms.
+FAST_POLISH = 1  # homography steps at the work size after FAST_SIDE (0: none; 10: same error)
 # The Euclidean fit at FAST_SIDE / 2 only: a second one at FAST_SIDE changed neither the
 # found rate nor the error on the test bed and cost as much as the homography step.
 FAST_COARSE = True
@@ -281,68 +286,132 @@ def patch_agreement(hom: np.ndarray, ref: TrayReference, gray: np.ndarray) -> fl
     """Median local NCC (PATCH_PX squares) at the reference's keypoints on the ridges (work px).
 
     Local structure (scratches, rim corners) at the very points the features would match:
-    another tray whose wells ECC lined up still differs there.
+    another tray whose wells ECC lined up still differs there. Computed on the ridges' box
+    (the work template, _templates), which holds every such point and its square.
     """
-    h, w = ref.gray.shape
-    b = cv2.warpPerspective(gray, hom, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-                            ).astype(np.float32)
-    a = ref.gray.astype(np.float32)
+    t = _templates(ref, min(1.0, FAST_SIDE / max(gray.shape)))[2]
+    h, w = t.gray.shape
+    b = cv2.warpPerspective(gray, t.to_crop(hom), (w, h),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP).astype(np.float32)
+    a = t.gray
     k = (PATCH_PX, PATCH_PX)
     ma, mb = cv2.blur(a, k), cv2.blur(b, k)
     cov = cv2.blur(a * b, k) - ma * mb
     var = (cv2.blur(a * a, k) - ma * ma) * (cv2.blur(b * b, k) - mb * mb)
     ncc = cov / np.sqrt(np.maximum(var, 1e-6))
+    rh, rw = ref.gray.shape
     pts = np.round(ref.points).astype(int)
-    pts[:, 0] = pts[:, 0].clip(0, w - 1)
-    pts[:, 1] = pts[:, 1].clip(0, h - 1)
+    pts[:, 0] = pts[:, 0].clip(0, rw - 1)
+    pts[:, 1] = pts[:, 1].clip(0, rh - 1)
     on = ref.ridge_mask[pts[:, 1], pts[:, 0]]
     if on.sum() < MIN_INLIERS:
         return 0.0
-    return float(np.median(ncc[pts[on, 1], pts[on, 0]]))
+    return float(np.median(ncc[pts[on, 1] - t.y0, pts[on, 0] - t.x0]))
 
 
-def _ecc(template: np.ndarray, image: np.ndarray, mask: np.ndarray, warp: np.ndarray,
-         motion: int, iterations: int = 0) -> np.ndarray | None:
-    """ECC warp (2x3 or 3x3, template -> image px), or None when it fails."""
+# ECC's cost is per template pixel, masked or not: its templates are cropped to the ridges'
+# box grown by TEMPLATE_MARGIN px (beyond the reach of its FAST_GAUSS pre-filter), ~40% of
+# the frame, and prepared once per reference and scale (_templates).
+TEMPLATE_MARGIN = 4
+
+
+@dataclass(frozen=True, eq=False)
+class _Template:
+    """An ECC template: the reference's gray and ridge mask cropped to the ridges' box."""
+
+    gray: np.ndarray  # float32
+    mask: np.ndarray  # uint8
+    x0: int  # crop offset in the full template's px
+    y0: int
+
+    def to_crop(self, warp: np.ndarray) -> np.ndarray:
+        """A 3x3 warp of the full template (-> image px) as one of the crop."""
+        return warp @ np.array([[1.0, 0, self.x0], [0, 1.0, self.y0], [0, 0, 1.0]])
+
+    def from_crop(self, warp: np.ndarray) -> np.ndarray:
+        """A 3x3 warp of the crop (-> image px) as one of the full template."""
+        return warp @ np.array([[1.0, 0, -self.x0], [0, 1.0, -self.y0], [0, 0, 1.0]])
+
+
+def _template(gray: np.ndarray, mask: np.ndarray) -> _Template:
+    """gray (float32) and mask (uint8) cropped to the mask's box + TEMPLATE_MARGIN."""
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        return _Template(gray, mask, 0, 0)
+    x0, y0 = max(0, x - TEMPLATE_MARGIN), max(0, y - TEMPLATE_MARGIN)
+    x1 = min(gray.shape[1], x + w + TEMPLATE_MARGIN)
+    y1 = min(gray.shape[0], y + h + TEMPLATE_MARGIN)
+    return _Template(np.ascontiguousarray(gray[y0:y1, x0:x1]),
+                     np.ascontiguousarray(mask[y0:y1, x0:x1]), x0, y0)
+
+
+_PYRAMIDS: weakref.WeakKeyDictionary[TrayReference, dict[float, tuple[_Template, ...]]] = (
+    weakref.WeakKeyDictionary())
+_PYRAMIDS_LOCK = threading.Lock()
+
+
+def _templates(ref: TrayReference, k: float) -> tuple[_Template, _Template, _Template]:
+    """(FAST_SIDE level, its half, the work size) templates of a reference, made once per
+    reference and scale k (work px -> FAST_SIDE px)."""
+    with _PYRAMIDS_LOCK:
+        found = _PYRAMIDS.get(ref, {}).get(k)
+    if found is not None:
+        return found[0], found[1], found[2]
+    t0 = cv2.resize(ref.gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA).astype(np.float32)
+    m0 = cv2.resize(ref.ridge_mask.astype(np.uint8), (t0.shape[1], t0.shape[0]),
+                    interpolation=cv2.INTER_AREA)
+    t1 = cv2.pyrDown(t0)
+    m1 = cv2.resize(m0, (t1.shape[1], t1.shape[0]), interpolation=cv2.INTER_AREA)
+    out = (_template(t0, m0), _template(t1, m1),
+           _template(ref.gray.astype(np.float32), ref.ridge_mask.astype(np.uint8)))
+    with _PYRAMIDS_LOCK:
+        _PYRAMIDS.setdefault(ref, {})[k] = out
+    return out
+
+
+def _ecc(template: _Template, image: np.ndarray, warp: np.ndarray, motion: int,
+         iterations: int = 0) -> np.ndarray | None:
+    """ECC warp (3x3, full template -> image px) from a 3x3 start, or None when it fails."""
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS,
                 iterations or FAST_ITERATIONS, 1e-4)
+    start = template.to_crop(warp)
+    if motion != cv2.MOTION_HOMOGRAPHY:
+        start = start[:2]
     try:
         _, out = cv2.findTransformECCWithMask(
-            template, image, mask, np.ones(image.shape, np.uint8), warp.astype(np.float32),
-            motion, criteria, FAST_GAUSS)
+            template.gray, image, template.mask, np.ones(image.shape, np.uint8),
+            start.astype(np.float32), motion, criteria, FAST_GAUSS)
     except cv2.error:
         return None
-    return np.asarray(out, np.float64) if np.isfinite(out).all() else None
+    out = np.asarray(out, np.float64)
+    if out.shape[0] == 2:
+        out = np.vstack([out, [0, 0, 1]])
+    return template.from_crop(out) if np.isfinite(out).all() else None
 
 
 def _fast_pose(ref: TrayReference, gray: np.ndarray, start: np.ndarray) -> np.ndarray | None:
     """ECC from a start homography (work px): Euclidean at FAST_SIDE / 2 (and FAST_SIDE with
     FAST_FINE_EUCLIDEAN), then a homography at FAST_SIDE; None when ECC fails."""
     k = min(1.0, FAST_SIDE / max(gray.shape))
-    t0 = cv2.resize(ref.gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA).astype(np.float32)
+    fine_t, coarse_t, _ = _templates(ref, k)
     i0 = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA).astype(np.float32)
-    m0 = cv2.resize(ref.ridge_mask.astype(np.uint8), (t0.shape[1], t0.shape[0]),
-                    interpolation=cv2.INTER_AREA)
     h = scaling(k) @ start @ np.linalg.inv(scaling(k))
     h = h / h[2, 2]
     # Euclidean start: the start's rotation and translation (a hint may carry a little tilt).
     angle = np.arctan2(h[1, 0], h[0, 0])
     warp = np.array([[np.cos(angle), -np.sin(angle), h[0, 2]],
-                     [np.sin(angle), np.cos(angle), h[1, 2]]])
+                     [np.sin(angle), np.cos(angle), h[1, 2]], [0, 0, 1]])
     if FAST_COARSE:
         half = np.diag([0.5, 0.5, 1.0])
-        t1, i1 = cv2.pyrDown(t0), cv2.pyrDown(i0)
-        m1 = cv2.resize(m0, (t1.shape[1], t1.shape[0]), interpolation=cv2.INTER_AREA)
-        coarse = _ecc(t1, i1, m1,
-                      (half @ np.vstack([warp, [0, 0, 1]]) @ np.linalg.inv(half))[:2],
+        coarse = _ecc(coarse_t, cv2.pyrDown(i0), half @ warp @ np.linalg.inv(half),
                       cv2.MOTION_EUCLIDEAN)
         if coarse is None:
             return None
-        warp = (np.linalg.inv(half) @ np.vstack([coarse, [0, 0, 1]]) @ half)[:2]
-    fine = _ecc(t0, i0, m0, warp, cv2.MOTION_EUCLIDEAN) if FAST_FINE_EUCLIDEAN else warp
+        warp = np.linalg.inv(half) @ coarse @ half
+    fine = _ecc(fine_t, i0, warp, cv2.MOTION_EUCLIDEAN) if FAST_FINE_EUCLIDEAN else warp
     if fine is None:
         return None
-    hom = _ecc(t0, i0, m0, np.vstack([fine, [0, 0, 1]]), cv2.MOTION_HOMOGRAPHY)
+    hom = _ecc(fine_t, i0, fine, cv2.MOTION_HOMOGRAPHY)
     if hom is None:
         return None
     out = np.linalg.inv(scaling(k)) @ hom @ scaling(k)
@@ -355,8 +424,8 @@ def _polish(ref: TrayReference, gray: np.ndarray, hom: np.ndarray) -> np.ndarray
     tells another tray apart). Kept only when it moves no tray corner beyond ECC_MAX_MOVE."""
     if not FAST_POLISH or max(gray.shape) <= FAST_SIDE:
         return hom
-    out = _ecc(ref.gray.astype(np.float32), gray.astype(np.float32),
-               ref.ridge_mask.astype(np.uint8), hom, cv2.MOTION_HOMOGRAPHY, FAST_POLISH)
+    work_t = _templates(ref, min(1.0, FAST_SIDE / max(gray.shape)))[2]
+    out = _ecc(work_t, gray.astype(np.float32), hom, cv2.MOTION_HOMOGRAPHY, FAST_POLISH)
     if out is None:
         return hom
     out = out / out[2, 2]
@@ -407,7 +476,7 @@ def register_tray(reference: TrayReference, photo: ImageLike,
     With config.fast, ECC near hint (a homography reference -> photo px, e.g. this kiosk's
     last accepted pose) or the reference's own pose is tried first; features otherwise.
     """
-    _, gray, s, size = rgb_gray(photo, config.work_side)
+    gray, s, size = work_gray(photo, config.work_side)
     if config.fast:
         quick = _register_fast(reference, gray, s, size, hint)
         if quick is not None:
