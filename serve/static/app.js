@@ -3,7 +3,7 @@
 "use strict";
 
 // common.js: element helpers, the status and error lines, the API key, the items' hues.
-const { KEY_STORAGE, PALETTE, $, el, svgEl, setStatus, clearError } = TrayCommon;
+const { KEY_STORAGE, PALETTE, $, el, svgEl, setStatus, clearError, onDroppedFile } = TrayCommon;
 const MENU_STORAGE = "traylens.menuId";
 // Nutrients shown per item in the table; the totals list every nutrient the answer has.
 const ITEM_NUTRIENTS = ["energy_kcal", "protein_g", "fat_g", "carbohydrate_g", "sodium_mg"];
@@ -123,13 +123,7 @@ function setUpDropZone() {
   $("photo-input").addEventListener("change", (e) => {
     if (e.target.files.length) chooseFile(e.target.files[0]);
   });
-  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("dragging");
-    if (e.dataTransfer.files.length) chooseFile(e.dataTransfer.files[0]);
-  });
+  onDroppedFile(zone, (file) => chooseFile(file));
 }
 
 async function loadSamples() {

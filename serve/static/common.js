@@ -37,6 +37,17 @@ const TrayCommon = (() => {
 
   function clearError() { $("error").hidden = true; $("error").textContent = ""; }
 
+  // A file dropped on the zone goes to onFile (the zone is marked "dragging" meanwhile).
+  function onDroppedFile(zone, onFile) {
+    zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+    zone.addEventListener("drop", (e) => {
+      e.preventDefault();
+      zone.classList.remove("dragging");
+      if (e.dataTransfer.files.length) onFile(e.dataTransfer.files[0]);
+    });
+  }
+
   // ---- the API key ----------------------------------------------------------------
 
   function apiKey() { return $("api-key").value.trim(); }
@@ -56,6 +67,6 @@ const TrayCommon = (() => {
     return params;
   }
 
-  return { KEY_STORAGE, SVG_NS, PALETTE, $, el, svgEl, setStatus, showError, clearError, apiKey,
-    readFragment };
+  return { KEY_STORAGE, SVG_NS, PALETTE, $, el, svgEl, setStatus, showError, clearError,
+    onDroppedFile, apiKey, readFragment };
 })();

@@ -7,7 +7,7 @@
 
 // common.js: element helpers, the status and error lines, the API key, the hues.
 const {
-  KEY_STORAGE, PALETTE, $, el, svgEl, setStatus, showError, clearError, apiKey,
+  KEY_STORAGE, PALETTE, $, el, svgEl, setStatus, showError, clearError, apiKey, onDroppedFile,
 } = TrayCommon;
 const KIOSK_STORAGE = "traylens.layoutKiosk";
 const HANDLE_PX = 7; // vertex handle radius, screen px (the selected compartment's)
@@ -770,13 +770,7 @@ function setUpInputs() {
     e.target.value = ""; // the same file may be chosen again
   });
   const zone = $("drop-zone");
-  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("dragging");
-    if (e.dataTransfer.files.length) chooseFile(e.dataTransfer.files[0]);
-  });
+  onDroppedFile(zone, (file) => chooseFile(file));
   for (const id of ["tray-width", "tray-height"]) $(id).addEventListener("input", () => markDirty(true));
 }
 
