@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve.core.settings import Settings
-from serve.services.tasks import TASKS, Periodic, TaskEnv, run_task, schedule
+from serve.services.tasks import TASKS, Periodic, PlanThread, TaskEnv, run_task, schedule
 
 log = logging.getLogger("traylens.worker")
 
@@ -70,19 +70,16 @@ def make_queue(broker: Any, env: Callable[[], TaskEnv]) -> Queue:
     return Queue(broker, actors)
 
 
-class Scheduler:
+class Scheduler(PlanThread):
     """Enqueue each periodic task once per interval across every scheduler sharing the Redis:
     the first to SET a key that lives for the interval enqueues, the others see it taken."""
 
     def __init__(self, queue: Queue, redis: Any, plan: list[Periodic], namespace: str) -> None:
+        super().__init__(plan, "traylens-scheduler", 5)
         self._queue = queue
         self._redis = redis
-        self._plan = plan
         self._namespace = namespace
         self._me = uuid.uuid4().hex
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name="traylens-scheduler")
 
     def due(self) -> list[str]:
         """Claim and enqueue the tasks whose interval has come round; their names."""
@@ -103,17 +100,6 @@ class Scheduler:
             except Exception:  # Redis away for a moment: try again
                 log.exception("scheduling failed; retrying")
             self._stop.wait(step)
-
-    def start(self) -> None:
-        """Begin (nothing to schedule: no thread)."""
-        if self._plan:
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop and wait for the thread."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
 
 def worker_env(settings: Settings) -> tuple[Any, TaskEnv]:

@@ -110,17 +110,42 @@ def run_task(name: str, env: TaskEnv) -> int:
     return TASKS[name](env)
 
 
-class InProcessRunner:
+class PlanThread:
+    """A daemon thread that works through a plan of periodic tasks (`_run`) until stopped;
+    the base of InProcessRunner and the worker's Scheduler."""
+
+    def __init__(self, plan: list[Periodic], name: str, join_timeout: float) -> None:
+        self._plan = plan
+        self._join_timeout = join_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Begin (a plan with nothing in it starts no thread)."""
+        if self._plan:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the thread (at most `join_timeout` seconds)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._join_timeout)
+
+
+class InProcessRunner(PlanThread):
     """A daemon thread that runs the schedule in this process. A task that fails is logged
     and runs again at its next time, never fatal."""
 
     def __init__(self, env: TaskEnv, plan: list[Periodic] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        # stop waits at most one webhook timeout and a bit
+        super().__init__(schedule(env.settings) if plan is None else plan, "traylens-tasks",
+                         env.settings.webhook_timeout_seconds + 5)
         self._env = env
-        self._plan = schedule(env.settings) if plan is None else plan
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="traylens-tasks")
 
     def tick(self, names: list[str] | None = None) -> None:
         """Run the named tasks (default: all of the plan) once, in the plan's order."""
@@ -143,14 +168,3 @@ class InProcessRunner:
                 due[p.name] = following if following > now else now + p.every
             wait = min(due.values()) - self._clock()
             self._stop.wait(max(wait, 0.01))
-
-    def start(self) -> None:
-        """Begin (a plan with nothing in it starts no thread)."""
-        if self._plan:
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop and wait for the thread (at most one webhook timeout and a bit)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self._env.settings.webhook_timeout_seconds + 5)

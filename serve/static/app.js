@@ -2,12 +2,9 @@
 // Plain JavaScript, no libraries: the page must work on a kiosk without internet.
 "use strict";
 
-const KEY_STORAGE = "traylens.apiKey";
+// common.js: element helpers, the status and error lines, the API key, the items' hues.
+const { KEY_STORAGE, PALETTE, $, el, svgEl, setStatus, clearError, onDroppedFile } = TrayCommon;
 const MENU_STORAGE = "traylens.menuId";
-const SVG_NS = "http://www.w3.org/2000/svg";
-// Distinct, colour-blind-friendly hues (Okabe–Ito, then Tol's bright) for the items.
-const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9",
-  "#AA3377", "#228833", "#4477AA", "#EE6677", "#66CCEE", "#CCBB44"];
 // Nutrients shown per item in the table; the totals list every nutrient the answer has.
 const ITEM_NUTRIENTS = ["energy_kcal", "protein_g", "fat_g", "carbohydrate_g", "sodium_mg"];
 // The items table's column headings, as the stacked (narrow screen) rows label their cells.
@@ -20,21 +17,6 @@ const state = {
 };
 // An item the service could not name (model.infer.menu_match.UNIDENTIFIED).
 const UNIDENTIFIED = "unidentified";
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function svgEl(tag, attrs = {}) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-  return node;
-}
 
 function formatNumber(value, digits = 0) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
@@ -53,16 +35,10 @@ function formatNutrient(key, value) {
 
 // ---- messages ---------------------------------------------------------------------
 
-function setStatus(text) { $("status").textContent = text; }
-
 function showError(text) {
-  const box = $("error");
-  box.textContent = text;
-  box.hidden = false;
+  TrayCommon.showError(text);
   setStatus("");
 }
-
-function clearError() { $("error").hidden = true; $("error").textContent = ""; }
 
 // FastAPI answers {"detail": "..."} or, for validation errors, {"detail": [{loc, msg}, ...]}.
 function describeApiError(status, body) {
@@ -81,15 +57,7 @@ function describeApiError(status, body) {
 
 // ---- inputs -----------------------------------------------------------------------
 
-function readFragment() {
-  const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-  if (params.has("key")) localStorage.setItem(KEY_STORAGE, params.get("key"));
-  if (params.has("menu")) localStorage.setItem(MENU_STORAGE, params.get("menu"));
-  if (params.has("key") || params.has("menu")) {
-    // Keep the key out of the address bar, history and screenshots once stored.
-    history.replaceState(null, "", window.location.pathname + window.location.search);
-  }
-}
+function readFragment() { TrayCommon.readFragment({ menu: MENU_STORAGE }); }
 
 function restoreInputs() {
   $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
@@ -155,13 +123,7 @@ function setUpDropZone() {
   $("photo-input").addEventListener("change", (e) => {
     if (e.target.files.length) chooseFile(e.target.files[0]);
   });
-  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("dragging");
-    if (e.dataTransfer.files.length) chooseFile(e.dataTransfer.files[0]);
-  });
+  onDroppedFile(zone, (file) => chooseFile(file));
 }
 
 async function loadSamples() {

@@ -6,15 +6,16 @@
 "use strict";
 
 const TrayCharts = (() => {
-  const KEY_STORAGE = "traylens.apiKey"; // the analysis page's key, shared
+  // common.js: the key (the analysis page's, shared), the status and error lines.
+  const {
+    KEY_STORAGE, $, setStatus, showError, clearError, apiKey: key,
+  } = TrayCommon;
   // Okabe-Ito: told apart with the common colour-vision deficiencies.
   const COLOURS = {
     blue: "#0072B2", orange: "#E69F00", green: "#009E73", pink: "#CC79A7",
     red: "#D55E00", sky: "#56B4E9", grey: "#6b7280", yellow: "#F0E442",
   };
   const charts = new Map();
-
-  const $ = (id) => document.getElementById(id);
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -46,12 +47,7 @@ const TrayCharts = (() => {
     return params;
   }
 
-  function key() { return $("api-key").value.trim(); }
-
   function setState(name) { document.body.setAttribute("data-state", name); }
-  function setStatus(text) { $("status").textContent = text; }
-  function showError(text) { const box = $("error"); box.textContent = text; box.hidden = false; }
-  function clearError() { $("error").hidden = true; $("error").textContent = ""; }
 
   function describe(status, body) {
     let detail = body && typeof body === "object" && body.detail !== undefined ? body.detail : body;

@@ -5,11 +5,11 @@
 // grid, so the drawing scales with the displayed photo and pointer positions are mapped back.
 "use strict";
 
-const KEY_STORAGE = "traylens.apiKey";
+// common.js: element helpers, the status and error lines, the API key, the hues.
+const {
+  KEY_STORAGE, PALETTE, $, el, svgEl, setStatus, showError, clearError, apiKey, onDroppedFile,
+} = TrayCommon;
 const KIOSK_STORAGE = "traylens.layoutKiosk";
-const SVG_NS = "http://www.w3.org/2000/svg";
-const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9",
-  "#AA3377", "#228833", "#4477AA", "#EE6677", "#66CCEE", "#CCBB44"];
 const HANDLE_PX = 7; // vertex handle radius, screen px (the selected compartment's)
 const SMALL_HANDLE_PX = 4.5; // the other compartments' handles: less clutter, still draggable
 const CLOSE_PX = 12; // a click this near the first point closes a new compartment
@@ -35,35 +35,10 @@ const state = {
   request: 0,
 };
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function svgEl(tag, attrs = {}) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-  return node;
-}
-
 const round1 = (v) => Math.round(v * 10) / 10;
 const colour = (index) => PALETTE[index % PALETTE.length];
 
 // ---- messages ---------------------------------------------------------------------
-
-function setStatus(text) { $("status").textContent = text; }
-
-function showError(text) {
-  const box = $("error");
-  box.textContent = text;
-  box.hidden = false;
-}
-
-function clearError() { $("error").hidden = true; $("error").textContent = ""; }
 
 function setPageState(name) { document.body.setAttribute("data-state", name); }
 
@@ -89,8 +64,6 @@ function markDirty(on = true) {
 }
 
 // ---- the service ------------------------------------------------------------------
-
-function apiKey() { return $("api-key").value.trim(); }
 
 class PageError extends Error {}
 
@@ -775,15 +748,7 @@ function onDocumentKey(event) {
 
 // ---- start ------------------------------------------------------------------------
 
-function readFragment() {
-  const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-  if (params.has("key")) localStorage.setItem(KEY_STORAGE, params.get("key"));
-  if (params.has("kiosk")) localStorage.setItem(KIOSK_STORAGE, params.get("kiosk"));
-  if (params.has("key") || params.has("kiosk")) {
-    // Keep the key out of the address bar, history and screenshots once stored.
-    history.replaceState(null, "", window.location.pathname + window.location.search);
-  }
-}
+function readFragment() { TrayCommon.readFragment({ kiosk: KIOSK_STORAGE }); }
 
 function setUpInputs() {
   $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
@@ -805,13 +770,7 @@ function setUpInputs() {
     e.target.value = ""; // the same file may be chosen again
   });
   const zone = $("drop-zone");
-  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragging"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("dragging");
-    if (e.dataTransfer.files.length) chooseFile(e.dataTransfer.files[0]);
-  });
+  onDroppedFile(zone, (file) => chooseFile(file));
   for (const id of ["tray-width", "tray-height"]) $(id).addEventListener("input", () => markDirty(true));
 }
 

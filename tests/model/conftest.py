@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from model import export
 from model.data.coco import CocoDataset
 from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
-from model.infer.runtime import ModelMeta
+from model.infer.runtime import ModelMeta, PostConfig, TrayModel, decode_outputs, preprocess
 from model.network import TrayNet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +57,24 @@ def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, mem
                      fingerprint="sha256:test",
                      training={"seed": 0, "val_fraction": 0.2}, flip_test=flip_test)
     return model, meta, export.export_onnx(model, meta, out)
+
+
+def assert_torch_and_onnx_agree(net: torch.nn.Module, rt: TrayModel, meta: ModelMeta,
+                                img: Image.Image, cfg: PostConfig, score_abs: float,
+                                cosine_min: float) -> None:
+    """The network in torch and its ONNX file through the runtime find the same items in a
+    photo: labels, boxes within half a pixel, scores within score_abs, embeddings alike."""
+    batch, scales = preprocess([img], meta)
+    with torch.no_grad():
+        maps = [t[0].numpy() for t in net(torch.from_numpy(batch))]
+    via_torch = decode_outputs(maps, scales[0], img.size, meta, cfg)
+    via_onnx = rt.predict([img], cfg=cfg)[0].items
+    assert len(via_torch) == len(via_onnx) > 0
+    for a, b in zip(via_torch, via_onnx, strict=True):
+        assert a.label == b.label
+        assert a.box == pytest.approx(b.box, abs=0.5)
+        assert a.score == pytest.approx(b.score, abs=score_abs)
+        assert float(a.embedding @ b.embedding) > cosine_min
 
 
 def tiny_args(fixtures_dir: Path, out: Path, *extra: str) -> list[str]:

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from model import export
 from model.infer.images import load_image
-from model.infer.runtime import ModelMeta, PostConfig, TrayModel, decode_outputs, preprocess
+from model.infer.runtime import ModelMeta, PostConfig, TrayModel
 from model.network import TrayNet
-from tests.model.conftest import export_tiny
+from tests.model.conftest import assert_torch_and_onnx_agree, export_tiny
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +86,8 @@ def test_torch_path_and_onnx_path_give_the_same_items(exported: tuple,
     model, meta, path = exported
     rt = TrayModel(path)
     cfg = PostConfig(score_min=0.02, max_items=10)
-    img = load_image(photos[0])
-    batch, scales = preprocess([img], meta)
-    with torch.no_grad():
-        maps = [t[0].numpy() for t in model(torch.from_numpy(batch))]
-    via_torch = decode_outputs(maps, scales[0], img.size, meta, cfg)
-    via_onnx = rt.predict([img], cfg=cfg)[0].items
-    assert len(via_torch) == len(via_onnx) > 0
-    for a, b in zip(via_torch, via_onnx, strict=True):
-        assert a.label == b.label
-        assert a.box == pytest.approx(b.box, abs=0.5)
-        assert a.score == pytest.approx(b.score, abs=1e-3)
-        assert float(a.embedding @ b.embedding) > 0.999
+    assert_torch_and_onnx_agree(model, rt, meta, load_image(photos[0]), cfg, score_abs=1e-3,
+                                cosine_min=0.999)
 
 
 def test_missing_metadata_is_an_error(exported: tuple, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from model import export
 from model.infer.images import load_image
-from model.infer.runtime import PostConfig, TrayModel, decode_outputs, preprocess
+from model.infer.runtime import PostConfig, TrayModel, preprocess
 from model.network import OUTPUT_NAMES, TrayNet
 from model.train import parse_args
 from model.training.checkpoints import load_checkpoint
@@ -33,7 +33,7 @@ from model.training.from_onnx import (
 )
 from model.training.loop import train_one_epoch
 from model.training.run import make_state, run
-from tests.model.conftest import export_tiny, tiny_args
+from tests.model.conftest import assert_torch_and_onnx_agree, export_tiny, tiny_args
 
 SHIPPED = Path(__file__).resolve().parents[3] / "model" / "artifacts" / "traylens.onnx"
 MAP_ATOL = 1e-4  # heatmap, mask (probabilities) and raw embedding
@@ -84,18 +84,8 @@ def test_shipped_file_back_in_torch_gives_the_same_items(shipped: tuple,
     rt = TrayModel(SHIPPED)
     cfg = PostConfig(score_min=0.1, max_items=20)
     for photo in photos:
-        img = load_image(photo)
-        batch, scales = preprocess([img], meta)
-        with torch.no_grad():
-            maps = [t[0].numpy() for t in net(torch.from_numpy(batch))]
-        via_torch = decode_outputs(maps, scales[0], img.size, meta, cfg)
-        via_onnx = rt.predict([img], cfg=cfg)[0].items
-        assert len(via_torch) == len(via_onnx) > 0
-        for a, b in zip(via_torch, via_onnx, strict=True):
-            assert a.label == b.label
-            assert a.box == pytest.approx(b.box, abs=0.5)
-            assert a.score == pytest.approx(b.score, abs=1e-4)
-            assert float(a.embedding @ b.embedding) > 0.9999
+        assert_torch_and_onnx_agree(net, rt, meta, load_image(photo), cfg, score_abs=1e-4,
+                                    cosine_min=0.9999)
 
 
 def test_batchnorms_become_identity_plus_folded_bias(tiny_parent: tuple) -> None:

@@ -15,7 +15,6 @@ import datetime as dt
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,13 @@ from benchmarks.serve_speed import LiveService, running_service
 from serve.core.storage import record_image
 from serve.db.session import make_engine, make_session_factory
 from serve.services.pairing import link_analysis
-from tests.serve.api.test_page_browser import CHROMIUM, CHROMIUM_FLAGS, TIMEOUT_MS
+from tests.serve.api.browser import (
+    DESKTOP,
+    TIMEOUT_MS,
+    admin_client,
+    chromium_context,
+    playwright_or_skip,
+)
 from tests.serve.conftest import model_path_for_tests
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP, WINDOW, stored_analysis
 
@@ -38,7 +43,6 @@ KST = dt.timezone(dt.timedelta(hours=9))
 WEEK = "2026-W48"
 MONDAY = dt.datetime(2026, 11, 23, 12, 5, tzinfo=KST)
 SHA = "d" * 64  # an image row the hand-made analyses point at (no file is ever read)
-DESKTOP = {"width": 1360, "height": 1000}
 PHONE = {"width": 390, "height": 844}
 DASHBOARD_CHARTS = ["chart-days-energy", "chart-days-sodium", "chart-nutrients",
                     "chart-trend-energy", "chart-trend-macros", "chart-trend-sodium",
@@ -78,9 +82,7 @@ DRAWN = """(id) => {
 @pytest.fixture(scope="module")
 def chromium() -> Any:
     """Playwright's sync API, or a skip saying what is missing."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"headless Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="the playwright package drives it")
+    return playwright_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +95,7 @@ def service(chromium: Any) -> Iterator[LiveService]:
 
 @pytest.fixture(scope="module")
 def api(service: LiveService) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {service.admin_key}"}
-    with httpx.Client(base_url=service.url, headers=headers, timeout=60) as client:
+    with admin_client(service) as client:
         yield client
 
 
@@ -154,12 +155,8 @@ def world(service: LiveService, api: httpx.Client) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def context(chromium: Any) -> Iterator[Any]:
-    with chromium.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        ctx = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport=DESKTOP, device_scale_factor=1)
+    with chromium_context(chromium, DESKTOP) as ctx:
         yield ctx
-        ctx.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,12 @@ from PIL import Image
 
 from benchmarks.serve_speed import LiveService, running_service
 from model.data.traybed import make_kiosk
-from tests.serve.api.test_page_browser import CHROMIUM, CHROMIUM_FLAGS, TIMEOUT_MS
+from tests.serve.api.browser import (
+    admin_client,
+    chromium_context,
+    first_page,
+    playwright_or_skip,
+)
 from tests.serve.conftest import model_path_for_tests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -33,9 +37,7 @@ SCREENSHOT = Path("/tmp/layout-page.png")
 @pytest.fixture(scope="module")
 def chromium() -> Any:
     """Playwright's sync API, or a skip saying what is missing."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"headless Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="the playwright package drives it")
+    return playwright_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,7 @@ def service(chromium: Any) -> Iterator[LiveService]:
 
 @pytest.fixture(scope="module")
 def api(service: LiveService) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {service.admin_key}"}
-    with httpx.Client(base_url=service.url, headers=headers, timeout=60) as client:
+    with admin_client(service) as client:
         yield client
 
 
@@ -77,20 +78,14 @@ def reference_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def page(chromium: Any, service: LiveService, kiosk_id: str) -> Iterator[Any]:
     """A fresh Chromium profile on the layout page (the kiosk registered first), the admin
     key passed in the URL fragment."""
-    with chromium.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1360, "height": 1000}, device_scale_factor=1,
-        )
-        browser_page = context.pages[0] if context.pages else context.new_page()
-        browser_page.set_default_timeout(TIMEOUT_MS)
+    with chromium_context(chromium) as context:
+        browser_page = first_page(context)
         errors: list[str] = []
         browser_page.on("pageerror", lambda exc: errors.append(str(exc)))
         browser_page.goto(f"{service.url}/kiosks/layout#key={service.admin_key}")
         browser_page.wait_for_selector("body[data-state=ready]")
         yield browser_page
-        context.close()
-        assert not errors, f"script errors on the page: {errors}"
+    assert not errors, f"script errors on the page: {errors}"
 
 
 def _act(page: Any, action: Any, expect: str = "ready") -> None:

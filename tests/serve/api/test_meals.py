@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
 from nutrition_db import get_food, search
 from serve.core.responses import rounded
@@ -34,12 +33,6 @@ APPLE = "sr28:09003"
 def api(service: Service) -> Api:
     """A fresh pair of tenants per test."""
     return make_api(service)
-
-
-def _factory(api: Api) -> sessionmaker[Session]:
-    """The running app's session factory."""
-    factory: sessionmaker[Session] = api.client.app.state.session_factory  # type: ignore[attr-defined]
-    return factory
 
 
 def _person(api: Api, who: str = "app_a") -> str:
@@ -89,9 +82,9 @@ def test_a_manual_meal_is_logged_listed_and_counted_by_the_diary(
 ) -> None:
     user = _person(api)
     kiosk = _ok(api.call("kiosk_a", "POST", "/v1/kiosks", json={"name": "line"}), 201)["id"]
-    sha = record_photo(_factory(api), fixtures_dir)
+    sha = record_photo(api.session_factory(), fixtures_dir)
     ids = {"canteen": api.canteen_a, "user": user, "kiosk": kiosk}
-    with _factory(api).begin() as s:  # a photo at lunch: rice and soup
+    with api.session_factory().begin() as s:  # a photo at lunch: rice and soup
         stored = stored_analysis(s, sha, ids, LUNCH, None, [(RICE, 210), (SOUP, 300)])
         retotal(stored)  # as the pipeline stores it
         photo = stored.id
@@ -178,9 +171,9 @@ def test_corrections_add_and_remove_items_and_keep_the_history(
 ) -> None:
     user = _person(api, "kiosk_a")
     kiosk = _ok(api.call("kiosk_a", "POST", "/v1/kiosks", json={"name": "line"}), 201)["id"]
-    sha = record_photo(_factory(api), fixtures_dir)
+    sha = record_photo(api.session_factory(), fixtures_dir)
     ids = {"canteen": api.canteen_a, "user": user, "kiosk": kiosk}
-    with _factory(api).begin() as s:
+    with api.session_factory().begin() as s:
         before = stored_analysis(s, sha, ids, LUNCH, "before",
                                  [(RICE, 210), (SOUP, 300), (KIMCHI, 50)])
         retotal(before)  # as the pipeline stores it

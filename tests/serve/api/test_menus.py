@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
 from model.data.importers.ecustfd import read_voc
 from model.infer.geometry import pair_iou
@@ -47,6 +48,11 @@ class Api:
     def call(self, who: str, method: str, url: str, **kw: Any) -> Any:
         """A request as one of admin, kiosk_a, app_a, kiosk_b."""
         return self.client.request(method, url, headers=self.keys[who], **kw)
+
+    def session_factory(self) -> sessionmaker[Session]:
+        """The running app's session factory."""
+        factory: sessionmaker[Session] = self.client.app.state.session_factory  # type: ignore[attr-defined]
+        return factory
 
 
 def make_api(service: Service) -> Api:

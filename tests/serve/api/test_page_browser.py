@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +16,9 @@ from PIL import Image
 from benchmarks.serve_speed import LiveService, running_service
 from serve.api.pages import SAMPLES_DIR
 from serve.services.model_registry import LoadedModel
+from tests.serve.api.browser import chromium_context, first_page, playwright_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = os.environ.get("TRAYLENS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +31,11 @@ def service(loaded_model: LoadedModel) -> Iterator[LiveService]:
 @pytest.fixture(scope="module")
 def browser_page(service: LiveService) -> Iterator[Any]:
     """A fresh Chromium profile on the page, with the admin key passed in the URL fragment."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"headless Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives it")
-    with sync_api.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1360, "height": 1000}, device_scale_factor=1,
-        )
-        page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
+    with chromium_context(playwright_or_skip()) as context:
+        page = first_page(context)
         page.goto(f"{service.url}/#key={service.admin_key}")
         page.wait_for_selector("#sample-list button")
         yield page
-        context.close()
 
 
 def _run(page: Any, action: Any) -> dict[str, Any] | None:

@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
 from serve.db.tables.core import User
 from tests.serve.api.test_menus import Api, make_api
@@ -27,25 +26,19 @@ def api(service: Service) -> Api:
     return make_api(service)
 
 
-def _factory(api: Api) -> sessionmaker[Session]:
-    """The running app's session factory."""
-    factory: sessionmaker[Session] = api.client.app.state.session_factory  # type: ignore[attr-defined]
-    return factory
-
-
 def _setup(api: Api, fixtures_dir: Any, owner: str = "kiosk_a") -> dict[str, str]:
     """A kiosk and a woman born 1996 in canteen A (created by `owner`), a stored photo."""
     kiosk = api.call("kiosk_a", "POST", "/v1/kiosks", json={"name": "line 1"}).json()["id"]
     r = api.call(owner, "POST", "/v1/users", json={"sex": "female", "birth_year": 1996})
     assert r.status_code == 201, r.text
     return {"canteen": api.canteen_a, "kiosk": kiosk, "user": r.json()["id"],
-            "sha": record_photo(_factory(api), fixtures_dir)}
+            "sha": record_photo(api.session_factory(), fixtures_dir)}
 
 
 def _tray(api: Api, ids: dict[str, str], at: dt.datetime, state: str | None,
           items: list[tuple[str, float]]) -> str:
     """A stored analysis (as the pipeline would leave it) and its id."""
-    with _factory(api).begin() as s:
+    with api.session_factory().begin() as s:
         return stored_analysis(s, ids["sha"], ids, at, state, items).id
 
 
@@ -198,7 +191,7 @@ def test_diary_scoping(api: Api, fixtures_dir: Any) -> None:
 
 def test_day_without_sex_or_age_says_why(api: Api, fixtures_dir: Any) -> None:
     ids = _setup(api, fixtures_dir)
-    with _factory(api).begin() as s:
+    with api.session_factory().begin() as s:
         user = s.get(User, ids["user"])
         assert user is not None
         user.birth_year = None
