@@ -20,7 +20,7 @@ from serve.db.tables.analyses import Analysis
 from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import stored_embedding
 from tests.serve.api.test_menus import Api, make_api
-from tests.serve.api.test_pairs import _factory, _setup
+from tests.serve.api.test_pairs import _setup
 from tests.serve.conftest import Service
 from tests.serve.services.test_diary import KIMCHI, LUNCH, RICE, SOUP, stored_analysis
 
@@ -172,7 +172,7 @@ def _emb(k: int, dim: int = 64) -> list[float]:
 def _stored_pair(api: Api, ids: dict[str, str], before_items: list[tuple[str, float]],
                  after_items: list[tuple[str, float]], edit: Any) -> str:
     """Two stored analyses (via the service layer), `edit(before, after)` applied, paired."""
-    with _factory(api).begin() as s:
+    with api.session_factory().begin() as s:
         b = stored_analysis(s, ids["sha"], ids, LUNCH, "before", before_items)
         a = stored_analysis(s, ids["sha"], ids, LUNCH + dt.timedelta(minutes=25), "after",
                             after_items)
