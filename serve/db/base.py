@@ -34,6 +34,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive UTC values)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def enum_check(column: str, values: type[enum.StrEnum]) -> CheckConstraint:
     """A CHECK constraint limiting a string column to an enum's values."""
     allowed = ", ".join(f"'{v.value}'" for v in values)

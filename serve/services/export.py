@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from nutrition_db import NUTRIENTS, meal_nutrients
-from serve.db.base import utcnow
+from serve.db.base import as_utc, utcnow
 from serve.db.tables.analyses import Analysis
 from serve.db.tables.core import User
 from serve.db.tables.pairs import MealPair
@@ -52,11 +52,6 @@ CSV_COLUMNS = (
 )
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """Aware UTC (SQLite hands back naive UTC values)."""
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
 def _analyses(session: Session, user: User) -> tuple[list[Analysis], list[MealPair]]:
     """The person's analyses (and the after photos of their pairs) and their pairs."""
     pairs = list(session.scalars(select(MealPair).where(MealPair.user_id == user.id)))
@@ -79,7 +74,7 @@ def _meal(log: MealLog, pairs: dict[str, MealPair]) -> dict[str, Any]:
     return {
         "analysis_id": log.analysis_id, "pair_id": log.pair_id,
         "after_analysis_id": pair.after_analysis_id if pair else None,
-        "captured_at": _utc(log.captured_at), "kind": log.kind,
+        "captured_at": as_utc(log.captured_at), "kind": log.kind,
         "eaten": [_food(f.food_id, f.grams) for f in log.foods],
         "leftovers": [_food(f.food_id, f.grams) for f in log.leftovers],
         "served_g": round(log.served_g, 1), "leftover_g": round(log.leftover_g, 1),
@@ -95,7 +90,7 @@ def user_export(session: Session, user: User) -> UserExport:
     pair_of = {a: p.id for p in pairs for a in (p.before_analysis_id, p.after_analysis_id) if a}
     meals: list[MealLog] = []
     if analyses:
-        dates = [_utc(a.captured_at).date() for a in analyses]
+        dates = [as_utc(a.captured_at).date() for a in analyses]
         # every meal: one UTC day of margin on each side covers any local day boundary
         meals, _ = user_meals(session, user, min(dates) - dt.timedelta(days=1),
                               max(dates) + dt.timedelta(days=1), ZoneInfo("UTC"))
@@ -211,7 +206,7 @@ def _intake(meal: Any, subject: dict[str, Any], recorded: str | None) -> dict[st
     intake: dict[str, Any] = {
         "resourceType": "NutritionIntake", "id": meal.analysis_id, "identifier": identifiers,
         "status": "completed", "subject": subject,
-        "occurrenceDateTime": _utc(meal.captured_at).isoformat(),
+        "occurrenceDateTime": as_utc(meal.captured_at).isoformat(),
         "consumedItem": items, "note": [{"text": t} for t in notes],
     }
     if recorded:
@@ -234,7 +229,7 @@ def fhir_bundle(export: UserExport) -> dict[str, Any]:
         if intake is not None:
             entries.append({"fullUrl": _urn(meal.analysis_id), "resource": intake})
     return {"resourceType": "Bundle", "type": "collection",
-            "timestamp": _utc(export.exported_at).isoformat(), "entry": entries}
+            "timestamp": as_utc(export.exported_at).isoformat(), "entry": entries}
 
 
 def export_fhir(export: UserExport) -> str:

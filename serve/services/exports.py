@@ -36,6 +36,7 @@ from serve.core.auth import Principal
 from serve.core.errors import ApiError, forbidden
 from serve.core.storage import ImageStore
 from serve.db.access import load_canteen
+from serve.db.base import as_utc
 from serve.db.tables.analyses import Analysis, AnalysisItem, Provenance
 from serve.db.tables.core import Role, StoredImage, User
 from serve.db.tables.pairs import MealPair
@@ -68,13 +69,6 @@ class ExportFile:
     skipped: dict[str, int]
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """Naive datetimes are UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _canteen_scope(session: Session, principal: Principal, canteen_id: str | None) -> str | None:
     """The canteen to export: admins any or all (None); kiosk keys only their own; apps none."""
     if not principal.is_admin and principal.role is not Role.KIOSK:
@@ -88,7 +82,7 @@ def select_analyses(session: Session, principal: Principal, query: ExportQuery
                     ) -> list[Analysis]:
     """The analyses an export holds, oldest first."""
     canteen = _canteen_scope(session, principal, query.canteen_id)
-    start, end = _utc(query.start), _utc(query.end)
+    start, end = (None if t is None else as_utc(t) for t in (query.start, query.end))
     if start is not None and end is not None and end <= start:
         raise ApiError(422, "invalid_range", "end must be after start")
     # People who keep their trays out of canteen statistics keep them out of training sets.

@@ -5,7 +5,6 @@ Who may manage a layout is who may manage the kiosk's calibration (services.kios
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from collections import OrderedDict
@@ -32,7 +31,7 @@ from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.core.storage import ImageStore, record_image
 from serve.core.uploads import decode_photo
-from serve.db.base import utcnow
+from serve.db.base import as_utc, utcnow
 from serve.db.tables.core import StoredImage
 from serve.db.tables.kiosks import KioskLayout
 from serve.services.kiosks import load_kiosk
@@ -161,13 +160,8 @@ def layout_public(session: Session, row: KioskLayout) -> dict[str, Any]:
                       "width": image.width if image else None,
                       "height": image.height if image else None},
         "reference_url": f"/v1/kiosks/{row.kiosk_id}/layout/reference",
-        "created_at": _utc(row.created_at), "updated_at": _utc(row.updated_at),
+        "created_at": as_utc(row.created_at), "updated_at": as_utc(row.updated_at),
     }
-
-
-def _utc(at: dt.datetime) -> dt.datetime:
-    """A stored time in UTC (SQLite hands back naive datetimes)."""
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
 
 
 def reference_bytes(session: Session, store: ImageStore, row: KioskLayout) -> tuple[bytes, str]:

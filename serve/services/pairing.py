@@ -39,6 +39,7 @@ from model.infer.geometry import Box
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.db.access import load_analysis
+from serve.db.base import as_utc
 from serve.db.tables.analyses import Analysis, AnalysisItem, MealState
 from serve.db.tables.core import Role, User
 from serve.db.tables.pairs import MealPair
@@ -353,11 +354,6 @@ def tray_photo(analysis: Analysis) -> TrayPhoto:
                      analysis.model_version)
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """Aware UTC datetime (SQLite hands back naive UTC values)."""
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
 def open_pair(session: Session, before: Analysis) -> MealPair:
     """Start a pair from a `before` analysis (idempotent: one pair per before photo)."""
     if before.meal_state != MealState.BEFORE.value:
@@ -367,7 +363,7 @@ def open_pair(session: Session, before: Analysis) -> MealPair:
     if pair is None:
         pair = MealPair(canteen_id=before.canteen_id, kiosk_id=before.kiosk_id,
                         user_id=before.user_id, before_analysis_id=before.id,
-                        before_at=_utc(before.captured_at))
+                        before_at=as_utc(before.captured_at))
         session.add(pair)
         session.flush()
     return pair
@@ -377,7 +373,7 @@ def find_open_pair(session: Session, after: Analysis, window: dt.timedelta) -> M
     """The latest unpaired `before` of the same user at the same kiosk within the window."""
     if after.user_id is None:  # without a person, a busy kiosk's trays cannot be told apart
         return None
-    at = _utc(after.captured_at)
+    at = as_utc(after.captured_at)
     query = (select(MealPair)
              .where(MealPair.after_analysis_id.is_(None), MealPair.user_id == after.user_id,
                     MealPair.canteen_id == after.canteen_id,
@@ -402,12 +398,12 @@ def close_pair(session: Session, pair: MealPair, after: Analysis) -> MealPair:
     # another kiosk is fine (trays are returned elsewhere); another person is not
     if None not in (after.user_id, pair.user_id) and after.user_id != pair.user_id:
         raise unprocessable(f"pair {pair.id} is another user's tray", code="pair_mismatch")
-    if _utc(after.captured_at) < _utc(pair.before_at):
+    if as_utc(after.captured_at) < as_utc(pair.before_at):
         raise unprocessable("the after photo was taken before the before photo",
                             code="pair_order")
     was_open = pair.after_analysis_id is None
     pair.after_analysis_id = after.id
-    pair.after_at = _utc(after.captured_at)
+    pair.after_at = as_utc(after.captured_at)
     session.flush()
     if was_open:  # the outbox row commits or rolls back with the close itself
         webhooks.emit_pair_closed(session, pair, lambda: pair_of(session, pair))

@@ -35,6 +35,7 @@ from serve.db.base import new_id, utcnow
 from serve.db.tables.core import ApiKey, Role, User
 from serve.db.tables.pairs import MealPair
 from serve.db.tables.webhooks import DeliveryStatus, Webhook, WebhookDelivery
+from serve.schemas.base import utc_iso
 
 log = logging.getLogger("traylens.webhooks")
 
@@ -129,19 +130,11 @@ def list_deliveries(session: Session, principal: Principal, webhook_id: str, *,
 # --- the outbox: delivery rows written with the event --------------------------------------
 
 
-def _iso(moment: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC (SQLite hands back naive UTC values)."""
-    if moment is None:
-        return None
-    aware = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
-    return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def envelope(delivery_id: str, event: str, created_at: dt.datetime,
              data: dict[str, Any]) -> str:
     """The body of a delivery: {"delivery_id", "event", "created_at", "data"} as JSON."""
     return json.dumps({"delivery_id": delivery_id, "event": event,
-                       "created_at": _iso(created_at), "data": data},
+                       "created_at": utc_iso(created_at), "data": data},
                       ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -232,7 +225,7 @@ def emit_pair_closed(session: Session, pair: MealPair,
             "user_id": pair.user_id, "external_ref": user.external_ref if user else None,
             "before_analysis_id": pair.before_analysis_id,
             "after_analysis_id": pair.after_analysis_id,
-            "before_at": _iso(pair.before_at), "after_at": _iso(pair.after_at),
+            "before_at": utc_iso(pair.before_at), "after_at": utc_iso(pair.after_at),
             "served_g": result.served_g, "eaten_g": result.eaten_g,
             "leftover_g": result.leftover_g, "leftover_pct": result.leftover_pct}
     ids = [enqueue(session, h, EVENT_PAIR_CLOSED, data, dedupe_key=f"pair_closed:{pair.id}",
