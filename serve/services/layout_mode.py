@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from model.infer.portion import depth_volume_ml
@@ -30,6 +31,7 @@ from model.infer.tray import (
     CompartmentFill,
     FillConfig,
     TrayReference,
+    WarpedLayout,
     measure_fill,
     register_tray,
     warp_compartments,
@@ -81,6 +83,16 @@ FOREGROUND = "none"
 
 
 @dataclass(frozen=True)
+class LayoutMeasure:
+    """The photo's own layout work, which needs no model output: where the tray lies and what
+    each compartment holds (decode px). warped None: no tray found."""
+
+    warped: WarpedLayout | None
+    fills: list[CompartmentFill]
+    width: int  # the measured image's width (decode px)
+
+
+@dataclass(frozen=True)
 class LayoutOutcome:
     """Layout mode's answer for one photo."""
 
@@ -96,11 +108,16 @@ class KioskLayoutMode:
     reference: TrayReference
     kiosk_id: str = ""  # whose last pose starts the fast registration ("" : none kept)
 
+    def measure(self, image: Image.Image) -> LayoutMeasure:
+        """Register the tray and measure the compartments (the pipeline runs this while the
+        model runs: it needs no model output)."""
+        return measure_layout(self.reference, image, self.kiosk_id)
+
     def split(self, model: TrayModel, pred: Prediction, request: ImageRequest,
-              foods: list[Item], top_k: int, review_below: float) -> LayoutOutcome:
+              foods: list[Item], top_k: int, review_below: float,
+              measured: LayoutMeasure) -> LayoutOutcome:
         """Compartment items and the model items left, or not_found with all model items."""
-        return analyze_layout(self.reference, model, pred, request, foods, top_k, review_below,
-                              self.kiosk_id)
+        return analyze_layout(model, pred, request, foods, top_k, review_below, measured)
 
 
 def kiosk_layout_mode(session: Session, kiosk_id: str, store: ImageStore, max_pixels: int
@@ -255,25 +272,32 @@ def _result(model: TrayModel, item: Item, fill: CompartmentFill, request: ImageR
         embedding=stored_embedding(item.embedding) if item.embedding.size else None)
 
 
-def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
-                   request: ImageRequest, foods: list[Item], top_k: int,
-                   review_below: float, kiosk_id: str = "") -> LayoutOutcome:
-    """Register, measure each compartment, and turn the filled ones into items."""
-    image = request.image
+def measure_layout(reference: TrayReference, image: Image.Image, kiosk_id: str = ""
+                   ) -> LayoutMeasure:
+    """Register the photo's tray to the reference and measure each compartment's food."""
     rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     size_px = (rgb.shape[1], rgb.shape[0])
     hint = POSES.get(kiosk_id, reference, size_px) if kiosk_id else None
     reg = register_tray(reference, rgb, REGISTRATION, hint=hint)
     if not reg.found:
-        return LayoutOutcome("not_found", [], foods)
+        return LayoutMeasure(None, [], size_px[0])
     if kiosk_id and reg.homography is not None:
         POSES.put(kiosk_id, reference, reg.homography, size_px)
-    size = (pred.width, pred.height)
-    k = pred.width / rgb.shape[1]  # a reduced decode: its px -> the photo's px
     warped = warp_compartments(reference.layout, reg)
-    fills = measure_fill(reference, rgb, reg, None, FILL, warped)
-    tray = warped.tray_polygon * k
-    comps = [c.polygon * k for c in warped.compartments]
+    return LayoutMeasure(warped, measure_fill(reference, rgb, reg, None, FILL, warped),
+                         size_px[0])
+
+
+def analyze_layout(model: TrayModel, pred: Prediction, request: ImageRequest,
+                   foods: list[Item], top_k: int, review_below: float,
+                   measured: LayoutMeasure) -> LayoutOutcome:
+    """Turn the measured compartments and the model's items into the photo's items."""
+    if measured.warped is None:
+        return LayoutOutcome("not_found", [], foods)
+    size = (pred.width, pred.height)
+    k = pred.width / measured.width  # a reduced decode: its px -> the photo's px
+    tray = measured.warped.tray_polygon * k
+    comps = [c.polygon * k for c in measured.warped.compartments]
     absorbed: list[list[Item]] = [[] for _ in comps]
     plain = []
     for item in foods:
@@ -282,7 +306,7 @@ def analyze_layout(reference: TrayReference, model: TrayModel, pred: Prediction,
             plain.append(item)
         elif where >= 0:
             absorbed[where].append(item)
-    full = [(i, f, m, o) for i, (f, m, o) in enumerate(_scaled(fills, k, size))
+    full = [(i, f, m, o) for i, (f, m, o) in enumerate(_scaled(measured.fills, k, size))
             if not f.empty and m.any()]
     # An extra model run embeds compartments no model item covers, only where identity needs
     # it (no slot dish): it would cost as much as the detector's own run.

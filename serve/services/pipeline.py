@@ -8,8 +8,10 @@ typical serving.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +35,11 @@ MENU_SERVING = "menu_serving"
 TYPICAL = "typical_serving"
 # A serving default is not a measurement: its range says so with a wide +/-50 % band.
 SERVING_SPREAD = 0.5
+# Layout work (OpenCV: tray registration, fills) runs on these threads while ONNX Runtime
+# runs the model on its own; the model runs in flight per worker (settings.
+# inference_concurrency) bound what is queued here; one thread per core is all it can use.
+_LAYOUT_THREADS = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
+                                     thread_name_prefix="layout")
 
 
 @dataclass(frozen=True)
@@ -106,9 +113,16 @@ class LayoutOutcomeLike(Protocol):
 class LayoutHook(Protocol):
     """A kiosk's tray layout (serve.services.layout_mode.KioskLayoutMode)."""
 
+    def measure(self, image: Image.Image) -> Any:
+        """The photo's own layout work (tray registration, compartment fills): it needs no
+        model output, so analyze() runs it while the model runs."""
+        ...
+
     def split(self, model: TrayModel, pred: Prediction, request: ImageRequest,
-              foods: list[Item], top_k: int, review_below: float) -> LayoutOutcomeLike:
-        """Compartment items and the model items left to the plain pipeline."""
+              foods: list[Item], top_k: int, review_below: float,
+              measured: Any) -> LayoutOutcomeLike:
+        """Compartment items (from measure's answer) and the model items left to the plain
+        pipeline."""
         ...
 
 
@@ -295,13 +309,19 @@ def build_item(
 
 def result_for(
     model: TrayModel, pred: Prediction, request: ImageRequest, top_k: int,
-    review_below: float = DEFAULT_REVIEW_BELOW,
+    review_below: float = DEFAULT_REVIEW_BELOW, measured: Any = None,
 ) -> ImageResult:
-    """All food items of one prediction (a coin is a scale reference, not food)."""
+    """All food items of one prediction (a coin is a scale reference, not food).
+
+    measured: request.layout.measure's answer for this photo, when the caller ran it already.
+    """
     foods = [i for i in pred.items if i.label != COIN_LABEL]
     layout, slotted = None, []
     if request.layout is not None:  # layout mode: compartments first (services.layout_mode)
-        outcome = request.layout.split(model, pred, request, foods, top_k, review_below)
+        if measured is None:
+            measured = request.layout.measure(request.image)
+        outcome = request.layout.split(model, pred, request, foods, top_k, review_below,
+                                       measured)
         layout, slotted, foods = outcome.state, outcome.items, outcome.plain
     items = slotted + [build_item(model, pred, i, request, top_k, review_below) for i in foods]
     totals = meal_totals((i.food_id, i.grams.value if i.grams else None) for i in items)
@@ -318,22 +338,39 @@ def result_for(
     )
 
 
+def _layout_work(requests: Sequence[ImageRequest]) -> list[Future[Any] | None]:
+    """Start each layout photo's own work (registration, fills) on the layout threads."""
+    return [_LAYOUT_THREADS.submit(r.layout.measure, r.image) if r.layout is not None else None
+            for r in requests]
+
+
 def analyze(
     model: TrayModel, requests: Sequence[ImageRequest], *, batch_size: int = 8, top_k: int = 5,
     review_below: float = DEFAULT_REVIEW_BELOW,
 ) -> tuple[list[ImageResult], list[BatchTiming]]:
-    """Run photos through the model in batches and build every result."""
+    """Run photos through the model in batches and build every result.
+
+    A kiosk layout's work runs while the model runs (both release the GIL): layout mode
+    then costs the request only what does not overlap (benchmarks/layout_speed.py).
+    """
     results: list[ImageResult] = []
     timings: list[BatchTiming] = []
     for start in range(0, len(requests), batch_size):
         chunk = requests[start : start + batch_size]
-        began = time.perf_counter()
-        preds = model.predict(
-            [r.image for r in chunk],
-            px_per_cm=[r.px_per_cm for r in chunk],
-            depths=[r.depth_mm for r in chunk],
-        )
-        timings.append(BatchTiming(len(chunk), time.perf_counter() - began))
-        results.extend(result_for(model, p, r, top_k, review_below)
-                       for p, r in zip(preds, chunk, strict=True))
+        pending = _layout_work(chunk)
+        try:
+            began = time.perf_counter()
+            preds = model.predict(
+                [r.image for r in chunk],
+                px_per_cm=[r.px_per_cm for r in chunk],
+                depths=[r.depth_mm for r in chunk],
+            )
+            timings.append(BatchTiming(len(chunk), time.perf_counter() - began))
+            results.extend(result_for(model, p, r, top_k, review_below,
+                                      f.result() if f is not None else None)
+                           for p, r, f in zip(preds, chunk, pending, strict=True))
+        finally:
+            for f in pending:  # the model failed: drop the layout work not yet started
+                if f is not None:
+                    f.cancel()
     return results, timings

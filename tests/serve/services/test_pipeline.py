@@ -4,6 +4,7 @@ so these checks hold whatever the model detects on a given photo."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
 from model.infer.runtime import Item, Prediction
 from nutrition_db.table import get_food, nutrients_for
+from serve.services.layout_mode import LayoutOutcome
 from serve.services.menus import CanteenMenu, MenuContext, menu_from_file, offline_dish
 from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import (
@@ -27,6 +29,7 @@ from serve.services.pipeline import (
     TYPICAL,
     Alternative,
     ImageRequest,
+    analyze,
     build_item,
     result_for,
 )
@@ -238,3 +241,41 @@ def test_model_mode_weak_class_is_unidentified(loaded_model: LoadedModel,
     named = _item(loaded_model, photo, label, top=cut, score=0.9)
     assert build_item(loaded_model.model, Prediction(10, 10, [named]), named,
                       ImageRequest(load_image(photo)), top_k=3).label == named.label
+
+
+class _WaitingModel:
+    """A model whose run finishes only once the layout work has started: analyze() must
+    start the layout's own work before (not after) the model runs."""
+
+    def __init__(self, started: threading.Event, real: LoadedModel) -> None:
+        self.started, self.meta = started, real.model.meta
+
+    def predict(self, images: list[Image.Image], **_: object) -> list[Prediction]:
+        assert self.started.wait(timeout=10), "the layout work did not run alongside the model"
+        return [Prediction(im.width, im.height, []) for im in images]
+
+
+class _RecordingLayout:
+    """A layout hook that records where its work ran and hands it to split."""
+
+    def __init__(self, started: threading.Event) -> None:
+        self.started, self.thread = started, ""
+
+    def measure(self, image: Image.Image) -> str:
+        self.thread = threading.current_thread().name
+        self.started.set()
+        return "measured"
+
+    def split(self, model: object, pred: Prediction, request: ImageRequest, foods: list[Item],
+              top_k: int, review_below: float, measured: object) -> LayoutOutcome:
+        assert measured == "measured"
+        return LayoutOutcome("registered", [], foods)
+
+
+def test_layout_work_runs_while_the_model_runs(loaded_model: LoadedModel) -> None:
+    started = threading.Event()
+    layout = _RecordingLayout(started)
+    model = _WaitingModel(started, loaded_model)
+    results, _ = analyze(model, [ImageRequest(Image.new("RGB", (64, 48)), layout=layout)])  # type: ignore[arg-type]
+    assert results[0].layout == "registered"
+    assert layout.thread.startswith("layout")
