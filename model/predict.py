@@ -3,8 +3,10 @@
 python -m model.predict --model model/artifacts/traylens.onnx IMAGE... [--px-per-cm X] [--json]
     [--embeddings]
 
-Per image: {"image", "width", "height", "items": [{"box", "label", "score", "polygon",
-"grams", "grams_range", "embedding"}]}; boxes and polygons in original image pixels.
+Per image: {"image", "width", "height", "no_food_found", "items": [{"box", "label", "score",
+"polygon", "grams", "grams_range", "embedding"}]}; boxes and polygons in original image pixels.
+no_food_found is true when no item is food (none at all, or only the reference coin, a scale
+and not a food); the text output then says "no food found" instead of leaving a bare 0.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from model.infer.images import ImageError, load_image
+from model.infer.portion import COIN_LABEL
 from model.infer.runtime import Item, ModelFileError, Prediction, TrayModel
 
 DEFAULT_MODEL = "model/artifacts/traylens.onnx"
@@ -40,18 +43,23 @@ def image_record(path: str, pred: Prediction, embeddings: bool) -> dict[str, Any
         "image": path,
         "width": pred.width,
         "height": pred.height,
+        "no_food_found": not any(i.label != COIN_LABEL for i in pred.items),
         "items": [item_record(i, embeddings) for i in pred.items],
     }
 
 
 def text_lines(rec: dict[str, Any]) -> list[str]:
     """Human-readable summary of one image record."""
-    lines = [f"{rec['image']} ({rec['width']}x{rec['height']}): {len(rec['items'])} items"]
+    n = len(rec["items"])
+    lines = [f"{rec['image']} ({rec['width']}x{rec['height']}): {n} item{'' if n == 1 else 's'}"]
     for it in rec["items"]:
         grams = "" if it["grams"] is None else (
             f"  {it['grams']:.0f} g [{it['grams_range'][0]:.0f}-{it['grams_range'][1]:.0f}]")
         box = ", ".join(f"{v:.0f}" for v in it["box"])
         lines.append(f"  {it['label']:<18} {it['score']:.2f}  box [{box}]{grams}")
+    if rec["no_food_found"]:
+        coin = " (the coin is a scale reference, not food)" if rec["items"] else ""
+        lines.append(f"  no food found{coin}: nothing to weigh, not a meal without nutrients")
     return lines
 
 

@@ -68,6 +68,9 @@ def _print_table(path: Path, payload: dict[str, Any]) -> None:
         name = item["names"]["en"] or item["names"]["ko"] or item["label"]
         name = name if len(name) <= 40 else name[:39] + "…"
         print(f"  {name:<40} {item['confidence']:.2f}  {amount}")
+    if payload.get("no_food_found"):
+        print(f"  NO FOOD FOUND: {payload['message']}")
+        return
     kcal = payload["totals"]["nutrients"].get("energy_kcal")
     print(f"  total {payload['totals']['grams']:.0f} g, "
           f"{'?' if kcal is None else f'{kcal:.0f}'} kcal")

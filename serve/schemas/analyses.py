@@ -169,6 +169,17 @@ class AnalysisPublic(BaseModel):
     layout: str | None = Field(description="kiosk tray layout: registered | not_found | null")
     items: list[ItemPublic]
     totals: Totals
+    no_food_found: bool = Field(
+        False, description="true when the analysis holds no food item: the model found none "
+        "(a coin is a scale reference, not food; in layout mode every compartment is empty "
+        "and nothing else is on the tray), or a user removed every one. The totals are then "
+        "0 because nothing was found, not because the meal has no nutrients. Derived from "
+        "the current items on every read (an idempotent replay of an answer stored before the "
+        "field existed lacks it)")
+    message: str | None = Field(
+        None, description="what the answer means, in words, when it needs saying: set when "
+        "no_food_found (and then also whether it opened or closed a before/after pair); "
+        "null otherwise")
     overlay_url: str | None
 
 

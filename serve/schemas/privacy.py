@@ -36,6 +36,8 @@ class ExportMeal(BaseModel):
     served_g: float
     leftover_g: float
     unidentified_g: float = Field(description="eaten grams of items with no food id")
+    no_food_found: bool = Field(False, description="its photo (a pair's before photo) holds "
+                                "no food item: nothing counted from it")
     nutrients: dict[str, float | None] = Field(description="eaten, per nutrition_db.NUTRIENTS")
     incomplete_nutrients: list[str]
 

@@ -29,6 +29,7 @@ from serve.db.tables.analyses import (
     CorrectionAction,
     ItemCorrection,
     MealSource,
+    MealState,
     Provenance,
 )
 from serve.db.tables.core import Role, User
@@ -165,6 +166,39 @@ def item_payload(item: AnalysisItem) -> dict[str, Any]:
     }
 
 
+# What an analysis without a food item says (docs/API.md#no-food-found): its zeros are the
+# absence of food found, not a meal without nutrients.
+NO_FOOD_FOUND = ("No food found on this photo{where}: 0 items, so every total is 0 because "
+                 "nothing was found, not because the meal has no nutrients. If the photo "
+                 "does show food, add it by hand.")
+NO_FOOD_LAYOUT = {"registered": " (every compartment of the kiosk's tray is empty)",
+                  "not_found": " (the kiosk's tray was not found on it either)"}
+NO_FOOD_MANUAL = ("No food in this meal: every item was removed, so every total is 0 because "
+                  "nothing is logged, not because the meal has no nutrients.")
+NO_FOOD_BEFORE = " As a before photo it opens no before/after pair: nothing was served."
+NO_FOOD_AFTER = " As the after photo of its pair it means everything served was eaten."
+
+
+def no_food_found(analysis: Analysis) -> bool:
+    """The analysis holds no food item (derived from its current items: a coin never is
+    one, a user's removals and additions count)."""
+    return not analysis.items
+
+
+def no_food_message(analysis: Analysis, pair_id: str | None) -> str | None:
+    """What an analysis without food means, in words; None when it has food."""
+    if not no_food_found(analysis):
+        return None
+    if analysis.source == MealSource.MANUAL.value:
+        return NO_FOOD_MANUAL
+    text = NO_FOOD_FOUND.format(where=NO_FOOD_LAYOUT.get(analysis.layout or "", ""))
+    if analysis.meal_state == MealState.BEFORE.value and pair_id is None:
+        text += NO_FOOD_BEFORE
+    elif analysis.meal_state == MealState.AFTER.value and pair_id is not None:
+        text += NO_FOOD_AFTER
+    return text
+
+
 def analysis_payload(analysis: Analysis, *, pair_id: str | None = None) -> dict[str, Any]:
     """The whole analysis as clients see it (pair_id: its before/after pair, if any)."""
     return {
@@ -186,6 +220,8 @@ def analysis_payload(analysis: Analysis, *, pair_id: str | None = None) -> dict[
         "layout": analysis.layout,
         "items": [item_payload(i) for i in analysis.items],
         "totals": analysis.totals,
+        "no_food_found": no_food_found(analysis),
+        "message": no_food_message(analysis, pair_id),
         "overlay_url": (f"/v1/analyses/{analysis.id}/overlay.png"
                         if analysis.id and analysis.image_sha256 else None),
     }

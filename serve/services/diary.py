@@ -71,6 +71,8 @@ class MealLog:
     served_g: float
     leftover_g: float
     unidentified_g: float  # eaten grams of items with no food id (no nutrients)
+    # Its photo (the before photo of a pair) holds no food item: nothing counted from it.
+    no_food_found: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ def day_report(day: dt.date, meals: Sequence[MealLog],
         extra.append("a tray without an after photo is counted as fully eaten")
     if any(m.unidentified_g > 0 for m in meals):
         extra.append("some items match no food in the database: their grams carry no nutrients")
+    extra += [f"no food found on photo {m.analysis_id}: nothing counted from it"
+              for m in meals if m.no_food_found]
     statuses = compare(nutr.totals, nutr.incomplete, refs) if refs else ()
     return DayReport(day, tuple(meals), nutr.totals, tuple(nutr.incomplete), statuses,
                      tuple(extra))
@@ -212,11 +216,16 @@ def _leftover_by_food(days: Sequence[DayReport]) -> dict[str, float]:
     return out
 
 
+def logged_days(days: Iterable[DayReport]) -> list[DayReport]:
+    """The days with a meal that holds food: a day without one (none logged, or only photos
+    with no food found) is missing data, not a day of fasting."""
+    return [d for d in days if any(not m.no_food_found for m in d.meals)]
+
+
 def habits(days: Sequence[DayReport], start: dt.date, end: dt.date,
            refs: dict[str, ReferenceIntake] | None, top: int = 5) -> Habits:
-    """Habits over the logged days between start and end (days without meals are skipped:
-    an unlogged day is missing data, not a day of fasting)."""
-    logged = [d for d in days if d.meals]
+    """Habits over the logged days between start and end (logged_days)."""
+    logged = logged_days(days)
     energy = [e for d in logged if (e := d.totals.get(ENERGY)) is not None]
     avg_energy = round(sum(energy) / len(energy), 1) if energy else None
     target = refs[ENERGY].target if refs and ENERGY in refs else None
@@ -338,7 +347,7 @@ def reference_means(days: Sequence[DayReport],
                     refs: dict[str, ReferenceIntake] | None) -> tuple[NutrientStatus, ...]:
     """Each referenced nutrient's mean per logged day against the reference (a nutrient
     missing from some food on any day is flagged incomplete: the mean is a lower bound)."""
-    logged = [d for d in days if d.meals]
+    logged = logged_days(days)
     if not refs or not logged:
         return ()
     means: dict[str, float | None] = {}
@@ -391,7 +400,7 @@ def photo_meal(analysis: Analysis, kind: str) -> MealLog:
              if i.grams is not None]
     return MealLog(analysis.id, analysis.captured_at, kind, None, _foods(items), (),
                    sum(g for _, g, _ in items), 0.0,
-                   sum(g for f, g, _ in items if f is None))
+                   sum(g for f, g, _ in items if f is None), not analysis.items)
 
 
 def pair_meal_log(before: Analysis, pair: MealPair, result: PairResult) -> MealLog:
@@ -401,7 +410,7 @@ def pair_meal_log(before: Analysis, pair: MealPair, result: PairResult) -> MealL
                    _foods((p.food_id, p.eaten_g, _dish(p.key)) for p in items),
                    _foods((p.food_id, p.leftover_g, _dish(p.key)) for p in items),
                    result.served_g, result.leftover_g,
-                   sum(p.eaten_g for p in items if p.food_id is None))
+                   sum(p.eaten_g for p in items if p.food_id is None), not before.items)
 
 
 def user_meals(session: Session, user: User, start: dt.date, end: dt.date,

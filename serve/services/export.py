@@ -79,6 +79,7 @@ def _meal(log: MealLog, pairs: dict[str, MealPair]) -> dict[str, Any]:
         "leftovers": [_food(f.food_id, f.grams) for f in log.leftovers],
         "served_g": round(log.served_g, 1), "leftover_g": round(log.leftover_g, 1),
         "unidentified_g": round(log.unidentified_g, 1),
+        "no_food_found": log.no_food_found,
         "nutrients": {k: None if v is None else round(v, 2) for k, v in eaten.totals.items()},
         "incomplete_nutrients": list(eaten.incomplete),
     }

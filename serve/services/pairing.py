@@ -355,12 +355,16 @@ def tray_photo(analysis: Analysis) -> TrayPhoto:
 
 
 def open_pair(session: Session, before: Analysis) -> MealPair:
-    """Start a pair from a `before` analysis (idempotent: one pair per before photo)."""
+    """Start a pair from a `before` analysis (idempotent: one pair per before photo); 422
+    when the before photo holds no food item (see link_analysis)."""
     if before.meal_state != MealState.BEFORE.value:
         raise unprocessable(f"analysis {before.id} is not a 'before' photo "
                             f"(meal_state={before.meal_state!r})", code="not_before")
     pair = session.scalar(select(MealPair).where(MealPair.before_analysis_id == before.id))
     if pair is None:
+        if not before.items:
+            raise unprocessable(f"analysis {before.id} holds no food item: nothing was "
+                                "served to pair (add its items first)", code="no_food_before")
         pair = MealPair(canteen_id=before.canteen_id, kiosk_id=before.kiosk_id,
                         user_id=before.user_id, before_analysis_id=before.id,
                         before_at=as_utc(before.captured_at))
@@ -414,11 +418,15 @@ def link_analysis(session: Session, analysis: Analysis, *, pair_id: str | None,
                   window: dt.timedelta) -> MealPair | None:
     """What the analyze pipeline calls after storing an analysis with a meal_state.
 
-    before -> opens a pair; after -> closes the named pair (pair_id, 404 if unknown) or the
-    user's latest open pair at the same kiosk within `window` (None when there is none).
+    before -> opens a pair, unless no food was found on it (None): a pair served nothing
+    would count a tray in the waste reports and leave the real after photo's food
+    unmatched, so the user's next after photo pairs with an earlier open before, or none;
+    after -> closes the named pair (pair_id, 404 if unknown) or the user's latest open pair
+    at the same kiosk within `window` (None when there is none). An after photo with no
+    food closes its pair like any other: everything served was eaten.
     """
     if analysis.meal_state == MealState.BEFORE.value:
-        return open_pair(session, analysis)
+        return open_pair(session, analysis) if analysis.items else None
     if analysis.meal_state != MealState.AFTER.value:
         return None
     if pair_id is not None:

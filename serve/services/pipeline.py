@@ -177,6 +177,13 @@ class ImageResult:
     model_version: str
     layout: str | None = None  # "registered" | "not_found" | None (the kiosk has no layout)
 
+    @property
+    def no_food_found(self) -> bool:
+        """The photo yields no food item: nothing found (a coin alone is a scale reference,
+        not food), or in layout mode a registered tray with every compartment empty and
+        nothing else on it. Its totals are zero because nothing was found."""
+        return not self.items
+
 
 @dataclass(frozen=True)
 class BatchTiming:

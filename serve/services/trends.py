@@ -38,6 +38,7 @@ from serve.services.diary import (
     DayReport,
     canteen_zone,
     days_report,
+    logged_days,
     user_references,
 )
 
@@ -128,7 +129,7 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def week_figures(week: str, days: Sequence[DayReport]) -> TrendWeek:
     """The figures of one week's seven DayReports."""
-    logged = [d for d in days if d.meals]
+    logged = logged_days(days)
     figures: dict[str, float | None] = {}
     for name, key in PER_DAY.items():
         figures[name] = _mean([v for d in logged if (v := d.totals.get(key)) is not None])

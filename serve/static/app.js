@@ -257,6 +257,10 @@ async function showResult(result) {
   renderResult(result);
   const items = result.items;
   const review = items.filter((i) => i.needs_review).length;
+  if (result.no_food_found) {
+    setStatus(`No food found in ${state.fileName}.`);
+    return;
+  }
   setStatus(`Found ${items.length} food${items.length === 1 ? "" : "s"} in ${state.fileName}`
     + (review ? `; ${review} need${review === 1 ? "s" : ""} review.` : "."));
 }
@@ -268,7 +272,18 @@ function renderResult(result) {
   drawOverlay(items, state.size.width, state.size.height);
   fillItems(items, Boolean(result.menu_id));
   fillTotals(result.totals);
+  showNoFood(result);
   describeResult(result, items);
+}
+
+// A photo without food: the service's words instead of an empty table and totals of 0
+// (answers of an older service lack no_food_found: no items means the same).
+function showNoFood(result) {
+  const none = result.no_food_found ?? !result.items.length;
+  $("no-food").hidden = !none;
+  $("no-food-message").textContent = none ? (result.message || "Nothing on this photo was found to be food.") : "";
+  $("items-table").hidden = none;
+  document.querySelector(".totals-block").hidden = none;
 }
 
 function shapePoints(item) {
@@ -536,7 +551,9 @@ function fillTotals(totals) {
 
 function describeResult(result, items) {
   const shown = `${items.length} food${items.length === 1 ? "" : "s"}`;
-  $("photo-caption").textContent = `${state.fileName}: ${shown}. Shapes show where each food was found; tags give grams and energy.`;
+  $("photo-caption").textContent = result.no_food_found
+    ? `${state.fileName}: no food found.`
+    : `${state.fileName}: ${shown}. Shapes show where each food was found; tags give grams and energy.`;
   const meta = [];
   if (result.id) meta.push(`Analysis ${result.id}`);
   if (result.model_version) meta.push(`model ${result.model_version}`);

@@ -60,7 +60,10 @@
   function drawDays(report) {
     const days = report.days;
     const labels = days.map((d, i) => `${WEEKDAYS[i]} ${d.date.slice(5)}`);
-    const amount = (key) => days.map((d) => (d.meals.length ? d.totals[key] ?? null : null));
+    // A day without a meal that holds food (none logged, or photos with no food found) is a
+    // gap, not a day of 0 kcal.
+    const logged = (d) => d.meals.some((m) => !m.no_food_found);
+    const amount = (key) => days.map((d) => (logged(d) ? d.totals[key] ?? null : null));
     const target = refValue(days[0], "energy_kcal", "target");
     const upper = refValue(days[0], "sodium_mg", "upper");
     const energy = [{ key: "energy_kcal", label: "Energy", unit: "kcal", data: amount("energy_kcal"), colour: COLOURS.blue }];

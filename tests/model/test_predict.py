@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.no_food import coin_only_jpeg, empty_tray_jpeg
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "model" / "artifacts" / "traylens.onnx"
 ITEM_KEYS = {"box", "label", "score", "polygon", "grams", "grams_range", "embedding"}
@@ -30,7 +32,8 @@ def test_json_schema_on_real_photos(coin_photo: Path, fixtures_dir: Path) -> Non
     records = json.loads(out.stdout)
     assert [r["image"] for r in records] == [str(coin_photo), str(tray)]
     for rec in records:
-        assert set(rec) == {"image", "width", "height", "items"}
+        assert set(rec) == {"image", "width", "height", "no_food_found", "items"}
+        assert rec["no_food_found"] is False  # both photos show food the model finds
         for item in rec["items"]:
             assert set(item) == ITEM_KEYS
             x0, y0, x1, y1 = item["box"]
@@ -66,3 +69,25 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path, coin_photo: Path) -> None:
     assert out.returncode == 2 and "model file not found" in out.stderr
     out = predict("--model", str(SHIPPED), "--px-per-cm", "-3", str(coin_photo))
     assert out.returncode == 2 and "--px-per-cm must be > 0" in out.stderr
+
+
+def test_photos_without_food_say_so(tmp_path: Path, fixtures_dir: Path) -> None:
+    """An empty tray (nothing found) and a coin alone (found, but a coin is not food)."""
+    empty, coin = tmp_path / "empty-tray.jpg", tmp_path / "coin.jpg"
+    empty.write_bytes(empty_tray_jpeg())
+    coin.write_bytes(coin_only_jpeg(fixtures_dir))
+    out = predict("--model", str(SHIPPED), "--json", str(empty), str(coin))
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert records[0]["items"] == [] and records[0]["no_food_found"] is True
+    assert [i["label"] for i in records[1]["items"]] == ["coin"]
+    assert records[1]["no_food_found"] is True
+    text = predict("--model", str(SHIPPED), str(empty), str(coin)).stdout.splitlines()
+    assert text == [
+        f"{empty} (640x480): 0 items",
+        "  no food found: nothing to weigh, not a meal without nutrients",
+        text[2], text[3],
+        "  no food found (the coin is a scale reference, not food): nothing to weigh, "
+        "not a meal without nutrients"], text
+    assert text[2].startswith(f"{coin} (") and text[2].endswith(": 1 item")
+    assert text[3].lstrip().startswith("coin")

@@ -15,6 +15,7 @@ from model.infer.portion import COIN_LABEL
 from serve.services.analyses import analysis_payload, analysis_row
 from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import ImageRequest, analyze
+from tests.no_food import empty_tray_jpeg
 from tests.serve.conftest import ECUSTFD, MEALTRAY, REPO_ROOT
 
 
@@ -64,6 +65,26 @@ def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> 
     assert no_model.returncode == 2 and "model file not found" in no_model.stderr
     bad_port = _cli("--port", "eighty", model=loaded_model.path)
     assert bad_port.returncode == 2 and "invalid int value" in bad_port.stderr
+
+
+def test_cli_says_no_food_found(loaded_model: LoadedModel, fixtures_dir: Path,
+                                tmp_path: Path) -> None:
+    """An empty tray: the table says no food found instead of a total of zeros; the JSON
+    carries the flag and the message; a photo with food carries false."""
+    empty = tmp_path / "empty-tray.jpg"
+    empty.write_bytes(empty_tray_jpeg())
+    table = _cli("analyze", str(empty), model=loaded_model.path)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(empty)), table.stdout
+    assert lines[1].startswith("  NO FOOD FOUND: No food found on this photo: 0 items")
+    food = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    done = _cli("analyze", str(empty), str(food), "--json", model=loaded_model.path)
+    assert done.returncode == 0, done.stderr
+    nothing, apple = json.loads(done.stdout)
+    assert (nothing["items"], nothing["no_food_found"]) == ([], True)
+    assert "not because the meal has no nutrients" in nothing["message"]
+    assert apple["items"] and (apple["no_food_found"], apple["message"]) == (False, None)
 
 
 def test_cli_menu_mode(loaded_model: LoadedModel, fixtures_dir: Path, tmp_path: Path) -> None:

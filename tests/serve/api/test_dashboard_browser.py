@@ -141,6 +141,8 @@ def world(service: LiveService, api: httpx.Client) -> dict[str, Any]:
                  after=[(RICE, 30), (SOUP, 120), (KIMCHI, 50)])
             meal(MONDAY.replace(hour=19), [(RICE, 200), (KIMCHI, 40)])
             meal(MONDAY + dt.timedelta(days=2), [(KIMCHI, 500), (RICE, 210)])
+            # Thursday: a photo on which no food was found (a gap, not a day of 0 kcal)
+            meal(MONDAY + dt.timedelta(days=3), [])
             # earlier weeks: W47 nothing, W46 Tuesday, W45 Thursday
             meal(MONDAY - dt.timedelta(days=13), [(RICE, 300), (SOUP, 200)])
             meal(MONDAY - dt.timedelta(days=18), [(RICE, 250)])
@@ -232,13 +234,18 @@ def test_dashboard_draws_the_apis_numbers(service: LiveService, api: httpx.Clien
         _check_drawn(page, figure)
 
     days = week["days"]
-    energy = [d["totals"]["energy_kcal"] if d["meals"] else None for d in days]
+    assert [len(d["meals"]) for d in days] == [2, 0, 1, 1, 0, 0, 0]
+    assert days[3]["meals"][0]["no_food_found"] and days[3]["totals"]["energy_kcal"] == 0
+    logged = [any(not m["no_food_found"] for m in d["meals"]) for d in days]
+    energy = [d["totals"]["energy_kcal"] if on else None
+              for d, on in zip(days, logged, strict=True)]
     assert _series(page, "chart-days-energy")["energy_kcal"] == energy
     assert [v is not None for v in energy] == [True, False, True, False, False, False, False]
+    assert "no food found on photo" in page.inner_text("#days-notes")
     assert _series(page, "chart-days-energy")["target"] == [1900] * 7  # KDRI 2020 EER
     sodium = _series(page, "chart-days-sodium")
-    assert sodium["sodium_mg"] == [d["totals"]["sodium_mg"] if d["meals"] else None
-                                   for d in days]
+    assert sodium["sodium_mg"] == [d["totals"]["sodium_mg"] if on else None
+                                   for d, on in zip(days, logged, strict=True)]
     assert sodium["upper"] == [2300] * 7
     means = [m["pct_of_target"] for m in week["daily_means"] if m["pct_of_target"] is not None]
     assert _series(page, "chart-nutrients")["pct_of_target"] == means and len(means) > 5

@@ -16,6 +16,7 @@ from PIL import Image
 from benchmarks.serve_speed import LiveService, running_service
 from serve.api.pages import SAMPLES_DIR
 from serve.services.model_registry import LoadedModel
+from tests.no_food import empty_tray_jpeg
 from tests.serve.api.browser import chromium_context, first_page, playwright_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -125,6 +126,36 @@ def test_uploaded_plate_photo_is_analysed(browser_page: Any) -> None:
     assert page.locator("#items-body tr[data-item]").count() == len(result["items"])
     assert photo.name in page.inner_text("#photo-caption")
     assert page.locator("#error").is_hidden()
+
+
+def test_photo_without_food_says_no_food_found(browser_page: Any, tmp_path: Any) -> None:
+    """An empty tray: "No food found" with the service's words instead of an empty table and
+    totals of 0 (on a narrow screen too); the next photo with food shows its tables again."""
+    page = browser_page
+    photo = tmp_path / "empty-tray.jpg"
+    photo.write_bytes(empty_tray_jpeg())
+    result = _run(page, lambda: page.set_input_files("#photo-input", str(photo)))
+    assert result is not None, page.inner_text("#error")
+    assert result["items"] == [] and result["no_food_found"], result["items"]
+    assert page.locator("#no-food").is_visible()
+    assert page.inner_text("#no-food-title") == "No food found"
+    assert page.inner_text("#no-food-message") == result["message"]
+    assert page.locator("#items-table").is_hidden()
+    assert page.locator("#totals-table").is_hidden()
+    assert page.locator("#overlay polygon").count() == 0
+    assert page.inner_text("#status") == "No food found in empty-tray.jpg."
+    assert page.inner_text("#photo-caption") == "empty-tray.jpg: no food found."
+    size = page.viewport_size
+    page.set_viewport_size({"width": 380, "height": 800})
+    try:
+        assert page.locator("#items-table").is_hidden() and page.locator("#no-food").is_visible()
+    finally:
+        page.set_viewport_size(size)
+    food = SAMPLES_DIR / "plate-apple-banana-coin.jpg"
+    result = _run(page, lambda: page.set_input_files("#photo-input", str(food)))
+    assert result is not None and result["items"] and not result["no_food_found"]
+    assert page.locator("#no-food").is_hidden()
+    assert page.locator("#items-table").is_visible() and page.locator("#totals-table").is_visible()
 
 
 def test_non_image_upload_shows_the_services_error(browser_page: Any) -> None:

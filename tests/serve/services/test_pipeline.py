@@ -33,6 +33,7 @@ from serve.services.pipeline import (
     build_item,
     result_for,
 )
+from tests.no_food import coin_only_jpeg, empty_tray_jpeg
 from tests.serve.conftest import ECUSTFD
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP
 
@@ -279,3 +280,37 @@ def test_layout_work_runs_while_the_model_runs(loaded_model: LoadedModel) -> Non
     results, _ = analyze(model, [ImageRequest(Image.new("RGB", (64, 48)), layout=layout)])  # type: ignore[arg-type]
     assert results[0].layout == "registered"
     assert layout.thread.startswith("layout")
+
+
+def test_no_food_found_on_real_photos_without_food(loaded_model: LoadedModel,
+                                                    fixtures_dir: Path) -> None:
+    """The shipped model on an empty tray and on a coin alone finds no food: 0 items, zero
+    totals, and the result says so; on a photo with food it does not."""
+    photos = {"empty tray": empty_tray_jpeg(), "coin alone": coin_only_jpeg(fixtures_dir),
+              "apple": (fixtures_dir / ECUSTFD.format(name="apple003T(1)")).read_bytes()}
+    fit = loaded_model.model.meta.input_size
+    results, _ = analyze(loaded_model.model,
+                         [ImageRequest(load_image(b, fit=fit)) for b in photos.values()])
+    found = dict(zip(photos, results, strict=True))
+    for name in ("empty tray", "coin alone"):
+        result = found[name]
+        assert result.items == [] and result.no_food_found, (name, result.items)
+        assert result.totals["grams"] == 0 and result.totals["items_counted"] == 0
+    # The coin was found (it gives the scale), and still no food: a coin is not food.
+    assert (found["coin alone"].scale_source, found["empty tray"].scale_source) == (
+        REFERENCE, None)
+    assert found["apple"].items and not found["apple"].no_food_found
+
+
+def test_a_coin_is_never_food(loaded_model: LoadedModel, fixtures_dir: Path) -> None:
+    """result_for over a prediction of the coin alone: no item, no_food_found, the scale."""
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    img = load_image(photo)
+    voc = photo.parent.parent / "Annotations" / (photo.stem + ".xml")
+    coin_box = next(box for label, box in read_voc(voc)[3] if label == COIN_LABEL)
+    coin = _item(loaded_model, photo, list(loaded_model.model.meta.labels).index(COIN_LABEL),
+                 box=coin_box)
+    pred = Prediction(img.width, img.height, [coin], 18.0, "coin")
+    result = result_for(loaded_model.model, pred, ImageRequest(img), top_k=3)
+    assert result.items == [] and result.no_food_found
+    assert (result.scale_source, result.px_per_cm) == (REFERENCE, 18.0)

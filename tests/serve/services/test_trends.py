@@ -180,3 +180,19 @@ def test_reference_means_average_the_logged_days() -> None:
     assert means["sodium_mg"].amount == 2500 and means["sodium_mg"].over_upper
     assert means["calcium_mg"].amount is None  # no day has a calcium figure here
     assert reference_means(history(), None) == ()
+
+
+def test_a_day_whose_photos_found_no_food_is_not_logged() -> None:
+    """W45 Monday 2000 kcal; Tuesday only a photo with no food found (totals 0): habits,
+    daily means and the week's trend figures count one logged day, not a 0 kcal day."""
+    nothing = MealLog("empty", dt.datetime(2026, 11, 3, 3, tzinfo=dt.UTC), MealKind.PHOTO,
+                      None, (), (), 0.0, 0.0, 0.0, no_food_found=True)
+    days = week(W45, {0: dict(energy_kcal=2000, sodium_mg=3000)})
+    days[1] = day(W45 + dt.timedelta(days=1), [nothing], energy_kcal=0.0, sodium_mg=0.0)
+    found = habits(days, W45, W45 + dt.timedelta(days=6), REFS)
+    assert (found.days_logged, found.avg_energy_kcal) == (1, 2000)
+    assert found.evidence["energy"].meal_ids == (f"{W45:%m%d}-0",)
+    means = {s.nutrient: s.amount for s in reference_means(days, REFS)}
+    assert means["energy_kcal"] == 2000
+    weeks, _ = trends_of(days)
+    assert (weeks[0].days_logged, weeks[0].energy_kcal_per_day) == (1, 2000)
