@@ -30,7 +30,7 @@ class ExportMeal(BaseModel):
     pair_id: str | None
     after_analysis_id: str | None
     captured_at: UtcDateTime
-    kind: Literal["photo", "before_after", "before_only"]
+    kind: Literal["photo", "before_after", "before_only", "manual"]  # diary.MealKind
     eaten: list[ExportFood]
     leftovers: list[ExportFood]
     served_g: float

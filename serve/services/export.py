@@ -41,6 +41,7 @@ MEAL_NOTES = {
     "photo": "one photo: everything on it is counted as eaten",
     "before_after": "before/after photos: eaten = served - left (leftovers: notConsumed)",
     "before_only": "before photo without an after photo: counted as eaten in full",
+    "manual": "logged by hand (foods and grams, no photo): counted as eaten",
 }
 
 CSV_COLUMNS = (

@@ -4,6 +4,7 @@ numbers, the history and the scoping of a meal to its person."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,22 @@ def test_a_manual_meal_is_logged_listed_and_counted_by_the_diary(
     assert api.call("kiosk_b", "GET", f"/v1/users/{user}/meals").status_code == 404
     assert api.call("kiosk_b", "POST", f"/v1/users/{user}/meals", json={
         "eaten_at": dinner, "items": [{"food_id": RICE, "grams": 1}]}).status_code == 404
+
+
+def test_a_manual_meal_is_exported_in_every_format(api: Api) -> None:
+    user = _person(api)
+    meal = _ok(api.call("app_a", "POST", f"/v1/users/{user}/meals", json={
+        "eaten_at": LUNCH.isoformat(), "items": [{"food_id": RICE, "grams": 150}]}), 201)
+    data = _ok(api.call("app_a", "GET", f"/v1/users/{user}/export"))
+    [exported] = data["meals"]
+    assert (exported["analysis_id"], exported["kind"]) == (meal["id"], "manual")
+    assert [(f["food_id"], f["grams"]) for f in exported["eaten"]] == [(RICE, 150)]
+    fhir = _ok(api.call("app_a", "GET", f"/v1/users/{user}/export", params={"format": "fhir"}))
+    intakes = [e["resource"] for e in fhir["entry"]
+               if e["resource"]["resourceType"] == "NutritionIntake"]
+    assert len(intakes) == 1 and "logged by hand" in json.dumps(intakes[0])
+    csv = api.call("app_a", "GET", f"/v1/users/{user}/export", params={"format": "csv"})
+    assert csv.status_code == 200 and meal["id"] in csv.text
 
 
 def test_a_manual_meal_is_validated(api: Api) -> None:
