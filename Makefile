@@ -35,7 +35,10 @@ serve: install-serve
 test-services:
 	@bash scripts/test-services.sh
 
-test: install-dev test-services
+# The Python install (pip, mostly torch from disk) and the system services (apt: Chromium)
+# wait on different things: they run side by side.
+test:
+	@$(MAKE) --no-print-directory -j2 install-dev test-services
 	$(BIN)/ruff check .
 	$(BIN)/mypy model serve nutrition_db
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
