@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nutrition_db.table import table
 from serve.api import api_router
 from serve.core.auth import bootstrap_admin
-from serve.core.errors import ApiError
+from serve.core.errors import ERROR_DESCRIPTIONS, ApiError
 from serve.core.metrics import MetricsMiddleware, ServiceMetrics
 from serve.core.responses import ApiJSONResponse
 from serve.core.settings import Settings, get_settings
@@ -141,7 +141,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Routing errors (unknown path, wrong method) and plain HTTPExceptions."""
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error")  # 400: FastAPI's "error parsing the body"
         headers = dict(exc.headers) if exc.headers else None
         return _json_error(exc.status_code, code, str(exc.detail), headers)
 
@@ -167,31 +168,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _json_error(500, "internal_error", "internal error; the server logged it")
 
 
-# The errors each kind of operation may answer, documented with the one error schema.
-ERROR_DESCRIPTIONS = {
-    400: "Malformed request (e.g. a multipart body that cannot be parsed)",
-    401: "Missing, unknown or revoked API key",
-    403: "The key's role may not do this",
-    404: "Unknown id, or one the key may not see (both look the same)",
-    409: "Conflicts with the current state (duplicate, pair already closed, "
-         "Idempotency-Key reused for another request)",
-    413: "An uploaded file or the body is over the size limit",
-    415: "Wrong content type: not multipart/form-data, or a file that is no JPEG/PNG/WebP",
-    422: "Invalid input: schema violation, NUL character, unusable photo or depth map",
-}
-
-
-def _error_codes(path: str, method: str, operation: dict[str, Any]) -> list[int]:
-    """The 4xx statuses an operation may answer (every /v1 route needs a key)."""
-    codes = {422}
+def _error_codes(path: str, method: str, operation: dict[str, Any]) -> set[int]:
+    """The 4xx statuses an operation may answer: those of its kind (every /v1 route needs a
+    key; an id in the path or a query filter naming one may be unknown; a body may be
+    malformed) and those its route declares (core.errors.documented)."""
+    codes = {422} | {int(c) for c in operation.get("responses", {}) if c.startswith("4")}
     if path.startswith("/v1"):
-        codes |= {401, 403, 404} if "{" in path or method != "get" else {401, 403}
+        codes |= {401, 403}
+        ids_in_query = any(p.get("in") == "query" and p.get("name", "").endswith("_id")
+                           for p in operation.get("parameters", []))
+        if "{" in path or method != "get" or ids_in_query:
+            codes.add(404)
         if method in ("post", "put", "patch"):
             codes.add(409)
     content = operation.get("requestBody", {}).get("content", {})
+    if content:
+        codes.add(400)
     if "multipart/form-data" in content:
-        codes |= {400, 413, 415}
-    return sorted(codes)
+        codes |= {413, 415}
+    return codes
 
 
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +201,7 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
-            for code in _error_codes(path, method, operation):
+            for code in sorted(_error_codes(path, method, operation)):
                 responses[str(code)] = {"description": ERROR_DESCRIPTIONS[code],
                                         "content": error}
     return schema

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
+from serve.core.errors import documented
 from serve.db.access import load_analysis
 from serve.deps import CurrentPrincipal, ImageStoreDep, ModelDep, SessionDep, SettingsDep
 from serve.schemas.analyses import (
@@ -80,7 +81,7 @@ def corrections(
 
 
 @router.get("/{analysis_id}/overlay.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+            responses={200: {"content": {"image/png": {}}}, **documented(410)})
 async def overlay(
     analysis_id: str, principal: CurrentPrincipal, session: SessionDep, store: ImageStoreDep,
     settings: SettingsDep,

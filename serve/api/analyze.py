@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
+from serve.api.forms import multipart_body, photo
 from serve.core.auth import Principal
 from serve.core.errors import ApiError
 from serve.core.responses import ApiJSONResponse
@@ -21,9 +22,6 @@ router = APIRouter(prefix="/v1", tags=["analyze"])
 
 IdempotencyKey = Annotated[str | None, Header()]
 _FORM_FIELDS = {
-    "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP"},
-    "depth": {"type": "string", "format": "binary",
-              "description": "optional depth map in mm: 16-bit PNG or .npy, same size"},
     "menu_id": {"type": "string"}, "kiosk_id": {"type": "string"},
     "user_id": {"type": "string"}, "pair_id": {"type": "string"},
     "canteen_id": {"type": "string", "description": "admin keys only"},
@@ -32,16 +30,15 @@ _FORM_FIELDS = {
 }
 
 
+_DEPTH = {"type": "string", "format": "binary",
+          "description": "optional depth map in mm: 16-bit PNG or .npy, same size"}
+
+
 def _form_schema(file_field: str, many: bool) -> dict[str, Any]:
     """OpenAPI body of a multipart analyze request (parsed by hand: core/uploads)."""
-    props = {k: v for k, v in _FORM_FIELDS.items() if k not in ("image", "depth")}
-    if many:
-        props[file_field] = {"type": "array", "items": _FORM_FIELDS["image"]}
-    else:
-        props.update(image=_FORM_FIELDS["image"], depth=_FORM_FIELDS["depth"])
-    schema = {"type": "object", "properties": props, "required": [file_field]}
-    return {"requestBody": {"required": True,
-                            "content": {"multipart/form-data": {"schema": schema}}}}
+    files = ({file_field: {"type": "array", "items": photo(), "minItems": 1}} if many
+             else {file_field: photo(), "depth": _DEPTH})
+    return multipart_body({**_FORM_FIELDS, **files}, required=[file_field], photos=[file_field])
 
 
 async def _read_form(request: Request, env: service.Env, idempotency_key: str | None,

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from serve.core.errors import documented
 from serve.db.access import load_user
 from serve.deps import CurrentPrincipal, SessionDep
 from serve.schemas.diary import WeekReport
@@ -14,7 +15,8 @@ from serve.services import diary as service
 from serve.services.diary import DayReport, Habits
 from serve.services.trends import Trends, user_trends
 
-router = APIRouter(prefix="/v1/users", tags=["diary"])
+# Every route is a per-person report: 409 consent_withdrawn without consent to a diary.
+router = APIRouter(prefix="/v1/users", tags=["diary"], responses=documented(409))
 
 System = Annotated[Literal["kdri2020", "us_dri"],
                    Query(description="reference intakes: Korean KDRI 2020 or US DRIs")]

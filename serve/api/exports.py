@@ -5,6 +5,7 @@ from fastapi import APIRouter, BackgroundTasks
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from serve.core.errors import documented
 from serve.deps import CurrentPrincipal, ImageStoreDep, SessionDep, SettingsDep
 from serve.schemas.exports import ExportCreate
 from serve.services import exports as service
@@ -14,7 +15,8 @@ router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
 @router.post("", response_class=FileResponse,
              responses={200: {"content": {"application/zip": {}},
-                              "description": "annotations.json (COCO-extended) + images/"}})
+                              "description": "annotations.json (COCO-extended) + images/"},
+                        **documented(413)})
 async def create_export(
     body: ExportCreate, principal: CurrentPrincipal, session: SessionDep,
     store: ImageStoreDep, settings: SettingsDep, cleanup: BackgroundTasks,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from serve.core.errors import documented
 from serve.db.tables.core import ApiKey
 from serve.deps import AdminPrincipal, CurrentPrincipal, SessionDep
 from serve.schemas.keys import KeyCreate, KeyCreated, KeyPublic
@@ -29,7 +30,7 @@ def whoami(principal: CurrentPrincipal, session: SessionDep) -> ApiKey:
     return service.own_key(session, principal)
 
 
-@router.delete("/{key_id}", response_model=KeyPublic)
+@router.delete("/{key_id}", response_model=KeyPublic, responses=documented(409))  # own key
 def revoke(key_id: str, admin: AdminPrincipal, session: SessionDep) -> ApiKey:
     """Revoke a key; it stops working at once. An admin cannot revoke their own key."""
     return service.revoke_key(session, admin, key_id)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from serve.api.forms import multipart_body, photo
 from serve.core.errors import unprocessable
 from serve.core.uploads import read_upload_form
 from serve.deps import (
@@ -21,17 +22,17 @@ from serve.services import layouts as service
 
 router = APIRouter(prefix="/v1/kiosks", tags=["kiosks"])
 
-_PHOTO = {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP"}
-_LAYOUT_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["reference", "compartments"], "properties": {
-        "reference": {**_PHOTO, "description": "the kiosk camera's photo of the EMPTY tray"},
-        "compartments": {"type": "string", "description":
-                         'JSON [{"slot": "rice", "polygon": [[x, y], ...]}, ...] in the '
-                         "reference photo's pixels"},
-        "tray_width_cm": {"type": "number"}, "tray_height_cm": {"type": "number"}}}}}}}
-_PROPOSE_FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
-    "type": "object", "properties": {"reference": {
-        **_PHOTO, "description": "optional: without it the stored reference is used"}}}}}}}
+_LAYOUT_PARTS = {
+    "reference": photo("the kiosk camera's photo of the EMPTY tray"),
+    "compartments": {"type": "string", "minLength": 1, "description":
+                     'JSON [{"slot": "rice", "polygon": [[x, y], ...]}, ...] in the '
+                     "reference photo's pixels"},
+    "tray_width_cm": {"type": "number"}, "tray_height_cm": {"type": "number"}}
+_LAYOUT_FORM = multipart_body(_LAYOUT_PARTS, required=["reference", "compartments"],
+                              photos=["reference"])
+_PROPOSE_FORM = multipart_body(
+    {"reference": photo("optional: without it the stored reference is used")},
+    photos=["reference"], body_required=False)
 
 
 @router.put("/{kiosk_id}/layout", response_model=LayoutPublic, openapi_extra=_LAYOUT_FORM)
@@ -41,6 +42,7 @@ async def put_layout(kiosk_id: str, request: Request, principal: CurrentPrincipa
     """Create or replace the kiosk's tray layout (multipart: reference, compartments)."""
     form = await read_upload_form(request, max_file_bytes=settings.max_upload_bytes,
                                   max_files=1)
+    form.refuse_unknown(set(_LAYOUT_PARTS))
     reference = form.file("reference")
     if reference is None:
         raise unprocessable("send the empty-tray photo in the multipart field 'reference'",
@@ -96,6 +98,7 @@ async def propose_layout(kiosk_id: str, request: Request, principal: CurrentPrin
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         form = await read_upload_form(request, max_file_bytes=settings.max_upload_bytes,
                                       max_files=1)
+        form.refuse_unknown({"reference"})
         upload = form.file("reference")
         reference = upload.data if upload is not None else None
 

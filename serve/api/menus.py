@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from serve.core.errors import ApiError, unprocessable
+from serve.api import forms
+from serve.core.errors import ApiError, documented, unprocessable
 from serve.core.uploads import read_upload_form
 from serve.db.session import transaction
 from serve.db.tables.menus import Enrolment, Meal, Menu, MenuDish
@@ -35,13 +36,14 @@ from serve.services.enrolment import parse_box
 
 router = APIRouter(prefix="/v1/menus", tags=["menus"])
 
-_ENROLMENT_FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["image"], "properties": {
-        "image": {"type": "string", "format": "binary"},
-        "box": {"type": "string", "description": "x0,y0,x1,y1 in pixels"},
-        "mask": {"type": "string", "format": "binary",
-                 "description": "PNG, same size; non-black = dish"}}}},
-    "application/json": {"schema": EnrolFromItem.model_json_schema()}}}}
+_ENROLMENT_PARTS = {
+    "image": forms.photo(),
+    "box": {"type": "string", "description": "x0,y0,x1,y1 in pixels"},
+    "mask": {"type": "string", "format": "binary",
+             "description": "PNG, same size; non-black = dish"}}
+_ENROLMENT_FORM = forms.multipart_body(_ENROLMENT_PARTS, required=["image"], photos=["image"])
+_ENROLMENT_FORM["requestBody"]["content"]["application/json"] = {
+    "schema": EnrolFromItem.model_json_schema()}
 MAX_JSON_BYTES = 4096  # {"analysis_id", "item_id"}: anything longer is no such body
 
 
@@ -117,7 +119,10 @@ def list_enrolments(menu_id: str, dish_id: str, principal: CurrentPrincipal,
 
 
 @router.post("/{menu_id}/dishes/{dish_id}/enrolments", status_code=201,
-             response_model=EnrolmentPublic, openapi_extra=_ENROLMENT_FORM)
+             response_model=EnrolmentPublic, openapi_extra=_ENROLMENT_FORM,
+             responses={200: {"model": EnrolmentPublic,
+                              "description": "the item was enrolled before: that example"},
+                        **documented(410)})  # from an item whose photo was purged
 async def add_enrolment(menu_id: str, dish_id: str, request: Request, response: Response,
                         principal: CurrentPrincipal, factory: SessionFactoryDep,
                         settings: SettingsDep, loaded: ModelDep,
@@ -142,6 +147,7 @@ async def add_enrolment(menu_id: str, dish_id: str, request: Request, response: 
         return row
     form = await read_upload_form(request, max_file_bytes=settings.max_upload_bytes,
                                   max_files=2)
+    form.refuse_unknown(set(_ENROLMENT_PARTS))
     photo, mask = form.file("image"), form.file("mask")
     if photo is None:
         raise unprocessable("send the example photo in the multipart field 'image'")

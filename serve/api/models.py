@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from serve.api.forms import multipart_body
 from serve.core.errors import ApiError
 from serve.core.uploads import read_upload_form
 from serve.deps import (
@@ -28,7 +29,9 @@ def get_model(_: CurrentPrincipal, registry: RegistryDep) -> dict[str, Any]:
     return service.active_info(registry)
 
 
-@router.post("", status_code=201, response_model=ModelInfo)
+@router.post("", status_code=201, response_model=ModelInfo, openapi_extra=multipart_body(
+    {"model": {"type": "string", "format": "binary", "description": "the ONNX file"}},
+    required=["model"]))
 async def upload_model(
     request: Request, _: AdminPrincipal, settings: SettingsDep, registry: RegistryDep,
     factory: SessionFactoryDep, metrics: MetricsDep, force: bool = False,
@@ -41,6 +44,7 @@ async def upload_model(
     form = await read_upload_form(
         request, max_file_bytes=int(settings.max_model_mb * 1048576), max_files=1
     )
+    form.refuse_unknown({"model"})
     upload = form.file("model")
     if upload is None or not upload.data:
         raise ApiError(422, "model_required", "send the ONNX file as multipart field 'model'")

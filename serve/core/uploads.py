@@ -4,9 +4,11 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from tempfile import SpooledTemporaryFile
 
 import numpy as np
 from PIL import Image
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -16,6 +18,9 @@ from serve.core.errors import ApiError
 from serve.core.textguard import NUL, nul_message
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
+# Parts of these types are files even without a filename (RFC 7578 makes it optional): the
+# photos, depth maps (PNG, .npy) and ONNX models the routes take.
+FILE_PART_TYPES = ("image/", "application/octet-stream")
 
 
 def too_large(limit_bytes: int, what: str = "upload") -> ApiError:
@@ -48,6 +53,28 @@ class _LimitedParser(MultiPartParser):
         super().on_part_begin()
         self._part_bytes = 0
 
+    def on_headers_finished(self) -> None:
+        """Starlette takes a part for a file only when it names a filename; one that declares
+        a file type (FILE_PART_TYPES) is a file too (it was a 400, or a missing photo)."""
+        super().on_headers_finished()
+        part = self._current_part
+        if part.file is not None:
+            return
+        declared = dict(part.item_headers).get(b"content-type", b"")
+        media_type = parse_options_header(declared)[0].decode("latin-1").lower()
+        if not media_type.startswith(FILE_PART_TYPES):
+            return
+        self._current_fields -= 1
+        self._current_files += 1
+        if self._current_files > self.max_files:
+            raise MultiPartException(
+                f"Too many files. Maximum number of files is {self.max_files}.")
+        # closed by the parser like its own files (on an error) or by the form (form.close)
+        spool = SpooledTemporaryFile(max_size=self.spool_max_size)  # noqa: SIM115
+        self._files_to_close_on_error.append(spool)
+        part.file = UploadFile(file=spool, size=0, filename=None,  # type: ignore[arg-type]
+                               headers=Headers(raw=part.item_headers))
+
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         """Count file bytes as they arrive; stop reading the request once over the limit."""
         if self._current_part.file is not None:
@@ -74,6 +101,14 @@ class UploadForm:
 
     files: dict[str, list[UploadedFile]] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
+
+    def refuse_unknown(self, allowed: set[str]) -> None:
+        """422 for parts (files or text fields) the route does not read: a misspelt field
+        must not be silently ignored (like an unknown key of a JSON body)."""
+        unknown = sorted((set(self.files) | set(self.fields)) - allowed)
+        if unknown:
+            raise ApiError(422, "invalid_input",
+                           f"unexpected form field(s) {unknown}; expected {sorted(allowed)}")
 
     def file(self, name: str) -> UploadedFile | None:
         """The single file sent under a field name; 422 when several were sent."""

@@ -10,14 +10,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serve.schemas.base import Input
 from serve.schemas.menus import EnrolmentPublic
 
 
-class ItemCorrection(BaseModel):
+class ItemCorrection(Input):
     """A user's correction of one item: the right food (or menu dish), the right grams, or
     both. A menu dish also enrols the item as the dish's example unless `enrol` is false."""
 
-    model_config = ConfigDict(extra="forbid")
+    # _something's rule, in the document: at least one of the three, not both ids (null = absent)
+    model_config = ConfigDict(json_schema_extra={
+        "anyOf": [{"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+                  for name in ("food_id", "menu_dish_id", "grams")],
+        "not": {"required": ["food_id", "menu_dish_id"], "properties": {
+            "food_id": {"not": {"type": "null"}}, "menu_dish_id": {"not": {"type": "null"}}}},
+    })
     food_id: str | None = Field(None, min_length=1, max_length=64)
     menu_dish_id: str | None = Field(None, min_length=1, max_length=32,
                                      description="a dish of the analysis's menu")
@@ -35,10 +42,9 @@ class ItemCorrection(BaseModel):
         return self
 
 
-class ItemAdd(BaseModel):
+class ItemAdd(Input):
     """An item the model missed: a food, its grams and (optionally) where it is on the photo."""
 
-    model_config = ConfigDict(extra="forbid")
     food_id: str = Field(min_length=1, max_length=64)
     grams: float = Field(gt=0, le=5000)
     box: list[float] | None = Field(None, min_length=4, max_length=4,

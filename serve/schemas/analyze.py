@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from serve.schemas.analyses import AnalysisPublic
 
@@ -35,14 +36,18 @@ class AnalyzeFields(BaseModel):
         +14:00 cannot even be converted to UTC)."""
         if value is None:
             return None
+        out_of_range = PydanticCustomError(CAPTURED_AT_RANGE, _RANGE_MESSAGE)
         if not 2000 <= value.year <= 9998:  # checked before converting: no overflow
-            raise ValueError(_RANGE_MESSAGE)
+            raise out_of_range
         at = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         if not CAPTURED_AT_MIN <= at <= datetime.now(UTC) + CAPTURED_AT_AHEAD:
-            raise ValueError(_RANGE_MESSAGE)
+            raise out_of_range
         return at
 
 
+# The error type of a captured_at out of range: a time the document cannot bound (it moves
+# with now), answered as 422 invalid_captured_at like a meal's invalid_eaten_at.
+CAPTURED_AT_RANGE = "captured_at_range"
 _RANGE_MESSAGE = "must lie between 2000-01-01T00:00:00Z and now + 1 day"
 
 

@@ -6,10 +6,19 @@ whichever database stored it (SQLite hands back naive UTC values, PostgreSQL awa
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    WithJsonSchema,
+)
 
 
 def utc_iso(moment: datetime | None) -> str | None:
@@ -32,6 +41,31 @@ UtcDateTime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time",
                     "description": "UTC, ISO 8601 with Z"}, mode="serialization"),
 ]
+
+
+class Input(BaseModel):
+    """JSON request bodies: an unknown key is refused, and each value must have the JSON type
+    the document gives it: a number is a JSON number (not true, not "1.5"), a boolean is true
+    or false (not 1, not "yes"), text is a string. Dates, times and enumerations are strings,
+    taken as IsoDate, IsoDateTime and Choice say (pydantic's lax mode took true as 1.0 cm)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _iso_text(value: object) -> object:
+    """A date or time of a JSON body is ISO 8601 text; lax pydantic would take a number as a
+    Unix time (a date value passes: a default, or a model built in Python)."""
+    if isinstance(value, str | date):
+        return value
+    raise ValueError("expected an ISO 8601 string")
+
+
+# Date and time fields of an Input: parsed from ISO 8601 strings, nothing else.
+IsoDate = Annotated[date, Strict(False), BeforeValidator(_iso_text)]
+IsoDateTime = Annotated[datetime, Strict(False), BeforeValidator(_iso_text)]
+E = TypeVar("E", bound=Enum)
+# An enumeration field of an Input: one of its values, given as JSON text.
+Choice = Annotated[E, Strict(False)]
 
 
 class Public(BaseModel):

@@ -1,15 +1,14 @@
 """Canteens (tenants): Create and Public."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from serve.schemas.base import Public, UtcDateTime
+from serve.schemas.base import Input, Public, UtcDateTime
 
 
-class CanteenCreate(BaseModel):
+class CanteenCreate(Input):
     """A new tenant."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     timezone: str = Field("UTC", min_length=1, max_length=64)
 

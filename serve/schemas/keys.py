@@ -1,18 +1,17 @@
 """API keys: Create, Public and the one answer that shows the plaintext key."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from serve.db.tables.core import Role
-from serve.schemas.base import Public, UtcDateTime
+from serve.schemas.base import Choice, Input, Public, UtcDateTime
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(Input):
     """A new API key: admin keys have no canteen; kiosk and app keys must have one."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    role: Role
+    role: Choice[Role]
     canteen_id: str | None = None
 
 

@@ -5,15 +5,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serve.schemas.base import UtcDateTime
+from serve.schemas.base import Input, UtcDateTime
 
 PositiveCm = Annotated[float, Field(gt=0, le=1000)]
 
 
-class CalibrationIn(BaseModel):
+class CalibrationIn(Input):
     """A kiosk's camera: px/cm directly, or a tray outline (pixels) of known size (cm)."""
 
-    model_config = ConfigDict(extra="forbid")
     px_per_cm: float | None = Field(None, gt=0, le=10_000)
     tray_box_px: list[float] | None = Field(None, min_length=4, max_length=4)
     tray_width_cm: PositiveCm | None = None
@@ -32,10 +31,9 @@ class CalibrationIn(BaseModel):
         return self
 
 
-class KioskCreate(BaseModel):
+class KioskCreate(Input):
     """A new kiosk; admins name its canteen, kiosk keys register in their own."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     canteen_id: str | None = None
     calibration: CalibrationIn | None = None

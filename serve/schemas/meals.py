@@ -2,26 +2,23 @@
 photo and manual meals."""
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from serve.schemas.analyses import AnalysisPublic
+from serve.schemas.base import Input, IsoDateTime
 
 
-class MealItemCreate(BaseModel):
+class MealItemCreate(Input):
     """One food of a manual meal and how much of it was eaten."""
 
-    model_config = ConfigDict(extra="forbid")
     food_id: str = Field(min_length=1, max_length=64, description="see GET /v1/foods")
     grams: float = Field(gt=0, le=5000)
 
 
-class MealCreate(BaseModel):
+class MealCreate(Input):
     """A meal without a photo. eaten_at is ISO 8601; one without a zone is taken as UTC."""
 
-    model_config = ConfigDict(extra="forbid")
-    eaten_at: datetime
+    eaten_at: IsoDateTime
     items: list[MealItemCreate] = Field(min_length=1, max_length=50)
 
 

@@ -8,13 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from nutrition_db.errors import UnknownFoodError
 from nutrition_db.table import get_food
 from serve.db.tables.menus import Meal
-from serve.schemas.base import UtcDateTime
+from serve.schemas.base import Choice, Input, IsoDate, UtcDateTime
 
 
-class DishCreate(BaseModel):
+class DishCreate(Input):
     """A dish: a food from the nutrient database and its standard serving."""
 
-    model_config = ConfigDict(extra="forbid")
     food_id: str = Field(min_length=1, max_length=64)
     name: str | None = Field(None, min_length=1, max_length=300)
     serving_g: float | None = Field(None, gt=0, le=5000,
@@ -22,21 +21,19 @@ class DishCreate(BaseModel):
     tray_slot: str | None = Field(None, min_length=1, max_length=32)
 
 
-class MenuCreate(BaseModel):
+class MenuCreate(Input):
     """A menu for one meal of one day; admins name the canteen."""
 
-    model_config = ConfigDict(extra="forbid")
     canteen_id: str | None = None
-    date: dt.date
-    meal: Meal
+    date: IsoDate
+    meal: Choice[Meal]
     name: str | None = Field(None, min_length=1, max_length=200)
     dishes: list[DishCreate] = Field(default_factory=list, max_length=50)
 
 
-class EnrolFromItem(BaseModel):
+class EnrolFromItem(Input):
     """An analysed item to enrol as a dish's example (JSON body of the enrolment route)."""
 
-    model_config = ConfigDict(extra="forbid")
     analysis_id: str = Field(min_length=1, max_length=32)
     item_id: str = Field(min_length=1, max_length=32)
 

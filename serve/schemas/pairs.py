@@ -3,23 +3,21 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.schemas.base import UtcDateTime
+from serve.schemas.base import Input, UtcDateTime
 from serve.services.leftovers import LeftoverFlag, Measure
 from serve.services.matching import MatchMethod
 
 
-class PairCreate(BaseModel):
+class PairCreate(Input):
     """Pair a before photo with (optionally) its after photo, by analysis id."""
 
-    model_config = ConfigDict(extra="forbid")
     before_analysis_id: str = Field(min_length=1, max_length=32)
     after_analysis_id: str | None = Field(None, min_length=1, max_length=32)
 
 
-class PairClose(BaseModel):
+class PairClose(Input):
     """The after photo that closes an open pair."""
 
-    model_config = ConfigDict(extra="forbid")
     after_analysis_id: str = Field(min_length=1, max_length=32)
 
 

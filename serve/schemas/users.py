@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from serve.schemas.base import Public, UtcDateTime
+from serve.schemas.base import Input, Public, UtcDateTime
 
 
-class ConsentUpdate(BaseModel):
+class ConsentUpdate(Input):
     """Consent a client collected from the person; a field left out keeps its value."""
 
-    model_config = ConfigDict(extra="forbid")
     diary: bool | None = Field(None, description="keep a per-person meal record (diary, "
                                "habits, export); false erases the stored meals")
     canteen_statistics: bool | None = Field(None, description="count their trays in canteen "
@@ -26,10 +25,9 @@ class Consent(BaseModel):
     updated_at: UtcDateTime | None
 
 
-class UserCreate(BaseModel):
+class UserCreate(Input):
     """A person whose meals are logged; admins name the canteen, other keys use their own."""
 
-    model_config = ConfigDict(extra="forbid")
     canteen_id: str | None = None
     external_ref: str | None = Field(None, max_length=200)
     display_name: str | None = Field(None, max_length=200)
@@ -38,10 +36,9 @@ class UserCreate(BaseModel):
     consent: ConsentUpdate | None = Field(None, description="both default to true")
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(Input):
     """Fields a client may change on a user."""
 
-    model_config = ConfigDict(extra="forbid")
     external_ref: str | None = Field(None, max_length=200)
     display_name: str | None = Field(None, max_length=200)
     sex: Literal["female", "male"] | None = None

@@ -5,19 +5,23 @@ import json
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import Field, computed_field, field_validator
 
-from serve.schemas.base import Public, UtcDateTime
+from serve.schemas.base import Input, Public, UtcDateTime
 from serve.services.webhooks import fingerprint
 
 Event = Literal["weekly_report", "pair_closed"]
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+# What _http_url accepts, for the document: http(s), a host without credentials, an optional
+# port, no whitespace (the validator also takes bracketed IPv6 hosts).
+URL_PATTERN = rf"^https?://[^\s/?#@:\[\]]+(:{_PORT})?([/?#]\S*)?$"
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(Input):
     """A receiver: an http(s) URL, the events it wants, and the secret that signs them."""
 
-    model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1, max_length=2000)
+    url: str = Field(min_length=1, max_length=2000,
+                     json_schema_extra={"format": "uri", "pattern": URL_PATTERN})
     events: list[Event] = Field(min_length=1, max_length=10)
     secret: str = Field(min_length=16, max_length=200,
                         description="HMAC-SHA256 key of X-TrayLens-Signature; never returned")

@@ -25,7 +25,7 @@ from serve.db.base import utcnow
 from serve.db.session import transaction
 from serve.db.tables.analyses import Analysis
 from serve.db.tables.core import User
-from serve.schemas.analyze import AnalyzeFields
+from serve.schemas.analyze import CAPTURED_AT_RANGE, AnalyzeFields
 from serve.services.analyses import analysis_payload, analysis_row, insert_analysis
 from serve.services.idempotency import Answer, replay, stored_or_replayed
 from serve.services.kiosks import kiosk_calibration
@@ -75,8 +75,11 @@ def parse_fields(raw: dict[str, str]) -> AnalyzeFields:
     try:
         fields = AnalyzeFields.model_validate({k: v for k, v in raw.items() if v != ""})
     except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ApiError(422, "invalid_input", detail) from exc
+        errors = exc.errors()
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        out_of_range = all(e["type"] == CAPTURED_AT_RANGE for e in errors)
+        raise ApiError(422, "invalid_captured_at" if out_of_range else "invalid_input",
+                       detail) from exc
     # captured_at is in UTC now (AnalyzeFields; a time without offset is taken as UTC), so
     # the first answer and every later read show the same instant the same way.
     return fields

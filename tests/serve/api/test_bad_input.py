@@ -245,8 +245,8 @@ def test_captured_at_out_of_range_is_refused(service: Service, kiosk: dict[str, 
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     for value in ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00", "9999-12-31",
                   "9999-12-31T23:59:59-12:00", "1999-12-31T23:59:59Z", soon.isoformat()):
-        _error(_post(service, kiosk, real, data={"captured_at": value}), 422, "invalid_input",
-               "captured_at")
+        _error(_post(service, kiosk, real, data={"captured_at": value}), 422,
+               "invalid_captured_at", "captured_at")
     ok = service.ok(_post(service, kiosk, real, data={"captured_at": "2000-01-01T09:00:00+09:00"}),
                     201)
     assert ok["captured_at"].startswith("2000-01-01T00:00:00"), ok["captured_at"]

@@ -126,7 +126,12 @@ def test_bad_reference_and_fields(service: Service, tenant: dict[str, Any],
     r = service.client.put(f"/v1/kiosks/{tenant['kiosk']}/layout",
                            data={"compartments": json.dumps(comps)}, files={"x": ("a", b"1")},
                            headers=tenant["kiosk_key"])
-    assert r.status_code == 422 and r.json()["error"] == "reference_required"
+    assert r.status_code == 422 and r.json()["error"] == "invalid_input", r.text
+    assert "unexpected form field(s) ['x']" in r.json()["detail"]
+    r = service.client.put(f"/v1/kiosks/{tenant['kiosk']}/layout",
+                           files={"compartments": (None, json.dumps(comps))},
+                           headers=tenant["kiosk_key"])
+    assert r.status_code == 422 and r.json()["error"] == "reference_required", r.text
 
 
 def test_who_may_manage_a_layout(service: Service, tenant: dict[str, Any],

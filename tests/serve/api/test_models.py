@@ -55,7 +55,11 @@ def test_bad_uploads_leave_the_model_alone(service: Service) -> None:
     bad = service.client.post("/v1/model", files={"model": ("x.onnx", b"\x08\x07 junk")},
                               headers=service.admin)
     assert bad.status_code == 422 and bad.json()["error"] == "model_invalid"
-    missing = service.client.post("/v1/model", files={"other": ("x.onnx", b"x")},
+    misnamed = service.client.post("/v1/model", files={"other": ("x.onnx", b"x")},
+                                   headers=service.admin)
+    assert misnamed.status_code == 422 and misnamed.json()["error"] == "invalid_input"
+    assert "['other']" in misnamed.json()["detail"]
+    missing = service.client.post("/v1/model", files={"model": ("x.onnx", b"")},
                                   headers=service.admin)
     assert missing.status_code == 422 and missing.json()["error"] == "model_required"
     roll = service.client.post("/v1/model/rollback", headers=service.admin)
