@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, insert, inspect
+from sqlalchemy import Table, create_engine, event, insert, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +37,30 @@ def insert_rows(session: Session, rows: list[Any]) -> None:
         raise ValueError("insert_rows: the rows set different columns")
     table = inspect(type(rows[0])).local_table
     session.connection().execute(insert(table), values)
+
+
+def insert_or_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT one row unless it collides with a unique key; True when inserted.
+
+    ON CONFLICT DO NOTHING (SQLite and PostgreSQL) rather than catching IntegrityError, which
+    would abort the surrounding transaction on PostgreSQL - the caller's own.
+    """
+    # Whether a row went in is read from RETURNING: the rowcount of INSERT ... ON CONFLICT
+    # is not to be trusted (psycopg reports -1 through Core, the ORM path 1 even when the
+    # conflict inserted nothing).
+    table: Table = model.__table__  # type: ignore[assignment]
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        stmt = pg_insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        stmt = insert(table).values(values)
+    inserted = session.connection().execute(stmt.returning(*table.primary_key.columns))
+    return inserted.first() is not None
 
 
 PG_CONNECT_TIMEOUT_S = 5  # unless the URL sets connect_timeout

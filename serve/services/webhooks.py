@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import ColumnElement, CursorResult, insert, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.core.auth import Principal
@@ -32,6 +32,7 @@ from serve.core.errors import ApiError, not_found
 from serve.core.settings import Settings
 from serve.db.access import load_canteen
 from serve.db.base import new_id, utcnow
+from serve.db.session import insert_or_ignore
 from serve.db.tables.core import ApiKey, Role, User
 from serve.db.tables.pairs import MealPair
 from serve.db.tables.webhooks import DeliveryStatus, Webhook, WebhookDelivery
@@ -138,27 +139,6 @@ def envelope(delivery_id: str, event: str, created_at: dt.datetime,
                       ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _insert_ignoring_duplicates(session: Session, values: dict[str, Any]) -> bool:
-    """INSERT a delivery unless its (webhook, dedupe_key) exists; True when inserted.
-
-    ON CONFLICT DO NOTHING (SQLite and PostgreSQL) rather than catching IntegrityError, which
-    would abort the surrounding transaction on PostgreSQL - the request's own.
-    """
-    table = WebhookDelivery
-    dialect = session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        stmt = pg_insert(table).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        stmt = insert(table).values(values)
-    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
-    return bool(result.rowcount)
-
-
 def enqueue(session: Session, hook: Webhook, event: str, data: dict[str, Any], *,
             dedupe_key: str | None, now: dt.datetime | None = None,
             lease_token: str | None = None, user_id: str | None = None) -> str | None:
@@ -176,7 +156,7 @@ def enqueue(session: Session, hook: Webhook, event: str, data: dict[str, Any], *
     }
     if lease_token is not None:
         values.update(lease_token=lease_token, lease_until=now + LEASE)
-    return delivery_id if _insert_ignoring_duplicates(session, values) else None
+    return delivery_id if insert_or_ignore(session, WebhookDelivery, values) else None
 
 
 def _live(hooks: Iterable[tuple[Webhook, dt.datetime | None]], event: str) -> list[Webhook]:
