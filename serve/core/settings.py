@@ -165,6 +165,29 @@ class Settings(BaseSettings):
                     "never (then run `python -m serve purge-images` yourself)",
     )
 
+    # --- re-analysis of stored photos after a model change (serve/services/reanalysis.py) --
+    reanalysis_lookback_days: int = Field(
+        default=7, ge=0, le=3660,
+        description="when another model is activated, photos taken in this many past days "
+                    "are analysed again with it (their items replaced); 0: never",
+    )
+    reanalysis_max_per_run: int = Field(
+        default=500, ge=1, le=100_000,
+        description="analyses one run of the reanalyze_photos task tries at most; a run "
+                    "that stops there enqueues the next",
+    )
+    reanalysis_batch: int = Field(
+        default=16, ge=1, le=512,
+        description="analyses claimed, run through the model and written per round of a "
+                    "run (each one in its own transaction)",
+    )
+    reanalysis_interval_minutes: float = Field(
+        default=60.0, ge=0,
+        description="how often reanalyze_photos also runs on its own (picks up what a "
+                    "stopped worker left); 0: only on activation and POST "
+                    "/v1/model/reanalysis",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:

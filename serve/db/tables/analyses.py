@@ -44,6 +44,14 @@ class MealSource(enum.StrEnum):
     MANUAL = "manual"
 
 
+class ReanalysisStatus(enum.StrEnum):
+    """Where one analysis stands in the re-analysis for one model activation."""
+
+    CLAIMED = "claimed"  # a worker is on it (until lease_until)
+    DONE = "done"  # items replaced by the activated model's
+    SKIPPED = "skipped"  # left as it was (reason says why)
+
+
 class CorrectionAction(enum.StrEnum):
     """What a user did to an analysed item (item_corrections.action)."""
 
@@ -77,7 +85,9 @@ class Analysis(Base):
     menu_id: Mapped[str | None] = mapped_column(String(32), index=True)
     kiosk_id: Mapped[str | None] = mapped_column(String(32), index=True)
     meal_state: Mapped[str | None] = mapped_column(String(8))
-    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Indexed: the re-analysis after a model change takes the photos of the last days.
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                  index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # photo | manual; a manual meal has no image, image size or model version.
     source: Mapped[str] = mapped_column(String(8), default=MealSource.PHOTO.value,
@@ -94,6 +104,10 @@ class Analysis(Base):
     # The kiosk's tray layout: "registered" (compartments read by place), "not_found" (the
     # photo holds no tray like the reference; plain detector) or None (no layout to use).
     layout: Mapped[str | None] = mapped_column(String(16))
+    # Audit of a re-analysis (services.reanalysis): the model version that made the items
+    # before they were replaced by another model's, and when (both None: never re-analysed).
+    previous_model_version: Mapped[str | None] = mapped_column(String(200))
+    reanalyzed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # The current items: an item a user removed (removed_at set) stays in the table for the
     # correction history but is no item of the analysis (payload, totals, diary, pairs).
@@ -181,3 +195,32 @@ class ItemCorrection(Base):
         ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
     )
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Reanalysis(Base):
+    """One analysis in the re-analysis for one model activation (a model_versions row): the
+    claim a worker holds while it runs the photo, then what came of it. The unique
+    (activation, analysis) pair makes each analysis re-analysed at most once per activation,
+    whichever worker gets there first; a claim whose lease ran out may be taken over."""
+
+    __tablename__ = "reanalyses"
+    __table_args__ = (
+        enum_check("status", ReanalysisStatus),
+        UniqueConstraint("model_version_id", "analysis_id", name="uq_reanalyses_analysis"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_version_id: Mapped[str] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    analysis_id: Mapped[str] = mapped_column(
+        ForeignKey("analyses.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(8))
+    # Why it was skipped: photo_missing | photo_unreadable | changed | pair_partner | failed.
+    reason: Mapped[str | None] = mapped_column(String(32))
+    from_version: Mapped[str | None] = mapped_column(String(200))  # the version it had
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
