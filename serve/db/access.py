@@ -25,9 +25,12 @@ def load_user(session: Session, principal: Principal, user_id: str) -> User:
     return row
 
 
-def load_analysis(session: Session, principal: Principal, analysis_id: str) -> Analysis:
-    """An analysis the caller may see."""
-    row = session.get(Analysis, analysis_id)
+def load_analysis(session: Session, principal: Principal, analysis_id: str, *,
+                  for_update: bool = False) -> Analysis:
+    """An analysis the caller may see; `for_update` locks its row until the transaction ends
+    (PostgreSQL; SQLite has one writer at a time anyway): changes to its items take it, so
+    they never interleave with a re-analysis replacing them (services.reanalysis)."""
+    row = session.get(Analysis, analysis_id, with_for_update=for_update)
     user = session.get(User, row.user_id) if row is not None and row.user_id else None
     if row is None or not principal.can_see_analysis(row, user):
         raise not_found("analysis", analysis_id)
@@ -35,10 +38,11 @@ def load_analysis(session: Session, principal: Principal, analysis_id: str) -> A
 
 
 def load_item(
-    session: Session, principal: Principal, analysis_id: str, item_id: str
+    session: Session, principal: Principal, analysis_id: str, item_id: str, *,
+    for_update: bool = False,
 ) -> AnalysisItem:
-    """One item of an analysis the caller may see."""
-    analysis = load_analysis(session, principal, analysis_id)
+    """One item of an analysis the caller may see (`for_update`: as for load_analysis)."""
+    analysis = load_analysis(session, principal, analysis_id, for_update=for_update)
     for item in analysis.items:
         if item.id == item_id:
             return item

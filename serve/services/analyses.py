@@ -352,7 +352,7 @@ def correct(session: Session, principal: Principal, analysis_id: str, item_id: s
     for the item also enrols it as that dish's example (see _enrols), answered as
     `enrolment` (null when not enrolled; absent without a dish)."""
     with session.begin():
-        item = load_item(session, principal, analysis_id, item_id)
+        item = load_item(session, principal, analysis_id, item_id, for_update=True)
         before = item_snapshot(item)
         dish = (_dish_of_analysis(session, item.analysis, menu_dish_id) if menu_dish_id
                 else None)
@@ -435,7 +435,7 @@ def add_item(session: Session, principal: Principal, analysis_id: str, *, food_i
     """Add an item the model missed (or a manual meal lacks); answer the whole analysis."""
 
     def write(session: Session) -> dict[str, Any]:
-        analysis = load_analysis(session, principal, analysis_id)
+        analysis = load_analysis(session, principal, analysis_id, for_update=True)
         last = session.scalar(select(func.max(AnalysisItem.position))
                               .where(AnalysisItem.analysis_id == analysis.id))
         # after every row, removed ones included: (analysis_id, position) is unique
@@ -458,7 +458,7 @@ def remove_item(session: Session, principal: Principal, analysis_id: str,
     """Remove an item the model invented: it leaves the analysis, its totals, the diary and
     pairs; the row stays (removed_at, by whom) and the history keeps what it was."""
     with session.begin():
-        item = load_item(session, principal, analysis_id, item_id)
+        item = load_item(session, principal, analysis_id, item_id, for_update=True)
         analysis = item.analysis
         record_change(session, principal, item, CorrectionAction.REMOVE, item_snapshot(item),
                       None)
