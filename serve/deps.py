@@ -9,7 +9,7 @@ plain functions, off the event loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -87,6 +87,12 @@ async def get_analyze_env(
     return AnalyzeEnv(factory, settings, slots, metrics, store, decode_slots)
 
 
+async def get_task_send(request: Request) -> Callable[[str], None]:
+    """Enqueue a background task run: the in-process runner's, or the Redis queue's."""
+    send: Callable[[str], None] = request.app.state.tasks.send
+    return send
+
+
 async def get_registry(request: Request) -> ModelRegistry:
     """The app's model registry."""
     registry: ModelRegistry = request.app.state.models
@@ -123,6 +129,7 @@ AnalyzeEnvDep = Annotated[AnalyzeEnv, Depends(get_analyze_env)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+TaskSendDep = Annotated[Callable[[str], None], Depends(get_task_send)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 AdminPrincipal = Annotated[Principal, Depends(get_admin)]

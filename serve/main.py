@@ -32,7 +32,9 @@ from serve.schemas.base import ErrorPublic
 from serve.services.keys import has_active_admin
 from serve.services.model_admin import ModelSync, startup_model
 from serve.services.model_registry import LoadedModel, ModelRegistry, load_model
-from serve.services.tasks import InProcessRunner, TaskEnv, schedule
+from serve.services.reanalysis import registry_models
+from serve.services.tasks import InProcessRunner, TaskEnv
+from serve.worker import QueueSender
 
 log = logging.getLogger("traylens")
 
@@ -84,6 +86,20 @@ def _start(app: FastAPI, settings: Settings, preloaded: LoadedModel | None) -> N
     app.state.models = registry
 
 
+def _background(app: FastAPI, settings: Settings) -> InProcessRunner | QueueSender:
+    """Where this process's background work goes, started; `app.state.tasks.send(name)`
+    enqueues a run (a model activation's re-analysis)."""
+    if settings.task_queue == "redis":
+        tasks: InProcessRunner | QueueSender = QueueSender(settings)
+    else:
+        tasks = InProcessRunner(TaskEnv(
+            app.state.session_factory, settings, app.state.image_store,
+            models=registry_models(app.state.models), slots=app.state.inference_slots))
+        tasks.start()
+    app.state.tasks = tasks
+    return tasks
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Startup and shutdown of one app instance (and its model sync thread)."""
@@ -94,16 +110,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sync = ModelSync(settings.model_sync_seconds, app.state.session_factory,
                          app.state.models, app.state.metrics, settings.intra_op_threads)
         sync.start()
-    tasks = None  # background work: here, or in `python -m serve worker` processes
-    if settings.task_queue == "inprocess" and schedule(settings):
-        tasks = InProcessRunner(TaskEnv(app.state.session_factory, settings,
-                                        app.state.image_store))
-        tasks.start()
+    tasks = _background(app, settings)  # here, or in `python -m serve worker` processes
     try:
         yield
     finally:
-        if tasks is not None:
-            tasks.stop()
+        tasks.stop()
         if sync is not None:
             sync.stop()
         app.state.engine.dispose()

@@ -16,7 +16,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from serve.core.settings import Settings
@@ -102,15 +102,45 @@ class Scheduler(PlanThread):
             self._stop.wait(step)
 
 
+class QueueSender:
+    """What a service process holds with task_queue = "redis": enqueues runs (a model
+    activation's re-analysis) for the workers; connects on the first send."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._queue: Queue | None = None
+
+    def _env(self) -> TaskEnv:
+        raise RuntimeError("a service process only enqueues; workers run the tasks")
+
+    def send(self, name: str) -> None:
+        """Enqueue one run of a task."""
+        with self._lock:
+            if self._queue is None:
+                self._queue = make_queue(make_broker(self._settings), self._env)
+        self._queue.send(name)
+
+    def stop(self) -> None:
+        """Close the broker's connections, if any were opened."""
+        with self._lock:
+            if self._queue is not None:
+                self._queue.broker.close()
+                self._queue = None
+
+
 def worker_env(settings: Settings) -> tuple[Any, TaskEnv]:
-    """The engine (database migrated) and task env of a worker process."""
+    """The engine (database migrated) and task env of a worker process. Its model, for the
+    re-analysis, is loaded from the active model's file when a run needs it."""
     from serve.core.storage import make_image_store
     from serve.db.migrate import upgrade_database
     from serve.db.session import make_engine, make_session_factory
+    from serve.services.reanalysis import FileModels
 
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
-    return engine, TaskEnv(make_session_factory(engine), settings, make_image_store(settings))
+    return engine, TaskEnv(make_session_factory(engine), settings, make_image_store(settings),
+                           models=FileModels(settings.intra_op_threads))
 
 
 def run_worker(settings: Settings, *, threads: int = 4, scheduler: bool = True,
@@ -120,13 +150,14 @@ def run_worker(settings: Settings, *, threads: int = 4, scheduler: bool = True,
     import dramatiq
     import redis
 
+    stop = stop or threading.Event()
     engine, env = worker_env(settings)
-    queue = make_queue(make_broker(settings), lambda: env)
+    queue = make_queue(make_broker(settings), lambda: tasks_env)
+    tasks_env = replace(env, send=queue.send, stopping=stop)  # follow-ups go to the queue
     worker = dramatiq.Worker(queue.broker, queues={QUEUE}, worker_threads=threads)
     client = redis.Redis.from_url(settings.redis_url)
     sched = Scheduler(queue, client, schedule(settings) if scheduler else [],
                       settings.queue_namespace)
-    stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

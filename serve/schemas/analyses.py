@@ -170,6 +170,10 @@ class AnalysisPublic(BaseModel):
         "photo", description="photo: an analysed photo; manual: food ids and grams logged "
         "by hand (answers stored before manual meals existed lack it: photo)")
     model_version: str | None = Field(description="null for a manual meal")
+    previous_model_version: str | None = Field(
+        None, description="re-analysed after a model change: the version that made the items "
+        "before (null: never re-analysed)")
+    reanalyzed_at: str | None = Field(None, description="when the items were replaced")
     image: ImageRef | None = Field(description="null for a manual meal")
     scale: Scale
     layout: str | None = Field(description="kiosk tray layout: registered | not_found | null")

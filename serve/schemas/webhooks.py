@@ -10,7 +10,7 @@ from pydantic import Field, computed_field, field_validator
 from serve.schemas.base import Input, Public, UtcDateTime
 from serve.services.webhooks import fingerprint
 
-Event = Literal["weekly_report", "pair_closed"]
+Event = Literal["weekly_report", "pair_closed", "analysis_reanalyzed"]
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 # What _http_url accepts, for the document: http(s), a host without credentials, an optional
 # port, no whitespace (the validator also takes bracketed IPv6 hosts).

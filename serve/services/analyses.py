@@ -213,6 +213,8 @@ def analysis_payload(analysis: Analysis, *, pair_id: str | None = None) -> dict[
         "pair_id": pair_id,
         "source": analysis.source or MealSource.PHOTO.value,
         "model_version": analysis.model_version,
+        "previous_model_version": analysis.previous_model_version,
+        "reanalyzed_at": _iso(analysis.reanalyzed_at),
         "image": None if analysis.image_width is None else {
             "sha256": analysis.image_sha256, "width": analysis.image_width,
             "height": analysis.image_height},

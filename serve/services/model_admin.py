@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,10 +218,12 @@ def _record(factory: sessionmaker[Session], metrics: ServiceMetrics, loaded: Loa
 
 def install(data: bytes, *, settings: Settings, registry: ModelRegistry,
             factory: sessionmaker[Session], metrics: ServiceMetrics,
-            force: bool = False) -> dict[str, Any]:
+            force: bool = False, on_activated: Callable[[], object] | None = None
+            ) -> dict[str, Any]:
     """Save an uploaded ONNX file under its hash, load and test it, gate it on its held-out
     metrics (409 model_not_better unless forced), then swap it in atomically (requests in
-    flight finish on the old one) and record it with the gate's verdict."""
+    flight finish on the old one), record it with the gate's verdict and call
+    `on_activated` (the API enqueues the re-analysis of recent photos)."""
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     path = settings.model_dir / f"{sha256_hex(data)}.onnx"
     if not path.exists():
@@ -238,12 +241,18 @@ def install(data: bytes, *, settings: Settings, registry: ModelRegistry,
         log.warning("admin forced model %s: %s", loaded.version, gate["reason"])
     registry.activate(loaded)
     _record(factory, metrics, loaded, gate, forced)
+    if on_activated is not None:
+        on_activated()
     return {**model_info(loaded), "gate": {**gate, "forced": forced}}
 
 
 def rollback(*, registry: ModelRegistry, factory: sessionmaker[Session],
-             metrics: ServiceMetrics) -> dict[str, Any]:
-    """Return to the previous model (409 when there is none) and record it."""
+             metrics: ServiceMetrics, on_activated: Callable[[], object] | None = None
+             ) -> dict[str, Any]:
+    """Return to the previous model (409 when there is none), record it and call
+    `on_activated`."""
     loaded = registry.rollback()
     _record(factory, metrics, loaded)
+    if on_activated is not None:
+        on_activated()
     return model_info(loaded)

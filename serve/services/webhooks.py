@@ -42,8 +42,9 @@ log = logging.getLogger("traylens.webhooks")
 
 EVENT_WEEKLY_REPORT = "weekly_report"
 EVENT_PAIR_CLOSED = "pair_closed"
+EVENT_ANALYSIS_REANALYZED = "analysis_reanalyzed"
 EVENT_TEST = "webhook.test"
-SUBSCRIBABLE = (EVENT_WEEKLY_REPORT, EVENT_PAIR_CLOSED)
+SUBSCRIBABLE = (EVENT_WEEKLY_REPORT, EVENT_PAIR_CLOSED, EVENT_ANALYSIS_REANALYZED)
 
 MAX_WEBHOOKS_PER_CANTEEN = 20
 RESPONSE_SNIPPET = 256  # characters of a receiver's answer kept in the log
