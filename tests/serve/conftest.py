@@ -6,9 +6,10 @@ helper to make canteens, users and keys; `photo_bytes` real fixture photos.
 """
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,23 @@ def make_settings(database_url: str, data_dir: Path, model: LoadedModel, **extra
     """Test settings: this database, a temporary data dir, the shared model's file."""
     return load_settings(database_url=database_url, data_dir=data_dir, model_path=model.path,
                          bootstrap_admin_key=ADMIN_KEY, **extra)
+
+
+def model_variant(model: LoadedModel, path: Path,
+                  edit: Callable[[dict[str, Any]], None]) -> Path:
+    """Another valid model file: the same network with its TrayLens metadata changed by
+    `edit` (a new version, other labels or metrics, another input mean...), written to
+    `path` (needs the onnx package)."""
+    import onnx
+
+    proto = onnx.load(str(model.path))
+    for prop in proto.metadata_props:
+        if prop.key == "traylens":
+            meta = json.loads(prop.value)
+            edit(meta)
+            prop.value = json.dumps(meta)
+    onnx.save(proto, str(path))
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ rollback stays one call. Real model files: the shipped one and copies whose meta
 metrics are rewritten."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +12,27 @@ from sqlalchemy import select
 from serve.db.tables.core import ModelVersion
 from serve.services.model_admin import GATE, compare
 from serve.services.model_registry import LoadedModel
-from tests.serve.conftest import Service
+from tests.serve.conftest import Service, model_variant
 
-onnx = pytest.importorskip("onnx", reason="writing model variants needs the onnx package")
+pytest.importorskip("onnx", reason="writing model variants needs the onnx package")
 
 
 def _variant(model: LoadedModel, folder: Path, name: str,
              held_out: dict[str, float] | None, **shift: float) -> bytes:
     """The shipped network under a new version whose held-out figures are shifted by `shift`
     (held_out=None: a file without metrics)."""
-    proto = onnx.load(str(model.path))
-    for prop in proto.metadata_props:
-        if prop.key == "traylens":
-            meta = json.loads(prop.value)
-            meta["version"] = f"{meta['version']}+{name}"
-            if held_out is None:
-                meta["metrics"] = {}
-            else:
-                figures = dict(held_out)
-                for key, delta in shift.items():
-                    figures[key] += delta
-                meta["metrics"] = {"evaluated_file": f"{name}.onnx", "held_out": figures}
-            prop.value = json.dumps(meta)
-    path = folder / f"{name}.onnx"
-    onnx.save(proto, str(path))
-    return path.read_bytes()
+
+    def edit(meta: dict[str, Any]) -> None:
+        meta["version"] = f"{meta['version']}+{name}"
+        if held_out is None:
+            meta["metrics"] = {}
+        else:
+            figures = dict(held_out)
+            for key, delta in shift.items():
+                figures[key] += delta
+            meta["metrics"] = {"evaluated_file": f"{name}.onnx", "held_out": figures}
+
+    return model_variant(model, folder / f"{name}.onnx", edit).read_bytes()
 
 
 @pytest.fixture(scope="module")

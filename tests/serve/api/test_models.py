@@ -1,7 +1,6 @@
 """GET /v1/model and the admin's live model swap and rollback under concurrent requests."""
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,22 +12,18 @@ from serve.core.responses import rounded
 from serve.main import create_app
 from serve.services.model_admin import sync_once
 from serve.services.model_registry import LoadedModel, load_model
-from tests.serve.conftest import ADMIN_KEY, Service, make_settings
+from tests.serve.conftest import ADMIN_KEY, Service, make_settings, model_variant
 
-onnx = pytest.importorskip("onnx", reason="writing a second model file needs the onnx package")
+pytest.importorskip("onnx", reason="writing a second model file needs the onnx package")
 
 
 def _renamed(model: LoadedModel, suffix: str, folder: Path) -> Path:
     """The same network under a new version string: a distinct, valid model file."""
-    proto = onnx.load(str(model.path))
-    for prop in proto.metadata_props:
-        if prop.key == "traylens":
-            meta = json.loads(prop.value)
-            meta["version"] = f"{meta['version']}{suffix}"
-            prop.value = json.dumps(meta)
-    path = folder / f"model{suffix}.onnx"
-    onnx.save(proto, str(path))
-    return path
+
+    def rename(meta: dict[str, Any]) -> None:
+        meta["version"] = f"{meta['version']}{suffix}"
+
+    return model_variant(model, folder / f"model{suffix}.onnx", rename)
 
 
 @pytest.fixture(scope="module")

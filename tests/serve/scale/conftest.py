@@ -1,11 +1,12 @@
 """Fixtures of the scale-out tests: a real S3-compatible HTTP server on loopback (moto's
 ThreadedMotoServer, a Werkzeug server speaking the S3 REST API) and a private Redis
-database number / key prefix per run."""
+key prefix per test."""
 from __future__ import annotations
 
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,3 +62,33 @@ def s3_server(s3_endpoint: str) -> S3Server:
     server = S3Server(s3_endpoint, f"traylens-{uuid.uuid4().hex[:10]}")
     server.client().create_bucket(Bucket=server.bucket)
     return server
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A key prefix of this test alone in the shared Redis (database 0), removed afterwards
+    (skips without a Redis server)."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(f"{REDIS_URL}/0")
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__})")
+    ns = f"traylens-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield ns
+    finally:
+        keys = list(client.scan_iter(match=f"{ns}*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def wait_until(condition: Callable[[], Any], seconds: float = 20) -> bool:
+    """Poll `condition` every 0.1 s until it holds or `seconds` pass; its last value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return bool(condition())

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,29 +23,11 @@ from serve.services.model_registry import LoadedModel
 from serve.services.tasks import InProcessRunner, Periodic, TaskEnv
 from serve.services.webhooks import enqueue
 from tests.serve.conftest import Service, make_settings
+from tests.serve.scale.conftest import wait_until
 
 redis = pytest.importorskip("redis")
 pytest.importorskip("dramatiq")
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    """A key prefix of this test alone in the shared Redis, removed afterwards (skips
-    without a Redis server)."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc.__class__.__name__})")
-    ns = f"traylens-test-{uuid.uuid4().hex[:10]}"
-    try:
-        yield ns
-    finally:
-        keys = list(client.scan_iter(match=f"{ns}*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the `namespace` fixture (conftest.py) skips without
 
 
 @pytest.fixture
@@ -73,15 +54,6 @@ def receiver() -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def _wait(condition: Any, seconds: float = 20) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return bool(condition())
 
 
 def _old_orphan(store: LocalImageStore, data: bytes) -> str:
@@ -122,7 +94,7 @@ def test_a_worker_on_redis_delivers_webhooks_and_purges(
                               kwargs={"threads": 2, "stop": stop}, daemon=True)
     worker.start()
     try:
-        assert _wait(lambda: got == [delivery] and not store.exists(orphan)), (got, orphan)
+        assert wait_until(lambda: got == [delivery] and not store.exists(orphan)), (got, orphan)
     finally:
         stop.set()
         worker.join(timeout=30)
@@ -173,7 +145,7 @@ def test_the_in_process_runner_runs_the_same_tasks(tmp_path: Path) -> None:
                              plan=[Periodic("purge_images", 0.1, 0.0)])
     runner.start()
     try:
-        assert _wait(lambda: not store.exists(orphan), 10)
+        assert wait_until(lambda: not store.exists(orphan), 10)
     finally:
         runner.stop()
     engine.dispose()
@@ -198,7 +170,7 @@ def test_python_m_serve_worker_runs_and_stops_on_sigterm(namespace: str, tmp_pat
                             env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        assert _wait(lambda: not store.exists(orphan) or proc.poll() is not None, 30)
+        assert wait_until(lambda: not store.exists(orphan) or proc.poll() is not None, 30)
         assert proc.poll() is None and not store.exists(orphan)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
