@@ -114,6 +114,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/model"): Route(ADMIN, files=lambda i, p: {
         "files": {"model": ("m.onnx", b"not onnx", "application/octet-stream")}}),
     ("POST", "/v1/model/rollback"): Route(ADMIN),
+    ("GET", "/v1/model/reanalysis"): Route(ADMIN),
+    ("POST", "/v1/model/reanalysis"): Route(ADMIN),
     ("POST", "/v1/menus"): Route(KIOSK, json=lambda i, p: {
         "canteen_id": i["canteen_id"], "date": str(TODAY), "meal": "dinner"}),
     ("GET", "/v1/menus"): Route(ALL),
