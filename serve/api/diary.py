@@ -52,7 +52,8 @@ def user_habits(user_id: str, principal: CurrentPrincipal, session: SessionDep,
 
 @router.get("/{user_id}/trends", response_model=Trends)
 def trends(user_id: str, principal: CurrentPrincipal, session: SessionDep,
-           weeks: Annotated[int, Query(description="ISO weeks in the span: 4 or 12")] = 4,
+           weeks: Annotated[int, Query(description="ISO weeks in the span: 4 or 12",
+                                       json_schema_extra={"enum": [4, 12]})] = 4,
            end: Annotated[dt.date | None, Query(
                description="a day of the last week (default: today, local time)")] = None,
            system: System = "kdri2020") -> Trends:
