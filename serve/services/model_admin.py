@@ -140,15 +140,17 @@ def startup_model(factory: sessionmaker[Session], deployed: LoadedModel,
 
 def sync_once(factory: sessionmaker[Session], registry: ModelRegistry,
               metrics: ServiceMetrics, intra_op_threads: int = 0) -> bool:
-    """Switch to the recorded active model if this worker serves another; True if switched."""
-    with factory() as session:
-        row = active_record(session)
-        target = (row.sha256, Path(row.path)) if row is not None else None
-    if target is None or target[0] == registry.active.sha256:
-        return False
-    earlier = next((m for m in registry.history if m.sha256 == target[0]), None)
-    loaded = earlier or load_model(target[1], intra_op_threads=intra_op_threads)
-    registry.activate(loaded)
+    """Switch to the recorded active model if this worker serves another; True if switched.
+    Not while this worker's own swap is between its registry and its record."""
+    with registry.changing:
+        with factory() as session:
+            row = active_record(session)
+            target = (row.sha256, Path(row.path)) if row is not None else None
+        if target is None or target[0] == registry.active.sha256:
+            return False
+        earlier = next((m for m in registry.history if m.sha256 == target[0]), None)
+        loaded = earlier or load_model(target[1], intra_op_threads=intra_op_threads)
+        registry.activate(loaded)
     metrics.set_model(loaded.version, loaded.sha256)
     log.info("switched to model %s recorded by another worker", loaded.version)
     return True
@@ -239,8 +241,9 @@ def install(data: bytes, *, settings: Settings, registry: ModelRegistry,
     forced = not gate["passed"]
     if forced:
         log.warning("admin forced model %s: %s", loaded.version, gate["reason"])
-    registry.activate(loaded)
-    _record(factory, metrics, loaded, gate, forced)
+    with registry.changing:
+        registry.activate(loaded)
+        _record(factory, metrics, loaded, gate, forced)
     if on_activated is not None:
         on_activated()
     return {**model_info(loaded), "gate": {**gate, "forced": forced}}
@@ -251,8 +254,9 @@ def rollback(*, registry: ModelRegistry, factory: sessionmaker[Session],
              ) -> dict[str, Any]:
     """Return to the previous model (409 when there is none), record it and call
     `on_activated`."""
-    loaded = registry.rollback()
-    _record(factory, metrics, loaded)
+    with registry.changing:
+        loaded = registry.rollback()
+        _record(factory, metrics, loaded)
     if on_activated is not None:
         on_activated()
     return model_info(loaded)

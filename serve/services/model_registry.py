@@ -69,6 +69,9 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._active: LoadedModel | None = None
         self._previous: list[LoadedModel] = []
+        # Held across a swap and its record in the database (services.model_admin), so that
+        # the model sync never sees one without the other and swaps back.
+        self.changing = threading.RLock()
 
     @property
     def active(self) -> LoadedModel:

@@ -143,3 +143,34 @@ def test_a_newly_deployed_model_file_takes_over(
     state = service.client.app.state  # type: ignore[attr-defined]
     sync_once(state.session_factory, state.models, state.metrics)  # the old worker follows
     assert _version(service.client) == deployed.version
+
+
+def test_the_model_sync_never_undoes_a_swap_being_recorded(
+    service: Service, second_model: bytes, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's model sync runs while an upload is between its swap and its record in the
+    database: it waits for the record, instead of swapping back to the model still recorded
+    (which a rollback would then have undone the wrong way)."""
+    from serve.services import model_admin
+
+    state = service.client.app.state  # type: ignore[attr-defined]
+    old = _version(service.client)
+    record, synced, syncs = model_admin._record, [], []
+
+    def record_while_syncing(*args: Any, **kwargs: Any) -> None:
+        sync = threading.Thread(target=lambda: synced.append(
+            sync_once(state.session_factory, state.models, state.metrics)))
+        sync.start()
+        sync.join(timeout=0.5)  # it waits for this record
+        syncs.append(sync)
+        record(*args, **kwargs)
+
+    monkeypatch.setattr(model_admin, "_record", record_while_syncing)
+    new = service.ok(service.client.post("/v1/model", files={
+        "model": ("second.onnx", second_model)}, headers=service.admin), 201)["version"]
+    for sync in syncs:
+        sync.join(timeout=10)
+    assert synced == [False] and _version(service.client) == new
+    monkeypatch.undo()
+    rolled = service.ok(service.client.post("/v1/model/rollback", headers=service.admin))
+    assert rolled["version"] == old == _version(service.client)
