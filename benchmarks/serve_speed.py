@@ -9,6 +9,8 @@ and data dir), sends one real tray photo, and prints side by side:
   - images/s of POST /v1/analyze/batch vs single requests (sequential and concurrent);
   - RSS of each worker after the load.
 Usage: python benchmarks/serve_speed.py [--requests 80] [--workers 1 2] [--write-docs]
+Layout mode's cost (a kiosk with a tray layout vs one without, side by side) is
+benchmarks/layout_speed.py; docs/BENCHMARKS.md "Layout mode" has both.
 """
 from __future__ import annotations
 
