@@ -2,7 +2,8 @@
 
 When another model becomes active (an admin's upload or rollback, a deployment's new file),
 the analyses of the last `reanalysis_lookback_days` days that qualify are run again through
-it and their items replaced in place. An analysis qualifies (`_qualifies`) when it is
+it and their items replaced in place. An analysis qualifies (`reanalysis_units.qualifies`)
+when it is
 
 - an analysed photo (not a manual meal) whose photo is still stored (not purged);
 - made with another model version than the active one (the version string analyses keep);
@@ -41,16 +42,15 @@ died leaves claims whose lease runs out).
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from model.infer.geometry import pair_iou
@@ -60,289 +60,55 @@ from serve.core.memory import release_memory
 from serve.core.settings import Settings
 from serve.core.storage import ImageStore
 from serve.core.uploads import decode_depth, decode_photo
-from serve.db.base import as_utc, new_id, utcnow
-from serve.db.session import insert_or_ignore, insert_rows, transaction
+from serve.db.base import new_id, utcnow
+from serve.db.session import insert_rows, transaction
 from serve.db.tables.analyses import (
     Analysis,
     AnalysisItem,
     ItemCorrection,
-    MealSource,
     Provenance,
     Reanalysis,
-    ReanalysisStatus,
 )
-from serve.db.tables.core import StoredImage, User
-from serve.db.tables.pairs import MealPair
+from serve.db.tables.core import User
 from serve.schemas.base import utc_iso
 from serve.services import webhooks
 from serve.services.analyses import item_row
-from serve.services.model_admin import active_record
-from serve.services.pipeline import KIOSK, ImageRequest, ImageResult, analyze
+from serve.services.pipeline import ImageRequest, ImageResult, analyze
+from serve.services.reanalysis_units import (
+    CLAIMED,
+    DONE,
+    LostClaim,
+    Member,
+    Skip,
+    Target,
+    Unit,
+    candidates,
+    claim,
+    close_claims,
+    current_target,
+    made_with_another,
+    photo_kept,
+    rerunnable,
+    rowcount,
+    settled,
+    skip,
+    skip_lone,
+    units_of,
+    user_changed,
+)
 
 if TYPE_CHECKING:
     from serve.services.model_registry import LoadedModel, ModelRegistry
 
-log = logging.getLogger("traylens.reanalysis")
 
 TASK = "reanalyze_photos"  # its name in serve.services.tasks.TASKS
-# A round (16 photos) takes seconds; the claims of a worker that died are taken over after.
-CLAIM_LEASE = dt.timedelta(minutes=15)
 KEEP_ID_IOU = 0.5  # an old item id goes to the new item whose box overlaps it at least this
 
 # How a task gets the model an activation names: (sha256, path) -> the loaded model, or None
 # when this process cannot have it now (a service process that has not adopted it yet).
 ModelSource = Callable[[str, Path], "LoadedModel | None"]
 
-CLAIMED, DONE, SKIPPED = (ReanalysisStatus.CLAIMED.value, ReanalysisStatus.DONE.value,
-                          ReanalysisStatus.SKIPPED.value)
-
-
-class Skip(enum.StrEnum):
-    """Why a qualifying analysis was left as it was (reanalyses.reason)."""
-
-    PHOTO_MISSING = "photo_missing"  # the store has no bytes for it (or its depth map)
-    PHOTO_UNREADABLE = "photo_unreadable"
-    CHANGED = "changed"  # corrected, re-analysed by another worker or deleted meanwhile
-    PAIR_PARTNER = "pair_partner"  # the other photo of its pair does not qualify
-    FAILED = "failed"  # the model failed on it
-
-
-@dataclass(frozen=True)
-class Target:
-    """The active model's activation (a model_versions row): what analyses are moved to."""
-
-    activation_id: str
-    version: str
-    sha256: str
-    path: Path
-    activated_at: dt.datetime
-
-
-def current_target(session: Session) -> Target | None:
-    """The activation of the model every worker serves now."""
-    row = active_record(session)
-    if row is None:
-        return None
-    return Target(row.id, row.version, row.sha256, Path(row.path), as_utc(row.loaded_at))
-
-
-# --- which analyses ------------------------------------------------------------------------
-
-
-def _user_changed() -> ColumnElement[bool]:
-    """Some item of the analysis was corrected, added or removed by a user."""
-    history = exists().where(ItemCorrection.analysis_id == Analysis.id)
-    touched = exists().where(AnalysisItem.analysis_id == Analysis.id, or_(
-        AnalysisItem.provenance != Provenance.MODEL.value,
-        AnalysisItem.corrected_at.is_not(None), AnalysisItem.removed_at.is_not(None)))
-    return or_(history, touched)
-
-
-def _photo_kept() -> ColumnElement[bool]:
-    """The analysis's photo has not been purged."""
-    return exists().where(StoredImage.sha256 == Analysis.image_sha256,
-                          StoredImage.purged_at.is_(None))
-
-
-def _made_with_another(version: str) -> list[ColumnElement[bool]]:
-    """An analysed photo made with another model version than `version`."""
-    return [Analysis.source == MealSource.PHOTO.value, Analysis.image_sha256.is_not(None),
-            Analysis.model_version.is_not(None), Analysis.model_version != version]
-
-
-def _rerunnable() -> list[ColumnElement[bool]]:
-    """No menu, no tray layout, the photo kept, no user change (module docstring)."""
-    return [Analysis.menu_id.is_(None), Analysis.layout.is_(None), _photo_kept(),
-            ~_user_changed()]
-
-
-def _qualifies(version: str) -> list[ColumnElement[bool]]:
-    """Conditions of an analysis that is re-analysed with model `version`."""
-    return [*_made_with_another(version), *_rerunnable()]
-
-
-def _settled(target: Target, now: dt.datetime) -> ColumnElement[bool]:
-    """This activation already has the analysis: done, skipped, or claimed by a live lease."""
-    return exists().where(Reanalysis.analysis_id == Analysis.id,
-                          Reanalysis.model_version_id == target.activation_id,
-                          or_(Reanalysis.status != CLAIMED, Reanalysis.lease_until >= now))
-
-
-def candidates(session: Session, target: Target, since: dt.datetime, now: dt.datetime,
-               limit: int) -> list[str]:
-    """Ids of qualifying analyses captured since `since` that no worker has (newest first:
-    the diaries people read now follow first)."""
-    return list(session.scalars(
-        select(Analysis.id).where(*_qualifies(target.version), Analysis.captured_at >= since,
-                                  ~_settled(target, now))
-        .order_by(Analysis.captured_at.desc(), Analysis.id).limit(limit)))
-
-
-# --- units: an analysis, or the two photos of its pair ---------------------------------------
-
-
-@dataclass(frozen=True)
-class Member:
-    """What re-analysing one analysis needs of it."""
-
-    id: str
-    version: str  # the model version it was made with
-    image_sha256: str
-    depth_sha256: str | None
-    px_per_cm: float | None  # the kiosk calibration it was made with, else None
-    canteen_id: str | None
-    kiosk_id: str | None
-    user_id: str | None
-
-
-@dataclass
-class Unit:
-    """Analyses re-analysed together (one, or both photos of a pair) and their claim."""
-
-    members: list[Member]
-    pair_id: str | None = None
-    token: str = field(default_factory=new_id)
-    photos: list[ImageRequest] = field(default_factory=list)
-    results: list[ImageResult] = field(default_factory=list)
-    skip: Skip | None = None
-
-
-MEMBER_COLUMNS = (Analysis.id, Analysis.model_version, Analysis.image_sha256,
-                  Analysis.depth_sha256, Analysis.scale_source, Analysis.px_per_cm,
-                  Analysis.canteen_id, Analysis.kiosk_id, Analysis.user_id)
-
-
-def _member(row: Any) -> Member:
-    """A MEMBER_COLUMNS row as a Member."""
-    return Member(row.id, row.model_version, row.image_sha256, row.depth_sha256,
-                  row.px_per_cm if row.scale_source == KIOSK else None, row.canteen_id,
-                  row.kiosk_id, row.user_id)
-
-
-def _skipped(target: Target) -> ColumnElement[bool]:
-    """The analysis was left as it was in this activation's re-analysis."""
-    return exists().where(Reanalysis.analysis_id == Analysis.id,
-                          Reanalysis.model_version_id == target.activation_id,
-                          Reanalysis.status == SKIPPED)
-
-
-def _units(session: Session, target: Target, ids: Sequence[str]
-           ) -> tuple[list[Unit], list[str]]:
-    """The units of these candidates, and the candidates whose pair partner does not
-    qualify (left as they are). A partner already at the target version is not re-run."""
-    pairs = session.execute(select(MealPair.id, MealPair.before_analysis_id,
-                                   MealPair.after_analysis_id).where(or_(
-        MealPair.before_analysis_id.in_(ids), MealPair.after_analysis_id.in_(ids)))).all()
-    partner: dict[str, tuple[str | None, str | None]] = {}
-    for pair_id, before, after in pairs:
-        partner[before] = (pair_id, after)
-        if after is not None:
-            partner[after] = (pair_id, before)
-    others = {p for _, p in partner.values() if p is not None}
-    wanted = set(ids) | others
-    qualifying = {row.id: _member(row) for row in session.execute(
-        select(*MEMBER_COLUMNS).where(Analysis.id.in_(wanted), *_qualifies(target.version),
-                                      ~_skipped(target)))}
-    at_target = set(session.scalars(select(Analysis.id).where(
-        Analysis.id.in_(others), Analysis.model_version == target.version)))
-    units, lone = [], []
-    seen: set[str] = set()
-    for analysis_id in ids:
-        if analysis_id in seen or analysis_id not in qualifying:
-            continue  # in an earlier unit, or changed since it was selected
-        pair, other = partner.get(analysis_id, (None, None))
-        members = [qualifying[analysis_id]]
-        if other is not None and other not in at_target:
-            if other not in qualifying:
-                lone.append(analysis_id)
-                continue
-            members.append(qualifying[other])
-        members.sort(key=lambda m: m.id)  # one lock order for every worker
-        seen.update(m.id for m in members)
-        units.append(Unit(members, pair))
-    return units, lone
-
-
-# --- claims --------------------------------------------------------------------------------
-
-
-class _Lost(Exception):
-    """Another worker holds (or finished) part of a unit, or an analysis changed: undo."""
-
-
-def _rowcount(result: Any) -> int:
-    """Rows an UPDATE matched."""
-    done: CursorResult[Any] = result
-    return int(done.rowcount)
-
-
-def _claim_one(session: Session, target: Target, member: Member, token: str,
-               now: dt.datetime) -> bool:
-    """Claim one analysis for this activation: a new row, or a claim whose lease ran out."""
-    lease = now + CLAIM_LEASE
-    if insert_or_ignore(session, Reanalysis, {
-            "id": new_id(), "model_version_id": target.activation_id,
-            "analysis_id": member.id, "status": CLAIMED, "from_version": member.version,
-            "lease_until": lease, "lease_token": token, "created_at": now}):
-        return True
-    return _rowcount(session.execute(
-        update(Reanalysis).where(Reanalysis.model_version_id == target.activation_id,
-                                 Reanalysis.analysis_id == member.id,
-                                 Reanalysis.status == CLAIMED, Reanalysis.lease_until < now)
-        .values(lease_until=lease, lease_token=token, from_version=member.version)
-        .execution_options(synchronize_session=False))) == 1
-
-
-def claim(factory: sessionmaker[Session], target: Target, unit: Unit,
-          now: dt.datetime) -> bool:
-    """Claim every analysis of the unit in one transaction, or none."""
-    try:
-        with transaction(factory) as session:
-            for member in unit.members:
-                if not _claim_one(session, target, member, unit.token, now):
-                    raise _Lost
-    except _Lost:
-        return False
-    return True
-
-
-def _close_claims(session: Session, target: Target, unit: Unit, status: str,
-                  reason: str | None, now: dt.datetime) -> None:
-    """Mark the unit's claims done or skipped; _Lost when one is no longer this worker's."""
-    for member in unit.members:
-        if _rowcount(session.execute(
-                update(Reanalysis).where(Reanalysis.model_version_id == target.activation_id,
-                                         Reanalysis.analysis_id == member.id,
-                                         Reanalysis.status == CLAIMED,
-                                         Reanalysis.lease_token == unit.token)
-                .values(status=status, reason=reason, finished_at=now, lease_until=None,
-                        lease_token=None)
-                .execution_options(synchronize_session=False))) != 1:
-            raise _Lost
-
-
-def skip(factory: sessionmaker[Session], target: Target, unit: Unit, reason: Skip,
-         now: dt.datetime) -> None:
-    """Leave the unit's analyses as they are, saying why (if the claims are still ours)."""
-    try:
-        with transaction(factory) as session:
-            _close_claims(session, target, unit, SKIPPED, reason.value, now)
-    except _Lost:
-        return
-    log.info("re-analysis to %s: skipped %s (%s)", target.version,
-             ", ".join(m.id for m in unit.members), reason.value)
-
-
-def skip_lone(factory: sessionmaker[Session], target: Target, ids: Sequence[str],
-              now: dt.datetime) -> None:
-    """Record analyses whose pair partner does not qualify (once per activation)."""
-    with transaction(factory) as session:
-        for analysis_id in ids:
-            insert_or_ignore(session, Reanalysis, {
-                "id": new_id(), "model_version_id": target.activation_id,
-                "analysis_id": analysis_id, "status": SKIPPED,
-                "reason": Skip.PAIR_PARTNER.value, "created_at": now, "finished_at": now})
-
+log = logging.getLogger("traylens.reanalysis")
 
 # --- the photos and the model --------------------------------------------------------------
 
@@ -423,7 +189,7 @@ class Replaced:
 
 
 def _replace_items(session: Session, member: Member, result: ImageResult) -> Replaced:
-    """Swap one analysis's items for the new result's, under row locks; _Lost when a user
+    """Swap one analysis's items for the new result's, under row locks; LostClaim when a user
     changed an item since the run was claimed."""
     old = session.execute(select(AnalysisItem.id, AnalysisItem.box, AnalysisItem.provenance,
                                  AnalysisItem.corrected_at, AnalysisItem.removed_at)
@@ -433,7 +199,7 @@ def _replace_items(session: Session, member: Member, result: ImageResult) -> Rep
            or r.removed_at is not None for r in old) or session.scalar(
             select(func.count()).select_from(ItemCorrection)
             .where(ItemCorrection.analysis_id == member.id)):
-        raise _Lost
+        raise LostClaim
     ids = keep_ids([(r.id, r.box or []) for r in old], [i.box for i in result.items])
     rows = [item_row(item, n) for n, item in enumerate(result.items)]
     for row, kept in zip(rows, ids, strict=True):
@@ -473,7 +239,7 @@ def replace(factory: sessionmaker[Session], target: Target, unit: Unit,
             # First the claims (this worker's still?), then each analysis by compare-and-set
             # on the version it had: both lock their rows (PostgreSQL) or take SQLite's one
             # write lock, so the checks below see every change committed before them.
-            _close_claims(session, target, unit, DONE, None, now)
+            close_claims(session, target, unit, DONE, None, now)
             for member, result in zip(unit.members, unit.results, strict=True):
                 moved = session.execute(
                     update(Analysis).where(Analysis.id == member.id,
@@ -486,14 +252,14 @@ def replace(factory: sessionmaker[Session], target: Target, unit: Unit,
                             totals=result.totals,
                             incomplete_nutrients=result.totals["incomplete_nutrients"])
                     .execution_options(synchronize_session=False))
-                if _rowcount(moved) != 1:
-                    raise _Lost
+                if rowcount(moved) != 1:
+                    raise LostClaim
                 done = _replace_items(session, member, result)
                 claim_id = session.scalar(select(Reanalysis.id).where(
                     Reanalysis.model_version_id == target.activation_id,
                     Reanalysis.analysis_id == member.id))
                 _event(session, unit, member, target, done, str(claim_id), now)
-    except _Lost:
+    except LostClaim:
         return False
     return True
 
@@ -508,7 +274,7 @@ def _round(factory: sessionmaker[Session], store: ImageStore, settings: Settings
     re-analysed."""
     now = utcnow()
     with factory() as session:
-        units, lone = _units(session, target, ids)
+        units, lone = units_of(session, target, ids)
     if lone:
         skip_lone(factory, target, lone, now)
     mine = [u for u in units if claim(factory, target, u, now)]
@@ -664,22 +430,22 @@ def progress(session: Session, settings: Settings, now: dt.datetime | None = Non
         if days <= 0:
             return 0
         return int(session.scalar(select(func.count()).select_from(Analysis).where(
-            *_made_with_another(target.version), Analysis.captured_at >= since,
+            *made_with_another(target.version), Analysis.captured_at >= since,
             *conditions)) or 0)
 
     return {
         "model_version": target.version, "model_sha256": target.sha256,
         "activated_at": utc_iso(target.activated_at), "enabled": days > 0,
         "lookback_days": days, "since": utc_iso(since) if days > 0 else None,
-        "remaining": count(*_rerunnable(), ~_settled(target, now)),
+        "remaining": count(*rerunnable(), ~settled(target, now)),
         "in_progress": rows.get(CLAIMED, 0),
         "reanalyzed": rows.get(DONE, 0),
         "skipped": {reason.value: rows.get(reason.value, 0) for reason in Skip},
         "not_eligible": {
-            "corrected": count(_user_changed()),
+            "corrected": count(user_changed()),
             "menu": count(Analysis.menu_id.is_not(None)),
             "layout": count(Analysis.layout.is_not(None)),
-            "photo_purged": count(~_photo_kept()),
+            "photo_purged": count(~photo_kept()),
         },
     }
 

@@ -31,7 +31,7 @@ from serve.db.tables.analyses import Analysis, Reanalysis
 from serve.db.tables.core import StoredImage
 from serve.db.tables.webhooks import WebhookDelivery
 from serve.main import create_app
-from serve.services import reanalysis
+from serve.services import reanalysis, reanalysis_units
 from serve.services.model_admin import sync_once
 from serve.services.model_registry import LoadedModel, load_model
 from serve.services.reanalysis import keep_ids
@@ -370,7 +370,7 @@ def test_two_workers_at_once_reanalyse_each_photo_once(
     assert len(counts) == 2, counts
     factory = api.session_factory()
     with factory() as s:
-        target = reanalysis.current_target(s)
+        target = reanalysis_units.current_target(s)
         assert target is not None and target.version == loaded_model.version
         rows = list(s.scalars(select(Reanalysis).where(
             Reanalysis.model_version_id == target.activation_id)))
@@ -395,17 +395,17 @@ class Staged:
     analysis: dict[str, Any]
     made_with: str  # the version the analysis was made with
     newer: LoadedModel
-    target: reanalysis.Target
+    target: reanalysis_units.Target
 
-    def unit(self) -> reanalysis.Unit:
+    def unit(self) -> reanalysis_units.Unit:
         """The analysis as a unit of work (a new claim token each time)."""
         with self.api.session_factory()() as s:
-            units, lone = reanalysis._units(s, self.target, [self.analysis["id"]])
+            units, lone = reanalysis_units.units_of(s, self.target, [self.analysis["id"]])
         assert not lone and [[m.id for m in u.members] for u in units] == [
             [self.analysis["id"]]]
         return units[0]
 
-    def run(self, unit: reanalysis.Unit) -> None:
+    def run(self, unit: reanalysis_units.Unit) -> None:
         """Decode the photo and run the new model on it (the claim is the caller's)."""
         service = self.api.service
         store = service.client.app.state.image_store  # type: ignore[attr-defined]
@@ -422,7 +422,7 @@ def _staged(service: Service, loaded_model: LoadedModel, second: LoadedModel,
     analysis = _analyze(api, "kiosk_a", photo, user_id=user, captured_at=_at(10))
     _activate_quietly(service, database_url, newer, loaded_model)
     with api.session_factory()() as s:
-        target = reanalysis.current_target(s)
+        target = reanalysis_units.current_target(s)
     assert target is not None and target.version == newer.version
     return Staged(api, analysis, active, newer, target)
 
@@ -438,13 +438,13 @@ def test_a_user_change_during_the_run_wins(
     api, analysis, target = staged.api, staged.analysis, staged.target
     factory = api.session_factory()
     unit = staged.unit()
-    assert reanalysis.claim(factory, target, unit, utcnow())
+    assert reanalysis_units.claim(factory, target, unit, utcnow())
     staged.run(unit)
     item = analysis["items"][0]["id"]
     fixed = service.ok(api.call("kiosk_a", "PATCH", f"/v1/analyses/{analysis['id']}/items/{item}",
                                 json={"grams": 77}))
     assert not reanalysis.replace(factory, target, unit, utcnow())
-    reanalysis.skip(factory, target, unit, reanalysis.Skip.CHANGED, utcnow())
+    reanalysis_units.skip(factory, target, unit, reanalysis_units.Skip.CHANGED, utcnow())
     assert _get(api, "kiosk_a", f"/v1/analyses/{analysis['id']}") == fixed
     with factory() as s:
         row = s.scalars(select(Reanalysis).where(
@@ -464,12 +464,13 @@ def test_a_claim_whose_lease_ran_out_is_taken_over(
     api, analysis, target = staged.api, staged.analysis, staged.target
     factory = api.session_factory()
     dead = staged.unit()
-    assert reanalysis.claim(factory, target, dead, utcnow() - 2 * reanalysis.CLAIM_LEASE)
+    lease = reanalysis_units.CLAIM_LEASE
+    assert reanalysis_units.claim(factory, target, dead, utcnow() - 2 * lease)
     with factory() as s:  # its lease ended long ago: a candidate again
-        assert analysis["id"] in reanalysis.candidates(
+        assert analysis["id"] in reanalysis_units.candidates(
             s, target, utcnow() - dt.timedelta(days=1), utcnow(), 10_000)
     live = staged.unit()
-    assert reanalysis.claim(factory, target, live, utcnow())
+    assert reanalysis_units.claim(factory, target, live, utcnow())
     for unit in (dead, live):
         staged.run(unit)
     assert not reanalysis.replace(factory, target, dead, utcnow())  # not its claim any more
@@ -486,4 +487,4 @@ def test_reanalysis_routes_are_admin_only_and_off_answers_409(service: Service) 
         assert api.call(who, "POST", "/v1/model/reanalysis").status_code == 403
     progress = _progress(service)
     assert progress["lookback_days"] == 7 and progress["since"].endswith("Z")
-    assert set(progress["skipped"]) == {s.value for s in reanalysis.Skip}
+    assert set(progress["skipped"]) == {s.value for s in reanalysis_units.Skip}
