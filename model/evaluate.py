@@ -6,8 +6,9 @@ and `DIR/report.md`. Everything runs through `model.infer.runtime` (the service'
 and the metric definitions in `model.metrics`; nothing here imports torch.
 
 Sections (each present when its data set is given):
-- detection: box AP per class and mAP@0.5 (all-point interpolation) on held-out mealtray
-  capture runs (and ECUSTFD objects), with the detections' ECE;
+- detection: box AP per class and mAP@0.5 on held-out mealtray capture runs (and ECUSTFD
+  objects), as COCOeval computes them (101-point interpolation; model.metrics), with the
+  detections' ECE;
 - grams: ECUSTFD held-out objects; the scale comes from the coin the model detects, and
   for diagnosis also from the annotated coin box (same px/cm formula as the runtime);
 - masks: mean mask IoU against ground-truth or composed masks only, never pseudo masks;
@@ -101,12 +102,13 @@ def detection_section(
         for iid, pred in preds.items()
         for it in pred.items
     ]
-    report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "all_point")
+    report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "coco101")
     tp = metrics.match_detections(dets, gts, cfg.iou_threshold)
     ece = calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
     groups = {str(im.id): group_of(im) for im in ds.images}
     n_groups = len(set(groups.values()))
-    ci = (metrics.bootstrap_map_ci95(dets, gts, groups, cfg.iou_threshold, seed=cfg.seed)
+    ci = (metrics.bootstrap_map_ci95(dets, gts, groups, cfg.iou_threshold, seed=cfg.seed,
+                                     interpolation=report.interpolation)
           if n_groups > 1 else None)
     return {
         "images": len(ds.images),

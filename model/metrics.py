@@ -8,10 +8,13 @@ Definitions, stated once so every report means the same thing:
   unmatched ground-truth box of its class in its image with the highest IoU, and is a true
   positive when that IoU is >= the threshold (0.5 for mAP@0.5). This is COCO's greedy rule.
 - AP interpolation, selectable:
-  - ``"all_point"`` (the default; PASCAL VOC 2010+): AP is the area under the precision
-    envelope ``p_interp(r) = max_{r' >= r} p(r')``, summed exactly at every recall step;
-  - ``"coco101"``: the mean of ``p_interp(r)`` at the 101 recall points 0, 0.01, ..., 1,
-    where ``p_interp(r)`` is 0 when recall ``r`` is never reached.
+  - ``"coco101"`` (the default, and what the evaluator reports): the mean of
+    ``p_interp(r) = max_{r' >= r} p(r')`` at the 101 recall points 0, 0.01, ..., 1, where
+    ``p_interp(r)`` is 0 when recall ``r`` is never reached. This is pycocotools' COCOeval
+    (iouThrs [0.5], area "all", maxDets 100): per class and mean equal to 1e-12 on the
+    shipped model's real predictions (tests/model/test_metrics_vs_cocoeval.py);
+  - ``"all_point"`` (PASCAL VOC 2010+; the evaluator's until 2026-12-05): AP is the area
+    under the precision envelope, summed exactly at every recall step.
 - mAP is the mean AP over the classes that have at least one ground-truth box; a class with
   ground truth but no detection has AP 0. Classes without ground truth are not averaged.
 - Food regions (class-agnostic): every annotated food region counts whatever its label
@@ -250,7 +253,7 @@ def average_precision(
     scores: npt.ArrayLike,
     tp: npt.ArrayLike,
     n_gt: int,
-    interpolation: Interpolation = "all_point",
+    interpolation: Interpolation = "coco101",
 ) -> float:
     """AP of one class from detection scores, their TP flags and the ground-truth count."""
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -283,7 +286,7 @@ def detection_ap(
     detections: Sequence[Detection],
     ground_truth: Sequence[GroundTruth],
     iou_threshold: float = 0.5,
-    interpolation: Interpolation = "all_point",
+    interpolation: Interpolation = "coco101",
 ) -> DetectionReport:
     """Per-class AP and mAP over every class that has ground truth."""
     tp = match_detections(detections, ground_truth, iou_threshold)
@@ -402,6 +405,7 @@ def bootstrap_map_ci95(
     iou_threshold: float = 0.5,
     draws: int = 200,
     seed: int = 0,
+    interpolation: Interpolation = "coco101",
 ) -> tuple[float, float]:
     """95% percentile interval of mAP when whole groups of images are resampled.
 
@@ -431,7 +435,7 @@ def bootstrap_map_ci95(
                 new_id = f"{k}:{image_id}"
                 dets += [replace(d, image_id=new_id) for d in dets_of[image_id]]
                 gts += [replace(g, image_id=new_id) for g in gts_of[image_id]]
-        values.append(detection_ap(dets, gts, iou_threshold).mean_ap)
+        values.append(detection_ap(dets, gts, iou_threshold, interpolation).mean_ap)
     finite = [v for v in values if math.isfinite(v)]  # a draw of groups without any box: none
     if not finite:
         raise MetricError("no resampled draw holds a ground-truth box")

@@ -43,8 +43,9 @@ def test_coco101_ap_by_hand() -> None:
 
 
 def test_ap_order_independent_and_edge_cases() -> None:
-    # The same detections in another input order give the same AP (sorted by score inside).
-    assert average_precision(SCORES[::-1], TP[::-1], 3) == pytest.approx(5 / 9)
+    # The same detections in another input order give the same AP (sorted by score inside);
+    # the default interpolation is COCOeval's 101 points.
+    assert average_precision(SCORES[::-1], TP[::-1], 3) == pytest.approx(56 / 101)
     # All detections correct and every box found: precision 1 at recall 1 -> AP 1.
     assert average_precision([0.5, 0.4], [True, True], 2) == pytest.approx(1.0)
     # No detections at all: AP 0.
@@ -87,8 +88,10 @@ def test_detection_ap_per_class_and_mean() -> None:
         Detection("b", "Plate", 0.7, (0, 0, 100, 90)),  # TP, IoU 0.9
         Detection("a", "Yogurt", 0.5, (0, 0, 5, 5)),  # class without ground truth
     ]
-    report = detection_ap(dets, gts)
+    report = detection_ap(dets, gts, interpolation="all_point")
     # Plate: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 -> AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    # COCO's 101 points (the default): 0.00..0.50 (51 points) at 1, 0.51..1.00 (50) at 2/3.
+    assert detection_ap(dets, gts).per_class["Plate"].ap == pytest.approx((51 + 50 * 2 / 3) / 101)
     # Cheese: ground truth but no detection -> AP 0. Yogurt has no ground truth: not averaged.
     assert report.per_class["Plate"].ap == pytest.approx(5 / 6)
     assert report.per_class["Plate"].n_tp == 2
