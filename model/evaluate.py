@@ -370,6 +370,9 @@ def composed_held_out(
     return compose_dataset(crops, out_dir, n_images, seed)
 
 
+INTERPOLATION_TEXT = {"coco101": "COCOeval's 101-point", "all_point": "all-point (VOC)"}
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     """A human-readable summary of the JSON result."""
     lines = [f"# Evaluation of {result['model']['file']} (version {result['model']['version']})",
@@ -377,8 +380,9 @@ def markdown_report(result: dict[str, Any]) -> str:
     lines += [f"| {k} | {fmt(v)} |" for k, v in result["headline"].items()]
     lines.append("")
     for name, det in result["detection"].items():
+        interp = INTERPOLATION_TEXT.get(det["interpolation"], det["interpolation"])
         lines += [f"## Detection: {name} ({det['images']} images)", "",
-                  f"mAP@{det['iou_threshold']} ({det['interpolation']} interpolation): "
+                  f"mAP@{det['iou_threshold']} ({interp} interpolation): "
                   f"**{fmt(det['map'])}**{_ci_text(det)}; "
                   f"detection ECE {fmt(det['calibration']['ece'])}", "",
                   "| class | AP | GT boxes | detections | TP |", "|---|---|---|---|---|"]
