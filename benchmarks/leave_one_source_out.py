@@ -344,8 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["seconds"] = round(time.perf_counter() - began, 1)
     (a.out / "loso.json").write_text(json.dumps(result, indent=2, default=str))
     rows = result["leave_one_out"] + result["shipped"]
-    print(f"# Leave one source out ({result['machine']}, {result['started']}; "
-          f"flags {json.dumps(flags) if flags else 'none: the full recipe'})\n")
+    trained = ("no training (--shipped-only)" if a.shipped_only else
+               f"flags {json.dumps(flags)}" if flags else "the full recipe")
+    print(f"# Leave one source out ({result['machine']}, {result['started']}; {trained})\n")
     print(markdown(rows))
     print(f"\nTargets (issue 16): {TARGETS}. Shipped rows: the held-out split of a model "
           "trained on both sources, not leave-one-out. Menus of "
