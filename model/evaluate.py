@@ -6,11 +6,17 @@ and `DIR/report.md`. Everything runs through `model.infer.runtime` (the service'
 and the metric definitions in `model.metrics`; nothing here imports torch.
 
 Sections (each present when its data set is given):
-- detection: box AP per class and mAP@0.5 (all-point interpolation) on held-out mealtray
-  capture runs (and ECUSTFD objects), with the detections' ECE;
+- detection: box AP per class and mAP@0.5 on held-out mealtray capture runs (and ECUSTFD
+  objects), as COCOeval computes them (101-point interpolation; model.metrics), with the
+  detections' ECE;
 - grams: ECUSTFD held-out objects; the scale comes from the coin the model detects, and
   for diagnosis also from the annotated coin box (same px/cm formula as the runtime);
 - masks: mean mask IoU against ground-truth or composed masks only, never pseudo masks;
+- food_regions: class-agnostic, at the service's operating point (PostConfig().score_min):
+  recall at IoU 0.5 of every annotated food region whatever its label (the coin left out),
+  false regions per photo, the share of found regions named with a wrong class at a class
+  probability >= MatchConfig.min_class_score, and mask IoU against real (drawn) outlines
+  where the set has any (model.metrics.food_regions);
 - menu: menu-mode identification accuracy, k enrolled examples per dish, menus of m dishes
   drawn at random (seeded) from held-out foods (model.evaluate_menu).
 """
@@ -21,7 +27,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,9 @@ from model.infer.runtime import (
 # Pseudo (GrabCut from a box) and model (the served model's prediction) masks are guesses:
 # scoring against them would flatter the model.
 EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s not in ("pseudo", "model"))
+# Outlines a person drew (LabelMe polygons, mask PNGs, plain COCO): the food-region mask IoU
+# is measured against these only, not against composed trays' pasted crops.
+REAL_MASK_SOURCES = ("gt",)
 SCHEMA_VERSION = 1
 # Crops per label for the composed trays: enough variety, bounded pseudo-mask (GrabCut) time.
 COMPOSE_CROPS_PER_LABEL = 6
@@ -93,12 +102,13 @@ def detection_section(
         for iid, pred in preds.items()
         for it in pred.items
     ]
-    report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "all_point")
+    report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "coco101")
     tp = metrics.match_detections(dets, gts, cfg.iou_threshold)
     ece = calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
     groups = {str(im.id): group_of(im) for im in ds.images}
     n_groups = len(set(groups.values()))
-    ci = (metrics.bootstrap_map_ci95(dets, gts, groups, cfg.iou_threshold, seed=cfg.seed)
+    ci = (metrics.bootstrap_map_ci95(dets, gts, groups, cfg.iou_threshold, seed=cfg.seed,
+                                     interpolation=report.interpolation)
           if n_groups > 1 else None)
     return {
         "images": len(ds.images),
@@ -198,6 +208,53 @@ def mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any
     }
 
 
+def operating_point(preds: dict[int, Prediction], post: PostConfig) -> dict[int, Prediction]:
+    """What the service reports of low-threshold predictions: items with score >=
+    post.score_min, at most post.max_items. Equal to predicting with `post` (peaks and
+    class-agnostic NMS keep the same higher-scoring items; tests/model/test_evaluate.py)."""
+    return {iid: replace(p, items=[it for it in p.items if it.score >= post.score_min]
+                         [: post.max_items])
+            for iid, p in preds.items()}
+
+
+def food_region_section(
+    ds: CocoDataset, preds: dict[int, Prediction], cfg: EvalConfig, match: MatchConfig,
+    post: PostConfig,
+) -> dict[str, Any]:
+    """Class-agnostic food-region figures of predictions made at the operating point `post`."""
+    names = ds.category_names()
+    gts = [metrics.GroundTruth(str(a.image_id), names[a.category_id], xyxy(a))
+           for a in ds.annotations]
+    items = [(str(iid), it) for iid, pred in preds.items() for it in pred.items]
+    report = metrics.food_regions(
+        [metrics.Detection(iid, it.label, it.score, it.box) for iid, it in items],
+        [float(it.class_scores[it.label_index]) for _, it in items],
+        gts, [str(im.id) for im in ds.images], cfg.iou_threshold, match.min_class_score,
+        non_food=(portion.COIN_LABEL,))
+    return {**asdict(report), "score_min": post.score_min,
+            "real_masks": real_mask_section(ds, preds)}
+
+
+def real_mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any] | None:
+    """Mean IoU of the food items' masks against drawn food outlines (greedy one to one,
+    unmatched outlines 0); None when the set has no drawn outline."""
+    names = ds.category_names()
+    by_image = ds.annotations_by_image()
+    ious: list[float] = []
+    for im in ds.images:
+        gts = [m for a in by_image[im.id]
+               if a.mask_source in REAL_MASK_SOURCES and names[a.category_id] != portion.COIN_LABEL
+               and (m := annotation_mask(a, im.height, im.width)) is not None]
+        if gts:
+            items = [it for it in preds[im.id].items if it.label != portion.COIN_LABEL]
+            ious.extend(metrics.matched_mask_ious(
+                [full_item_mask(it, (im.width, im.height)) for it in items], gts))
+    if not ious:
+        return None
+    return {"mean_iou": float(np.mean(ious)), "n_masks": len(ious),
+            "mask_sources": list(REAL_MASK_SOURCES)}
+
+
 def evaluate(
     model: TrayModel,
     sets: dict[str, CocoDataset],
@@ -206,6 +263,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """All sections for the given held-out sets ("mealtray", "ecustfd", "composed")."""
     cfg = cfg or EvalConfig()
+    match = match or MatchConfig()
     unknown = set(sets) - {"mealtray", "ecustfd", "composed"}
     if unknown:
         raise EvaluationError(f"unknown data sets {sorted(unknown)}")
@@ -218,17 +276,21 @@ def evaluate(
         "data": {name: len(ds.images) for name, ds in sets.items()},
         "detection": {},
         "masks": {},
+        "food_regions": {},
     }
     for name, ds in sets.items():
         preds = predict_dataset(model, ds, low, batch_size=cfg.batch_size)
         result["detection"][name] = detection_section(ds, preds, cfg)
         if (masks := mask_section(ds, preds)) is not None:
             result["masks"][name] = masks
+        if name != "composed":  # real photos only: the trays are pasted crops
+            result["food_regions"][name] = food_region_section(
+                ds, operating_point(preds, PostConfig()), cfg, match, PostConfig())
     if "ecustfd" in sets:
         result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg)
         samples = embed_annotations(model, sets["ecustfd"])
         try:
-            result["menu"] = menu_section(samples, cfg, match or MatchConfig())
+            result["menu"] = menu_section(samples, cfg, match)
         except EvaluationError as exc:  # too few held-out objects: say so, keep the rest
             result["menu"] = {"not_evaluated": str(exc)}
     result["headline"] = headline(result)
@@ -308,6 +370,9 @@ def composed_held_out(
     return compose_dataset(crops, out_dir, n_images, seed)
 
 
+INTERPOLATION_TEXT = {"coco101": "COCOeval's 101-point", "all_point": "all-point (VOC)"}
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     """A human-readable summary of the JSON result."""
     lines = [f"# Evaluation of {result['model']['file']} (version {result['model']['version']})",
@@ -315,8 +380,9 @@ def markdown_report(result: dict[str, Any]) -> str:
     lines += [f"| {k} | {fmt(v)} |" for k, v in result["headline"].items()]
     lines.append("")
     for name, det in result["detection"].items():
+        interp = INTERPOLATION_TEXT.get(det["interpolation"], det["interpolation"])
         lines += [f"## Detection: {name} ({det['images']} images)", "",
-                  f"mAP@{det['iou_threshold']} ({det['interpolation']} interpolation): "
+                  f"mAP@{det['iou_threshold']} ({interp} interpolation): "
                   f"**{fmt(det['map'])}**{_ci_text(det)}; "
                   f"detection ECE {fmt(det['calibration']['ece'])}", "",
                   "| class | AP | GT boxes | detections | TP |", "|---|---|---|---|---|"]
@@ -326,6 +392,7 @@ def markdown_report(result: dict[str, Any]) -> str:
     for name, m in result["masks"].items():
         lines += [f"## Masks: {name}", "", f"Mean mask IoU {fmt(m['mean_iou'])} over "
                   f"{m['n_masks']} masks ({', '.join(m['mask_sources'])})", ""]
+    lines += food_regions_markdown(result.get("food_regions") or {})
     if "grams" in result:
         lines += ["## Grams (ECUSTFD held-out objects)", "",
                   "| scale from | MAE g | MAE % | weighed | not detected | no grams (no scale) |",
@@ -339,6 +406,26 @@ def markdown_report(result: dict[str, Any]) -> str:
     if "menu" in result:
         lines += menu_markdown(result["menu"])
     return "\n".join(lines) + "\n"
+
+
+def food_regions_markdown(sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows of the class-agnostic food-region sections (none: no lines)."""
+    if not sections:
+        return []
+    first = next(iter(sections.values()))
+    lines = [f"## Food regions, class-agnostic (IoU {first['iou_threshold']}, score >= "
+             f"{first['score_min']}, named at class probability >= "
+             f"{first['min_class_score']})", "",
+             "| set | photos | food regions | recall | false regions / photo | "
+             "named wrong (of found) | unidentified | mask IoU, drawn outlines |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, s in sections.items():
+        masks = s["real_masks"]
+        iou = f"{fmt(masks['mean_iou'])} ({masks['n_masks']})" if masks else "-"
+        lines.append(f"| {name} | {s['photos']} | {s['annotated']} | {fmt(s['recall'])} | "
+                     f"{fmt(s['false_per_photo'])} | {fmt(s['named_wrong_share'], True)} "
+                     f"({s['named_wrong']}) | {s['unidentified']} | {iou} |")
+    return [*lines, ""]
 
 
 def _ci_text(det: dict[str, Any]) -> str:

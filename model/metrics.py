@@ -8,12 +8,24 @@ Definitions, stated once so every report means the same thing:
   unmatched ground-truth box of its class in its image with the highest IoU, and is a true
   positive when that IoU is >= the threshold (0.5 for mAP@0.5). This is COCO's greedy rule.
 - AP interpolation, selectable:
-  - ``"all_point"`` (the default; PASCAL VOC 2010+): AP is the area under the precision
-    envelope ``p_interp(r) = max_{r' >= r} p(r')``, summed exactly at every recall step;
-  - ``"coco101"``: the mean of ``p_interp(r)`` at the 101 recall points 0, 0.01, ..., 1,
-    where ``p_interp(r)`` is 0 when recall ``r`` is never reached.
+  - ``"coco101"`` (the default, and what the evaluator reports): the mean of
+    ``p_interp(r) = max_{r' >= r} p(r')`` at the 101 recall points 0, 0.01, ..., 1, where
+    ``p_interp(r)`` is 0 when recall ``r`` is never reached. This is pycocotools' COCOeval
+    (iouThrs [0.5], area "all", maxDets 100): per class and mean equal to 1e-12 on the
+    shipped model's real predictions (tests/model/test_metrics_vs_cocoeval.py);
+  - ``"all_point"`` (PASCAL VOC 2010+; the evaluator's until 2026-12-05): AP is the area
+    under the precision envelope, summed exactly at every recall step.
 - mAP is the mean AP over the classes that have at least one ground-truth box; a class with
   ground truth but no detection has AP 0. Classes without ground truth are not averaged.
+- Food regions (class-agnostic): every annotated food region counts whatever its label
+  (scale references such as the coin are left out on both sides); predictions are the
+  food items at the service's operating score threshold. They are matched to annotations by
+  the same greedy rule as above with every label treated as one ("food"). Recall is matched
+  annotations / annotations; false regions are predictions matching none, per photo
+  (photos without any annotation count too); a matched region is *named wrong* when its
+  label differs from the annotation's and its class probability is >= the service's
+  naming threshold (it should have said "unidentified"), *named right* when the label is
+  the annotation's at that probability, else *unidentified*.
 - Mask IoU: predicted and ground-truth masks are paired one to one, class-agnostic, by
   greedy highest mask IoU; every ground-truth mask counts, unmatched ones with IoU 0. The
   caller passes only ground-truth masks that are real (drawn or composed), never pseudo.
@@ -123,42 +135,125 @@ class MeanCI:
     n: int
 
 
+@dataclass(frozen=True)
+class FoodRegionReport:
+    """Class-agnostic food-region figures of one set of photos (module docstring)."""
+
+    iou_threshold: float
+    min_class_score: float
+    photos: int
+    annotated: int
+    found: int
+    recall: float | None  # None without any annotated food region
+    predicted: int
+    false_regions: int
+    false_per_photo: float | None  # None without photos
+    named_right: int
+    named_wrong: int
+    unidentified: int
+    named_wrong_share: float | None  # of the found regions; None when none was found
+
+
 def match_detections(
     detections: Sequence[Detection],
     ground_truth: Sequence[GroundTruth],
     iou_threshold: float = 0.5,
 ) -> np.ndarray:
     """True-positive flag per detection (input order), by COCO's greedy per-class matching."""
+    return greedy_match(detections, ground_truth, iou_threshold) >= 0
+
+
+def greedy_match(
+    detections: Sequence[Detection],
+    ground_truth: Sequence[GroundTruth],
+    iou_threshold: float = 0.5,
+    class_agnostic: bool = False,
+) -> np.ndarray:
+    """Index into ground_truth of each detection's match (input order), -1 for none.
+
+    COCO's greedy rule: detections by descending score (stable), each to the unmatched
+    ground-truth box of its image (and label, unless class_agnostic) with the highest IoU,
+    if that IoU is >= iou_threshold.
+    """
     if not 0.0 < iou_threshold <= 1.0:
         raise MetricError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    gt_by_key: dict[tuple[str, str], list[BoxT]] = defaultdict(list)
-    for g in ground_truth:
-        gt_by_key[(g.image_id, g.label)].append(g.box)
-    gt_boxes = {k: as_boxes(v, "ground truth") for k, v in gt_by_key.items()}
+
+    def key(image_id: str, label: str) -> tuple[str, str]:
+        return (image_id, "" if class_agnostic else label)
+
+    gt_index: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for j, g in enumerate(ground_truth):
+        gt_index[key(g.image_id, g.label)].append(j)
+    gt_boxes = {k: as_boxes([ground_truth[j].box for j in v], "ground truth")
+                for k, v in gt_index.items()}
     taken = {k: np.zeros(len(v), dtype=bool) for k, v in gt_boxes.items()}
     scores = np.array([d.score for d in detections], dtype=np.float64)
     if not np.all(np.isfinite(scores)):
         raise MetricError("detection scores must be finite")
-    tp = np.zeros(len(detections), dtype=bool)
+    matched = np.full(len(detections), -1, dtype=np.int64)
     for i in np.argsort(-scores, kind="stable"):
         det = detections[i]
-        key = (det.image_id, det.label)
-        if key not in gt_boxes:
+        k = key(det.image_id, det.label)
+        if k not in gt_boxes:
             continue
-        ious = box_iou([det.box], gt_boxes[key])[0]
-        ious[taken[key]] = -1.0
+        ious = box_iou([det.box], gt_boxes[k])[0]
+        ious[taken[k]] = -1.0
         best = int(np.argmax(ious))
         if ious[best] >= iou_threshold:
-            tp[i] = True
-            taken[key][best] = True
-    return tp
+            matched[i] = gt_index[k][best]
+            taken[k][best] = True
+    return matched
+
+
+def food_regions(
+    detections: Sequence[Detection],
+    class_probabilities: Sequence[float],
+    ground_truth: Sequence[GroundTruth],
+    image_ids: Sequence[str],
+    iou_threshold: float = 0.5,
+    min_class_score: float = 0.5,
+    non_food: Sequence[str] = (),
+) -> FoodRegionReport:
+    """Recall, false regions per photo and wrong names of food regions, label-blind.
+
+    detections: the predicted items at the operating threshold, with the probability of
+    their own label in class_probabilities (same order); image_ids: every photo evaluated.
+    Labels in non_food (the coin) are dropped from both sides before matching.
+    """
+    if len(class_probabilities) != len(detections):
+        raise MetricError(f"{len(class_probabilities)} class probabilities for "
+                          f"{len(detections)} detections")
+    photos = set(image_ids)
+    stray = {d.image_id for d in detections} | {g.image_id for g in ground_truth}
+    if not stray <= photos:
+        raise MetricError(f"image ids missing from image_ids: {sorted(stray - photos)[:3]}")
+    keep = [i for i, d in enumerate(detections) if d.label not in non_food]
+    dets = [detections[i] for i in keep]
+    probs = np.array([class_probabilities[i] for i in keep], dtype=np.float64)
+    gts = [g for g in ground_truth if g.label not in non_food]
+    matched = greedy_match(dets, gts, iou_threshold, class_agnostic=True)
+    hit = matched >= 0
+    sure = probs >= min_class_score
+    same = np.array([m >= 0 and d.label == gts[m].label for d, m in zip(dets, matched,
+                                                                        strict=True)], bool)
+    found = int(hit.sum())
+    wrong = int((hit & sure & ~same).sum())
+    false = int((~hit).sum())
+    return FoodRegionReport(
+        iou_threshold=iou_threshold, min_class_score=min_class_score, photos=len(photos),
+        annotated=len(gts), found=found, recall=found / len(gts) if gts else None,
+        predicted=len(dets), false_regions=false,
+        false_per_photo=false / len(photos) if photos else None,
+        named_right=int((hit & sure & same).sum()), named_wrong=wrong,
+        unidentified=int((hit & ~sure).sum()),
+        named_wrong_share=wrong / found if found else None)
 
 
 def average_precision(
     scores: npt.ArrayLike,
     tp: npt.ArrayLike,
     n_gt: int,
-    interpolation: Interpolation = "all_point",
+    interpolation: Interpolation = "coco101",
 ) -> float:
     """AP of one class from detection scores, their TP flags and the ground-truth count."""
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -191,7 +286,7 @@ def detection_ap(
     detections: Sequence[Detection],
     ground_truth: Sequence[GroundTruth],
     iou_threshold: float = 0.5,
-    interpolation: Interpolation = "all_point",
+    interpolation: Interpolation = "coco101",
 ) -> DetectionReport:
     """Per-class AP and mAP over every class that has ground truth."""
     tp = match_detections(detections, ground_truth, iou_threshold)
@@ -310,6 +405,7 @@ def bootstrap_map_ci95(
     iou_threshold: float = 0.5,
     draws: int = 200,
     seed: int = 0,
+    interpolation: Interpolation = "coco101",
 ) -> tuple[float, float]:
     """95% percentile interval of mAP when whole groups of images are resampled.
 
@@ -339,7 +435,7 @@ def bootstrap_map_ci95(
                 new_id = f"{k}:{image_id}"
                 dets += [replace(d, image_id=new_id) for d in dets_of[image_id]]
                 gts += [replace(g, image_id=new_id) for g in gts_of[image_id]]
-        values.append(detection_ap(dets, gts, iou_threshold).mean_ap)
+        values.append(detection_ap(dets, gts, iou_threshold, interpolation).mean_ap)
     finite = [v for v in values if math.isfinite(v)]  # a draw of groups without any box: none
     if not finite:
         raise MetricError("no resampled draw holds a ground-truth box")

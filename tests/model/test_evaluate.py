@@ -10,20 +10,26 @@ import numpy as np
 import pytest
 
 from model.data.coco import CocoDataset
+from model.data.importers.labelme import import_labelme
 from model.data.masks import annotation_mask
 from model.data.splits import group_of
 from model.evaluate import (
     composed_held_out,
     detection_section,
     evaluate,
+    food_region_section,
     grams_section,
     main,
     markdown_report,
     mask_section,
+    operating_point,
+    predict_dataset,
+    real_mask_section,
     write_outputs,
 )
 from model.evaluate_common import EvalConfig
-from model.infer.runtime import Item, Prediction, TrayModel
+from model.infer.menu_match import MatchConfig
+from model.infer.runtime import Item, PostConfig, Prediction, TrayModel
 
 REPO = Path(__file__).resolve().parents[2]
 def _item(box: tuple[float, float, float, float], label: str, score: float, **kw: object) -> Item:
@@ -108,6 +114,41 @@ def test_mask_section_scores_real_masks_only(mealtray_ds: CocoDataset) -> None:
     assert none is not None and none["mean_iou"] == 0.0
 
 
+def test_food_region_section_known_answers(ecustfd_ds: CocoDataset) -> None:
+    # Every annotation predicted exactly, the coin as the coin: every food region found,
+    # none false, none named wrong (each item's own label has probability 1).
+    exact = food_region_section(ecustfd_ds, _oracle(ecustfd_ds), EvalConfig(), MatchConfig(),
+                                PostConfig())
+    names = ecustfd_ds.category_names()
+    foods = sum(names[a.category_id] != "coin" for a in ecustfd_ds.annotations)
+    assert (exact["annotated"], exact["found"], exact["recall"]) == (foods, foods, 1.0)
+    assert exact["false_regions"] == 0 and exact["named_wrong"] == 0
+    assert exact["named_right"] == foods and exact["score_min"] == 0.25
+    assert exact["real_masks"] is None  # ECUSTFD's boxes have no drawn outline
+
+
+def test_operating_point_equals_predicting_at_it(model_path: Path,
+                                                 mealtray_ds: CocoDataset) -> None:
+    # Cutting the evaluator's low-threshold run at the service's threshold gives the items
+    # the service itself gets.
+    model = TrayModel(model_path)
+    low = predict_dataset(model, mealtray_ds, PostConfig(score_min=0.05, max_items=100))
+    served = predict_dataset(model, mealtray_ds, PostConfig())
+    cut = operating_point(low, PostConfig())
+    for iid, pred in served.items():
+        assert [(it.label, it.box, it.score) for it in cut[iid].items] == [
+            (it.label, it.box, it.score) for it in pred.items]
+
+
+def test_real_mask_section_drawn_outlines_only(model_path: Path, fixtures_dir: Path) -> None:
+    # The LabelMe fixture: apple, orange and coin drawn by hand; the coin is not food.
+    drawn = import_labelme(fixtures_dir / "labelme")
+    preds = predict_dataset(TrayModel(model_path), drawn, PostConfig())
+    masks = real_mask_section(drawn, preds)
+    assert masks is not None and masks["n_masks"] == 2 and masks["mask_sources"] == ["gt"]
+    assert 0.5 < masks["mean_iou"] <= 1.0  # the shipped model outlines both fruits
+
+
 def test_evaluate_fixture_photos_with_model(
     model_path: Path, mealtray_ds: CocoDataset, ecustfd_ds: CocoDataset, tmp_path: Path
 ) -> None:
@@ -135,6 +176,10 @@ def test_evaluate_fixture_photos_with_model(
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(result))
     assert md_path.read_text() == markdown_report(result)
     assert "## Detection: mealtray" in md_path.read_text()
+    regions = result["food_regions"]
+    assert set(regions) == {"mealtray", "ecustfd"}
+    assert regions["mealtray"]["annotated"] == len(mealtray_ds.annotations)
+    assert "## Food regions, class-agnostic" in md_path.read_text()
 
 
 def test_composed_trays_give_mask_iou(

@@ -14,6 +14,7 @@ from model.metrics import (
     bootstrap_map_ci95,
     detection_ap,
     expected_calibration_error,
+    food_regions,
     grams_error,
     identification_accuracy,
     mask_iou,
@@ -42,8 +43,9 @@ def test_coco101_ap_by_hand() -> None:
 
 
 def test_ap_order_independent_and_edge_cases() -> None:
-    # The same detections in another input order give the same AP (sorted by score inside).
-    assert average_precision(SCORES[::-1], TP[::-1], 3) == pytest.approx(5 / 9)
+    # The same detections in another input order give the same AP (sorted by score inside);
+    # the default interpolation is COCOeval's 101 points.
+    assert average_precision(SCORES[::-1], TP[::-1], 3) == pytest.approx(56 / 101)
     # All detections correct and every box found: precision 1 at recall 1 -> AP 1.
     assert average_precision([0.5, 0.4], [True, True], 2) == pytest.approx(1.0)
     # No detections at all: AP 0.
@@ -86,14 +88,51 @@ def test_detection_ap_per_class_and_mean() -> None:
         Detection("b", "Plate", 0.7, (0, 0, 100, 90)),  # TP, IoU 0.9
         Detection("a", "Yogurt", 0.5, (0, 0, 5, 5)),  # class without ground truth
     ]
-    report = detection_ap(dets, gts)
+    report = detection_ap(dets, gts, interpolation="all_point")
     # Plate: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 -> AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    # COCO's 101 points (the default): 0.00..0.50 (51 points) at 1, 0.51..1.00 (50) at 2/3.
+    assert detection_ap(dets, gts).per_class["Plate"].ap == pytest.approx((51 + 50 * 2 / 3) / 101)
     # Cheese: ground truth but no detection -> AP 0. Yogurt has no ground truth: not averaged.
     assert report.per_class["Plate"].ap == pytest.approx(5 / 6)
     assert report.per_class["Plate"].n_tp == 2
     assert report.per_class["Cheese"].ap == 0.0
     assert "Yogurt" not in report.per_class
     assert report.mean_ap == pytest.approx((5 / 6 + 0) / 2)
+
+
+def test_food_regions_by_hand() -> None:
+    gts = [
+        GroundTruth("a", "apple", (0, 0, 10, 10)),
+        GroundTruth("a", "orange", (20, 0, 30, 10)),
+        GroundTruth("a", "coin", (40, 0, 44, 4)),  # a scale reference: not a food region
+        GroundTruth("b", "Plate", (0, 0, 100, 100)),
+    ]
+    dets = [
+        Detection("a", "orange", 0.9, (0, 0, 10, 10)),  # on the apple, named orange: found
+        Detection("a", "orange", 0.8, (20, 0, 30, 10)),  # the orange, named right
+        Detection("a", "apple", 0.7, (0, 0, 10, 9)),  # the apple again: taken -> false
+        Detection("a", "coin", 0.95, (40, 0, 44, 4)),  # the coin item: not food, dropped
+        Detection("b", "Bread", 0.6, (0, 0, 100, 100)),  # the plate, named Bread unsure
+        Detection("c", "Bread", 0.5, (0, 0, 5, 5)),  # a photo without food: false
+    ]
+    probs = [0.95, 0.9, 0.99, 1.0, 0.3, 0.8]
+    r = food_regions(dets, probs, gts, ["a", "b", "c"], 0.5, 0.5, non_food=("coin",))
+    # 3 food regions (the coin left out), all found whatever the label: recall 3/3.
+    assert (r.annotated, r.found, r.recall) == (3, 3, 1.0)
+    # 5 food predictions, 3 matched: 2 false over 3 photos.
+    assert (r.predicted, r.false_regions) == (5, 2)
+    assert r.false_per_photo == pytest.approx(2 / 3)
+    # Named wrong: the apple called orange at 0.95 >= 0.5. The Plate called Bread at 0.3 is
+    # unidentified (the service would say "food"). The orange is named right.
+    assert (r.named_wrong, r.named_right, r.unidentified) == (1, 1, 1)
+    assert r.named_wrong_share == pytest.approx(1 / 3)
+    # Without any prediction: nothing found, no false regions, no share.
+    empty = food_regions([], [], gts, ["a", "b"], non_food=("coin",))
+    assert (empty.recall, empty.false_per_photo, empty.named_wrong_share) == (0.0, 0.0, None)
+    with pytest.raises(MetricError, match="image_ids"):
+        food_regions(dets, probs, gts, ["a"])
+    with pytest.raises(MetricError, match="class probabilities"):
+        food_regions(dets, probs[:2], gts, ["a", "b", "c"])
 
 
 def test_mask_iou_and_matching_by_hand() -> None:

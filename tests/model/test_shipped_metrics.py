@@ -66,7 +66,7 @@ def test_committed_metrics_are_consistent(stem: str) -> None:
 # where a box sits at IoU 0.5 with its annotation or two scores tie. So each tolerance
 # allows about one such flipped match and is below the precision the model card quotes:
 # - mAP@0.5 (8 classes, >= 25 annotated boxes in each but Cheese's 5): one flipped match
-#   moves a class AP by <= 1/25, the mean by <= 0.005; the card quotes 3 decimals (0.881).
+#   moves a class AP by <= 1/25, the mean by <= 0.005; the card quotes 3 decimals (0.880).
 # - grams MAE % over ~330 objects: one object more or less moves the mean by (its error -
 #   the mean) / 330, < 0.1 point for errors up to ~45 %; the card quotes 1 decimal (13.2%).
 # - coverage (objects that get grams): one annotated object (1/333) plus rounding.

@@ -1,0 +1,58 @@
+"""benchmarks/leave_one_source_out.py runs end to end on the fixtures with a one-epoch
+schedule: the left-out source reaches neither the training photos nor the composed trays,
+every photo of it is evaluated, and the shipped model's rows are its held-out split."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.leave_one_source_out import loso_config, main
+from serve.core.settings import SHIPPED_MODEL
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DATA = [{"kind": "mealtray", "root": str(FIXTURES / "mealtray" / "labeled")},
+        {"kind": "ecustfd", "root": str(FIXTURES / "ecustfd")}]
+# A few-second recipe: 128x96 input, one epoch over one cached view, two composed trays.
+TINY = ["--data", json.dumps(DATA), "--epochs", "1", "--cache-views", "1",
+        "--set", "input_width=128", "--set", "input_height=96", "--set", "embed_dim=16",
+        "--set", "neck_channels=32", "--set", "batch_size=4", "--set", "val_fraction=0.3",
+        "--set", "device=cpu", "--set", "compose={images: 2, per_label: 2, supervise: mask}",
+        "--menus", "5", "--menu-size", "2"]
+
+
+def test_loso_config_drops_the_source(tmp_path: Path) -> None:
+    config = Path(__file__).resolve().parents[2] / "model" / "configs" / "default.yaml"
+    cfg = loso_config(config, "ecustfd", tmp_path, tmp_path / "cache", {"data": DATA})
+    assert [d["kind"] for d in cfg.data] == ["mealtray"]
+    assert cfg.epochs == 24 and cfg.compose["images"] == 240  # the recipe, unless flagged
+    assert cfg.output_dir == str(tmp_path / "without-ecustfd")
+    assert cfg.cache_dir == str(tmp_path / "cache")  # never the default var/cache
+    with pytest.raises(SystemExit, match="cannot leave out"):
+        loso_config(config, "ecustfd", tmp_path, tmp_path, {"data": DATA[1:]})
+
+
+def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not SHIPPED_MODEL.is_file():
+        pytest.skip(f"no shipped model at {SHIPPED_MODEL}")
+    out = tmp_path / "loso"
+    assert main(["--out", str(out), "--sources", "ecustfd", *TINY]) == 0
+    result = json.loads((out / "loso.json").read_text())
+    (row,) = result["leave_one_out"]
+    assert row["trained_on"] == ["mealtray"] and row["schedule"]["epochs"] == 1
+    assert row["leak_check"]["overlap"] == 0
+    assert row["leak_check"]["composed_labels"]  # trays were composed, of mealtray crops only
+    assert not set(row["leak_check"]["composed_labels"]) & {"apple", "orange", "coin"}
+    assert row["photos"] == 6  # every fixture ECUSTFD photo the importer keeps
+    assert row["drawn_outline_mask_iou"]["n_masks"] == 4  # apple, orange; lemon, orange
+    fr = row["food_regions"]
+    assert fr["photos"] == 6 and fr["score_min"] == 0.25 and fr["min_class_score"] == 0.5
+    assert 0 <= fr["found"] <= fr["annotated"]
+    (ship,) = result["shipped"]
+    assert ship["evaluated_on"] == "held-out split" and ship["version"] == "1.4.0"
+    assert "k1" in ship["menu"] and "k3" in ship["menu"]
+    table = capsys.readouterr().out
+    assert "| without ecustfd | mealtray | ecustfd all photos | 6 |" in table
+    assert "| shipped 1.4.0 | both | ecustfd held-out split |" in table
+    assert (out / "without-ecustfd" / "model.onnx").is_file()
