@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,10 +37,10 @@ def model_path() -> Path:
     pytest.skip("no ONNX model yet: model/artifacts/traylens.onnx is committed with the model")
 
 
-def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, members: int = 1,
-                ) -> tuple[TrayNet, ModelMeta, Path]:
-    """A small untrained TrayNet over the default labels, exported to `out` with metadata
-    (members > 1: an ensemble of that many heads)."""
+def tiny_net(decoupled: bool = False, flip_test: bool = False, members: int = 1,
+             ) -> tuple[TrayNet, ModelMeta]:
+    """A small untrained TrayNet over the default labels and its metadata, the same weights on
+    every call (seed 0); members > 1: an ensemble of that many heads."""
     from nutrition_db import label_map
 
     lm = label_map()
@@ -56,7 +58,48 @@ def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, mem
                      embedding_dim=model.output_embedding_dim, version="test",
                      fingerprint="sha256:test",
                      training={"seed": 0, "val_fraction": 0.2}, flip_test=flip_test)
+    return model, meta
+
+
+def export_tiny(out: Path, decoupled: bool = False, flip_test: bool = False, members: int = 1,
+                ) -> tuple[TrayNet, ModelMeta, Path]:
+    """tiny_net(...) exported to `out` with its metadata."""
+    model, meta = tiny_net(decoupled, flip_test, members)
     return model, meta, export.export_onnx(model, meta, out)
+
+
+TinyExport = Callable[..., tuple[TrayNet, ModelMeta, Path]]
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> TinyExport:
+    """export_tiny with each variant exported once per test run (the dynamo export takes ~10 s
+    of CPU) and copied to each caller's `out`: several test files check the same tiny files.
+    Under pytest-xdist the workers share one folder of this run's base temp directory, so a
+    variant is exported by whichever worker asks first (a file lock), never by two."""
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = tmp_path_factory.getbasetemp().parent / "tiny-onnx"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("tiny-onnx")
+
+    def make(out: Path, decoupled: bool = False, flip_test: bool = False, members: int = 1,
+             ) -> tuple[TrayNet, ModelMeta, Path]:
+        cached = cache / f"decoupled{int(decoupled)}-flip{int(flip_test)}-members{members}.onnx"
+        with FileLock(f"{cached}.lock"):
+            if cached.is_file():
+                model, meta = tiny_net(decoupled, flip_test, members)
+            else:
+                model, meta, _ = export_tiny(cached.with_suffix(".part"), decoupled, flip_test,
+                                             members)
+                cached.with_suffix(".part").rename(cached)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, out)
+        return model, meta, out
+
+    return make
 
 
 def assert_torch_and_onnx_agree(net: torch.nn.Module, rt: TrayModel, meta: ModelMeta,

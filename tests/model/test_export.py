@@ -11,12 +11,13 @@ from model import export
 from model.infer.images import load_image
 from model.infer.runtime import ModelMeta, PostConfig, TrayModel
 from model.network import TrayNet
-from tests.model.conftest import assert_torch_and_onnx_agree, export_tiny
+from tests.model.conftest import TinyExport, assert_torch_and_onnx_agree
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrayNet, ModelMeta, Path]:
-    return export_tiny(tmp_path_factory.mktemp("onnx") / "m.onnx")
+def exported(tmp_path_factory: pytest.TempPathFactory, tiny_onnx: TinyExport,
+             ) -> tuple[TrayNet, ModelMeta, Path]:
+    return tiny_onnx(tmp_path_factory.mktemp("onnx") / "m.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,9 @@ def test_parity_on_real_photos_and_batch_sizes(exported: tuple, photos: list[Pat
         export.check_parity({"heatmap": 1.0})
 
 
-def test_flip_test_file_matches_torch_and_says_so(tmp_path: Path, photos: list[Path]) -> None:
-    model, meta, path = export_tiny(tmp_path / "flip.onnx", decoupled=True, flip_test=True)
+def test_flip_test_file_matches_torch_and_says_so(tmp_path: Path, photos: list[Path],
+                                                  tiny_onnx: TinyExport) -> None:
+    model, meta, path = tiny_onnx(tmp_path / "flip.onnx", decoupled=True, flip_test=True)
     assert meta.flip_test and TrayModel(path).meta.flip_test
     export.check_parity(export.parity(model, path, photos))
     rt = TrayModel(path)
@@ -69,9 +71,9 @@ def test_flip_test_file_matches_torch_and_says_so(tmp_path: Path, photos: list[P
 
 
 def test_ensemble_file_matches_torch_with_every_members_embedding(
-    tmp_path: Path, photos: list[Path]
+    tmp_path: Path, photos: list[Path], tiny_onnx: TinyExport
 ) -> None:
-    model, _, path = export_tiny(tmp_path / "ens.onnx", decoupled=True, flip_test=True,
+    model, _, path = tiny_onnx(tmp_path / "ens.onnx", decoupled=True, flip_test=True,
                                  members=3)
     export.check_parity(export.parity(model, path, photos))
     rt = TrayModel(path)

@@ -10,7 +10,7 @@ import pytest
 from model import quantize
 from model.infer.images import load_image
 from model.infer.runtime import TrayModel
-from tests.model.conftest import export_tiny
+from tests.model.conftest import TinyExport
 
 # (decoupled with flip test, heads): the shipped model is decoupled with the flip test and
 # may join several training runs' heads; the first variant has neither.
@@ -20,11 +20,11 @@ VARIANTS = {"per-class": (False, 1), "decoupled-flip": (True, 1),
 
 @pytest.fixture(scope="module", params=list(VARIANTS.values()), ids=list(VARIANTS))
 def quantised(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-              fixtures_dir: Path) -> tuple[Path, Path]:
+              fixtures_dir: Path, tiny_onnx: TinyExport) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("int8")
     shipped_like, members = request.param
-    _, _, fp32 = export_tiny(folder / "m.onnx", decoupled=shipped_like,
-                             flip_test=shipped_like, members=members)
+    _, _, fp32 = tiny_onnx(folder / "m.onnx", decoupled=shipped_like, flip_test=shipped_like,
+                           members=members)
     images = quantize.calibration_images([fixtures_dir / "ecustfd" / "JPEGImages",
                                           fixtures_dir / "mealtray" / "labeled"], per_folder=3)
     assert len(images) == 6

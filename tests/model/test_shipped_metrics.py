@@ -9,10 +9,13 @@ metrics.json and report.md to model/artifacts/STEM.metrics.{json,md}.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from model.evaluate import (
     EvalConfig,
@@ -77,6 +80,24 @@ GRAMS_PCT_TOL = 0.1
 MENU_TOL = 0.001
 
 
+class _RerunFree(TrayModel):
+    """The shipped file, whose run() answers a call on the same photos as the call just
+    before (pixels, size and mode: all that preprocess reads) from that call's maps instead
+    of running ONNX Runtime again. The menu section embeds each photo with embed_regions,
+    then with embed_enrolment, which for this flip-test file is embed_regions on the same
+    photo once more: the same maps, bit for bit, and one ECUSTFD pass less."""
+
+    _last: tuple[list[tuple[str, tuple[int, int], bytes]],
+                 tuple[list[np.ndarray], list[float]]] | None = None
+
+    def run(self, images: Sequence[Image.Image]) -> tuple[list[np.ndarray], list[float]]:
+        key = [(img.mode, img.size, img.tobytes()) for img in images]
+        if self._last is None or self._last[0] != key:
+            self._last = (key, super().run(images))
+        outputs, scales = self._last[1]
+        return [o.copy() for o in outputs], list(scales)
+
+
 def _coverage_tol(grams: dict[str, Any]) -> float:
     return 1.0 / grams["annotated"] + 1e-9
 
@@ -93,7 +114,7 @@ def test_shipped_fp32_file_reproduces_its_headline(shared_data: Path) -> None:
     """
     committed = _committed("traylens")
     cfg = _config(committed)
-    model = TrayModel(ARTIFACTS / "traylens.onnx")
+    model = _RerunFree(ARTIFACTS / "traylens.onnx")
     assert committed["model"]["fingerprint"] == model.meta.fingerprint
     val_fraction, seed = split_params(model)
     sets = held_out_sets(shared_data, val_fraction, seed)

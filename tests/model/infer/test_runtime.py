@@ -14,6 +14,7 @@ from PIL import Image
 from model.infer import images, runtime
 from model.infer.images import ImageError, load_image
 from model.infer.runtime import Item, ModelFileError, full_item_mask, mask_polygon
+from tests.model.conftest import TinyExport
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -283,11 +284,11 @@ def test_enrolment_embedding_averages_the_photo_and_its_mirror(fixtures_dir: Pat
     assert float(whole @ model.embed_enrolment(mirror)[0]) > 0.999
 
 
-def test_a_flip_test_file_enrols_in_one_pass(fixtures_dir: Path, tmp_path: Path) -> None:
-    """Its graph already averages each photo with its mirror: no second mirrored pass."""
-    from tests.model.conftest import export_tiny
-
-    _, _, path = export_tiny(tmp_path / "flip.onnx", flip_test=True)
+def test_a_flip_test_file_enrols_in_one_pass(fixtures_dir: Path, tmp_path: Path,
+                                             tiny_onnx: TinyExport) -> None:
+    """Its graph already averages each photo with its mirror: no second mirrored pass.
+    (The shipped-like decoupled variant, whose export test_export and test_quantize share.)"""
+    _, _, path = tiny_onnx(tmp_path / "flip.onnx", decoupled=True, flip_test=True)
     model = runtime.TrayModel(path)
     img = load_image(fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG")
     box = (200.0, 150.0, 500.0, 420.0)

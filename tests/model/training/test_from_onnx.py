@@ -33,7 +33,7 @@ from model.training.from_onnx import (
 )
 from model.training.loop import train_one_epoch
 from model.training.run import make_state, run
-from tests.model.conftest import assert_torch_and_onnx_agree, export_tiny, tiny_args
+from tests.model.conftest import TinyExport, assert_torch_and_onnx_agree, tiny_args
 
 SHIPPED = Path(__file__).resolve().parents[3] / "model" / "artifacts" / "traylens.onnx"
 MAP_ATOL = 1e-4  # heatmap, mask (probabilities) and raw embedding
@@ -54,9 +54,10 @@ def shipped() -> tuple[TrayNet, object, object]:
 
 
 @pytest.fixture(scope="module")
-def tiny_parent(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrayNet, Path]:
+def tiny_parent(tmp_path_factory: pytest.TempPathFactory, tiny_onnx: TinyExport,
+                ) -> tuple[TrayNet, Path]:
     """A small exported file shaped like tiny_args' runs (embed 16, neck 32)."""
-    model, _, path = export_tiny(tmp_path_factory.mktemp("parent") / "parent.onnx")
+    model, _, path = tiny_onnx(tmp_path_factory.mktemp("parent") / "parent.onnx")
     return model, path
 
 
@@ -103,7 +104,7 @@ def test_batchnorms_become_identity_plus_folded_bias(tiny_parent: tuple) -> None
 
 
 def test_wrong_architecture_missing_and_leftover_tensors_fail_loudly(
-        tiny_parent: tuple, tmp_path: Path) -> None:
+        tiny_parent: tuple, tmp_path: Path, tiny_onnx: TinyExport) -> None:
     model, path = tiny_parent
     with pytest.raises(OnnxInitError, match="shapes differ"):
         load_onnx_weights(TrayNet(model.num_classes, 16, 64, pretrained=False), path)
@@ -117,7 +118,7 @@ def test_wrong_architecture_missing_and_leftover_tensors_fail_loudly(
     with pytest.raises(OnnxInitError, match=r"heads\.heat\.1\.bias"):
         load_onnx_weights(TrayNet(model.num_classes, 16, 32, pretrained=False),
                           tmp_path / "missing.onnx")
-    ensemble = export_tiny(tmp_path / "ens.onnx", members=2)[2]
+    ensemble = tiny_onnx(tmp_path / "ens.onnx", members=2)[2]
     with pytest.raises(OnnxInitError, match="no place for"):
         load_onnx_weights(TrayNet(model.num_classes, 16, 32, pretrained=False), ensemble)
     with pytest.raises(OnnxInitError, match="ensemble of 2"):
