@@ -13,8 +13,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
 DOCS_ARGS ?=
 
-.PHONY: serve test lint model venv install-serve install-dev test-services docs-figures \
-        typecheck pytest
+.PHONY: serve test lint model venv install-serve install-dev test-services docs-figures
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,17 +37,10 @@ test-services:
 
 # The Python install (pip, mostly torch from disk) and the system services (apt: Chromium)
 # wait on different things: they run side by side.
-# The type check (one process, ~40 s cold) runs beside pytest, whose workers often wait on
-# servers and databases; either failing fails the target.
 test:
 	@$(MAKE) --no-print-directory -j2 install-dev test-services
 	$(BIN)/ruff check .
-	@$(MAKE) --no-print-directory -j2 typecheck pytest
-
-typecheck:
 	$(BIN)/mypy model serve nutrition_db
-
-pytest:
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Re-measure the figures of docs/BENCHMARKS.md and docs/RELIABILITY.md (tens of minutes;
