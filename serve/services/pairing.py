@@ -44,6 +44,7 @@ from serve.db.tables.analyses import Analysis, AnalysisItem, MealState
 from serve.db.tables.core import Role, User
 from serve.db.tables.pairs import MealPair
 from serve.services import webhooks
+from serve.services.analyses import no_food_found
 from serve.services.leftovers import (
     Leftover,
     LeftoverFlag,
@@ -362,7 +363,7 @@ def open_pair(session: Session, before: Analysis) -> MealPair:
                             f"(meal_state={before.meal_state!r})", code="not_before")
     pair = session.scalar(select(MealPair).where(MealPair.before_analysis_id == before.id))
     if pair is None:
-        if not before.items:
+        if no_food_found(before):
             raise unprocessable(f"analysis {before.id} holds no food item: nothing was "
                                 "served to pair (add its items first)", code="no_food_before")
         pair = MealPair(canteen_id=before.canteen_id, kiosk_id=before.kiosk_id,
@@ -426,7 +427,7 @@ def link_analysis(session: Session, analysis: Analysis, *, pair_id: str | None,
     food closes its pair like any other: everything served was eaten.
     """
     if analysis.meal_state == MealState.BEFORE.value:
-        return open_pair(session, analysis) if analysis.items else None
+        return None if no_food_found(analysis) else open_pair(session, analysis)
     if analysis.meal_state != MealState.AFTER.value:
         return None
     if pair_id is not None:
