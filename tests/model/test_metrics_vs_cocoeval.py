@@ -4,7 +4,9 @@ The evaluator's figures are meant to be the field's: box AP@0.5 per class and it
 COCOeval computes them (iouThrs [0.5], area range "all", maxDets 100, 101-point
 interpolation), mask IoU as COCOeval's segm IoU, and the class-agnostic food-region recall as
 COCOeval's recall with useCats=0. Each is checked on the repo's fixture photos (a fresh
-clone has them) and, where ../shared/data exists, on the whole held-out split.
+clone has them) and, where ../shared/data exists, on the whole held-out split: that check
+lives in tests/model/test_shipped_metrics.py, which predicts the split once for its own
+checks too.
 """
 from __future__ import annotations
 
@@ -24,10 +26,8 @@ from model.data.masks import annotation_mask
 from model.evaluate import (
     detection_section,
     food_region_section,
-    held_out_sets,
     operating_point,
     predict_dataset,
-    split_params,
 )
 from model.evaluate_common import EvalConfig
 from model.infer import portion
@@ -116,7 +116,7 @@ def _low(model: TrayModel, ds: CocoDataset) -> dict[int, Prediction]:
     return predict_dataset(model, ds, low, batch_size=cfg.batch_size)
 
 
-def _check_ap(ds: CocoDataset, preds: dict[int, Prediction]) -> tuple[float, float]:
+def check_ap(ds: CocoDataset, preds: dict[int, Prediction]) -> tuple[float, float]:
     """The evaluator's per-class AP and mAP equal COCOeval's; (COCOeval mAP, all-point mAP)."""
     section = detection_section(ds, preds, EvalConfig())
     coco = _coco_ap(_coco_eval(ds, preds))
@@ -137,7 +137,7 @@ def _check_ap(ds: CocoDataset, preds: dict[int, Prediction]) -> tuple[float, flo
     return coco_map, metrics.detection_ap(dets, gts, 0.5, "all_point").mean_ap
 
 
-def _check_food_regions(ds: CocoDataset, low: dict[int, Prediction]) -> None:
+def check_food_regions(ds: CocoDataset, low: dict[int, Prediction]) -> None:
     """Class-agnostic recall and false regions equal COCOeval's with useCats=0."""
     post = PostConfig()
     preds = operating_point(low, post)
@@ -157,8 +157,8 @@ def test_box_ap_equals_cocoeval_on_fixture_photos(
     model = TrayModel(model_path)
     for ds in (mealtray_ds, ecustfd_ds):
         preds = _low(model, ds)
-        _check_ap(ds, preds)
-        _check_food_regions(ds, preds)
+        check_ap(ds, preds)
+        check_food_regions(ds, preds)
 
 
 def test_mask_iou_equals_cocoeval_segm_on_drawn_outlines(model_path: Path,
@@ -183,18 +183,3 @@ def test_mask_iou_equals_cocoeval_segm_on_drawn_outlines(model_path: Path,
             assert np.abs(ours - theirs).max() <= TOL
             pairs += ours.size
     assert pairs >= 8
-
-
-@pytest.mark.shared_data
-@pytest.mark.slow
-def test_box_ap_and_food_regions_equal_cocoeval_on_held_out_split(
-    model_path: Path, shared_data: Path
-) -> None:
-    """The whole held-out split (79 mealtray, 323 ECUSTFD photos; ~1 min on 2 quiet cores,
-    ~3.5 min beside a training run)."""
-    model = TrayModel(model_path)
-    val_fraction, seed = split_params(model)
-    for ds in held_out_sets(shared_data, val_fraction, seed).values():
-        preds = _low(model, ds)
-        _check_ap(ds, preds)
-        _check_food_regions(ds, preds)
