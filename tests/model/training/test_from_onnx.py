@@ -118,12 +118,14 @@ def test_wrong_architecture_missing_and_leftover_tensors_fail_loudly(
     with pytest.raises(OnnxInitError, match=r"heads\.heat\.1\.bias"):
         load_onnx_weights(TrayNet(model.num_classes, 16, 32, pretrained=False),
                           tmp_path / "missing.onnx")
-    ensemble = tiny_onnx(tmp_path / "ens.onnx", members=2)[2]
+    # The ensemble the quantisation and export tests use too (one export for all of them).
+    ensemble = tiny_onnx(tmp_path / "ens.onnx", decoupled=True, flip_test=True, members=3)[2]
     with pytest.raises(OnnxInitError, match="no place for"):
-        load_onnx_weights(TrayNet(model.num_classes, 16, 32, pretrained=False), ensemble)
-    with pytest.raises(OnnxInitError, match="ensemble of 2"):
-        check_parent(ensemble, TrayModel(ensemble).meta.labels, 16, 32, False)
-    assert network_from_onnx(ensemble)[0].members == 2  # loadable (evaluation), not trainable
+        load_onnx_weights(TrayNet(model.num_classes, 16, 32, pretrained=False, decoupled=True,
+                                  flip_test=True), ensemble)
+    with pytest.raises(OnnxInitError, match="ensemble of 3"):
+        check_parent(ensemble, TrayModel(ensemble).meta.labels, 16, 32, True)
+    assert network_from_onnx(ensemble)[0].members == 3  # loadable (evaluation), not trainable
 
 
 def test_labels_reordered_are_remapped_other_labels_refused(tiny_parent: tuple) -> None:
