@@ -11,9 +11,12 @@ from the remaining sources' training parts only: checked before training), train
 --cache-dir, not the default var/cache), exported to ONNX (`model.export`, no portion fit:
 no grams are measured here), then evaluated on ALL photos of the left-out source:
 
-- class-agnostic food-region recall at IoU 0.5, false regions per photo and the share of
-  found regions named with a wrong class at class probability >= MatchConfig.min_class_score,
-  at the service's operating point (PostConfig) — `model.evaluate.food_region_section`;
+- class-agnostic food-region recall at IoU 0.5, false regions per photo and the shares of
+  found regions named with a wrong and with the right class, at the service's operating
+  point (PostConfig) — `model.evaluate.food_region_section`. Named as the service names:
+  class probability >= MatchConfig.min_class_score and the open-set check
+  (`model.infer.naming`), fitted on the run's own training split after export; the table
+  gives "class probability alone -> with the check";
 - mask IoU against drawn outlines where the source has any (ECUSTFD: the LabelMe and mask-PNG
   fixtures, tests/fixtures/{labelme,maskpng}; mealtray has none);
 - menu-mode identification (`model.evaluate_menu`): menus of 5 dishes drawn from the left-out
@@ -183,6 +186,18 @@ def train_and_export(cfg: TrainConfig, retrain: bool) -> Path:
     return onnx
 
 
+def with_open_set(onnx: Path) -> TrayModel:
+    """The run's file with the open-set naming check fitted on its own training split (no
+    left-out photo: the split its metadata records), as a default export does."""
+    from model import export
+
+    if not export.read_meta(onnx).open_set:
+        began = time.perf_counter()
+        export.fit_open_set_file(onnx, export.training_parts(export.read_meta(onnx)))
+        log(f"open-set check fitted in {time.perf_counter() - began:.0f} s")
+    return TrayModel(onnx)
+
+
 def measure(model: TrayModel, ds: CocoDataset, outlines: Sequence[CocoDataset],
             menus: int, menu_size: int, seed: int = 0) -> dict[str, Any]:
     """Food regions, drawn-outline mask IoU and menu mode (k = 1, 3) of a model on a set."""
@@ -191,7 +206,10 @@ def measure(model: TrayModel, ds: CocoDataset, outlines: Sequence[CocoDataset],
     began = time.perf_counter()
     preds = predict_dataset(model, ds, post, batch_size=cfg.batch_size)
     out: dict[str, Any] = {"photos": len(ds.images),
-                           "food_regions": food_region_section(ds, preds, cfg, match, post)}
+                           "food_regions": food_region_section(ds, preds, cfg, match, post,
+                                                                model.open_set)}
+    if model.open_set is not None:  # what naming by class probability alone would give
+        out["food_regions_probability_only"] = food_region_section(ds, preds, cfg, match, post)
     parts = [m for o in outlines
              if (m := real_mask_section(o, predict_dataset(model, o, post))) is not None]
     n = sum(p["n_masks"] for p in parts)
@@ -238,7 +256,7 @@ def leave_out(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> d
         f"{len(left_out.images)} {source} photos")
     leak = check_no_leak(cfg, left_out)
     onnx = train_and_export(cfg, args.retrain)
-    result = measure(TrayModel(onnx), left_out, drawn_outlines(source, args.fixtures),
+    result = measure(with_open_set(onnx), left_out, drawn_outlines(source, args.fixtures),
                      args.menus, args.menu_size)
     return {"source": source, "model": str(onnx), "trained_on": [d["kind"] for d in cfg.data],
             "schedule": schedule(cfg), "leak_check": leak, "evaluated_on": "all photos",
@@ -269,10 +287,12 @@ def schedule(cfg: TrainConfig) -> dict[str, Any]:
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The table: one row per (model, source)."""
     lines = ["| model | trained on | evaluated on | photos | food regions | recall@0.5 | "
-             "false regions / photo | named wrong (of found) | mask IoU, drawn outlines | "
-             "menu k=1 | menu k=3 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "false regions / photo | named wrong (of found) | named right (of found) | "
+             "mask IoU, drawn outlines | menu k=1 | menu k=3 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fr = r["food_regions"]
+        alone = r.get("food_regions_probability_only")
         masks = r["drawn_outline_mask_iou"]
         iou = f"{fmt(masks['mean_iou'])} ({masks['n_masks']} outlines)" if masks else "none drawn"
         menus = [(r["menu"][f"k{k}"].get("accuracy") or {}).get("mean") for k in MENU_K]
@@ -282,9 +302,17 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {who} | {trained} | {r['source']} {r['evaluated_on']} | {r['photos']} | "
             f"{fr['annotated']} | {fmt(fr['recall'])} | {fmt(fr['false_per_photo'])} | "
-            f"{fmt(fr['named_wrong_share'], True)} | {iou} | "
+            f"{_named(fr, alone, 'named_wrong')} | {_named(fr, alone, 'named_right')} | {iou} | "
             f"{fmt(menus[0], True)} | {fmt(menus[1], True)} |")
     return "\n".join(lines)
+
+
+def _named(fr: dict[str, Any], alone: dict[str, Any] | None, key: str) -> str:
+    """A share of the found regions as the service names them; with the open-set check,
+    "class probability alone -> with the check"."""
+    def share(section: dict[str, Any]) -> str:
+        return fmt(section[key] / section["found"] if section["found"] else None, True)
+    return share(fr) if alone is None else f"{share(alone)} -> {share(fr)}"
 
 
 def _value(text: str) -> tuple[str, Any]:

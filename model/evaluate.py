@@ -43,7 +43,7 @@ from model.data.masks import annotation_mask
 from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, group_of, training_split
 from model.evaluate_common import EvalConfig, EvaluationError, calibration, fmt, xyxy
 from model.evaluate_menu import embed_annotations, menu_markdown, menu_section
-from model.infer import portion
+from model.infer import naming, portion
 from model.infer.images import load_image
 from model.infer.menu_match import MatchConfig
 from model.infer.runtime import (
@@ -219,19 +219,23 @@ def operating_point(preds: dict[int, Prediction], post: PostConfig) -> dict[int,
 
 def food_region_section(
     ds: CocoDataset, preds: dict[int, Prediction], cfg: EvalConfig, match: MatchConfig,
-    post: PostConfig,
+    post: PostConfig, open_set: naming.OpenSet | None = None,
 ) -> dict[str, Any]:
-    """Class-agnostic food-region figures of predictions made at the operating point `post`."""
+    """Class-agnostic food-region figures of predictions made at the operating point `post`,
+    each found region named as the service names it (model.infer.naming: the file's
+    open-set check where it has one)."""
     names = ds.category_names()
     gts = [metrics.GroundTruth(str(a.image_id), names[a.category_id], xyxy(a))
            for a in ds.annotations]
     items = [(str(iid), it) for iid, pred in preds.items() for it in pred.items]
     report = metrics.food_regions(
         [metrics.Detection(iid, it.label, it.score, it.box) for iid, it in items],
-        [float(it.class_scores[it.label_index]) for _, it in items],
-        gts, [str(im.id) for im in ds.images], cfg.iou_threshold, match.min_class_score,
+        [naming.is_named(it.class_scores, it.label_index, it.embedding, match.min_class_score,
+                         open_set) for _, it in items],
+        gts, [str(im.id) for im in ds.images], cfg.iou_threshold,
         non_food=(portion.COIN_LABEL,))
     return {**asdict(report), "score_min": post.score_min,
+            "min_class_score": match.min_class_score, "open_set": open_set is not None,
             "real_masks": real_mask_section(ds, preds)}
 
 
@@ -285,7 +289,8 @@ def evaluate(
             result["masks"][name] = masks
         if name != "composed":  # real photos only: the trays are pasted crops
             result["food_regions"][name] = food_region_section(
-                ds, operating_point(preds, PostConfig()), cfg, match, PostConfig())
+                ds, operating_point(preds, PostConfig()), cfg, match, PostConfig(),
+                model.open_set)
     if "ecustfd" in sets:
         result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg)
         samples = embed_annotations(model, sets["ecustfd"])
@@ -415,7 +420,8 @@ def food_regions_markdown(sections: dict[str, dict[str, Any]]) -> list[str]:
     first = next(iter(sections.values()))
     lines = [f"## Food regions, class-agnostic (IoU {first['iou_threshold']}, score >= "
              f"{first['score_min']}, named at class probability >= "
-             f"{first['min_class_score']})", "",
+             f"{first['min_class_score']}"
+             f"{' and the open-set check' if first.get('open_set') else ''})", "",
              "| set | photos | food regions | recall | false regions / photo | "
              "named wrong (of found) | unidentified | mask IoU, drawn outlines |",
              "|---|---|---|---|---|---|---|---|"]

@@ -8,7 +8,10 @@ backbone runs once and the members' heads are averaged (model.network.ensemble_m
 
 Dynamo exporter, opset 18, dynamic batch; onnx.checker; ONNX Runtime vs torch on real
 images with an explicit tolerance; the portion calibration is fitted by running the exported
-file itself (runtime post-processing, coin scale) over the training objects with grams.
+file itself (runtime post-processing, coin scale) over the training objects with grams, and
+the open-set naming check (model.infer.naming) over the training regions it finds.
+`--fit-open-set` fits only that check into an existing file, on the training split its
+metadata records.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import numpy as np
 import onnx
 import torch
 
-from model.infer import portion
+from model.infer import naming, portion
 from model.infer.images import load_image
 from model.infer.runtime import META_KEY, ModelMeta, PostConfig, TrayModel, preprocess
 from model.network import OUTPUT_NAMES, TrayNet
@@ -166,6 +169,65 @@ def calibrate(onnx_path: str | Path, coco: Any) -> dict[str, portion.ClassFit]:
     return table
 
 
+def open_set_samples(rt: TrayModel, parts: Sequence[Any], max_per_class: int, seed: int = 0,
+                     ) -> tuple[list[int], np.ndarray]:
+    """(annotated class index, embedding) of training regions the model finds, as the service
+    finds them (its operating point, IoU >= 0.5 with the annotation, whatever label the item
+    got): at most max_per_class per class, photos visited in a seeded order."""
+    from model.infer.geometry import box_iou
+
+    index = {name: i for i, name in enumerate(rt.meta.labels)}
+    counts = np.zeros(len(index), np.int64)
+    rng = np.random.default_rng(seed)
+    labels: list[int] = []
+    vecs: list[np.ndarray] = []
+    for coco in parts:
+        names, by_image = coco.category_names(), coco.annotations_by_image()
+        for k in rng.permutation(len(coco.images)):
+            rec = coco.images[int(k)]
+            wanted = [a for a in by_image.get(rec.id, [])
+                      if names[a.category_id] in index
+                      and counts[index[names[a.category_id]]] < max_per_class]
+            if not wanted:
+                continue
+            img = load_image(coco.image_path(rec), fit=rt.meta.input_size)  # as the service does
+            items = rt.predict([img])[0].items
+            if not items:
+                continue
+            boxes = np.array([i.box for i in items])
+            for a in wanted:
+                x, y, w, h = a.bbox
+                iou = box_iou(np.array([[x, y, x + w, y + h]]), boxes)[0]
+                best = int(iou.argmax())
+                c = index[names[a.category_id]]
+                if iou[best] >= 0.5 and counts[c] < max_per_class:
+                    labels.append(c)
+                    vecs.append(items[best].embedding)
+                    counts[c] += 1
+    return labels, np.asarray(vecs, np.float32).reshape(-1, rt.meta.embedding_dim)
+
+
+def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
+                      max_per_class: int = naming.OPEN_SET_MAX_REGIONS) -> naming.OpenSet:
+    """Fit the open-set naming check (model.infer.naming) on training parts; write it in."""
+    rt = TrayModel(onnx_path)
+    labels, vecs = open_set_samples(rt, parts, max_per_class)
+    fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels))
+    update_meta(onnx_path, open_set=fitted.to_json())
+    return fitted
+
+
+def training_parts(meta: ModelMeta) -> list[Any]:
+    """The training side of the split a file's metadata records (data, seed, val_fraction)."""
+    from model.training.sources import load_sources, split_sources
+
+    try:
+        data, seed, val_fraction = (meta.training[k] for k in ("data", "seed", "val_fraction"))
+    except KeyError as exc:
+        raise ExportError(f"the metadata records no training split ({exc})") from exc
+    return split_sources(load_sources(data), val_fraction, seed)[0]
+
+
 def record_metrics(onnx_path: str | Path, metrics_json: str | Path) -> ModelMeta:
     """Carry `python -m model.evaluate`'s held-out headline inside the ONNX file."""
     result = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
@@ -186,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "train_seed) make one ensemble file")
     p.add_argument("--out", required=True)
     p.add_argument("--parity-images", nargs="*", type=Path, default=[])
-    p.add_argument("--no-calibrate", action="store_true", help="skip the portion fit")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the portion fit and the open-set fit (passes over training data)")
     p.add_argument("--flip-test", choices=("true", "false"),
                    help="average each photo with its mirror in the graph (default: the "
                         "checkpoint's flip_test; about twice the network time)")
@@ -194,9 +257,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      "checkpoint's; a changed --flip-test is a new model)")
     p.add_argument("--record-metrics", type=Path, metavar="METRICS_JSON",
                    help="only write this evaluation's headline into --out's metadata")
+    p.add_argument("--fit-open-set", action="store_true",
+                   help="only fit the open-set naming check into --out, on the training split "
+                        "its metadata records")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))
+        return
+    if a.fit_open_set:
+        fitted = fit_open_set_file(a.out, training_parts(read_meta(a.out)))
+        print(json.dumps({"onnx": a.out, "open_set_regions": dict(
+            zip(read_meta(a.out).labels, fitted.regions, strict=True))}, indent=1))
         return
     if a.checkpoint is None:
         p.error("--checkpoint is required to export")
@@ -226,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             fits.update(calibrate(out, part))
         update_meta(out, portion=portion.calibration_to_json(fits))
         report["portion_classes"] = sorted(fits)
+        report["open_set_regions"] = fit_open_set_file(out, train_parts).regions
     print(json.dumps(report, indent=1))
 
 

@@ -22,10 +22,11 @@ Definitions, stated once so every report means the same thing:
   food items at the service's operating score threshold. They are matched to annotations by
   the same greedy rule as above with every label treated as one ("food"). Recall is matched
   annotations / annotations; false regions are predictions matching none, per photo
-  (photos without any annotation count too); a matched region is *named wrong* when its
-  label differs from the annotation's and its class probability is >= the service's
-  naming threshold (it should have said "unidentified"), *named right* when the label is
-  the annotation's at that probability, else *unidentified*.
+  (photos without any annotation count too); a matched region is *named wrong* when the
+  service names it (model.infer.naming: class probability >= the naming threshold, and the
+  open-set check where the file has one) with a label other than the annotation's (it
+  should have said "unidentified"), *named right* when it names it with the annotation's
+  label, else *unidentified*.
 - Mask IoU: predicted and ground-truth masks are paired one to one, class-agnostic, by
   greedy highest mask IoU; every ground-truth mask counts, unmatched ones with IoU 0. The
   caller passes only ground-truth masks that are real (drawn or composed), never pseudo.
@@ -140,7 +141,6 @@ class FoodRegionReport:
     """Class-agnostic food-region figures of one set of photos (module docstring)."""
 
     iou_threshold: float
-    min_class_score: float
     photos: int
     annotated: int
     found: int
@@ -207,40 +207,38 @@ def greedy_match(
 
 def food_regions(
     detections: Sequence[Detection],
-    class_probabilities: Sequence[float],
+    named: Sequence[bool],
     ground_truth: Sequence[GroundTruth],
     image_ids: Sequence[str],
     iou_threshold: float = 0.5,
-    min_class_score: float = 0.5,
     non_food: Sequence[str] = (),
 ) -> FoodRegionReport:
     """Recall, false regions per photo and wrong names of food regions, label-blind.
 
-    detections: the predicted items at the operating threshold, with the probability of
-    their own label in class_probabilities (same order); image_ids: every photo evaluated.
-    Labels in non_food (the coin) are dropped from both sides before matching.
+    detections: the predicted items at the operating threshold; named: whether the service
+    names each one with its label (same order; model.infer.naming decides, else it is
+    "unidentified"); image_ids: every photo evaluated. Labels in non_food (the coin) are
+    dropped from both sides before matching.
     """
-    if len(class_probabilities) != len(detections):
-        raise MetricError(f"{len(class_probabilities)} class probabilities for "
-                          f"{len(detections)} detections")
+    if len(named) != len(detections):
+        raise MetricError(f"{len(named)} naming flags for {len(detections)} detections")
     photos = set(image_ids)
     stray = {d.image_id for d in detections} | {g.image_id for g in ground_truth}
     if not stray <= photos:
         raise MetricError(f"image ids missing from image_ids: {sorted(stray - photos)[:3]}")
     keep = [i for i, d in enumerate(detections) if d.label not in non_food]
     dets = [detections[i] for i in keep]
-    probs = np.array([class_probabilities[i] for i in keep], dtype=np.float64)
+    sure = np.array([bool(named[i]) for i in keep], dtype=bool)
     gts = [g for g in ground_truth if g.label not in non_food]
     matched = greedy_match(dets, gts, iou_threshold, class_agnostic=True)
     hit = matched >= 0
-    sure = probs >= min_class_score
     same = np.array([m >= 0 and d.label == gts[m].label for d, m in zip(dets, matched,
                                                                         strict=True)], bool)
     found = int(hit.sum())
     wrong = int((hit & sure & ~same).sum())
     false = int((~hit).sum())
     return FoodRegionReport(
-        iou_threshold=iou_threshold, min_class_score=min_class_score, photos=len(photos),
+        iou_threshold=iou_threshold, photos=len(photos),
         annotated=len(gts), found=found, recall=found / len(gts) if gts else None,
         predicted=len(dets), false_regions=false,
         false_per_photo=false / len(photos) if photos else None,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from model.infer import portion
+from model.infer import naming, portion
 from model.infer.geometry import box_iou
 from model.infer.images import ImageError, full_scale, full_size
 
@@ -48,6 +48,9 @@ class ModelMeta:
     training: dict[str, Any] = field(default_factory=dict)
     # The graph runs each photo and its mirror image and averages the maps (model.network).
     flip_test: bool = False
+    # Class prototypes and thresholds of the open-set naming check (model.infer.naming);
+    # empty in files fitted before it (1.4.0): names by class probability alone.
+    open_set: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialised form written into the ONNX metadata."""
@@ -333,7 +336,19 @@ class TrayModel:
         self.path = path
         self.meta = ModelMeta.from_json(props[META_KEY])
         self.calibration = portion.calibration_from_json(self.meta.portion)
+        try:
+            self.open_set = naming.OpenSet.from_json(
+                self.meta.open_set, len(self.meta.labels), self.meta.embedding_dim,
+            ) if self.meta.open_set else None
+        except naming.OpenSetError as exc:
+            raise ModelFileError(f"{path}: {exc}") from exc
         self.input_name = self.session.get_inputs()[0].name
+
+    def is_named(self, item: Item, min_class_score: float) -> bool:
+        """Whether the item may carry its class name, else "unidentified" (the one rule of
+        model.infer.naming: class probability, and the open-set check where fitted)."""
+        return naming.is_named(item.class_scores, item.label_index, item.embedding,
+                               min_class_score, self.open_set)
 
     def run(self, images: Sequence[Image.Image]) -> tuple[list[np.ndarray], list[float]]:
         """Raw network maps for a batch (list of 4 arrays with batch axis) and letterbox scales."""

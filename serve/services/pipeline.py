@@ -252,7 +252,7 @@ def identify_item(model: TrayModel, item: Item, menu: MenuHook | None, top_k: in
                         choice.alternatives[:top_k])
     alternatives = _model_alternatives(model, item, top_k)
     probability = float(item.class_scores[item.label_index])
-    if probability < MatchConfig().min_class_score:
+    if not model.is_named(item, MatchConfig().min_class_score):  # names only when sure
         return Identity(UNIDENTIFIED, None, None, "model", None, "none", alternatives)
     return Identity(item.label, model.meta.food_ids[item.label_index], probability, "model",
                     None, "class_scores", alternatives)

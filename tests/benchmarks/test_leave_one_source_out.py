@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.leave_one_source_out import loso_config, main
+from model.infer.runtime import TrayModel
 from serve.core.settings import SHIPPED_MODEL
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -49,6 +50,17 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     fr = row["food_regions"]
     assert fr["photos"] == 6 and fr["score_min"] == 0.25 and fr["min_class_score"] == 0.5
     assert 0 <= fr["found"] <= fr["annotated"]
+    # Named as the service names: with the open-set check fitted on the run's training split
+    # (the mealtray fixtures: no ECUSTFD class has an example, so none of them is named),
+    # beside what the class probability alone would name.
+    alone = row["food_regions_probability_only"]
+    assert fr["open_set"] and not alone["open_set"] and alone["found"] == fr["found"]
+    assert fr["named_right"] + fr["named_wrong"] <= alone["named_right"] + alone["named_wrong"]
+    open_set = TrayModel(out / "without-ecustfd" / "model.onnx").open_set
+    assert open_set is not None
+    assert all(n == 0 for label, n in zip(TrayModel(out / "without-ecustfd" / "model.onnx")
+                                          .meta.labels, open_set.regions, strict=True)
+               if label in {"apple", "orange", "lemon", "coin"})
     (ship,) = result["shipped"]
     assert ship["evaluated_on"] == "held-out split" and ship["version"] == "1.4.0"
     assert "k1" in ship["menu"] and "k3" in ship["menu"]

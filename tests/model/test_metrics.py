@@ -115,24 +115,25 @@ def test_food_regions_by_hand() -> None:
         Detection("b", "Bread", 0.6, (0, 0, 100, 100)),  # the plate, named Bread unsure
         Detection("c", "Bread", 0.5, (0, 0, 5, 5)),  # a photo without food: false
     ]
-    probs = [0.95, 0.9, 0.99, 1.0, 0.3, 0.8]
-    r = food_regions(dets, probs, gts, ["a", "b", "c"], 0.5, 0.5, non_food=("coin",))
+    # Whether the service names each one (model.infer.naming decides; here by hand).
+    named = [True, True, True, True, False, True]
+    r = food_regions(dets, named, gts, ["a", "b", "c"], 0.5, non_food=("coin",))
     # 3 food regions (the coin left out), all found whatever the label: recall 3/3.
     assert (r.annotated, r.found, r.recall) == (3, 3, 1.0)
     # 5 food predictions, 3 matched: 2 false over 3 photos.
     assert (r.predicted, r.false_regions) == (5, 2)
     assert r.false_per_photo == pytest.approx(2 / 3)
-    # Named wrong: the apple called orange at 0.95 >= 0.5. The Plate called Bread at 0.3 is
-    # unidentified (the service would say "food"). The orange is named right.
+    # Named wrong: the apple called orange. The Plate called Bread but not named is
+    # unidentified (the service says "food"). The orange is named right.
     assert (r.named_wrong, r.named_right, r.unidentified) == (1, 1, 1)
     assert r.named_wrong_share == pytest.approx(1 / 3)
     # Without any prediction: nothing found, no false regions, no share.
     empty = food_regions([], [], gts, ["a", "b"], non_food=("coin",))
     assert (empty.recall, empty.false_per_photo, empty.named_wrong_share) == (0.0, 0.0, None)
     with pytest.raises(MetricError, match="image_ids"):
-        food_regions(dets, probs, gts, ["a"])
-    with pytest.raises(MetricError, match="class probabilities"):
-        food_regions(dets, probs[:2], gts, ["a", "b", "c"])
+        food_regions(dets, named, gts, ["a"])
+    with pytest.raises(MetricError, match="naming flags"):
+        food_regions(dets, named[:2], gts, ["a", "b", "c"])
 
 
 def test_mask_iou_and_matching_by_hand() -> None:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from model.data.importers.ecustfd import read_voc
+from model.infer import naming
 from model.infer.images import load_image
 from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
@@ -242,6 +243,26 @@ def test_model_mode_weak_class_is_unidentified(loaded_model: LoadedModel,
     named = _item(loaded_model, photo, label, top=cut, score=0.9)
     assert build_item(loaded_model.model, Prediction(10, 10, [named]), named,
                       ImageRequest(load_image(photo)), top_k=3).label == named.label
+
+
+def test_model_mode_names_only_what_the_open_set_check_passes(
+        loaded_model: LoadedModel, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file with the open-set check (model.infer.naming): a sure class whose embedding is
+    far from every example of it is unidentified; near its examples, it is named."""
+    photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
+    label = _label_of(loaded_model, APPLE)
+    item = _item(loaded_model, photo, label, top=0.9, score=0.8)
+    model = loaded_model.model
+    n = len(model.meta.labels)
+
+    def named_with(examples: np.ndarray) -> str:
+        monkeypatch.setattr(model, "open_set", naming.fit_open_set([label] * len(examples),
+                                                                   examples, n))
+        return build_item(model, Prediction(10, 10, [item]), item,
+                          ImageRequest(load_image(photo)), top_k=3).label
+
+    assert named_with(np.stack([item.embedding, item.embedding])) == item.label
+    assert named_with(np.stack([-item.embedding, -item.embedding])) == UNIDENTIFIED
 
 
 class _WaitingModel:

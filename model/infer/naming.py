@@ -1,0 +1,108 @@
+"""Names only when sure: when the model's own evidence is enough to name a found food region.
+
+The class head always spreads probability over the model's classes (they sum to 1), so on a
+food it never saw it still gives one of them a high probability: trained without ECUSTFD, the
+default recipe named 98% of the ECUSTFD foods it found with a wrong class at p >= 0.5
+(docs/MODEL_CARD.md, leave-one-source-out). The region's embedding is a second, independent
+witness. An open-set check, fitted on the training split only (`fit_open_set`) and carried in
+the ONNX metadata (`ModelMeta.open_set`), asks of a region named `c` at p >= min_class_score:
+
+- its embedding's nearest class prototype is `c`'s (the two heads agree), and
+- its cosine to that prototype is at least `c`'s threshold: the OPEN_SET_QUANTILE quantile
+  of the cosines of `c`'s own training regions (so about 95% of those pass).
+
+A class with no training region has no prototype and is never named. A file without
+`open_set` (1.4.0 and older) names by class probability alone, as before. `is_named` is the
+one rule: the service (serve.services.pipeline) and the evaluator (model.evaluate) call it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# The share of a class's own training regions allowed below its threshold: fixed before any
+# measurement (2026-12-05), never tuned to a held-out or left-out set.
+OPEN_SET_QUANTILE = 0.05
+# Regions per class the fit uses at most (seeded choice): bounds the export's extra pass.
+OPEN_SET_MAX_REGIONS = 60
+
+
+class OpenSetError(ValueError):
+    """Metadata or fit input that cannot give an open-set check."""
+
+
+@dataclass(frozen=True)
+class OpenSet:
+    """Per class: L2-normalised prototype (a zero row: no training region) and min cosine."""
+
+    prototypes: np.ndarray  # (C, E) float32
+    min_cos: np.ndarray  # (C,) float32; +inf where the class has no prototype
+    regions: tuple[int, ...]  # training regions each class's fit used
+    quantile: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata entry (ModelMeta.open_set): plain lists, rounded to 5 decimals."""
+        return {"quantile": self.quantile, "regions": list(self.regions),
+                "min_cos": [None if not np.isfinite(v) else round(float(v), 5)
+                            for v in self.min_cos],
+                "prototypes": [[round(float(x), 5) for x in row] for row in self.prototypes]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], n_classes: int, dim: int) -> OpenSet:
+        """Parse ModelMeta.open_set; OpenSetError when it does not fit the model's shapes."""
+        try:
+            protos = np.asarray(data["prototypes"], dtype=np.float32)
+            min_cos = np.asarray([np.inf if v is None else v for v in data["min_cos"]],
+                                 dtype=np.float32)
+            regions = tuple(int(n) for n in data["regions"])
+            quantile = float(data["quantile"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OpenSetError(f"bad open_set metadata: {exc}") from exc
+        if protos.shape != (n_classes, dim) or min_cos.shape != (n_classes,) \
+                or len(regions) != n_classes:
+            raise OpenSetError(f"open_set shapes {protos.shape}, {min_cos.shape}, "
+                               f"{len(regions)} do not fit {n_classes} classes x {dim}")
+        return cls(protos, min_cos, regions, quantile)
+
+
+def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
+                 quantile: float = OPEN_SET_QUANTILE) -> OpenSet:
+    """Prototypes and thresholds from training regions: `labels[i]` is the annotated class of
+    the region whose (L2-normalised) embedding is `embeddings[i]`."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    lab = np.asarray(labels, dtype=np.int64)
+    if emb.ndim != 2 or emb.shape[0] != lab.size:
+        raise OpenSetError(f"{lab.size} labels for embeddings of shape {emb.shape}")
+    if lab.size and (lab.min() < 0 or lab.max() >= n_classes):
+        raise OpenSetError(f"labels outside 0..{n_classes - 1}")
+    if not 0.0 <= quantile < 1.0:
+        raise OpenSetError("quantile must be in [0, 1)")
+    protos = np.zeros((n_classes, emb.shape[1]), np.float64)
+    min_cos = np.full(n_classes, np.inf)
+    counts = np.bincount(lab, minlength=n_classes)
+    for c in np.flatnonzero(counts):
+        mean = emb[lab == c].mean(axis=0)
+        norm = np.linalg.norm(mean)
+        if norm == 0:
+            continue
+        protos[c] = mean / norm
+        min_cos[c] = float(np.quantile(emb[lab == c] @ protos[c], quantile))
+    return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
+                   tuple(int(n) for n in counts), quantile)
+
+
+def is_named(class_scores: np.ndarray, label_index: int, embedding: np.ndarray | None,
+             min_class_score: float, open_set: OpenSet | None) -> bool:
+    """Whether a found region may carry its class name (else it is "unidentified")."""
+    if float(class_scores[label_index]) < min_class_score:
+        return False
+    if open_set is None:
+        return True
+    if embedding is None or not np.isfinite(open_set.min_cos[label_index]):
+        return False
+    cos = open_set.prototypes @ np.asarray(embedding, np.float32)
+    return int(np.argmax(cos)) == label_index \
+        and float(cos[label_index]) >= float(open_set.min_cos[label_index])

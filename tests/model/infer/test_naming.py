@@ -1,0 +1,131 @@
+"""Names only when sure: the open-set check's fit, its rule, its metadata and its CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import export
+from model.data.coco import CocoDataset
+from model.evaluate import predict_dataset
+from model.infer import naming
+from model.infer.runtime import ModelFileError, PostConfig, TrayModel
+
+
+def _unit(*rows: list[float]) -> np.ndarray:
+    vecs = np.asarray(rows, np.float64)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+def test_fit_gives_normalised_mean_prototypes_and_quantile_thresholds() -> None:
+    emb = _unit([1, 0.1, 0], [1, -0.1, 0], [1, 0, 0.3], [0, 1, 0], [0.1, 1, 0])
+    fitted = naming.fit_open_set([0, 0, 0, 1, 1], emb, n_classes=3, quantile=0.0)
+    mean0 = emb[:3].mean(axis=0)
+    assert np.allclose(fitted.prototypes[0], mean0 / np.linalg.norm(mean0), atol=1e-6)
+    assert fitted.min_cos[0] == pytest.approx(float((emb[:3] @ fitted.prototypes[0]).min()),
+                                              abs=1e-6)
+    assert fitted.regions == (3, 2, 0)
+    assert not fitted.prototypes[2].any() and np.isinf(fitted.min_cos[2])  # never seen
+    half = naming.fit_open_set([0, 0, 0, 1, 1], emb, 3, quantile=0.5)
+    assert half.min_cos[0] == pytest.approx(
+        float(np.median(emb[:3] @ half.prototypes[0])), abs=1e-6)
+
+
+def test_fit_refuses_bad_input() -> None:
+    with pytest.raises(naming.OpenSetError, match="labels for embeddings"):
+        naming.fit_open_set([0, 1], np.ones((3, 4)), 2)
+    with pytest.raises(naming.OpenSetError, match="outside"):
+        naming.fit_open_set([0, 2], np.ones((2, 4)), 2)
+    with pytest.raises(naming.OpenSetError, match="quantile"):
+        naming.fit_open_set([0], np.ones((1, 4)), 2, quantile=1.0)
+
+
+def test_named_only_when_both_heads_agree_and_the_region_is_close_enough() -> None:
+    emb = _unit([1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.1, 0.9, 0])
+    fitted = naming.fit_open_set([0, 0, 1, 1], emb, n_classes=3, quantile=0.0)
+    sure = np.array([0.9, 0.05, 0.05], np.float32)
+    unsure = np.array([0.4, 0.35, 0.25], np.float32)
+    like_0 = _unit([1, 0.05, 0])[0]
+    assert naming.is_named(sure, 0, like_0, 0.5, fitted)
+    assert naming.is_named(sure, 0, like_0, 0.5, None)  # a file without the check
+    assert not naming.is_named(unsure, 0, like_0, 0.5, fitted)  # class probability too low
+    assert not naming.is_named(unsure, 0, like_0, 0.5, None)
+    like_1 = _unit([0.05, 1, 0])[0]
+    assert not naming.is_named(sure, 0, like_1, 0.5, fitted)  # the embedding says class 1
+    far = _unit([0.6, 0.1, 0.8])[0]  # nearest to class 0, but below its threshold
+    assert int(np.argmax(fitted.prototypes @ far)) == 0
+    assert not naming.is_named(sure, 0, far, 0.5, fitted)
+    third = np.array([0.05, 0.05, 0.9], np.float32)  # a class no training region had
+    assert not naming.is_named(third, 2, _unit([0, 0, 1])[0], 0.5, fitted)
+    assert not naming.is_named(sure, 0, None, 0.5, fitted)
+
+
+def test_metadata_round_trip_and_bad_shapes() -> None:
+    fitted = naming.fit_open_set([0, 1], _unit([1, 0], [0, 1]), n_classes=3)
+    data = json.loads(json.dumps(fitted.to_json()))
+    back = naming.OpenSet.from_json(data, n_classes=3, dim=2)
+    assert np.allclose(back.prototypes, fitted.prototypes, atol=1e-5)
+    assert back.regions == (1, 1, 0) and np.isinf(back.min_cos[2])
+    with pytest.raises(naming.OpenSetError, match="do not fit"):
+        naming.OpenSet.from_json(data, n_classes=4, dim=2)
+    with pytest.raises(naming.OpenSetError, match="bad open_set"):
+        naming.OpenSet.from_json({"prototypes": []}, n_classes=3, dim=2)
+
+
+def _fixture_training(path: Path, fixtures_dir: Path) -> None:
+    """Point a copied model file's recorded training data at the repo's fixture photos."""
+    meta = export.read_meta(path)
+    data = [{"kind": "mealtray", "root": str(fixtures_dir / "mealtray" / "labeled")},
+            {"kind": "ecustfd", "root": str(fixtures_dir / "ecustfd")}]
+    export.update_meta(path, training={**meta.training, "data": data, "val_fraction": 0.0})
+
+
+def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
+        model_path: Path, fixtures_dir: Path, tmp_path: Path, mealtray_ds: CocoDataset,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "m.onnx"
+    shutil.copyfile(model_path, copy)
+    _fixture_training(copy, fixtures_dir)
+    assert TrayModel(copy).open_set is None  # as shipped: names by class probability alone
+    export.main(["--out", str(copy), "--fit-open-set"])
+    regions = json.loads(capsys.readouterr().out)["open_set_regions"]
+    model = TrayModel(copy)
+    assert model.open_set is not None and model.open_set.quantile == naming.OPEN_SET_QUANTILE
+    assert regions["Plate"] > 0 and regions["apple"] > 0
+    assert sum(regions.values()) == sum(model.open_set.regions)
+    # The weights are untouched: the same items, and on its own training photos the check
+    # keeps most of the names the class probability gives.
+    plain = TrayModel(model_path)
+    before = predict_dataset(plain, mealtray_ds, PostConfig())
+    after = predict_dataset(model, mealtray_ds, PostConfig())
+    items = [(a, b) for iid in before for a, b in
+             zip(before[iid].items, after[iid].items, strict=True)]
+    assert items and all(a.box == b.box and a.label == b.label for a, b in items)
+    by_probability = [plain.is_named(a, 0.5) for a, _ in items]
+    checked = [model.is_named(b, 0.5) for _, b in items]
+    assert not any(c and not p for p, c in zip(by_probability, checked, strict=True))
+    assert sum(checked) >= 0.8 * sum(by_probability) > 0
+
+
+def test_a_bad_open_set_entry_makes_the_file_unusable(model_path: Path,
+                                                      tmp_path: Path) -> None:
+    copy = tmp_path / "m.onnx"
+    shutil.copyfile(model_path, copy)
+    export.update_meta(copy, open_set={"prototypes": [[1.0]], "min_cos": [0.5],
+                                       "regions": [1], "quantile": 0.05})
+    with pytest.raises(ModelFileError, match="do not fit"):
+        TrayModel(copy)
+
+
+def test_fit_needs_the_training_split_recorded(model_path: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "m.onnx"
+    shutil.copyfile(model_path, copy)
+    meta = export.read_meta(copy)
+    export.update_meta(copy, training={k: v for k, v in asdict(meta)["training"].items()
+                                       if k != "data"})
+    with pytest.raises(export.ExportError, match="no training split"):
+        export.main(["--out", str(copy), "--fit-open-set"])
