@@ -28,7 +28,7 @@ import torch
 
 from model.infer import naming, portion
 from model.infer.images import load_image
-from model.infer.runtime import META_KEY, ModelMeta, PostConfig, TrayModel, preprocess
+from model.infer.runtime import META_KEY, Item, ModelMeta, PostConfig, TrayModel, preprocess
 from model.network import OUTPUT_NAMES, TrayNet
 
 OPSET = 18
@@ -110,15 +110,35 @@ def check_parity(diffs: dict[str, float], atol: float = PARITY_ATOL) -> None:
         raise ExportError(f"ONNX Runtime differs from torch beyond {atol}: {bad}")
 
 
+def found_items(rt: TrayModel, coco: Any, rec: Any, anns: Sequence[Any], cfg: PostConfig,
+                ) -> list[tuple[Any, Item]]:
+    """(annotation, the item over it) for each annotation of one photo that the model, run
+    as the service runs it, finds: its best-overlapping item at box IoU >= 0.5."""
+    from model.infer.geometry import box_iou
+
+    img = load_image(coco.image_path(rec), fit=rt.meta.input_size)  # as the service does
+    items = rt.predict([img], cfg=cfg)[0].items
+    if not items:
+        return []
+    boxes = np.array([i.box for i in items])
+    found = []
+    for a in anns:
+        x, y, w, h = a.bbox
+        iou = box_iou(np.array([[x, y, x + w, y + h]]), boxes)[0]
+        k = int(iou.argmax())
+        if iou[k] >= 0.5:
+            found.append((a, items[k]))
+    return found
+
+
 def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
                     ) -> tuple[list[str], list[float], list[float]]:
     """(label, predicted mask area cm2, true grams) for each annotated object the model finds.
 
     The model's own coin scale and mask are used, so the fit absorbs their biases exactly
-    as they occur at inference. Objects the model misses (IoU < 0.5) are left out.
+    as they occur at inference. Objects the model misses (IoU < 0.5) are left out, and so
+    are the items without an area (no scale or no mask).
     """
-    from model.infer.geometry import box_iou
-
     cfg = cfg or PostConfig(score_min=0.1)
     by_image = coco.annotations_by_image()
     names = coco.category_names()
@@ -127,19 +147,10 @@ def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
         anns = [a for a in by_image.get(rec.id, []) if a.grams]
         if not anns:
             continue
-        img = load_image(coco.image_path(rec), fit=rt.meta.input_size)  # as the service does
-        pred = rt.predict([img], cfg=cfg)[0]
-        items = [i for i in pred.items if i.area_cm2]
-        if not items:
-            continue
-        boxes = np.array([i.box for i in items])
-        for a in anns:
-            x, y, w, h = a.bbox
-            iou = box_iou(np.array([[x, y, x + w, y + h]]), boxes)[0]
-            k = int(iou.argmax())
-            if iou[k] >= 0.5:
+        for a, item in found_items(rt, coco, rec, anns, cfg):
+            if item.area_cm2:
                 labels.append(names[a.category_id])
-                areas.append(float(items[k].area_cm2))  # type: ignore[arg-type]
+                areas.append(float(item.area_cm2))
                 grams.append(float(a.grams))
     return labels, areas, grams
 
@@ -174,8 +185,6 @@ def open_set_samples(rt: TrayModel, parts: Sequence[Any], max_per_class: int, se
     """(annotated class index, embedding) of training regions the model finds, as the service
     finds them (its operating point, IoU >= 0.5 with the annotation, whatever label the item
     got): at most max_per_class per class, photos visited in a seeded order."""
-    from model.infer.geometry import box_iou
-
     index = {name: i for i, name in enumerate(rt.meta.labels)}
     counts = np.zeros(len(index), np.int64)
     rng = np.random.default_rng(seed)
@@ -188,21 +197,11 @@ def open_set_samples(rt: TrayModel, parts: Sequence[Any], max_per_class: int, se
             wanted = [a for a in by_image.get(rec.id, [])
                       if names[a.category_id] in index
                       and counts[index[names[a.category_id]]] < max_per_class]
-            if not wanted:
-                continue
-            img = load_image(coco.image_path(rec), fit=rt.meta.input_size)  # as the service does
-            items = rt.predict([img])[0].items
-            if not items:
-                continue
-            boxes = np.array([i.box for i in items])
-            for a in wanted:
-                x, y, w, h = a.bbox
-                iou = box_iou(np.array([[x, y, x + w, y + h]]), boxes)[0]
-                best = int(iou.argmax())
+            for a, item in found_items(rt, coco, rec, wanted, PostConfig()) if wanted else []:
                 c = index[names[a.category_id]]
-                if iou[best] >= 0.5 and counts[c] < max_per_class:
+                if counts[c] < max_per_class:
                     labels.append(c)
-                    vecs.append(items[best].embedding)
+                    vecs.append(item.embedding)
                     counts[c] += 1
     return labels, np.asarray(vecs, np.float32).reshape(-1, rt.meta.embedding_dim)
 

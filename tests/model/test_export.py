@@ -8,6 +8,7 @@ import onnx
 import pytest
 
 from model import export
+from model.data.coco import CocoDataset
 from model.infer.images import load_image
 from model.infer.runtime import ModelMeta, PostConfig, TrayModel
 from model.network import TrayNet
@@ -133,3 +134,15 @@ def test_shipped_files_carry_their_committed_evaluation(stem: str) -> None:
     assert meta.metrics == {"evaluated_file": f"{stem}.onnx", "held_out": result["headline"]}
     assert (meta.version, meta.fingerprint) == (result["model"]["version"],
                                                 result["model"]["fingerprint"])
+
+
+def test_portion_samples_pair_each_found_object_with_its_grams(model_path: Path,
+                                                               ecustfd_ds: CocoDataset) -> None:
+    """The portion fit's samples: the shipped model, run as the service runs it, over the
+    fixture photos; each object it finds gives its label, its mask area and its weighed grams."""
+    labels, areas, grams = export.portion_samples(TrayModel(model_path), ecustfd_ds)
+    weighed = [a for a in ecustfd_ds.annotations if a.grams]
+    assert 0 < len(labels) == len(areas) == len(grams) <= len(weighed)
+    assert all(area > 0 for area in areas)
+    assert set(grams) <= {float(a.grams) for a in weighed}  # type: ignore[arg-type]
+    assert set(labels) <= set(ecustfd_ds.category_names().values())
