@@ -74,8 +74,9 @@ def test_test_only_validates_without_training(trained: tuple[Path, dict],
 def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, dict],
                                                           tmp_path: Path) -> None:
     """Training does not depend on flip_test, so an existing checkpoint can be exported with
-    it; the file says so, under its own version. A default export also fits the portion
-    calibration and the open-set naming check on the run's training split."""
+    it; the file says so, under its own version. The export also fits the portion
+    calibration and, asked to (--open-set), the open-set naming check on the run's training
+    split."""
     from model import export
     from model.infer import naming
     from model.infer.runtime import TrayModel
@@ -85,7 +86,7 @@ def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, d
     assert ckpt["config"].flip_test is False and model.flip_test is False
     onnx_path = tmp_path / "flip.onnx"
     export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(onnx_path),
-                 "--flip-test", "true", "--version", "9.9.9"])
+                 "--flip-test", "true", "--version", "9.9.9", "--open-set"])
     rt = TrayModel(onnx_path)
     assert rt.meta.flip_test is True and rt.meta.version == "9.9.9"
     assert rt.open_set is not None and rt.open_set.quantile == naming.OPEN_SET_QUANTILE
