@@ -11,13 +11,20 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, each worker's torch (OpenMP) gets its share of the cores: by default
-    every worker would start one thread per core, and on 2 cores with 2 workers the threads
-    waiting for a core spin on it. Set before torch is imported; a set OMP_NUM_THREADS wins."""
+    """Under pytest-xdist, each worker's torch (OpenMP) and ONNX Runtime get their share of the
+    cores: by default every worker would start one thread per core, and on 2 cores with 2
+    workers the threads waiting for a core spin on it (torch) or hold up every operator
+    (ORT's parallel loops wait for their slowest thread). Set before torch is imported; a set
+    OMP_NUM_THREADS wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // workers))
+    if workers <= 1:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = max(1, (cores or 1) // workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
+    from model.infer import runtime
+
+    runtime.DEFAULT_THREADS = share
 
 
 def shared_data_dir() -> Path:

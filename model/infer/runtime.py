@@ -304,6 +304,10 @@ def _item_mask(
 # registration + fill that follow predict 52 -> 15 ms (see docs/BENCHMARKS.md "Layout mode").
 # Threads now sleep between ops; spinning=True brings the busy-wait back.
 ORT_SPINNING = False
+# ORT's intra-op threads when a caller names none; None: ORT's default, one per core. A
+# process sharing the cores with others like it (the test suite's pytest-xdist workers)
+# sets its share here, as the service does with its intra_op_threads setting.
+DEFAULT_THREADS: int | None = None
 
 
 class TrayModel:
@@ -321,6 +325,7 @@ class TrayModel:
         if not path.is_file():
             raise ModelFileError(f"model file not found: {path}")
         opts = ort.SessionOptions()
+        threads = threads or DEFAULT_THREADS
         if threads:
             opts.intra_op_num_threads = threads
         opts.enable_cpu_mem_arena = memory_arena
