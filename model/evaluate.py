@@ -230,8 +230,8 @@ def food_region_section(
     items = [(str(iid), it) for iid, pred in preds.items() for it in pred.items]
     report = metrics.food_regions(
         [metrics.Detection(iid, it.label, it.score, it.box) for iid, it in items],
-        [naming.is_named(it.class_scores, it.label_index, it.embedding, match.min_class_score,
-                         open_set) for _, it in items],
+        [naming.unnamed_reason(it.class_scores, it.label_index, it.embedding,
+                               match.min_class_score, open_set) for _, it in items],
         gts, [str(im.id) for im in ds.images], cfg.iou_threshold,
         non_food=(portion.COIN_LABEL,))
     return {**asdict(report), "score_min": post.score_min,

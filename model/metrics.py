@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -152,6 +152,10 @@ class FoodRegionReport:
     named_wrong: int
     unidentified: int
     named_wrong_share: float | None  # of the found regions; None when none was found
+    # Found regions left unidentified, by reason (model.infer.naming.REASONS), split by whether
+    # their label was the annotation's (a right name lost) or not (a wrong name stopped).
+    unidentified_right_by: dict[str, int] = field(default_factory=dict)
+    unidentified_wrong_by: dict[str, int] = field(default_factory=dict)
 
 
 def match_detections(
@@ -207,7 +211,7 @@ def greedy_match(
 
 def food_regions(
     detections: Sequence[Detection],
-    named: Sequence[bool],
+    unnamed: Sequence[str | None],
     ground_truth: Sequence[GroundTruth],
     image_ids: Sequence[str],
     iou_threshold: float = 0.5,
@@ -215,20 +219,21 @@ def food_regions(
 ) -> FoodRegionReport:
     """Recall, false regions per photo and wrong names of food regions, label-blind.
 
-    detections: the predicted items at the operating threshold; named: whether the service
-    names each one with its label (same order; model.infer.naming decides, else it is
-    "unidentified"); image_ids: every photo evaluated. Labels in non_food (the coin) are
-    dropped from both sides before matching.
+    detections: the predicted items at the operating threshold; unnamed: why the service
+    leaves each one "unidentified", None where it names it with its label (same order;
+    model.infer.naming.unnamed_reason); image_ids: every photo evaluated. Labels in non_food
+    (the coin) are dropped from both sides before matching.
     """
-    if len(named) != len(detections):
-        raise MetricError(f"{len(named)} naming flags for {len(detections)} detections")
+    if len(unnamed) != len(detections):
+        raise MetricError(f"{len(unnamed)} naming reasons for {len(detections)} detections")
     photos = set(image_ids)
     stray = {d.image_id for d in detections} | {g.image_id for g in ground_truth}
     if not stray <= photos:
         raise MetricError(f"image ids missing from image_ids: {sorted(stray - photos)[:3]}")
     keep = [i for i, d in enumerate(detections) if d.label not in non_food]
     dets = [detections[i] for i in keep]
-    sure = np.array([bool(named[i]) for i in keep], dtype=bool)
+    why = [unnamed[i] for i in keep]
+    sure = np.array([w is None for w in why], dtype=bool)
     gts = [g for g in ground_truth if g.label not in non_food]
     matched = greedy_match(dets, gts, iou_threshold, class_agnostic=True)
     hit = matched >= 0
@@ -244,7 +249,19 @@ def food_regions(
         false_per_photo=false / len(photos) if photos else None,
         named_right=int((hit & sure & same).sum()), named_wrong=wrong,
         unidentified=int((hit & ~sure).sum()),
-        named_wrong_share=wrong / found if found else None)
+        named_wrong_share=wrong / found if found else None,
+        unidentified_right_by=_tally(w for w, h, r in zip(why, hit, same, strict=True)
+                                     if h and r and w is not None),
+        unidentified_wrong_by=_tally(w for w, h, r in zip(why, hit, same, strict=True)
+                                     if h and not r and w is not None))
+
+
+def _tally(reasons: Iterable[str | None]) -> dict[str, int]:
+    """How often each reason occurs, sorted by reason."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in reasons:
+        counts[str(r)] += 1
+    return dict(sorted(counts.items()))
 
 
 def average_precision(

@@ -94,15 +94,32 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
                    tuple(int(n) for n in counts), quantile)
 
 
+# Why a found region is left unidentified (unnamed_reason), in the order the rule checks.
+REASONS = ("class_probability", "no_prototype", "other_prototype", "below_threshold")
+
+
+def unnamed_reason(class_scores: np.ndarray, label_index: int, embedding: np.ndarray | None,
+                   min_class_score: float, open_set: OpenSet | None) -> str | None:
+    """None when the found region may carry its class name, else the first of REASONS that
+    stops it: class probability under min_class_score; its class has no prototype (or the
+    region no embedding); another class's prototype is nearer; the cosine to its own is
+    under the class's threshold."""
+    if float(class_scores[label_index]) < min_class_score:
+        return "class_probability"
+    if open_set is None:
+        return None
+    if embedding is None or not np.isfinite(open_set.min_cos[label_index]):
+        return "no_prototype"
+    cos = open_set.prototypes @ np.asarray(embedding, np.float32)
+    if int(np.argmax(cos)) != label_index:
+        return "other_prototype"
+    if float(cos[label_index]) < float(open_set.min_cos[label_index]):
+        return "below_threshold"
+    return None
+
+
 def is_named(class_scores: np.ndarray, label_index: int, embedding: np.ndarray | None,
              min_class_score: float, open_set: OpenSet | None) -> bool:
     """Whether a found region may carry its class name (else it is "unidentified")."""
-    if float(class_scores[label_index]) < min_class_score:
-        return False
-    if open_set is None:
-        return True
-    if embedding is None or not np.isfinite(open_set.min_cos[label_index]):
-        return False
-    cos = open_set.prototypes @ np.asarray(embedding, np.float32)
-    return int(np.argmax(cos)) == label_index \
-        and float(cos[label_index]) >= float(open_set.min_cos[label_index])
+    return unnamed_reason(class_scores, label_index, embedding, min_class_score,
+                          open_set) is None

@@ -115,8 +115,9 @@ def test_food_regions_by_hand() -> None:
         Detection("b", "Bread", 0.6, (0, 0, 100, 100)),  # the plate, named Bread unsure
         Detection("c", "Bread", 0.5, (0, 0, 5, 5)),  # a photo without food: false
     ]
-    # Whether the service names each one (model.infer.naming decides; here by hand).
-    named = [True, True, True, True, False, True]
+    # Why the service leaves each one unidentified, None where it names it
+    # (model.infer.naming decides; here by hand).
+    named = [None, None, None, None, "class_probability", None]
     r = food_regions(dets, named, gts, ["a", "b", "c"], 0.5, non_food=("coin",))
     # 3 food regions (the coin left out), all found whatever the label: recall 3/3.
     assert (r.annotated, r.found, r.recall) == (3, 3, 1.0)
@@ -127,12 +128,21 @@ def test_food_regions_by_hand() -> None:
     # unidentified (the service says "food"). The orange is named right.
     assert (r.named_wrong, r.named_right, r.unidentified) == (1, 1, 1)
     assert r.named_wrong_share == pytest.approx(1 / 3)
+    assert (r.unidentified_right_by, r.unidentified_wrong_by) == ({}, {"class_probability": 1})
+    # The apple named orange, stopped by the open-set check, is a wrong name stopped; the
+    # orange stopped is a right name lost.
+    checked = food_regions(dets, ["other_prototype", "below_threshold", None, None,
+                                  "class_probability", None], gts, ["a", "b", "c"],
+                           non_food=("coin",))
+    assert (checked.named_wrong, checked.named_right, checked.unidentified) == (0, 0, 3)
+    assert checked.unidentified_right_by == {"below_threshold": 1}
+    assert checked.unidentified_wrong_by == {"class_probability": 1, "other_prototype": 1}
     # Without any prediction: nothing found, no false regions, no share.
     empty = food_regions([], [], gts, ["a", "b"], non_food=("coin",))
     assert (empty.recall, empty.false_per_photo, empty.named_wrong_share) == (0.0, 0.0, None)
     with pytest.raises(MetricError, match="image_ids"):
         food_regions(dets, named, gts, ["a"])
-    with pytest.raises(MetricError, match="naming flags"):
+    with pytest.raises(MetricError, match="naming reasons"):
         food_regions(dets, named[:2], gts, ["a", "b", "c"])
 
 

@@ -62,6 +62,13 @@ def test_named_only_when_both_heads_agree_and_the_region_is_close_enough() -> No
     third = np.array([0.05, 0.05, 0.9], np.float32)  # a class no training region had
     assert not naming.is_named(third, 2, _unit([0, 0, 1])[0], 0.5, fitted)
     assert not naming.is_named(sure, 0, None, 0.5, fitted)
+    # Each case's reason, in the order the rule checks them.
+    assert [naming.unnamed_reason(scores, label, vec, 0.5, fitted) for scores, label, vec in (
+        (sure, 0, like_0), (unsure, 0, like_0), (third, 2, _unit([0, 0, 1])[0]),
+        (sure, 0, like_1), (sure, 0, far))] == [
+        None, "class_probability", "no_prototype", "other_prototype", "below_threshold"]
+    assert set(naming.REASONS) == {"class_probability", "no_prototype", "other_prototype",
+                                   "below_threshold"}
 
 
 def test_metadata_round_trip_and_bad_shapes() -> None:
