@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -111,13 +111,14 @@ def check_parity(diffs: dict[str, float], atol: float = PARITY_ATOL) -> None:
 
 
 def found_items(rt: TrayModel, coco: Any, rec: Any, anns: Sequence[Any], cfg: PostConfig,
+                usable: Callable[[Item], bool] = lambda item: True,
                 ) -> list[tuple[Any, Item]]:
     """(annotation, the item over it) for each annotation of one photo that the model, run
-    as the service runs it, finds: its best-overlapping item at box IoU >= 0.5."""
+    as the service runs it, finds: its best-overlapping usable item at box IoU >= 0.5."""
     from model.infer.geometry import box_iou
 
     img = load_image(coco.image_path(rec), fit=rt.meta.input_size)  # as the service does
-    items = rt.predict([img], cfg=cfg)[0].items
+    items = [i for i in rt.predict([img], cfg=cfg)[0].items if usable(i)]
     if not items:
         return []
     boxes = np.array([i.box for i in items])
@@ -136,8 +137,8 @@ def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
     """(label, predicted mask area cm2, true grams) for each annotated object the model finds.
 
     The model's own coin scale and mask are used, so the fit absorbs their biases exactly
-    as they occur at inference. Objects the model misses (IoU < 0.5) are left out, and so
-    are the items without an area (no scale or no mask).
+    as they occur at inference. Only items with an area (a scale and a mask) are matched;
+    objects the model misses (IoU < 0.5) are left out.
     """
     cfg = cfg or PostConfig(score_min=0.1)
     by_image = coco.annotations_by_image()
@@ -147,11 +148,10 @@ def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
         anns = [a for a in by_image.get(rec.id, []) if a.grams]
         if not anns:
             continue
-        for a, item in found_items(rt, coco, rec, anns, cfg):
-            if item.area_cm2:
-                labels.append(names[a.category_id])
-                areas.append(float(item.area_cm2))
-                grams.append(float(a.grams))
+        for a, item in found_items(rt, coco, rec, anns, cfg, lambda i: bool(i.area_cm2)):
+            labels.append(names[a.category_id])
+            areas.append(float(item.area_cm2))  # type: ignore[arg-type]
+            grams.append(float(a.grams))
     return labels, areas, grams
 
 
