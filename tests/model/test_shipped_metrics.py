@@ -92,7 +92,8 @@ class _Remembering(TrayModel):
     ECUSTFD grams at the service's, each region's embedding and its enrolment embedding:
     this flip-test file's embed_enrolment is embed_regions on the same photo) and the
     COCOeval check of the low-threshold predictions. A photo's maps from a batch of 4 may
-    differ from a lone run's in the last float bits; the tolerances below cover that."""
+    differ from a lone run's in the last float bits; the tolerances above cover that. The
+    maps held: 1.2 MB a photo, ~480 MB for the 402 held-out photos, freed with the module."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
