@@ -40,7 +40,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -199,9 +199,11 @@ def with_open_set(onnx: Path) -> TrayModel:
 
 
 def measure(model: TrayModel, ds: CocoDataset, outlines: Sequence[CocoDataset],
-            menus: int, menu_size: int, seed: int = 0) -> dict[str, Any]:
-    """Food regions, drawn-outline mask IoU and menu mode (k = 1, 3) of a model on a set."""
-    post, match = PostConfig(), MatchConfig()
+            menus: int, menu_size: int, seed: int = 0,
+            peaks: Literal["class", "food"] = "class") -> dict[str, Any]:
+    """Food regions, drawn-outline mask IoU and menu mode (k = 1, 3) of a model on a set;
+    `peaks`: PostConfig.peaks, where the found regions come from."""
+    post, match = PostConfig(peaks=peaks), MatchConfig()
     cfg = EvalConfig(menu_size=menu_size, n_menus=menus, seed=seed)
     began = time.perf_counter()
     preds = predict_dataset(model, ds, post, batch_size=cfg.batch_size)
@@ -257,7 +259,7 @@ def leave_out(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> d
     leak = check_no_leak(cfg, left_out)
     onnx = train_and_export(cfg, args.retrain)
     result = measure(with_open_set(onnx), left_out, drawn_outlines(source, args.fixtures),
-                     args.menus, args.menu_size)
+                     args.menus, args.menu_size, peaks=args.peaks)
     return {"source": source, "model": str(onnx), "trained_on": [d["kind"] for d in cfg.data],
             "schedule": schedule(cfg), "leak_check": leak, "evaluated_on": "all photos",
             **result}
@@ -270,7 +272,7 @@ def shipped(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> dic
     ds = held_out(entry, model)
     outlines = drawn_outlines(source, args.fixtures)
     log(f"shipped {model.meta.version} on the held-out {source} split ({len(ds.images)} photos)")
-    result = measure(model, ds, outlines, args.menus, args.menu_size)
+    result = measure(model, ds, outlines, args.menus, args.menu_size, peaks=args.peaks)
     return {"source": source, "model": str(args.model), "version": model.meta.version,
             "trained_on": "both sources (held-out split, not leave-one-out)",
             "evaluated_on": "held-out split",
@@ -336,6 +338,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--set", type=_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any other training setting (YAML value); repeatable")
     p.add_argument("--menus", type=int, default=500, help="random menus per k")
+    p.add_argument("--peaks", choices=("class", "food"), default="class",
+                   help="where found regions come from (PostConfig.peaks; default: the "
+                        "service's, one class's heatmap)")
     p.add_argument("--menu-size", type=int, default=MENU_SIZE)
     p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped model")
     p.add_argument("--fixtures", type=Path, default=FIXTURES, help="drawn-outline fixtures")

@@ -234,7 +234,7 @@ def food_region_section(
                                match.min_class_score, open_set) for _, it in items],
         gts, [str(im.id) for im in ds.images], cfg.iou_threshold,
         non_food=(portion.COIN_LABEL,))
-    return {**asdict(report), "score_min": post.score_min,
+    return {**asdict(report), "score_min": post.score_min, "peaks": post.peaks,
             "min_class_score": match.min_class_score, "open_set": open_set is not None,
             "real_masks": real_mask_section(ds, preds)}
 

@@ -123,6 +123,30 @@ def test_peaks_nms_and_box_decode_by_hand() -> None:
     assert runtime.nms(dup, np.array([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2]
 
 
+def test_food_peaks_find_food_no_single_class_is_sure_of() -> None:
+    """PostConfig(peaks="food"): a cell where two food classes each score 0.2 is food at
+    1 - 0.8 * 0.8 = 0.36 (found at 0.25, labelled by the stronger class), which the class
+    peaks miss; the coin keeps its own map and label."""
+    labels = ["a", "b", "coin"]
+    heat = np.zeros((3, 6, 8), np.float32)
+    heat[0, 2, 3], heat[1, 2, 3] = 0.2, 0.22
+    heat[2, 4, 6] = 0.9
+    assert runtime.find_peaks(heat, 0.25, top_k=10)[:, 0].tolist() == [2]  # the coin only
+    peaks = runtime.food_peaks(heat, labels, 0.25, top_k=10)
+    assert peaks[:, :3].tolist() == [[2, 4, 6], [1, 2, 3]]
+    assert peaks[:, 3] == pytest.approx([0.9, 1 - 0.8 * 0.78])
+    meta = runtime.ModelMeta(labels=labels, food_ids=["x", "y", None], input_size=(64, 48),
+                             mean=(0.5,) * 3, std=(0.5,) * 3, stride=8, embedding_dim=3,
+                             version="t", fingerprint="t")
+    maps = [heat, np.full((4, 6, 8), 8.0, np.float32), np.ones((1, 6, 8), np.float32),
+            np.ones((3, 6, 8), np.float32)]
+    by_class = runtime.decode_outputs(maps, 1.0, (64, 48), meta, runtime.PostConfig())
+    by_food = runtime.decode_outputs(maps, 1.0, (64, 48), meta, runtime.PostConfig(peaks="food"))
+    assert [it.label for it in by_class] == ["coin"]
+    assert [(it.label, round(it.score, 4)) for it in by_food] == [("coin", 0.9), ("b", 0.376)]
+    assert runtime.food_peaks(np.zeros((3, 6, 8), np.float32), labels, 0.25, 10).shape[0] == 0
+
+
 def test_decode_outputs_maps_back_to_original_pixels() -> None:
     meta = runtime.ModelMeta(labels=["a", "coin"], food_ids=["x", None], input_size=(64, 48),
                              mean=(0.5,) * 3, std=(0.5,) * 3, stride=8, embedding_dim=3,
