@@ -85,7 +85,8 @@ class PostConfig:
     # Where items come from: "class", a peak of one class's heatmap scored by that class (the
     # default); "food", a peak of the food map, 1 - prod(1 - heat_c) over the food classes
     # (noisy-OR: "some food is here"), labelled by its best class, the coin kept apart.
-    # "food" is measured in docs/MODEL_CARD.md, not adopted.
+    # "food" was measured and not adopted: on unseen foods it added false regions, not
+    # recall (docs/MODEL_CARD.md); it stays for measuring a model trained for it.
     peaks: Literal["class", "food"] = "class"
 
 
