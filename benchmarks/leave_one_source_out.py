@@ -3,6 +3,7 @@ model on every photo of the source it never saw (issue 16, "Measure generalisati
 
     nice -n 19 .venv/bin/python benchmarks/leave_one_source_out.py --out var/loso/results \\
         [--sources mealtray ecustfd] [--epochs N] [--cache-views N] [--set KEY=VALUE ...]
+        [--peaks class|food]
 
 For each source (mealtray, ecustfd): the config's `data` without that source (so none of its
 photos is trained on, and none of its crops is pasted into the composed trays, which are cut
