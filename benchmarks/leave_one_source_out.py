@@ -189,12 +189,13 @@ def train_and_export(cfg: TrainConfig, retrain: bool) -> Path:
 
 def with_open_set(onnx: Path) -> TrayModel:
     """The run's file with the open-set naming check fitted on its own training split (no
-    left-out photo: the split its metadata records), as a default export does."""
+    left-out photo: the split its metadata records), as `model.export --open-set` does."""
     from model import export
 
-    if not export.read_meta(onnx).open_set:
+    meta = export.read_meta(onnx)
+    if not meta.open_set:
         began = time.perf_counter()
-        export.fit_open_set_file(onnx, export.training_parts(export.read_meta(onnx)))
+        export.fit_open_set_file(onnx, export.training_parts(meta))
         log(f"open-set check fitted in {time.perf_counter() - began:.0f} s")
     return TrayModel(onnx)
 

@@ -14,9 +14,10 @@ Sections (each present when its data set is given):
 - masks: mean mask IoU against ground-truth or composed masks only, never pseudo masks;
 - food_regions: class-agnostic, at the service's operating point (PostConfig().score_min):
   recall at IoU 0.5 of every annotated food region whatever its label (the coin left out),
-  false regions per photo, the share of found regions named with a wrong class at a class
-  probability >= MatchConfig.min_class_score, and mask IoU against real (drawn) outlines
-  where the set has any (model.metrics.food_regions);
+  false regions per photo, the share of found regions named with a wrong class as the
+  service names them (model.infer.naming: class probability >= MatchConfig.min_class_score,
+  and the file's open-set check where it has one), and mask IoU against real (drawn)
+  outlines where the set has any (model.metrics.food_regions);
 - menu: menu-mode identification accuracy, k enrolled examples per dish, menus of m dishes
   drawn at random (seeded) from held-out foods (model.evaluate_menu).
 """
@@ -41,7 +42,14 @@ from model.data.importers.ecustfd import import_ecustfd
 from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
 from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, group_of, training_split
-from model.evaluate_common import EvalConfig, EvaluationError, calibration, fmt, xyxy
+from model.evaluate_common import (
+    EvalConfig,
+    EvaluationError,
+    best_match,
+    calibration,
+    fmt,
+    xyxy,
+)
 from model.evaluate_menu import embed_annotations, menu_markdown, menu_section
 from model.infer import naming, portion
 from model.infer.images import load_image
@@ -126,12 +134,7 @@ def detection_section(
 
 def _best_match(box: metrics.BoxT, items: Sequence[Item], iou: float) -> Item | None:
     """The food item (not the coin) whose box overlaps the annotation most, if >= iou."""
-    foods = [it for it in items if it.label != portion.COIN_LABEL]
-    if not foods:
-        return None
-    ious = metrics.box_iou([box], [it.box for it in foods])[0]
-    best = int(np.argmax(ious))
-    return foods[best] if ious[best] >= iou else None
+    return best_match(box, [it for it in items if it.label != portion.COIN_LABEL], iou)
 
 
 def annotated_coin_scale(ds: CocoDataset) -> dict[int, float]:

@@ -5,8 +5,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from model import metrics
 from model.data.coco import Annotation
+from model.infer.runtime import Item
 
 
 class EvaluationError(ValueError):
@@ -32,6 +35,15 @@ def xyxy(ann: Annotation) -> metrics.BoxT:
     """COCO [x, y, w, h] -> [x0, y0, x1, y1]."""
     x, y, w, h = ann.bbox
     return (x, y, x + w, y + h)
+
+
+def best_match(box: metrics.BoxT, items: Sequence[Item], iou: float) -> Item | None:
+    """The item whose box overlaps `box` most, if that box IoU is >= iou."""
+    if not items:
+        return None
+    ious = metrics.box_iou([box], [it.box for it in items])[0]
+    best = int(np.argmax(ious))
+    return items[best] if ious[best] >= iou else None
 
 
 def calibration(conf: Sequence[float], correct: Sequence[bool], bins: int) -> dict[str, Any]:

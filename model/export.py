@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 import torch
 
+from model.evaluate_common import best_match, xyxy
 from model.infer import naming, portion
 from model.infer.images import load_image
 from model.infer.runtime import META_KEY, Item, ModelMeta, PostConfig, TrayModel, preprocess
@@ -115,21 +116,9 @@ def found_items(rt: TrayModel, coco: Any, rec: Any, anns: Sequence[Any], cfg: Po
                 ) -> list[tuple[Any, Item]]:
     """(annotation, the item over it) for each annotation of one photo that the model, run
     as the service runs it, finds: its best-overlapping usable item at box IoU >= 0.5."""
-    from model.infer.geometry import box_iou
-
     img = load_image(coco.image_path(rec), fit=rt.meta.input_size)  # as the service does
     items = [i for i in rt.predict([img], cfg=cfg)[0].items if usable(i)]
-    if not items:
-        return []
-    boxes = np.array([i.box for i in items])
-    found = []
-    for a in anns:
-        x, y, w, h = a.bbox
-        iou = box_iou(np.array([[x, y, x + w, y + h]]), boxes)[0]
-        k = int(iou.argmax())
-        if iou[k] >= 0.5:
-            found.append((a, items[k]))
-    return found
+    return [(a, item) for a in anns if (item := best_match(xyxy(a), items, 0.5)) is not None]
 
 
 def portion_samples(rt: TrayModel, coco: Any, cfg: PostConfig | None = None,
@@ -267,9 +256,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))
         return
     if a.fit_open_set:
-        fitted = fit_open_set_file(a.out, training_parts(read_meta(a.out)))
+        meta = read_meta(a.out)
+        fitted = fit_open_set_file(a.out, training_parts(meta))
         print(json.dumps({"onnx": a.out, "open_set_regions": dict(
-            zip(read_meta(a.out).labels, fitted.regions, strict=True))}, indent=1))
+            zip(meta.labels, fitted.regions, strict=True))}, indent=1))
         return
     if a.checkpoint is None:
         p.error("--checkpoint is required to export")

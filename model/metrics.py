@@ -39,7 +39,7 @@ Definitions, stated once so every report means the same thing:
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -256,12 +256,9 @@ def food_regions(
                                      if h and not r and w is not None))
 
 
-def _tally(reasons: Iterable[str | None]) -> dict[str, int]:
+def _tally(reasons: Iterable[str]) -> dict[str, int]:
     """How often each reason occurs, sorted by reason."""
-    counts: dict[str, int] = defaultdict(int)
-    for r in reasons:
-        counts[str(r)] += 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(reasons).items()))
 
 
 def average_precision(

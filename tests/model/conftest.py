@@ -120,11 +120,16 @@ def assert_torch_and_onnx_agree(net: torch.nn.Module, rt: TrayModel, meta: Model
         assert float(a.embedding @ b.embedding) > cosine_min
 
 
+def fixture_sources(fixtures_dir: Path) -> list[dict[str, str]]:
+    """The training config's `data` entries of the repo's two fixture sources."""
+    return [{"kind": "mealtray", "root": str(fixtures_dir / "mealtray" / "labeled")},
+            {"kind": "ecustfd", "root": str(fixtures_dir / "ecustfd")}]
+
+
 def tiny_args(fixtures_dir: Path, out: Path, *extra: str) -> list[str]:
     """`python -m model.train` flags of a few-second run: both fixture sources, 128x96 input."""
-    data = [{"kind": "mealtray", "root": str(fixtures_dir / "mealtray" / "labeled")},
-            {"kind": "ecustfd", "root": str(fixtures_dir / "ecustfd")}]
-    return ["--data", json.dumps(data), "--labels", "default", "--val-fraction", "0.3",
+    return ["--data", json.dumps(fixture_sources(fixtures_dir)), "--labels", "default",
+            "--val-fraction", "0.3",
             "--input-width", "128", "--input-height", "96", "--embed-dim", "16",
             "--neck-channels", "32", "--batch-size", "4", "--lr", "0.01",
             "--freeze-backbone", "true", "--augment", "false", "--device", "cpu",

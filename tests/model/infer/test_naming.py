@@ -14,6 +14,7 @@ from model.data.coco import CocoDataset
 from model.evaluate import predict_dataset
 from model.infer import naming
 from model.infer.runtime import ModelFileError, PostConfig, TrayModel
+from tests.model.conftest import fixture_sources
 
 
 def _unit(*rows: list[float]) -> np.ndarray:
@@ -86,9 +87,8 @@ def test_metadata_round_trip_and_bad_shapes() -> None:
 def _fixture_training(path: Path, fixtures_dir: Path) -> None:
     """Point a copied model file's recorded training data at the repo's fixture photos."""
     meta = export.read_meta(path)
-    data = [{"kind": "mealtray", "root": str(fixtures_dir / "mealtray" / "labeled")},
-            {"kind": "ecustfd", "root": str(fixtures_dir / "ecustfd")}]
-    export.update_meta(path, training={**meta.training, "data": data, "val_fraction": 0.0})
+    export.update_meta(path, training={**meta.training, "data": fixture_sources(fixtures_dir),
+                                       "val_fraction": 0.0})
 
 
 def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
