@@ -8,16 +8,12 @@ metrics.json and report.md to model/artifacts/STEM.metrics.{json,md}.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from model.data.coco import CocoDataset
 from model.evaluate import (
@@ -35,6 +31,7 @@ from model.evaluate import (
 from model.infer.menu_match import MatchConfig
 from model.infer.runtime import PostConfig, Prediction, TrayModel
 from tests.model.test_metrics_vs_cocoeval import check_ap, check_food_regions
+from tests.remembering import RememberingTrayModel
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "model" / "artifacts"
 STEMS = ["traylens", "traylens.int8"]
@@ -84,42 +81,17 @@ GRAMS_PCT_TOL = 0.1
 MENU_TOL = 0.001
 
 
-class _Remembering(TrayModel):
-    """The shipped file, whose run() remembers each photo's output maps (keyed by its pixels,
-    size and mode: all that preprocess reads) and answers a later call on photos it has seen
-    from them instead of running ONNX Runtime again. One network pass over the held-out
-    photos then serves the headline check (mealtray at the evaluator's low threshold,
-    ECUSTFD grams at the service's, each region's embedding and its enrolment embedding:
-    this flip-test file's embed_enrolment is embed_regions on the same photo) and the
-    COCOeval check of the low-threshold predictions. A photo's maps from a batch of 4 may
-    differ from a lone run's in the last float bits; the tolerances above cover that. The
-    maps held: 1.2 MB a photo, ~480 MB for the 402 held-out photos, freed with the module."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self._seen: dict[bytes, tuple[list[np.ndarray], float]] = {}
-
-    @staticmethod
-    def _key(img: Image.Image) -> bytes:
-        return hashlib.blake2b(f"{img.mode}{img.size}".encode() + img.tobytes()).digest()
-
-    def run(self, images: Sequence[Image.Image]) -> tuple[list[np.ndarray], list[float]]:
-        keys = [self._key(img) for img in images]
-        if not all(k in self._seen for k in keys):
-            outputs, scales = super().run(images)
-            for i, k in enumerate(keys):
-                self._seen[k] = ([o[i].copy() for o in outputs], scales[i])
-        per_photo = [self._seen[k] for k in keys]
-        outputs = [np.stack([maps[j] for maps, _ in per_photo])
-                   for j in range(len(per_photo[0][0]))]
-        return outputs, [scale for _, scale in per_photo]
-
-
 @dataclass
 class HeldOut:
-    """The shipped fp32 file's predictions on its held-out split, made once for this file."""
+    """The shipped fp32 file's predictions on its held-out split, made once for this file.
+    Its model remembers every photo's maps (~480 MB for the 402 photos, freed with the
+    module): one network pass serves the headline check (mealtray at the evaluator's low
+    threshold, ECUSTFD grams at the service's, each region's embedding and its enrolment
+    embedding: this flip-test file's embed_enrolment is embed_regions on the same photo) and
+    the COCOeval check. Batches of 4 against lone runs differ in the last float bits at most:
+    the tolerances above cover that."""
 
-    model: _Remembering
+    model: RememberingTrayModel
     cfg: EvalConfig
     sets: dict[str, CocoDataset]
     low: dict[str, dict[int, Prediction]]  # at the evaluator's low threshold, as for mAP
@@ -129,7 +101,7 @@ class HeldOut:
 def held_out(shared_data: Path) -> HeldOut:
     committed = _committed("traylens")
     cfg = _config(committed)
-    model = _Remembering(ARTIFACTS / "traylens.onnx")
+    model = RememberingTrayModel(ARTIFACTS / "traylens.onnx")
     assert committed["model"]["fingerprint"] == model.meta.fingerprint
     val_fraction, seed = split_params(model)
     sets = held_out_sets(shared_data, val_fraction, seed)

@@ -10,7 +10,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from serve.core.settings import REPO_ROOT, Settings, load_settings
 from serve.db.session import make_engine
 from serve.main import create_app
 from serve.services.model_registry import LoadedModel, load_model
+from tests.remembering import RememberingTrayModel
 
 POSTGRES_URL = os.environ.get(
     "TRAYLENS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/traylens_test"
@@ -44,10 +45,19 @@ def model_path_for_tests() -> Path:
     pytest.skip(f"no model: neither {configured} nor {DEV_MODEL} exists (train/export first)")
 
 
+# Photos whose output maps the session's model keeps (~1.2 MB each): enough for every
+# fixture photo a test module sends again and again.
+REMEMBERED_PHOTOS = 64
+
+
 @pytest.fixture(scope="session")
 def loaded_model() -> LoadedModel:
-    """The model, loaded once and shared by every app in the session."""
-    return load_model(model_path_for_tests())
+    """The model, loaded once and shared by every app in the session. It answers a photo it
+    has already run from memory (tests/remembering.py: the service tests send the same
+    fixture photos hundreds of times); tests of memory or time under load use `fresh()`."""
+    loaded = load_model(model_path_for_tests())
+    model = RememberingTrayModel(loaded.path, limit=REMEMBERED_PHOTOS, memory_arena=False)
+    return replace(loaded, model=model)
 
 
 def _postgres_url() -> Iterator[str]:

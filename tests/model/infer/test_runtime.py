@@ -311,8 +311,9 @@ def test_enrolment_embedding_averages_the_photo_and_its_mirror(fixtures_dir: Pat
 def test_a_flip_test_file_enrols_in_one_pass(fixtures_dir: Path, tmp_path: Path,
                                              tiny_onnx: TinyExport) -> None:
     """Its graph already averages each photo with its mirror: no second mirrored pass.
-    (The shipped-like decoupled variant, whose export test_export and test_quantize share.)"""
-    _, _, path = tiny_onnx(tmp_path / "flip.onnx", decoupled=True, flip_test=True)
+    (The shipped-like variant, decoupled with 3 members, whose export test_export and
+    test_quantize share.)"""
+    _, _, path = tiny_onnx(tmp_path / "flip.onnx", decoupled=True, flip_test=True, members=3)
     model = runtime.TrayModel(path)
     img = load_image(fixtures_dir / "ecustfd" / "JPEGImages" / "apple003T(1).JPG")
     box = (200.0, 150.0, 500.0, 420.0)
