@@ -9,7 +9,8 @@ PORT      ?= 8000
 PYTEST_ARGS ?=
 # pytest-xdist: one test process per CPU ("auto"); files stay whole on one process
 # (--dist loadfile), so module-scoped fixtures (a migrated database, a running app) are
-# built once per file. PYTEST_WORKERS=0 runs in one process.
+# built once per file, and go to the workers in tests/conftest.py's order (slow files first;
+# --no-loadscope-reorder keeps it). PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= auto
 DOCS_ARGS ?=
 
@@ -56,7 +57,8 @@ test-services:
 test:
 	@$(MAKE) --no-print-directory -j2 install-dev test-services lint-serving
 	$(BIN)/mypy model serve nutrition_db
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	    $(PYTEST_ARGS)
 
 # Re-measure the figures of docs/BENCHMARKS.md and docs/RELIABILITY.md (tens of minutes;
 # a quiet machine): scripts/regenerate_docs.py lists the steps. DOCS_ARGS=--dry-run prints them.

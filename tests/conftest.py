@@ -27,6 +27,23 @@ def pytest_configure(config: pytest.Config) -> None:
     runtime.DEFAULT_THREADS = share
 
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a test marked slow first, then the rest by their number of tests, most
+    first; a file's tests stay together and in order. Under `--dist loadfile` with
+    `--no-loadscope-reorder` (the Makefile) the workers take files in this order, so the long
+    single-test files (the CI-only install, the notebooks, the kill -9 runs) no longer come
+    last and leave one worker running them alone while the other waits."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def key(name: str) -> tuple[bool, int]:
+        tests = files[name]
+        return (not any(t.get_closest_marker("slow") for t in tests), -len(tests))
+
+    items[:] = [t for name in sorted(files, key=key) for t in files[name]]
+
 def shared_data_dir() -> Path:
     """The full data sets: $TRAYLENS_SHARED_DATA or ../shared/data beside the repo."""
     return Path(os.environ.get("TRAYLENS_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -34,6 +34,7 @@ def test_loso_config_drops_the_source(tmp_path: Path) -> None:
         loso_config(config, "ecustfd", tmp_path, tmp_path, {"data": DATA[1:]})
 
 
+@pytest.mark.slow
 def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if not SHIPPED_MODEL.is_file():
         pytest.skip(f"no shipped model at {SHIPPED_MODEL}")

@@ -12,6 +12,8 @@ from model.infer.images import load_image
 from model.infer.runtime import TrayModel
 from tests.model.conftest import TinyExport
 
+pytestmark = pytest.mark.slow  # two tiny exports and their quantisation: ~35 s
+
 # (decoupled with flip test, heads): the shipped model is decoupled with the flip test and
 # joins several training runs' heads; the first variant has neither. (A one-member flip-test
 # file quantises as these do; its export would cost ~10 s of CPU for nothing new.)

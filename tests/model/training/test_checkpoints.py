@@ -71,6 +71,7 @@ def test_old_checkpoints_convert_on_load(saved: tuple[Path, TrainConfig], tmp_pa
         load_checkpoint(old_style(path, tmp_path / "bad.pt", {**asdict(cfg), "epochs": "4"}))
 
 
+@pytest.mark.slow
 def test_export_reads_an_old_checkpoint_through_the_typed_loader(
     saved: tuple[Path, TrainConfig], tmp_path: Path
 ) -> None:

@@ -197,6 +197,7 @@ def test_config_init_from_flag_checks_and_implies_freeze_bn(tiny_parent: tuple,
     assert parse_args(["--config", str(yaml_cfg), *data]).init_from == str(path)
 
 
+@pytest.mark.slow
 def test_fine_tune_starts_from_the_parent_and_records_it(
         tiny_parent: tuple, fixtures_dir: Path, tmp_path: Path) -> None:
     model, path = tiny_parent
