@@ -27,7 +27,6 @@ def pytest_configure(config: pytest.Config) -> None:
     runtime.DEFAULT_THREADS = share
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with a test marked slow first, then the rest by their number of tests, most
     first; a file's tests stay together and in order. Under `--dist loadfile` with
@@ -43,6 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return (not any(t.get_closest_marker("slow") for t in tests), -len(tests))
 
     items[:] = [t for name in sorted(files, key=key) for t in files[name]]
+
 
 def shared_data_dir() -> Path:
     """The full data sets: $TRAYLENS_SHARED_DATA or ../shared/data beside the repo."""
