@@ -44,10 +44,8 @@ sys.path.insert(0, str(REPO))  # run as a script from any folder
 from model.data.coco import CocoDataset  # noqa: E402
 from model.data.importers.ecustfd import import_ecustfd  # noqa: E402
 from model.evaluate import held_out_sets, split_params  # noqa: E402
-from model.evaluate_common import EvalConfig, EvaluationError, xyxy  # noqa: E402
-from model.evaluate_menu import MenuSamples, menu_section  # noqa: E402
-from model.infer import portion  # noqa: E402
-from model.infer.images import load_image  # noqa: E402
+from model.evaluate_common import EvalConfig, EvaluationError  # noqa: E402
+from model.evaluate_menu import MenuSamples, food_boxes, menu_section  # noqa: E402
 from model.infer.menu_match import MatchConfig  # noqa: E402
 from model.infer.runtime import TrayModel, box_cells, full_scale, full_size, preprocess  # noqa: E402
 from model.network import TrayNet  # noqa: E402
@@ -110,21 +108,15 @@ def backbone_descriptors(net: TrayNet, model: TrayModel, img: Image.Image,
 
 def describe(model: TrayModel, net: TrayNet, ds: CocoDataset) -> Regions:
     """Both descriptors of every annotated food box of a set."""
-    names, by_image = ds.category_names(), ds.annotations_by_image()
     emb: list[np.ndarray] = []
     back: list[np.ndarray] = []
     foods: list[str] = []
     groups: list[str] = []
-    for im in ds.images:
-        anns = [a for a in by_image[im.id] if names[a.category_id] != portion.COIN_LABEL]
-        if not anns:
-            continue
-        img = load_image(ds.image_path(im), fit=model.meta.input_size)
-        boxes = [xyxy(a) for a in anns]
-        emb.extend(model.embed_enrolment(img, boxes=boxes))
-        back.extend(backbone_descriptors(net, model, img, boxes))
-        foods.extend(names[a.category_id] for a in anns)
-        groups.extend(im.split_group or f"image:{im.id}" for _ in anns)
+    for photo in food_boxes(ds, model.meta.input_size):
+        emb.extend(model.embed_enrolment(photo.img, boxes=photo.boxes))
+        back.extend(backbone_descriptors(net, model, photo.img, photo.boxes))
+        foods.extend(photo.foods)
+        groups.extend(photo.group for _ in photo.foods)
     return Regions(np.asarray(emb, np.float32), np.asarray(back, np.float32), foods, groups)
 
 

@@ -7,11 +7,12 @@ over menus, plus the ECE of the top score and the temperature the queries prefer
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from model import metrics
 from model.data.coco import CocoDataset
@@ -40,25 +41,39 @@ class MenuSamples:
         return (self.embeddings if self.enrolled is None else self.enrolled)[idx]
 
 
-def embed_annotations(model: TrayModel, ds: CocoDataset) -> MenuSamples:
-    """Embed every annotated food box (not the coin) as a query and as an enrolled example."""
+@dataclass(frozen=True)
+class FoodBoxes:
+    """One photo's annotated food boxes (not the coin), loaded for the network."""
+
+    img: Image.Image
+    boxes: list[tuple[float, float, float, float]]
+    foods: list[str]
+    group: str  # the physical object (ECUSTFD joins mix photos to their foods)
+
+
+def food_boxes(ds: CocoDataset, fit: tuple[int, int]) -> Iterator[FoodBoxes]:
+    """Every photo of a set that has an annotated food, reduced at decode to `fit`."""
     names = ds.category_names()
     by_image = ds.annotations_by_image()
+    for im in ds.images:
+        anns = [a for a in by_image[im.id] if names[a.category_id] != portion.COIN_LABEL]
+        if anns:
+            yield FoodBoxes(load_image(ds.image_path(im), fit=fit), [xyxy(a) for a in anns],
+                            [names[a.category_id] for a in anns],
+                            im.split_group or f"image:{im.id}")
+
+
+def embed_annotations(model: TrayModel, ds: CocoDataset) -> MenuSamples:
+    """Embed every annotated food box (not the coin) as a query and as an enrolled example."""
     vecs: list[np.ndarray] = []
     enrolled: list[np.ndarray] = []
     foods: list[str] = []
     groups: list[str] = []
-    for im in ds.images:
-        anns = [a for a in by_image[im.id] if names[a.category_id] != portion.COIN_LABEL]
-        if not anns:
-            continue
-        img = load_image(ds.image_path(im), fit=model.meta.input_size)
-        boxes = [xyxy(a) for a in anns]
-        vecs.extend(model.embed_regions(img, boxes=boxes))
-        enrolled.extend(model.embed_enrolment(img, boxes=boxes))
-        foods.extend(names[a.category_id] for a in anns)
-        # The split group is the physical object (ECUSTFD joins mix photos to their foods).
-        groups.extend(im.split_group or f"image:{im.id}" for _ in anns)
+    for photo in food_boxes(ds, model.meta.input_size):
+        vecs.extend(model.embed_regions(photo.img, boxes=photo.boxes))
+        enrolled.extend(model.embed_enrolment(photo.img, boxes=photo.boxes))
+        foods.extend(photo.foods)
+        groups.extend(photo.group for _ in photo.foods)
     dim = model.meta.embedding_dim
     return MenuSamples(np.asarray(vecs, np.float32).reshape(-1, dim), foods, groups,
                        np.asarray(enrolled, np.float32).reshape(-1, dim))
