@@ -47,13 +47,19 @@ from model.evaluate import held_out_sets, split_params  # noqa: E402
 from model.evaluate_common import EvalConfig, EvaluationError  # noqa: E402
 from model.evaluate_menu import MenuSamples, food_boxes, menu_section  # noqa: E402
 from model.infer.menu_match import MatchConfig  # noqa: E402
-from model.infer.runtime import TrayModel, box_cells, full_scale, full_size, preprocess  # noqa: E402
-from model.network import TrayNet  # noqa: E402
+from model.infer.runtime import (  # noqa: E402
+    TrayModel,
+    backbone_descriptor,
+    full_scale,
+    full_size,
+    preprocess,
+    unit,
+)
+from model.network import BACKBONE_STRIDES, TrayNet  # noqa: E402
 
 SHIPPED = REPO / "model" / "artifacts" / "traylens.onnx"
 SHARED_DATA = REPO.parent / "shared" / "data"
 MENU_K = (1, 3)
-STRIDES = (16, 32)  # TrayNet.features' second and third maps
 
 
 @dataclass(frozen=True)
@@ -73,21 +79,6 @@ class Regions:
         return unit(np.concatenate([self.embedding, self.backbone], axis=1))
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    """L2-normalised along the last axis (zero rows stay zero)."""
-    norm = np.linalg.norm(v, axis=-1, keepdims=True)
-    return (v / np.where(norm > 0, norm, 1.0)).astype(np.float32)
-
-
-def pooled(feats: Sequence[np.ndarray], box_in: np.ndarray) -> np.ndarray:
-    """Mean of each (C, h, w) map inside a network-input box, each L2-normalised, joined."""
-    parts = []
-    for stride, fmap in zip(STRIDES, feats, strict=True):
-        rows, cols = box_cells(box_in, fmap.shape[1:], stride)
-        parts.append(unit(fmap[:, rows, cols].mean(axis=(1, 2))))
-    return unit(np.concatenate(parts))
-
-
 def backbone_descriptors(net: TrayNet, model: TrayModel, img: Image.Image,
                          boxes: Sequence[Sequence[float]]) -> np.ndarray:
     """`backbone` descriptors of photo boxes: the photo's and its mirror's, averaged."""
@@ -100,8 +91,10 @@ def backbone_descriptors(net: TrayNet, model: TrayModel, img: Image.Image,
     out = []
     for box in boxes:
         x0, y0, x1, y1 = (float(v) for v in box)
-        plain = pooled([m[0] for m in maps], np.array([x0, y0, x1, y1]) * scale)
-        flipped = pooled([m[1] for m in maps], np.array([width - x1, y0, width - x0, y1]) * scale)
+        plain = backbone_descriptor([m[0] for m in maps], BACKBONE_STRIDES,
+                                    np.array([x0, y0, x1, y1]) * scale)
+        flipped = backbone_descriptor([m[1] for m in maps], BACKBONE_STRIDES,
+                                      np.array([width - x1, y0, width - x0, y1]) * scale)
         out.append(unit(plain + flipped))
     return np.stack(out)
 

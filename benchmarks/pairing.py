@@ -2,6 +2,7 @@
 pair the dishes of a moved tray and measure what is left.
 
 Run: nice -n 10 .venv/bin/python benchmarks/pairing.py [--shared] [--limit 60] [--cases 3]
+     [--model FILE]
 
 Each "before" photo is a real one (serve/samples, tests/fixtures; with --shared also the
 ECUSTFD and mealtray photos in ../shared/data/images). Each "after" photo is made from it:
@@ -225,8 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=3, help="after photos per before photo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", type=Path, default=MODEL, help="the ONNX file to pair with")
     args = ap.parse_args(argv)
-    model = TrayModel(MODEL, threads=args.threads)
+    model = TrayModel(args.model, threads=args.threads)
     rng = random.Random(args.seed)
     dishes: list[Dish] = []
     photos = photo_paths(args.shared, args.limit, args.seed)

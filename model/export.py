@@ -5,6 +5,9 @@
 
 Several checkpoints (runs that differ only in train_seed) export as one ensemble: the
 backbone runs once and the members' heads are averaged (model.network.ensemble_maps).
+`--onnx FILE` exports an exported file's weights again (model.training.from_onnx), e.g. with
+the backbone descriptor's outputs added (`--backbone-descriptor true`); its four maps are
+checked equal to the source file's on the parity images.
 
 Dynamo exporter, opset 18, dynamic batch; onnx.checker; ONNX Runtime vs torch on real
 images with an explicit tolerance; the portion calibration is fitted by running the exported
@@ -30,7 +33,7 @@ from model.evaluate_common import best_match, xyxy
 from model.infer import naming, portion
 from model.infer.images import load_image
 from model.infer.runtime import META_KEY, Item, ModelMeta, PostConfig, TrayModel, preprocess
-from model.network import OUTPUT_NAMES, TrayNet
+from model.network import BACKBONE_STRIDES, TrayNet
 
 OPSET = 18
 # fp32 ORT vs eager torch: different kernels and summation order; measured ~1e-4 on real photos.
@@ -41,8 +44,19 @@ class ExportError(RuntimeError):
     """The exported file failed a check (checker, parity)."""
 
 
+def network_meta(model: TrayNet, meta: ModelMeta) -> ModelMeta:
+    """The metadata fields the network decides: the item embedding's size (every member's
+    embedding, plus the backbone maps' channels) and the backbone descriptor."""
+    descriptor = ({"strides": list(BACKBONE_STRIDES), "channels": model.backbone_channels()}
+                  if model.backbone_outputs else {})
+    return replace(meta, backbone_descriptor=descriptor,
+                   embedding_dim=model.output_embedding_dim + sum(descriptor.get("channels", [])))
+
+
 def export_onnx(model: TrayNet, meta: ModelMeta, out: str | Path) -> Path:
-    """Trace with the dynamo exporter (dynamic batch), embed metadata, run onnx.checker."""
+    """Trace with the dynamo exporter (dynamic batch), embed metadata (its network fields set
+    from the model), run onnx.checker."""
+    meta = network_meta(model, meta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
@@ -51,7 +65,7 @@ def export_onnx(model: TrayNet, meta: ModelMeta, out: str | Path) -> Path:
     batch = torch.export.Dim("batch", min=1, max=64)
     program = torch.onnx.export(
         model, (example,), dynamo=True, opset_version=OPSET, input_names=["image"],
-        output_names=list(OUTPUT_NAMES), dynamic_shapes={"x": {0: batch}}, verbose=False,
+        output_names=list(model.output_names), dynamic_shapes={"x": {0: batch}}, verbose=False,
     )
     if program is None:
         raise ExportError("torch.onnx.export returned no program")
@@ -100,7 +114,17 @@ def parity(model: TrayNet, onnx_path: str | Path, images: Sequence[Path]) -> dic
     with torch.no_grad():
         ref = [t.numpy() for t in model.eval()(torch.from_numpy(batch))]
     got, _ = rt.run(pics)
-    pairs = zip(OUTPUT_NAMES, got, ref, strict=True)
+    pairs = zip(model.output_names, got, ref, strict=True)
+    return {name: float(np.abs(a - b).max()) for name, a, b in pairs}
+
+
+def file_parity(source: str | Path, onnx_path: str | Path, images: Sequence[Path],
+                ) -> dict[str, float]:
+    """Max |new - source| per map the two files share (ONNX Runtime both), on real images."""
+    old, new = TrayModel(source), TrayModel(onnx_path)
+    pics = [load_image(p) for p in images]
+    names = [o.name for o in old.session.get_outputs()]
+    pairs = zip(names, old.run(pics)[0], new.run(pics)[0], strict=False)
     return {name: float(np.abs(a - b).max()) for name, a, b in pairs}
 
 
@@ -224,6 +248,43 @@ def record_metrics(onnx_path: str | Path, metrics_json: str | Path) -> ModelMeta
                                            "held_out": result["headline"]})
 
 
+def reexport(source: str | Path, out: str | Path, *, version: str | None = None,
+             flip_test: bool | None = None, backbone_descriptor: bool | None = None,
+             images: Sequence[Path] = ()) -> dict[str, Any]:
+    """Export an exported file's weights again (model.training.from_onnx) with other export
+    options. The portion fit is carried (the same weights find the same masks), the held-out
+    metrics are not (evaluate the new file), nor an open-set check fitted on another
+    embedding. A changed graph needs a new version: the service re-embeds enrolments by it."""
+    from model.training.from_onnx import network_from_onnx
+    from model.training.meta import parent_provenance
+
+    net, meta, _ = network_from_onnx(source)
+    if flip_test is not None:
+        net.flip_test = flip_test
+    if backbone_descriptor is not None:
+        net.backbone_outputs = backbone_descriptor
+    changed = (net.flip_test, net.backbone_outputs) != (meta.flip_test,
+                                                        bool(meta.backbone_strides))
+    version = version or meta.version
+    if changed and version == meta.version:
+        raise ExportError(f"the new graph differs from {source}'s: give it a version other "
+                          f"than {meta.version} (enrolments are re-embedded by version)")
+    new = replace(meta, version=version, flip_test=net.flip_test, metrics={},
+                  training={**meta.training, "exported_from": parent_provenance(source)})
+    if network_meta(net, new).embedding_dim != meta.embedding_dim:
+        new = replace(new, open_set={})
+    path = export_onnx(net, new, out)
+    report: dict[str, Any] = {"onnx": str(path), "bytes": path.stat().st_size,
+                              "version": version, "from": new.training["exported_from"]}
+    if images:
+        report["parity_max_abs"] = diffs = parity(net, path, images)
+        check_parity(diffs)
+        report["source_parity_max_abs"] = same = file_parity(source, path, images)
+        if net.flip_test == meta.flip_test:
+            check_parity(same)
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry: export checkpoints (checked, calibrated) or record an evaluation's metrics."""
     from model.training.checkpoints import ensemble_from_checkpoints
@@ -234,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--checkpoint", nargs="+",
                    help="training checkpoint to export; several (runs differing only in "
                         "train_seed) make one ensemble file")
+    p.add_argument("--onnx", type=Path,
+                   help="an exported file whose weights to export again (instead of "
+                        "--checkpoint), with other --flip-test/--backbone-descriptor options")
     p.add_argument("--out", required=True)
     p.add_argument("--parity-images", nargs="*", type=Path, default=[])
     p.add_argument("--no-calibrate", action="store_true", help="skip the portion fit")
@@ -244,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--flip-test", choices=("true", "false"),
                    help="average each photo with its mirror in the graph (default: the "
                         "checkpoint's flip_test; about twice the network time)")
+    p.add_argument("--backbone-descriptor", choices=("true", "false"),
+                   help="also output the frozen backbone's stride-16/32 maps, pooled beside "
+                        "the embedding (default: the checkpoint's or file's setting)")
     p.add_argument("--version", help="model version in the metadata (default: the "
                                      "checkpoint's; a changed --flip-test is a new model)")
     p.add_argument("--record-metrics", type=Path, metavar="METRICS_JSON",
@@ -261,21 +328,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps({"onnx": a.out, "open_set_regions": dict(
             zip(meta.labels, fitted.regions, strict=True))}, indent=1))
         return
+    flip = None if a.flip_test is None else a.flip_test == "true"
+    backbone = None if a.backbone_descriptor is None else a.backbone_descriptor == "true"
+    if a.onnx is not None:
+        print(json.dumps(reexport(a.onnx, a.out, version=a.version, flip_test=flip,
+                                  backbone_descriptor=backbone, images=a.parity_images),
+                         indent=1))
+        return
     if a.checkpoint is None:
-        p.error("--checkpoint is required to export")
+        p.error("--checkpoint or --onnx is required to export")
     model, ckpt, seeds = ensemble_from_checkpoints(a.checkpoint)
     cfg = ckpt["config"]  # a TrainConfig, converted on load from older checkpoints too
-    if a.flip_test is not None:
-        model.flip_test = a.flip_test == "true"
-        cfg = replace(cfg, flip_test=model.flip_test)
+    if flip is not None:
+        model.flip_test = flip
+        cfg = replace(cfg, flip_test=flip)
+    if backbone is not None:
+        model.backbone_outputs = backbone
+        cfg = replace(cfg, backbone_descriptor=backbone)
     if a.version is not None:
         cfg = replace(cfg, version=a.version)
     saved = ModelMeta.from_json(json.dumps(ckpt["meta"]))
     meta = meta_for(cfg, saved.labels, saved.food_ids, saved.fingerprint,
                     parent=saved.training.get("init_from"))
     if model.members > 1:
-        meta = replace(meta, embedding_dim=model.output_embedding_dim,
-                       training={**meta.training, "ensemble_train_seeds": seeds})
+        meta = replace(meta, training={**meta.training, "ensemble_train_seeds": seeds})
     out = export_onnx(model, meta, a.out)
     report: dict[str, Any] = {"onnx": str(out), "bytes": out.stat().st_size}
     if a.parity_images:

@@ -7,6 +7,9 @@ Outputs (all at stride 8 of the letterboxed input, NCHW):
   mask      (B, 1, h, w)  food/object foreground probability (sigmoid)
   embedding (B, E, h, w)  raw embedding map; pooled inside an item's mask and L2-normalised
                           by model.infer.runtime (one implementation for torch and ONNX paths)
+With `backbone_outputs` (the backbone descriptor, docs/MODEL_CARD.md) two more follow:
+  backbone_s16 (B, 112, h/2, w/2), backbone_s32 (B, 320, h/4, w/4)  the frozen backbone's own
+                          maps, pooled in an item's box by the runtime beside the embedding
 """
 from __future__ import annotations
 
@@ -18,8 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.infer.runtime import BACKBONE_OUTPUTS
+
 STRIDE = 8
 OUTPUT_NAMES = ("heatmap", "ltrb", "mask", "embedding")
+# The strides of the backbone maps a file with the backbone descriptor also outputs.
+BACKBONE_STRIDES = (16, 32)
 BACKBONE_INDICES = (2, 3, 4)  # Lite0 stages at strides 8, 16, 32
 # Box distances are predicted in log space relative to this many pixels, so a zero-initialised
 # head starts at a plausible object size instead of a degenerate box.
@@ -124,6 +131,7 @@ class TrayNet(nn.Module):
         decoupled: bool = False,
         flip_test: bool = False,
         members: int = 1,
+        backbone_outputs: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -132,6 +140,8 @@ class TrayNet(nn.Module):
         self.embed_dim = embed_dim
         # Inference only (forward, hence the exported file): average with the mirrored photo.
         self.flip_test = flip_test
+        # Inference only: also output the frozen backbone's stride-16 and stride-32 maps.
+        self.backbone_outputs = backbone_outputs
         self.backbone = timm.create_model(
             "efficientnet_lite0", pretrained=False, features_only=True, out_indices=BACKBONE_INDICES
         )
@@ -155,6 +165,16 @@ class TrayNet(nn.Module):
         """Channels of the exported embedding map: every member's embedding side by side."""
         return self.embed_dim * self.members
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the maps `forward` returns, in order."""
+        return OUTPUT_NAMES + (BACKBONE_OUTPUTS if self.backbone_outputs else ())
+
+    def backbone_channels(self) -> list[int]:
+        """Channels of the backbone maps at BACKBONE_STRIDES."""
+        channels: list[int] = list(self.backbone.feature_info.channels())  # type: ignore[union-attr,operator]
+        return channels[1:]
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Backbone feature maps at strides 8, 16, 32."""
         return list(self.backbone(x))
@@ -164,20 +184,21 @@ class TrayNet(nn.Module):
         return self.heads(self.features(x))
 
     def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The exported maps of one pass: the heads' maps, or the members' combined."""
-        if not self.extra_heads:
-            return to_export(self.raw(x))
+        """The exported maps of one pass: the heads' maps, or the members' combined; then
+        the backbone's stride-16 and stride-32 maps when `backbone_outputs`."""
         feats = self.features(x)
-        return ensemble_maps([to_export(h(feats)) for h in [self.heads, *self.extra_heads]])
+        maps = ensemble_maps([to_export(h(feats)) for h in [self.heads, *self.extra_heads]])
+        return (*maps, *feats[1:]) if self.backbone_outputs else maps
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.flip_test:
             return self.maps(x)
-        if x.shape[-1] % STRIDE:
-            raise ValueError(f"flip test needs an input width divisible by {STRIDE}")
+        coarsest = BACKBONE_STRIDES[-1] if self.backbone_outputs else STRIDE
+        if x.shape[-1] % coarsest:
+            raise ValueError(f"flip test needs an input width divisible by {coarsest}")
         n = x.shape[0]
         maps = self.maps(torch.cat([x, x.flip(-1)]))
-        return tuple((m[:n] + unflip(name, m[n:])) / 2 for name, m in zip(OUTPUT_NAMES, maps,
+        return tuple((m[:n] + unflip(name, m[n:])) / 2 for name, m in zip(self.output_names, maps,
                                                                           strict=True))
 
 

@@ -28,7 +28,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model.export import read_meta, write_meta
 from model.infer.images import load_image
-from model.infer.runtime import ModelMeta, preprocess
+from model.infer.runtime import BACKBONE_OUTPUTS, ModelMeta, preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -71,11 +71,13 @@ def output_head_nodes(graph: onnx.GraphProto) -> list[str]:
     numpy post-processing. Quantised, a heatmap turns into plateaus of equal values, each
     cell of which is a 3x3 "peak": more candidates and a slower decode (1.0.0's INT8 file
     spent 14 ms from network output to items against 6 ms for fp32; with float heads 1.1.0
-    spends 8 ms in both), for convolutions that cost ~1% of the network.
+    spends 8 ms in both), for convolutions that cost ~1% of the network. The backbone maps of
+    the backbone descriptor are not prediction maps (their means over a box are what count):
+    the backbone stays quantised up to them.
     """
     producer = {out: node for node in graph.node for out in node.output}
     keep: list[str] = []
-    todo = [o.name for o in graph.output]
+    todo = [o.name for o in graph.output if o.name not in BACKBONE_OUTPUTS]
     seen: set[str] = set()
     while todo:
         node = producer.get(todo.pop())

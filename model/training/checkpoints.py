@@ -82,7 +82,8 @@ def network_of(ckpt: dict[str, Any]) -> TrayNet:
     """The trained network (eval mode) a loaded checkpoint holds."""
     cfg: TrainConfig = ckpt["config"]
     model = TrayNet(len(ckpt["meta"]["labels"]), cfg.embed_dim, cfg.neck_channels,
-                    pretrained=False, decoupled=cfg.decoupled, flip_test=cfg.flip_test)
+                    pretrained=False, decoupled=cfg.decoupled, flip_test=cfg.flip_test,
+                    backbone_outputs=cfg.backbone_descriptor)
     model.load_state_dict(ckpt["model"])
     return model.eval()
 
@@ -107,7 +108,8 @@ def ensemble_from_checkpoints(paths: Sequence[str | Path],
         return first, ckpt, seeds
     cfg: TrainConfig = ckpt["config"]
     model = TrayNet(first.num_classes, cfg.embed_dim, cfg.neck_channels, pretrained=False,
-                    decoupled=cfg.decoupled, flip_test=first.flip_test, members=len(paths))
+                    decoupled=cfg.decoupled, flip_test=first.flip_test, members=len(paths),
+                    backbone_outputs=first.backbone_outputs)
     model.backbone.load_state_dict(first.backbone.state_dict())
     model.heads.load_state_dict(first.heads.state_dict())
     backbone = first.backbone.state_dict()

@@ -56,6 +56,9 @@ class TrainConfig:
     augment: bool = True
     cache_dir: str | None = "var/cache"
     flip_test: bool = False  # the exported file also runs the mirrored photo and averages
+    # The exported file also outputs the frozen backbone's stride-16/32 maps, pooled beside
+    # the embedding (the backbone descriptor, docs/MODEL_CARD.md); training is unchanged.
+    backbone_descriptor: bool = False
     compose: dict[str, Any] = field(default_factory=dict)  # see compose_settings
     # Fine-tune from an exported file (the shipped model: only the ONNX ships) instead of
     # the pretrained backbone; its labels and head shapes must be the config's.

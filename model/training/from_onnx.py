@@ -237,7 +237,8 @@ def network_from_onnx(path: str | Path) -> tuple[TrayNet, ModelMeta, LoadReport]
     heads, flip test and ensemble members (the same forward as the graph)."""
     src = read_onnx(path)
     net = TrayNet(len(src.meta.labels), src.embed_dim, src.neck_channels, pretrained=False,
-                  decoupled=src.decoupled, flip_test=src.meta.flip_test, members=src.members)
+                  decoupled=src.decoupled, flip_test=src.meta.flip_test, members=src.members,
+                  backbone_outputs=bool(src.meta.backbone_strides))
     report = load_onnx_weights(net, path)
     return net.eval(), src.meta, report
 

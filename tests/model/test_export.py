@@ -1,6 +1,7 @@
 """ONNX export: checker, dynamic batch, metadata, torch vs ORT parity (maps and items)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,42 @@ def test_ensemble_file_matches_torch_with_every_members_embedding(
     items = rt.predict([load_image(photos[0])], cfg=PostConfig(score_min=0.0, max_items=3))[0].items
     assert items and all(it.embedding.shape == (48,) for it in items)
     assert all(abs(float(np.linalg.norm(it.embedding)) - 1.0) < 1e-5 for it in items)
+
+
+def test_a_file_exported_again_with_the_backbone_descriptor(
+    tmp_path: Path, photos: list[Path], tiny_onnx: TinyExport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--onnx` reads the weights back from a file: its four maps stay the source file's, the
+    two backbone maps follow, and an item's embedding holds the source's beside them."""
+    _, _, source = tiny_onnx(tmp_path / "flip.onnx", decoupled=True, flip_test=True, members=3)
+    out = tmp_path / "descriptor.onnx"
+    with pytest.raises(export.ExportError, match="version other than test"):
+        export.reexport(source, out, backbone_descriptor=True)
+    export.main(["--onnx", str(source), "--backbone-descriptor", "true", "--version", "test-2",
+                 "--out", str(out), "--parity-images", *map(str, photos)])
+    report = json.loads(capsys.readouterr().out)
+    assert report["from"]["file"] == "flip.onnx" and report["version"] == "test-2"
+    assert max(report["source_parity_max_abs"].values()) == 0.0
+    assert set(report["parity_max_abs"]) == {"heatmap", "ltrb", "mask", "embedding",
+                                             "backbone_s16", "backbone_s32"}
+    old, new = TrayModel(source), TrayModel(out)
+    assert new.meta.backbone_descriptor == {"strides": [16, 32], "channels": [112, 320]}
+    assert (new.meta.embedding_dim, new.meta.head_embedding_dim) == (48 + 432, 48)
+    assert new.meta.portion == old.meta.portion and new.meta.metrics == {}
+    cfg = PostConfig(score_min=0.0, max_items=5)
+    img = load_image(photos[0])
+    before, after = old.predict([img], cfg=cfg)[0].items, new.predict([img], cfg=cfg)[0].items
+    assert [i.box for i in before] == [i.box for i in after]
+    for a, b in zip(before, after, strict=True):
+        assert b.embedding.shape == (480,)
+        assert np.allclose(b.embedding[:48] * np.sqrt(2), a.embedding, atol=1e-5)
+    box = tuple(after[0].box)
+    x0, y0, x1, y1 = (round(v) for v in box)
+    mask = np.zeros((img.height, img.width), bool)
+    mask[y0:y1, x0:x1] = True
+    by_box = new.embed_enrolment(img, boxes=[box])[0][48:]
+    by_mask = new.embed_enrolment(img, masks=[mask])[0][48:]
+    assert float(by_box @ by_mask) > 0.49  # both halves of unit vectors: 0.5 when equal
 
 
 def test_torch_path_and_onnx_path_give_the_same_items(exported: tuple,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model.infer.runtime import BACKBONE_OUTPUTS
 from model.network import (
     OUTPUT_NAMES,
     STRIDE,
@@ -85,6 +86,25 @@ def test_flip_test_averages_the_photo_and_its_mirror() -> None:
         assert g.shape == a.shape, name
         assert torch.allclose(g, (a + unflip(name, b)) / 2, atol=1e-5), name
         assert not torch.allclose(g, a, rtol=1e-3, atol=0), name  # the mirror pass counts
+
+
+def test_backbone_outputs_follow_the_four_maps_and_are_mirror_averaged_like_them() -> None:
+    net = _flip_net()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        four = net(x)
+        net.backbone_outputs = True
+        six = net(x)
+        plain, mirrored = net.features(x)[1:], net.features(x.flip(-1))[1:]
+    assert net.output_names == OUTPUT_NAMES + BACKBONE_OUTPUTS
+    for a, b in zip(four, six[:4], strict=True):
+        assert torch.equal(a, b)  # the heads' maps do not change
+    for got, a, b, channels in zip(six[4:], plain, mirrored, net.backbone_channels(),
+                                   strict=True):
+        assert got.shape[1] == channels
+        assert torch.allclose(got, (a + b.flip(-1)) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        net(torch.randn(1, 3, 64, 72))  # fine for stride 8, not for the stride-32 map
 
 
 def test_flip_test_output_mirrors_exactly_with_the_photo() -> None:

@@ -135,3 +135,23 @@ def test_int8_maps_follow_fp32_on_a_real_photo(quantised: tuple, fixtures_dir: P
 def test_no_calibration_images_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no calibration images"):
         quantize.calibration_images([tmp_path], per_folder=2)
+
+
+def test_backbone_outputs_leave_the_backbone_quantised() -> None:
+    """The walk back from the outputs keeps the prediction heads in float, not the backbone
+    convolutions whose maps a file with the backbone descriptor also outputs."""
+    from onnx import TensorProto, helper
+
+    def conv(name: str, src: str, dst: str) -> onnx.NodeProto:
+        return helper.make_node("Conv", [src, f"{name}.w"], [dst], name=name)
+
+    nodes = [conv("stage5", "image", "s16"), conv("stage7", "s16", "s32"),
+             conv("neck", "s32", "n"), helper.make_node("Relu", ["n"], ["r"], name="act"),
+             conv("heat", "r", "h"), helper.make_node("Sigmoid", ["h"], ["heatmap"], name="sig"),
+             helper.make_node("Identity", ["s16"], ["backbone_s16"], name="id16"),
+             helper.make_node("Identity", ["s32"], ["backbone_s32"], name="id32")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+               for n in ("heatmap", "backbone_s16", "backbone_s32")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "image", TensorProto.FLOAT, None)], outputs)
+    assert quantize.output_head_nodes(graph) == ["sig", "heat"]

@@ -1,6 +1,7 @@
 """model.infer.runtime: decoding awkward real-image variants, post-processing units, torch-free."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -169,6 +170,53 @@ def test_decode_outputs_maps_back_to_original_pixels() -> None:
     assert it.class_scores == pytest.approx([0.8, 0.2])
     assert it.embedding == pytest.approx([1.0, 0.0, 0.0])
     assert it.polygon is not None and it.area_px > 0.5 * 32 * 32
+
+
+def _descriptor_meta() -> runtime.ModelMeta:
+    """A 64x64-input file whose graph also outputs 2- and 3-channel backbone maps."""
+    return runtime.ModelMeta(labels=["a", "coin"], food_ids=["x", None], input_size=(64, 64),
+                             mean=(0.5,) * 3, std=(0.5,) * 3, stride=8, embedding_dim=3 + 5,
+                             version="t", fingerprint="t",
+                             backbone_descriptor={"strides": [16, 32], "channels": [2, 3]})
+
+
+def test_an_items_embedding_joins_the_head_and_the_backbone_in_its_box() -> None:
+    """Each part is L2-normalised and the two sit side by side in one unit vector, so a cosine
+    between two items is the mean of the two parts' cosines; the backbone maps are averaged
+    over the box's cells only."""
+    meta = _descriptor_meta()
+    heat = np.zeros((2, 8, 8), np.float32)
+    heat[0, 3, 3] = 0.9  # cell centre (28, 28); 12 px to each side: box 16..40
+    ltrb = np.full((4, 8, 8), 12.0, np.float32)
+    mask = np.ones((1, 8, 8), np.float32)
+    embed = np.zeros((3, 8, 8), np.float32)
+    embed[1] = 4.0
+    s16 = np.zeros((2, 4, 4), np.float32)
+    s16[0] = 1.0
+    s16[1] = 5.0
+    s16[1, 1:3, 1:3] = 0.0  # the box's stride-16 cells: channel 1 is 5 only outside them
+    s32 = np.zeros((3, 2, 2), np.float32)
+    s32[2] = 2.0
+    items = runtime.decode_outputs([heat, ltrb, mask, embed, s16, s32], 1.0, (64, 64), meta,
+                                   runtime.PostConfig(score_min=0.5))
+    assert len(items) == 1 and items[0].box == pytest.approx((16.0, 16.0, 40.0, 40.0))
+    half = 1 / np.sqrt(2)
+    expected = [0, half, 0, half * half, 0, 0, 0, half * half]  # head | s16 | s32 parts
+    assert items[0].embedding == pytest.approx(expected, abs=1e-6)
+    assert meta.head_embedding_dim == 3 and meta.output_count == 6
+    with pytest.raises(ValueError, match="4 maps for a file that outputs 6"):
+        runtime.decode_outputs([heat, ltrb, mask, embed], 1.0, (64, 64), meta,
+                               runtime.PostConfig(score_min=0.5))
+
+
+def test_a_bad_backbone_descriptor_in_the_metadata_is_a_model_file_error() -> None:
+    good = _descriptor_meta()
+    assert runtime.ModelMeta.from_json(good.to_json()) == good
+    for bad in ({"strides": [16, 32], "channels": [2]}, {"strides": [16], "channels": [8]},
+                {"strides": [16], "channels": [2], "extra": [1]}):
+        meta = dataclasses.replace(good, backbone_descriptor=bad)
+        with pytest.raises(ModelFileError, match="backbone_descriptor"):
+            runtime.ModelMeta.from_json(meta.to_json())
 
 
 def test_model_file_errors(tmp_path: Path) -> None:
