@@ -17,6 +17,8 @@ import yaml
 
 LOSS_NAMES = ("heat", "cls", "box", "mask", "embed")  # the Criterion's terms
 COMPOSE_KEYS = ("images", "per_label", "epochs", "supervise")
+# What composed trays teach: every head, the mask head only, or the class-agnostic heads.
+SUPERVISE = ("all", "mask", "regions")
 
 
 class ConfigError(ValueError):
@@ -193,14 +195,20 @@ def compose_settings(cfg: TrainConfig) -> dict[str, Any]:
     most: all of the run's epochs (a shortened run keeps its trays).
     supervise: "all" (default) trains every head on them; "mask" only the mask head (their
     masks are exact, the real photos' are ellipses), so the heatmap, boxes and embeddings
-    learn from real photos alone.
+    learn from real photos alone; "regions" the class-agnostic heads, objectness, boxes and
+    mask (every pasted crop is a food region), while classes and embeddings learn from real
+    photos alone (decoupled heads only: a per-class heatmap has no class-agnostic part).
     """
     given = dict(cfg.compose)
     unknown = sorted(set(given) - set(COMPOSE_KEYS))
     if unknown:
         raise ConfigError(f"compose: unknown keys {unknown} ({', '.join(COMPOSE_KEYS)})")
-    if given.get("supervise", "all") not in ("all", "mask"):
-        raise ConfigError(f"compose: supervise must be 'all' or 'mask', got {given}")
+    if given.get("supervise", "all") not in SUPERVISE:
+        raise ConfigError(f"compose: supervise must be one of {', '.join(SUPERVISE)}, "
+                          f"got {given}")
+    if given.get("supervise") == "regions" and not cfg.decoupled:
+        raise ConfigError("compose: supervise 'regions' needs decoupled: true (an objectness "
+                          "map the trays can teach apart from the classes)")
     if not int(given.get("images", 0)):
         return {}
     epochs = min(int(given.get("epochs", cfg.epochs)), cfg.epochs)

@@ -17,30 +17,35 @@ EMBED_SCALE = 10.0  # cosine-softmax temperature for the embedding's class proto
 class Criterion(nn.Module):
     """Focal heatmap + GIoU box + mask BCE/dice + cosine-prototype embedding losses."""
 
-    def __init__(self, num_classes: int, embed_dim: int, weights: dict[str, float]) -> None:
+    def __init__(self, num_classes: int, embed_dim: int, weights: dict[str, float],
+                 composed_regions: bool = False) -> None:
         super().__init__()
         self.prototypes = nn.Parameter(torch.randn(num_classes, embed_dim) * 0.1)
         self.weights = weights
+        # Samples marked real=0 (composed trays) also teach objectness and boxes, not only
+        # the mask (compose supervise "regions"; decoupled heads).
+        self.composed_regions = composed_regions
 
     def forward(
         self, raw: dict[str, torch.Tensor], t: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         item_raw, item_t = raw, t  # what the item losses see
         if "real" in t and not bool(t["real"].bool().all()):
-            # Samples marked real=0 (composed trays that teach masks only) leave them out;
-            # each item loss is 0 on an empty batch.
+            # Samples marked real=0 (composed trays that teach masks, or regions, only) leave
+            # the other losses; each item loss is 0 on an empty batch.
             keep = t["real"].bool()
             item_raw = {k: v[keep] for k, v in raw.items()}
             item_t = {k: v[keep] for k, v in t.items()}
+        region_raw, region_t = (raw, t) if self.composed_regions else (item_raw, item_t)
         if "cls_logits" in raw:
-            objectness = item_t["heat"].amax(dim=1, keepdim=True)
-            losses = {"heat": focal_loss(item_raw["heat_logits"], objectness),
+            objectness = region_t["heat"].amax(dim=1, keepdim=True)
+            losses = {"heat": focal_loss(region_raw["heat_logits"], objectness),
                       "cls": class_loss(item_raw["cls_logits"], item_t["heat"])}
         else:
             losses = {"heat": focal_loss(item_raw["heat_logits"], item_t["heat"])}
         # Computed and summed in this order: reruns on one CPU stay bit-for-bit equal.
         losses |= {
-            "box": giou_loss(item_raw["ltrb"], item_t["reg_box"], item_t["reg_w"]),
+            "box": giou_loss(region_raw["ltrb"], region_t["reg_box"], region_t["reg_w"]),
             "mask": mask_loss(raw["mask_logits"], t["mask"]),
             "embed": self.embed_loss(item_raw["embedding"], item_t),
         }

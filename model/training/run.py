@@ -16,7 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from model.infer.runtime import ModelMeta
 from model.network import TrayNet
 from model.training.checkpoints import TrainState, load_checkpoint
-from model.training.config import ConfigError, TrainConfig, training_seed
+from model.training.config import ConfigError, TrainConfig, compose_settings, training_seed
 from model.training.distributed import seed_everything, setup_distributed
 from model.training.feature_cache import cache_sets
 from model.training.from_onnx import OnnxInitError, check_parent, load_onnx_weights
@@ -118,7 +118,8 @@ def make_state(cfg: TrainConfig, labels: Sequence[str], total_steps: int) -> Tra
                     pretrained=cfg.pretrained and cfg.init_from is None, decoupled=cfg.decoupled)
     if cfg.cache_features or cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
-    criterion = Criterion(len(labels), cfg.embed_dim, dict(cfg.loss_weights))
+    criterion = Criterion(len(labels), cfg.embed_dim, dict(cfg.loss_weights),
+                          composed_regions=compose_settings(cfg).get("supervise") == "regions")
     params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(

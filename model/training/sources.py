@@ -162,7 +162,8 @@ class TrainSets:
 
     train_fingerprint keys the feature cache of `train`; `composed` (trays pasted from
     training crops) joins `train` for the first `composed_epochs` epochs, and with
-    composed_masks_only teaches the mask head only.
+    composed_masks_only teaches the mask head only, or with composed_regions the
+    class-agnostic heads (objectness, boxes, mask).
     """
 
     train: Dataset[Any]
@@ -171,6 +172,7 @@ class TrainSets:
     composed: Dataset[Any] | None = None
     composed_epochs: int = 0
     composed_masks_only: bool = False
+    composed_regions: bool = False
 
 
 class Marked(Dataset[tuple[Any, dict[str, torch.Tensor]]]):
@@ -212,5 +214,6 @@ def prepare_data(cfg: TrainConfig) -> tuple[ModelMeta, TrainSets]:
         composed=(build_datasets(composed, labels, spec, augment=cfg.augment)
                   if composed else None),
         composed_epochs=compose.get("epochs", 0),
-        composed_masks_only=compose.get("supervise") == "mask")
+        composed_masks_only=compose.get("supervise") in ("mask", "regions"),
+        composed_regions=compose.get("supervise") == "regions")
     return meta, sets

@@ -104,6 +104,10 @@ def test_compose_settings_defaults_and_errors() -> None:
     args = replace(args, compose={"images": 8})
     assert compose_settings(args) == {"images": 8, "per_label": 20, "epochs": 10,
                                       "supervise": "all"}
+    regions = replace(args, compose={"images": 8, "supervise": "regions"}, decoupled=True)
+    assert compose_settings(regions)["supervise"] == "regions"
+    with pytest.raises(ValueError, match="needs decoupled"):
+        compose_settings(replace(regions, decoupled=False))
     args = replace(args, compose={"images": 8, "epochs": 30})  # a shortened run keeps its trays
     assert compose_settings(args)["epochs"] == 10
     for bad in ({"images": 8, "epochs": 0}, {"images": 8, "per_label": 0},

@@ -1,4 +1,5 @@
-"""model.training.losses: composed trays marked not real teach the mask loss only."""
+"""model.training.losses: composed trays marked not real teach the mask loss only, or (supervise
+"regions") the class-agnostic losses too."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,3 +36,23 @@ def test_trays_marked_not_real_teach_the_mask_only(fixtures_dir: Path) -> None:
     none_real = crit(raw, {**t, "real": torch.zeros(2)})
     assert float(none_real["box"].detach()) == float(none_real["heat"].detach()) == 0.0
     none_real["total"].backward()  # still a graph: a batch of composed trays trains the mask
+
+
+def test_trays_marked_not_real_teach_regions_but_not_classes(fixtures_dir: Path) -> None:
+    """With composed_regions, a tray teaches objectness, boxes and the mask as a real photo
+    does, and still nothing of the classes or embeddings."""
+    args = parse_args(tiny_args(fixtures_dir, Path("unused")))
+    labels, _ = resolve_labels("default", [])
+    data = build_datasets(load_sources(args.data), labels, input_spec(args), augment=False)
+    images, t = next(iter(torch.utils.data.DataLoader(data, batch_size=2)))
+    torch.manual_seed(0)
+    raw = TrayNet(len(labels), 16, 32, pretrained=False, decoupled=True).raw(images)
+    crit = Criterion(len(labels), 16, {}, composed_regions=True)
+    marked = crit(raw, {**t, "real": torch.tensor([1.0, 0.0])})
+    all_real = crit(raw, t)
+    first = crit({k: v[:1] for k, v in raw.items()}, {k: v[:1] for k, v in t.items()})
+    for name in ("heat", "box", "mask"):
+        assert torch.allclose(marked[name], all_real[name]), name
+    for name in ("cls", "embed"):
+        assert torch.allclose(marked[name], first[name]), name
+        assert not torch.allclose(marked[name], all_real[name]), name
