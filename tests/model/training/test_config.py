@@ -37,6 +37,7 @@ def test_default_config_parses() -> None:
     args = parse_args(["--config", str(REPO / "model" / "configs" / "default.yaml")])
     assert args.labels == "default" and args.input_width == 512
     assert args.flip_test is True  # the shipped file averages each photo with its mirror
+    assert args.backbone_descriptor is True  # and its items' embeddings hold the backbone's
 
 
 def test_yaml_then_flags_then_run_options(tmp_path: Path) -> None:
