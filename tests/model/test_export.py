@@ -11,7 +11,7 @@ import pytest
 from model import export
 from model.data.coco import CocoDataset
 from model.infer.images import load_image
-from model.infer.runtime import ModelMeta, PostConfig, TrayModel
+from model.infer.runtime import ModelFileError, ModelMeta, PostConfig, TrayModel
 from model.network import TrayNet
 from tests.model.conftest import TinyExport, assert_torch_and_onnx_agree
 
@@ -139,6 +139,18 @@ def test_missing_metadata_is_an_error(exported: tuple, tmp_path: Path) -> None:
     onnx.save_model(proto, str(bare))
     with pytest.raises(export.ExportError, match="no 'traylens'"):
         export.read_meta(bare)
+
+
+def test_metadata_that_claims_other_outputs_is_refused(exported: tuple, tmp_path: Path) -> None:
+    """A file whose metadata names the backbone descriptor but whose graph has only the four
+    maps cannot be served: its embeddings would not be what the metadata says."""
+    _, meta, path = exported
+    lying = tmp_path / "lying.onnx"
+    lying.write_bytes(path.read_bytes())
+    export.update_meta(lying, backbone_descriptor={"strides": [16, 32], "channels": [112, 320]},
+                       embedding_dim=meta.embedding_dim + 432)
+    with pytest.raises(ModelFileError, match="outputs 4 maps; its metadata describes 6"):
+        TrayModel(lying)
 
 
 def test_record_metrics_carries_the_evaluation_headline(
