@@ -36,7 +36,7 @@ from model.training.run import make_state, run
 from tests.model.conftest import TinyExport, assert_torch_and_onnx_agree, tiny_args
 
 SHIPPED = Path(__file__).resolve().parents[3] / "model" / "artifacts" / "traylens.onnx"
-MAP_ATOL = 1e-4  # heatmap, mask (probabilities) and raw embedding
+MAP_ATOL = 1e-4  # heatmap, mask (probabilities), raw embedding and backbone maps
 LTRB_RTOL = 5e-5  # box sides in pixels, relative (exp of a logit: 1e-5 measured)
 
 
@@ -65,6 +65,7 @@ def test_shipped_file_back_in_torch_matches_onnx_runtime(shipped: tuple,
                                                          photos: list[Path]) -> None:
     net, meta, report = shipped
     assert net.flip_test == meta.flip_test and net.members == 1
+    assert net.backbone_outputs == bool(meta.backbone_strides)  # 1.5.0: the backbone's maps too
     assert len(report.conv_bn) == 67 and len(report.conv_bias) == 5  # the 72 Conv nodes
     rt = TrayModel(SHIPPED)
     pics = [load_image(p) for p in photos]
@@ -72,7 +73,8 @@ def test_shipped_file_back_in_torch_matches_onnx_runtime(shipped: tuple,
     with torch.no_grad():
         ref = [t.numpy() for t in net(torch.from_numpy(batch))]
     got, _ = rt.run(pics)
-    for name, a, b in zip(OUTPUT_NAMES, got, ref, strict=True):
+    assert net.output_names[:4] == OUTPUT_NAMES
+    for name, a, b in zip(net.output_names, got, ref, strict=True):
         if name == "ltrb":
             assert float((np.abs(a - b) / np.abs(b)).max()) < LTRB_RTOL
         else:
