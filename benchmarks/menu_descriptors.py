@@ -12,6 +12,11 @@ food box (the coin left out), each vector L2-normalised:
   file's flip test does for its embedding;
 - `both`: the two side by side (the cosine is their cosines averaged).
 
+A file with the backbone descriptor (1.5.0 on) already embeds items as `both`
+(model.infer.runtime.item_embedding); the table in docs/MODEL_CARD.md that chose it was
+measured with 1.4.0 and the leave-ECUSTFD-out model before it, whose embeddings are the
+head's alone.
+
 Menu mode as model.evaluate_menu draws it: menus of 5 foods, k = 1 and 3 enrolled examples
 from other physical objects, 500 seeded menus, nearest enrolled example. Sets: the model's
 held-out ECUSTFD split, and all ECUSTFD photos. On all photos the shipped model's embedding
@@ -52,6 +57,7 @@ from model.infer.runtime import (  # noqa: E402
     backbone_descriptor,
     full_scale,
     full_size,
+    joined,
     preprocess,
     unit,
 )
@@ -76,7 +82,7 @@ class Regions:
             return self.embedding
         if name == "backbone":
             return self.backbone
-        return unit(np.concatenate([self.embedding, self.backbone], axis=1))
+        return joined(self.embedding, self.backbone)
 
 
 def backbone_descriptors(net: TrayNet, model: TrayModel, img: Image.Image,

@@ -260,6 +260,12 @@ def mask_polygon(mask: np.ndarray, offset: tuple[int, int]) -> list[list[int]] |
     return points
 
 
+def unit(vec: np.ndarray) -> np.ndarray:
+    """L2-normalised along the last axis, float32 (zero rows stay zero)."""
+    norm = np.linalg.norm(vec, axis=-1, keepdims=True)
+    return (vec / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+
 def pool_embedding(embed: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean of a (E, h, w) embedding map, L2-normalised."""
     total = float(weights.sum())
@@ -267,8 +273,7 @@ def pool_embedding(embed: np.ndarray, weights: np.ndarray) -> np.ndarray:
         vec = embed.reshape(embed.shape[0], -1).mean(axis=1)
     else:
         vec = (embed * weights[None]).reshape(embed.shape[0], -1).sum(axis=1) / total
-    norm = float(np.linalg.norm(vec))
-    return (vec / norm if norm > 0 else vec).astype(np.float32)
+    return unit(vec)
 
 
 def box_cells(box: np.ndarray, shape: tuple[int, int], stride: int) -> tuple[slice, slice]:
@@ -291,12 +296,6 @@ def region_embedding(
     return pool_embedding(embed[:, rows, cols], weights)
 
 
-def unit(vec: np.ndarray) -> np.ndarray:
-    """L2-normalised along the last axis, float32 (zero rows stay zero)."""
-    norm = np.linalg.norm(vec, axis=-1, keepdims=True)
-    return (vec / np.where(norm > 0, norm, 1.0)).astype(np.float32)
-
-
 def backbone_descriptor(maps: Sequence[np.ndarray], strides: Sequence[int],
                         box: np.ndarray) -> np.ndarray:
     """The backbone descriptor of a network-input box: the mean of each (C, h, w) backbone
@@ -315,8 +314,10 @@ def backbone_descriptor(maps: Sequence[np.ndarray], strides: Sequence[int],
 def joined(embedding: np.ndarray, descriptor: np.ndarray | None) -> np.ndarray:
     """An item's embedding: the head's and the backbone descriptor side by side, as one unit
     vector (its cosine with another is the mean of the two parts' cosines); the head's alone
-    when the file has no descriptor."""
-    return embedding if descriptor is None else unit(np.concatenate([embedding, descriptor]))
+    when the file has no descriptor. Rows of (N, E) and (N, D) arrays join row by row."""
+    if descriptor is None:
+        return embedding
+    return unit(np.concatenate([embedding, descriptor], axis=-1))
 
 
 def item_embedding(maps: Sequence[np.ndarray], meta: ModelMeta, box: np.ndarray,
@@ -553,9 +554,7 @@ class TrayModel:
         flipped_boxes = None if boxes is None else [
             (width - float(b[2]), float(b[1]), width - float(b[0]), float(b[3])) for b in boxes]
         flipped_masks = None if masks is None else [np.asarray(m)[:, ::-1] for m in masks]
-        both = plain + self.embed_regions(mirror, flipped_boxes, flipped_masks)
-        norms = np.linalg.norm(both, axis=1, keepdims=True)
-        return (both / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        return unit(plain + self.embed_regions(mirror, flipped_boxes, flipped_masks))
 
     def _mask_embedding(
         self, maps: Sequence[np.ndarray], mask: np.ndarray, size: tuple[int, int], scale: float
