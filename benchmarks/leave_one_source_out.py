@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,8 +55,10 @@ from model.data.importers.maskpng import import_mask_png  # noqa: E402
 from model.data.splits import training_split  # noqa: E402
 from model.evaluate import (  # noqa: E402
     food_region_section,
+    operating_point,
     predict_dataset,
     real_mask_section,
+    region_curve_section,
     split_params,
 )
 from model.evaluate_common import EvalConfig, EvaluationError, fmt  # noqa: E402
@@ -73,6 +76,9 @@ from model.training.sources import (  # noqa: E402
 SOURCES = ("mealtray", "ecustfd")
 MENU_K = (1, 3)
 MENU_SIZE = 5
+# False regions per photo at which the recall is also read (model.metrics.region_curve):
+# models compare fairly at a matched rate, and 0.5 is the issue's target.
+AT_FALSE = (0.25, 0.5)
 DEFAULT_CONFIG = REPO / "model" / "configs" / "default.yaml"
 SHIPPED = REPO / "model" / "artifacts" / "traylens.onnx"
 FIXTURES = REPO / "tests" / "fixtures"
@@ -202,16 +208,21 @@ def with_open_set(onnx: Path) -> TrayModel:
 
 def measure(model: TrayModel, ds: CocoDataset, outlines: Sequence[CocoDataset],
             menus: int, menu_size: int, seed: int = 0,
-            peaks: Literal["class", "food"] = "class") -> dict[str, Any]:
-    """Food regions, drawn-outline mask IoU and menu mode (k = 1, 3) of a model on a set;
-    `peaks`: PostConfig.peaks, where the found regions come from."""
+            peaks: Literal["class", "food"] = "class",
+            at_false: Sequence[float] = AT_FALSE) -> dict[str, Any]:
+    """Food regions (at the operating point, and the recall at each rate of false regions
+    per photo in `at_false`), drawn-outline mask IoU and menu mode (k = 1, 3) of a model on
+    a set; `peaks`: PostConfig.peaks, where the found regions come from."""
     post, match = PostConfig(peaks=peaks), MatchConfig()
     cfg = EvalConfig(menu_size=menu_size, n_menus=menus, seed=seed)
     began = time.perf_counter()
-    preds = predict_dataset(model, ds, post, batch_size=cfg.batch_size)
+    low = predict_dataset(model, ds, replace(post, score_min=cfg.detection_score_min,
+                                             max_items=100), batch_size=cfg.batch_size)
+    preds = operating_point(low, post)
     out: dict[str, Any] = {"photos": len(ds.images),
                            "food_regions": food_region_section(ds, preds, cfg, match, post,
-                                                                model.open_set)}
+                                                                model.open_set),
+                           "region_curve": region_curve_section(ds, low, cfg, at_false)}
     if model.open_set is not None:  # what naming by class probability alone would give
         out["food_regions_probability_only"] = food_region_section(ds, preds, cfg, match, post)
     parts = [m for o in outlines
@@ -261,7 +272,7 @@ def leave_out(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> d
     leak = check_no_leak(cfg, left_out)
     onnx = train_and_export(cfg, args.retrain)
     result = measure(with_open_set(onnx), left_out, drawn_outlines(source, args.fixtures),
-                     args.menus, args.menu_size, peaks=args.peaks)
+                     args.menus, args.menu_size, peaks=args.peaks, at_false=args.at_false)
     return {"source": source, "model": str(onnx), "trained_on": [d["kind"] for d in cfg.data],
             "schedule": schedule(cfg), "leak_check": leak, "evaluated_on": "all photos",
             **result}
@@ -274,7 +285,8 @@ def shipped(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> dic
     ds = held_out(entry, model)
     outlines = drawn_outlines(source, args.fixtures)
     log(f"shipped {model.meta.version} on the held-out {source} split ({len(ds.images)} photos)")
-    result = measure(model, ds, outlines, args.menus, args.menu_size, peaks=args.peaks)
+    result = measure(model, ds, outlines, args.menus, args.menu_size, peaks=args.peaks,
+                     at_false=args.at_false)
     return {"source": source, "model": str(args.model), "version": model.meta.version,
             "trained_on": "both sources (held-out split, not leave-one-out)",
             "evaluated_on": "held-out split",
@@ -292,8 +304,9 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The table: one row per (model, source)."""
     lines = ["| model | trained on | evaluated on | photos | food regions | recall@0.5 | "
              "false regions / photo | named wrong (of found) | named right (of found) | "
-             "mask IoU, drawn outlines | menu k=1 | menu k=3 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "mask IoU, drawn outlines | menu k=1 | menu k=3 | recall at matched false "
+             "regions / photo |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fr = r["food_regions"]
         alone = r.get("food_regions_probability_only")
@@ -307,8 +320,17 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"| {who} | {trained} | {r['source']} {r['evaluated_on']} | {r['photos']} | "
             f"{fr['annotated']} | {fmt(fr['recall'])} | {fmt(fr['false_per_photo'])} | "
             f"{_named(fr, alone, 'named_wrong')} | {_named(fr, alone, 'named_right')} | {iou} | "
-            f"{fmt(menus[0], True)} | {fmt(menus[1], True)} |")
+            f"{fmt(menus[0], True)} | {fmt(menus[1], True)} | {_matched(r)} |")
     return "\n".join(lines)
+
+
+def _matched(row: dict[str, Any]) -> str:
+    """The recall read at each rate of false regions per photo, with its score threshold."""
+    curve = row.get("region_curve")
+    if not curve:
+        return "-"
+    return "; ".join(f"{fmt(p['recall'])} at <= {p['false_per_photo']} (score >= "
+                     f"{fmt(p['threshold'])})" for p in curve["points"])
 
 
 def _named(fr: dict[str, Any], alone: dict[str, Any] | None, key: str) -> str:
@@ -344,6 +366,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="where found regions come from (PostConfig.peaks; default: the "
                         "service's, one class's heatmap)")
     p.add_argument("--menu-size", type=int, default=MENU_SIZE)
+    p.add_argument("--at-false", type=float, nargs="+", default=list(AT_FALSE),
+                   metavar="RATE", help="false regions per photo at which to read the recall "
+                                        "(a threshold read off the set: for comparing models)")
     p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped model")
     p.add_argument("--fixtures", type=Path, default=FIXTURES, help="drawn-outline fixtures")
     p.add_argument("--no-shipped", action="store_true", help="skip the shipped model's rows")

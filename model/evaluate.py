@@ -102,14 +102,7 @@ def detection_section(
     ds: CocoDataset, preds: dict[int, Prediction], cfg: EvalConfig
 ) -> dict[str, Any]:
     """Per-class AP, mAP and detection-score ECE of one data set's predictions."""
-    names = ds.category_names()
-    gts = [metrics.GroundTruth(str(a.image_id), names[a.category_id], xyxy(a))
-           for a in ds.annotations]
-    dets = [
-        metrics.Detection(str(iid), it.label, it.score, it.box)
-        for iid, pred in preds.items()
-        for it in pred.items
-    ]
+    gts, dets = _ground_truth(ds), _detections(preds)
     report = metrics.detection_ap(dets, gts, cfg.iou_threshold, "coco101")
     tp = metrics.match_detections(dets, gts, cfg.iou_threshold)
     ece = calibration([d.score for d in dets], tp.tolist(), cfg.ece_bins)
@@ -227,19 +220,50 @@ def food_region_section(
     """Class-agnostic food-region figures of predictions made at the operating point `post`,
     each found region named as the service names it (model.infer.naming: the file's
     open-set check where it has one)."""
-    names = ds.category_names()
-    gts = [metrics.GroundTruth(str(a.image_id), names[a.category_id], xyxy(a))
-           for a in ds.annotations]
-    items = [(str(iid), it) for iid, pred in preds.items() for it in pred.items]
+    items = [it for pred in preds.values() for it in pred.items]
     report = metrics.food_regions(
-        [metrics.Detection(iid, it.label, it.score, it.box) for iid, it in items],
+        _detections(preds),
         [naming.unnamed_reason(it.class_scores, it.label_index, it.embedding,
-                               match.min_class_score, open_set) for _, it in items],
-        gts, [str(im.id) for im in ds.images], cfg.iou_threshold,
+                               match.min_class_score, open_set) for it in items],
+        _ground_truth(ds), [str(im.id) for im in ds.images], cfg.iou_threshold,
         non_food=(portion.COIN_LABEL,))
     return {**asdict(report), "score_min": post.score_min, "peaks": post.peaks,
             "min_class_score": match.min_class_score, "open_set": open_set is not None,
             "real_masks": real_mask_section(ds, preds)}
+
+
+# False regions per photo at which region_curve_section reads the recall.
+CURVE_FALSE_PER_PHOTO = (0.1, 0.25, 0.5, 1.0)
+
+
+def region_curve_section(
+    ds: CocoDataset, preds: dict[int, Prediction], cfg: EvalConfig,
+    bounds: Sequence[float] = CURVE_FALSE_PER_PHOTO,
+) -> dict[str, Any]:
+    """Class-agnostic food-region recall at matched false regions per photo, from predictions
+    down to the evaluator's low threshold (model.metrics.region_curve): for comparing models,
+    not an operating point (the threshold is read off this very set)."""
+    curve = metrics.region_curve(_detections(preds), _ground_truth(ds),
+                                 [str(im.id) for im in ds.images], cfg.iou_threshold,
+                                 non_food=(portion.COIN_LABEL,))
+    points = []
+    for bound in bounds:
+        recall, threshold = curve.at_false(bound)
+        points.append({"false_per_photo": bound, "recall": recall, "threshold": threshold})
+    return {"score_min": cfg.detection_score_min, "points": points}
+
+
+def _detections(preds: dict[int, Prediction]) -> list[metrics.Detection]:
+    """Every predicted item as a metrics.Detection (image ids as strings)."""
+    return [metrics.Detection(str(iid), it.label, it.score, it.box)
+            for iid, pred in preds.items() for it in pred.items]
+
+
+def _ground_truth(ds: CocoDataset) -> list[metrics.GroundTruth]:
+    """Every annotated box of a set as a metrics.GroundTruth."""
+    names = ds.category_names()
+    return [metrics.GroundTruth(str(a.image_id), names[a.category_id], xyxy(a))
+            for a in ds.annotations]
 
 
 def real_mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any] | None:
@@ -291,9 +315,10 @@ def evaluate(
         if (masks := mask_section(ds, preds)) is not None:
             result["masks"][name] = masks
         if name != "composed":  # real photos only: the trays are pasted crops
-            result["food_regions"][name] = food_region_section(
-                ds, operating_point(preds, PostConfig()), cfg, match, PostConfig(),
-                model.open_set)
+            result["food_regions"][name] = {
+                **food_region_section(ds, operating_point(preds, PostConfig()), cfg, match,
+                                      PostConfig(), model.open_set),
+                "curve": region_curve_section(ds, preds, cfg)}
     if "ecustfd" in sets:
         result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg)
         samples = embed_annotations(model, sets["ecustfd"])
@@ -434,6 +459,17 @@ def food_regions_markdown(sections: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"| {name} | {s['photos']} | {s['annotated']} | {fmt(s['recall'])} | "
                      f"{fmt(s['false_per_photo'])} | {fmt(s['named_wrong_share'], True)} "
                      f"({s['named_wrong']}) | {s['unidentified']} | {iou} |")
+    curves = {name: s["curve"] for name, s in sections.items() if "curve" in s}
+    if curves:
+        bounds = [p["false_per_photo"] for p in next(iter(curves.values()))["points"]]
+        lines += ["", "Recall at a matched rate of false regions per photo (the score threshold "
+                  "read off each set: for comparing models, not an operating point):", "",
+                  "| set | " + " | ".join(f"<= {b} false / photo" for b in bounds) + " |",
+                  "|---|" + "---|" * len(bounds)]
+        for name, c in curves.items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{fmt(p['recall'])} (score >= {fmt(p['threshold'])})" for p in c["points"])
+                + " |")
     return [*lines, ""]
 
 

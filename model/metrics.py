@@ -27,6 +27,12 @@ Definitions, stated once so every report means the same thing:
   open-set check where the file has one) with a label other than the annotation's (it
   should have said "unidentified"), *named right* when it names it with the annotation's
   label, else *unidentified*.
+- Food-region curve: the same matching over predictions down to a low score threshold, read
+  at every threshold ``t`` (the items with score >= t): recall against false regions per
+  photo, as in a free-response ROC. Greedy matching visits detections by score, so the
+  items above ``t`` match as they would if they were the only ones; the curve at the
+  operating threshold equals the food-region figures. Two models compare fairly at a
+  matched rate of false regions; a threshold read off a set is fitted to that set.
 - Mask IoU: predicted and ground-truth masks are paired one to one, class-agnostic, by
   greedy highest mask IoU; every ground-truth mask counts, unmatched ones with IoU 0. The
   caller passes only ground-truth masks that are real (drawn or composed), never pseudo.
@@ -254,6 +260,58 @@ def food_regions(
                                      if h and r and w is not None),
         unidentified_wrong_by=_tally(w for w, h, r in zip(why, hit, same, strict=True)
                                      if h and not r and w is not None))
+
+
+@dataclass(frozen=True)
+class RegionCurve:
+    """Class-agnostic recall and false regions per photo at every score threshold (module
+    docstring); arrays in descending threshold order, one entry per distinct score."""
+
+    thresholds: np.ndarray
+    recall: np.ndarray
+    false_per_photo: np.ndarray
+
+    def at_false(self, max_false_per_photo: float) -> tuple[float, float | None]:
+        """(recall, threshold) at the lowest threshold whose false regions per photo are at
+        most max_false_per_photo; (0.0, None) when even the highest one has more."""
+        ok = np.flatnonzero(self.false_per_photo <= max_false_per_photo)
+        if ok.size == 0:
+            return 0.0, None
+        return float(self.recall[ok[-1]]), float(self.thresholds[ok[-1]])
+
+
+def region_curve(
+    detections: Sequence[Detection],
+    ground_truth: Sequence[GroundTruth],
+    image_ids: Sequence[str],
+    iou_threshold: float = 0.5,
+    non_food: Sequence[str] = (),
+) -> RegionCurve:
+    """Food-region recall and false regions per photo as the score threshold rises.
+
+    detections: predictions down to a low score threshold; labels in non_food are dropped
+    from both sides, as in food_regions.
+    """
+    photos = set(image_ids)
+    if not photos:
+        raise MetricError("a region curve needs at least one photo")
+    gts = [g for g in ground_truth if g.label not in non_food]
+    if not gts:
+        raise MetricError("a region curve needs at least one annotated food region")
+    dets = [d for d in detections if d.label not in non_food]
+    stray = {d.image_id for d in dets} | {g.image_id for g in gts}
+    if not stray <= photos:
+        raise MetricError(f"image ids missing from image_ids: {sorted(stray - photos)[:3]}")
+    if not dets:
+        return RegionCurve(np.empty(0), np.empty(0), np.empty(0))
+    hit = greedy_match(dets, gts, iou_threshold, class_agnostic=True) >= 0
+    scores = np.array([d.score for d in dets], dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    scores, hit = scores[order], hit[order]
+    last = np.flatnonzero(np.r_[scores[1:] != scores[:-1], True])  # the last of each score
+    return RegionCurve(thresholds=scores[last],
+                       recall=np.cumsum(hit)[last] / len(gts),
+                       false_per_photo=np.cumsum(~hit)[last] / len(photos))
 
 
 def _tally(reasons: Iterable[str]) -> dict[str, int]:

@@ -51,6 +51,14 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     fr = row["food_regions"]
     assert fr["photos"] == 6 and fr["score_min"] == 0.25 and fr["min_class_score"] == 0.5
     assert 0 <= fr["found"] <= fr["annotated"]
+    # The recall at matched false regions per photo, read off the same predictions made
+    # down to the evaluator's low threshold: never below the operating point's recall when
+    # read at its own rate or above.
+    curve = row["region_curve"]
+    assert [p["false_per_photo"] for p in curve["points"]] == [0.25, 0.5]
+    for point in curve["points"]:
+        if point["false_per_photo"] >= fr["false_per_photo"]:
+            assert point["recall"] >= fr["recall"]
     # Named as the service names: with the open-set check fitted on the run's training split
     # (the mealtray fixtures: no ECUSTFD class has an example, so none of them is named),
     # beside what the class probability alone would name.
@@ -68,5 +76,6 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "k1" in ship["menu"] and "k3" in ship["menu"]
     table = capsys.readouterr().out
     assert "| without ecustfd | mealtray | ecustfd all photos | 6 |" in table
+    assert " at <= 0.5 (score >= " in table
     assert f"| shipped {version} | both | ecustfd held-out split |" in table
     assert (out / "without-ecustfd" / "model.onnx").is_file()

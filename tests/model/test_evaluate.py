@@ -25,6 +25,7 @@ from model.evaluate import (
     operating_point,
     predict_dataset,
     real_mask_section,
+    region_curve_section,
     write_outputs,
 )
 from model.evaluate_common import EvalConfig
@@ -140,6 +141,23 @@ def test_operating_point_equals_predicting_at_it(model_path: Path,
             (it.label, it.box, it.score) for it in pred.items]
 
 
+def test_region_curve_section_meets_the_operating_point(model_path: Path,
+                                                        mealtray_ds: CocoDataset) -> None:
+    # Read at the service's threshold's own rate of false regions, the curve of the
+    # low-threshold run gives at least the recall the service gets; read at a rate below
+    # it, no more.
+    model, cfg = TrayModel(model_path), EvalConfig()
+    low = predict_dataset(model, mealtray_ds, PostConfig(score_min=0.05, max_items=100))
+    served = food_region_section(mealtray_ds, operating_point(low, PostConfig()), cfg,
+                                 MatchConfig(), PostConfig())
+    rate = served["false_per_photo"]
+    curve = region_curve_section(mealtray_ds, low, cfg, bounds=(rate, rate / 2))
+    at_rate, below = curve["points"]
+    assert curve["score_min"] == 0.05 and at_rate["false_per_photo"] == rate
+    assert at_rate["recall"] >= served["recall"] > 0
+    assert below["recall"] <= at_rate["recall"]
+
+
 def test_real_mask_section_drawn_outlines_only(model_path: Path, fixtures_dir: Path) -> None:
     # The LabelMe fixture: apple, orange and coin drawn by hand; the coin is not food.
     drawn = import_labelme(fixtures_dir / "labelme")
@@ -180,6 +198,11 @@ def test_evaluate_fixture_photos_with_model(
     assert set(regions) == {"mealtray", "ecustfd"}
     assert regions["mealtray"]["annotated"] == len(mealtray_ds.annotations)
     assert "## Food regions, class-agnostic" in md_path.read_text()
+    # The recall at matched rates of false regions, for comparing models, beside it.
+    points = regions["mealtray"]["curve"]["points"]
+    assert [p["false_per_photo"] for p in points] == [0.1, 0.25, 0.5, 1.0]
+    assert [p["recall"] for p in points] == sorted(p["recall"] for p in points)
+    assert "| mealtray | " in md_path.read_text().split("Recall at a matched rate")[1]
 
 
 def test_composed_trays_give_mask_iou(

@@ -21,6 +21,7 @@ from model.metrics import (
     match_detections,
     matched_mask_ious,
     mean_ci95,
+    region_curve,
 )
 
 # One class, 3 ground-truth boxes; 4 detections by score: .9 TP, .8 FP, .7 TP, .6 FP.
@@ -144,6 +145,47 @@ def test_food_regions_by_hand() -> None:
         food_regions(dets, named, gts, ["a"])
     with pytest.raises(MetricError, match="naming reasons"):
         food_regions(dets, named[:2], gts, ["a", "b", "c"])
+
+
+def test_region_curve_by_hand() -> None:
+    gts = [
+        GroundTruth("a", "apple", (0, 0, 10, 10)),
+        GroundTruth("a", "orange", (20, 0, 30, 10)),
+        GroundTruth("a", "coin", (40, 0, 44, 4)),  # not a food region
+        GroundTruth("b", "Plate", (0, 0, 100, 100)),
+    ]
+    dets = [
+        Detection("a", "orange", 0.9, (0, 0, 10, 10)),  # the apple: found
+        Detection("a", "coin", 0.95, (40, 0, 44, 4)),  # dropped
+        Detection("c", "Bread", 0.7, (0, 0, 5, 5)),  # false
+        Detection("a", "apple", 0.7, (0, 0, 10, 9)),  # the apple again, taken: false
+        Detection("b", "Bread", 0.4, (0, 0, 100, 100)),  # the plate: found
+        Detection("a", "orange", 0.2, (20, 0, 30, 10)),  # the orange: found
+    ]
+    c = region_curve(dets, gts, ["a", "b", "c", "d"], 0.5, non_food=("coin",))
+    # One entry per distinct score, descending; the two at 0.7 come in together.
+    assert c.thresholds.tolist() == [0.9, 0.7, 0.4, 0.2]
+    assert c.recall.tolist() == pytest.approx([1 / 3, 1 / 3, 2 / 3, 1.0])
+    assert c.false_per_photo.tolist() == pytest.approx([0.0, 0.5, 0.5, 0.5])
+    # The lowest threshold within a rate of false regions gives the most recall there.
+    assert c.at_false(0.0) == (pytest.approx(1 / 3), 0.9)
+    assert c.at_false(0.5) == (pytest.approx(1.0), 0.2)
+    # Every point of the curve is what food_regions gives at that threshold.
+    for t, recall, false in zip(c.thresholds, c.recall, c.false_per_photo, strict=True):
+        kept = [d for d in dets if d.score >= t]
+        r = food_regions(kept, [None] * len(kept), gts, ["a", "b", "c", "d"], 0.5,
+                         non_food=("coin",))
+        assert (r.recall, r.false_per_photo) == (pytest.approx(recall), pytest.approx(false))
+    # Nothing predicted: no point, so no recall at any rate.
+    empty = region_curve([], gts, ["a", "b"], non_food=("coin",))
+    assert empty.thresholds.size == 0 and empty.at_false(1.0) == (0.0, None)
+    # Even the top threshold over the rate: (0, None).
+    assert region_curve(dets[2:3], gts, ["c"] + ["a", "b"], non_food=("coin",)).at_false(
+        0.1) == (0.0, None)
+    with pytest.raises(MetricError, match="image_ids"):
+        region_curve(dets, gts, ["a"])
+    with pytest.raises(MetricError, match="annotated food region"):
+        region_curve(dets, gts[2:3], ["a"], non_food=("coin",))
 
 
 def test_mask_iou_and_matching_by_hand() -> None:
