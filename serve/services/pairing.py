@@ -337,7 +337,7 @@ def as_tray_item(item: Any) -> TrayItem:
     if item.box and len(item.box) == 4:
         box = (float(item.box[0]), float(item.box[1]), float(item.box[2]), float(item.box[3]))
     key = item.menu_dish_id or item.food_id or f"label:{item.label}"
-    embedding = tuple(float(v) for v in item.embedding) if item.embedding else None
+    embedding = tuple(item.embedding) if item.embedding else None  # JSON numbers: floats
     return TrayItem(key=key, food_id=item.food_id, grams=item.grams, box=box,
                     area_px=item.area_px, embedding=embedding, ref=item.id, label=item.label,
                     dish_id=item.menu_dish_id, name_en=item.name_en, name_ko=item.name_ko,
