@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 import torch
 
+from model.data.splits import group_of
 from model.evaluate_common import best_match, xyxy
 from model.infer import naming, portion
 from model.infer.images import load_image
@@ -194,16 +195,18 @@ def calibrate(onnx_path: str | Path, coco: Any) -> dict[str, portion.ClassFit]:
 
 
 def open_set_samples(rt: TrayModel, parts: Sequence[Any], max_per_class: int, seed: int = 0,
-                     ) -> tuple[list[int], np.ndarray]:
-    """(annotated class index, embedding) of training regions the model finds, as the service
-    finds them (its operating point, IoU >= 0.5 with the annotation, whatever label the item
-    got): at most max_per_class per class, photos visited in a seeded order."""
+                     ) -> tuple[list[int], np.ndarray, list[str]]:
+    """(annotated class index, embedding, group) of training regions the model finds, as the
+    service finds them (its operating point, IoU >= 0.5 with the annotation, whatever label
+    the item got): at most max_per_class per class, photos visited in a seeded order. The
+    group is the photo's split group (object, capture run) within its part."""
     index = {name: i for i, name in enumerate(rt.meta.labels)}
     counts = np.zeros(len(index), np.int64)
     rng = np.random.default_rng(seed)
     labels: list[int] = []
     vecs: list[np.ndarray] = []
-    for coco in parts:
+    groups: list[str] = []
+    for part, coco in enumerate(parts):
         names, by_image = coco.category_names(), coco.annotations_by_image()
         for k in rng.permutation(len(coco.images)):
             rec = coco.images[int(k)]
@@ -215,16 +218,22 @@ def open_set_samples(rt: TrayModel, parts: Sequence[Any], max_per_class: int, se
                 if counts[c] < max_per_class:
                     labels.append(c)
                     vecs.append(item.embedding)
+                    groups.append(f"{part}/{group_of(rec)}")
                     counts[c] += 1
-    return labels, np.asarray(vecs, np.float32).reshape(-1, rt.meta.embedding_dim)
+    return labels, np.asarray(vecs, np.float32).reshape(-1, rt.meta.embedding_dim), groups
 
 
 def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
-                      max_per_class: int = naming.OPEN_SET_MAX_REGIONS) -> naming.OpenSet:
-    """Fit the open-set naming check (model.infer.naming) on training parts; write it in."""
+                      max_per_class: int = naming.OPEN_SET_MAX_REGIONS,
+                      thresholds: str = "own") -> naming.OpenSet:
+    """Fit the open-set naming check (model.infer.naming) on training parts; write it in.
+    thresholds: naming.THRESHOLDS, where each class's threshold cosines come from."""
+    if thresholds not in naming.THRESHOLDS:
+        raise ExportError(f"open-set thresholds must be one of {naming.THRESHOLDS}")
     rt = TrayModel(onnx_path)
-    labels, vecs = open_set_samples(rt, parts, max_per_class)
-    fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels))
+    labels, vecs, groups = open_set_samples(rt, parts, max_per_class)
+    fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
+                                 groups=groups if thresholds == "groups" else None)
     update_meta(onnx_path, open_set=fitted.to_json())
     return fitted
 
@@ -318,13 +327,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fit-open-set", action="store_true",
                    help="only fit the open-set naming check into --out, on the training split "
                         "its metadata records")
+    p.add_argument("--open-set-thresholds", choices=naming.THRESHOLDS, default="own",
+                   help="each class's threshold from its own regions' cosines (default) or "
+                        "from their cosines to its other objects' and capture runs' prototype")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))
         return
     if a.fit_open_set:
         meta = read_meta(a.out)
-        fitted = fit_open_set_file(a.out, training_parts(meta))
+        fitted = fit_open_set_file(a.out, training_parts(meta),
+                                   thresholds=a.open_set_thresholds)
         print(json.dumps({"onnx": a.out, "open_set_regions": dict(
             zip(meta.labels, fitted.regions, strict=True))}, indent=1))
         return
@@ -366,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         update_meta(out, portion=portion.calibration_to_json(fits))
         report["portion_classes"] = sorted(fits)
     if a.open_set:
-        report["open_set_regions"] = fit_open_set_file(out, train_parts).regions
+        report["open_set_regions"] = fit_open_set_file(
+            out, train_parts, thresholds=a.open_set_thresholds).regions
     print(json.dumps(report, indent=1))
 
 

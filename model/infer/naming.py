@@ -9,7 +9,9 @@ the ONNX metadata (`ModelMeta.open_set`), asks of a region named `c` at p >= min
 
 - its embedding's nearest class prototype is `c`'s (the two heads agree), and
 - its cosine to that prototype is at least `c`'s threshold: the OPEN_SET_QUANTILE quantile
-  of the cosines of `c`'s own training regions (so about 95% of those pass).
+  of the cosines of `c`'s own training regions (so about 95% of those pass); or, fitted with
+  thresholds "groups", of each region's cosine to the prototype of `c`'s other objects and
+  capture runs (so about 95% of a new object's regions would pass, were it like those).
 
 A class with no training region has no prototype and is never named. A file without
 `open_set` (1.4.0 and older) names by class probability alone, as before. `is_named` is the
@@ -28,6 +30,8 @@ import numpy as np
 OPEN_SET_QUANTILE = 0.05
 # Regions per class the fit uses at most (seeded choice): bounds the export's extra pass.
 OPEN_SET_MAX_REGIONS = 60
+# Where a class's threshold cosines come from (OpenSet.thresholds).
+THRESHOLDS = ("own", "groups")
 
 
 class OpenSetError(ValueError):
@@ -42,10 +46,15 @@ class OpenSet:
     min_cos: np.ndarray  # (C,) float32; +inf where the class has no prototype
     regions: tuple[int, ...]  # training regions each class's fit used
     quantile: float
+    # Where the thresholds' cosines come from (THRESHOLDS): "own", a class's regions against
+    # the prototype they made; "groups", against the prototype of its other objects and
+    # capture runs (fit_open_set).
+    thresholds: str = "own"
 
     def to_json(self) -> dict[str, Any]:
         """The metadata entry (ModelMeta.open_set): plain lists, rounded to 5 decimals."""
         return {"quantile": self.quantile, "regions": list(self.regions),
+                "thresholds": self.thresholds,
                 "min_cos": [None if not np.isfinite(v) else round(float(v), 5)
                             for v in self.min_cos],
                 "prototypes": [[round(float(x), 5) for x in row] for row in self.prototypes]}
@@ -59,19 +68,31 @@ class OpenSet:
                                  dtype=np.float32)
             regions = tuple(int(n) for n in data["regions"])
             quantile = float(data["quantile"])
+            thresholds = str(data.get("thresholds", "own"))  # files fitted before 2026-12-05
         except (KeyError, TypeError, ValueError) as exc:
             raise OpenSetError(f"bad open_set metadata: {exc}") from exc
+        if thresholds not in THRESHOLDS:
+            raise OpenSetError(f"open_set thresholds must be one of {THRESHOLDS}, "
+                               f"got {thresholds!r}")
         if protos.shape != (n_classes, dim) or min_cos.shape != (n_classes,) \
                 or len(regions) != n_classes:
             raise OpenSetError(f"open_set shapes {protos.shape}, {min_cos.shape}, "
                                f"{len(regions)} do not fit {n_classes} classes x {dim}")
-        return cls(protos, min_cos, regions, quantile)
+        return cls(protos, min_cos, regions, quantile, thresholds)
 
 
 def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
-                 quantile: float = OPEN_SET_QUANTILE) -> OpenSet:
+                 quantile: float = OPEN_SET_QUANTILE,
+                 groups: Sequence[str] | None = None) -> OpenSet:
     """Prototypes and thresholds from training regions: `labels[i]` is the annotated class of
-    the region whose (L2-normalised) embedding is `embeddings[i]`."""
+    the region whose (L2-normalised) embedding is `embeddings[i]`.
+
+    A class's prototype is the normalised mean of its regions. Its threshold is the
+    `quantile` of its regions' cosines to that prototype; with `groups` (each region's
+    object or capture run), of their cosines to the prototype of the class's *other* groups
+    (`held_out_cosines`), so that every cosine is one of a new object's. A class whose
+    regions all come from one group keeps its own-region threshold.
+    """
     emb = np.asarray(embeddings, dtype=np.float64)
     lab = np.asarray(labels, dtype=np.int64)
     if emb.ndim != 2 or emb.shape[0] != lab.size:
@@ -80,18 +101,42 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         raise OpenSetError(f"labels outside 0..{n_classes - 1}")
     if not 0.0 <= quantile < 1.0:
         raise OpenSetError("quantile must be in [0, 1)")
+    grp = None if groups is None else np.asarray(list(groups), dtype=object)
+    if grp is not None and grp.size != lab.size:
+        raise OpenSetError(f"{grp.size} groups for {lab.size} regions")
     protos = np.zeros((n_classes, emb.shape[1]), np.float64)
     min_cos = np.full(n_classes, np.inf)
     counts = np.bincount(lab, minlength=n_classes)
     for c in np.flatnonzero(counts):
-        mean = emb[lab == c].mean(axis=0)
-        norm = np.linalg.norm(mean)
-        if norm == 0:
+        proto = _prototype(emb[lab == c])
+        if proto is None:
             continue
-        protos[c] = mean / norm
-        min_cos[c] = float(np.quantile(emb[lab == c] @ protos[c], quantile))
+        protos[c] = proto
+        cosines = emb[lab == c] @ proto
+        if grp is not None and len(set(grp[lab == c])) > 1:
+            cosines = held_out_cosines(emb[lab == c], grp[lab == c])
+        min_cos[c] = float(np.quantile(cosines, quantile))
     return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
-                   tuple(int(n) for n in counts), quantile)
+                   tuple(int(n) for n in counts), quantile,
+                   "groups" if grp is not None else "own")
+
+
+def held_out_cosines(embeddings: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each region's cosine to the prototype of the regions outside its group (at least two
+    groups); a group whose others average to zero gives -1 (no evidence of likeness)."""
+    out = np.empty(len(embeddings), np.float64)
+    for g in set(groups.tolist()):
+        mine = groups == g
+        proto = _prototype(embeddings[~mine])
+        out[mine] = -1.0 if proto is None else embeddings[mine] @ proto
+    return out
+
+
+def _prototype(embeddings: np.ndarray) -> np.ndarray | None:
+    """The normalised mean of some embeddings; None when it is zero."""
+    mean = embeddings.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return None if norm == 0 else mean / norm
 
 
 # Why a found region is left unidentified (unnamed_reason), in the order the rule checks.

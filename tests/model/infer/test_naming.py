@@ -36,6 +36,35 @@ def test_fit_gives_normalised_mean_prototypes_and_quantile_thresholds() -> None:
         float(np.median(emb[:3] @ half.prototypes[0])), abs=1e-6)
 
 
+def test_group_thresholds_come_from_the_other_groups_prototype() -> None:
+    # Class 0: two objects ("a", "b") of two regions each, and a third object ("c") alone.
+    emb = _unit([1, 0.1, 0], [1, 0.2, 0], [1, -0.3, 0.2], [1, -0.2, 0.3], [0.6, 0.8, 0],
+                [0, 1, 0], [0.1, 1, 0])
+    labels, groups = [0, 0, 0, 0, 0, 1, 1], ["a", "a", "b", "b", "c", "r", "r"]
+    own = naming.fit_open_set(labels, emb, 2, quantile=0.0)
+    held = naming.fit_open_set(labels, emb, 2, quantile=0.0, groups=groups)
+    # The prototypes are the same (all of a class's regions); only the thresholds move.
+    assert np.allclose(held.prototypes, own.prototypes)
+    assert (own.thresholds, held.thresholds) == ("own", "groups")
+    # By hand: each region against the mean of its class's other objects.
+    c0, g0 = emb[:5], np.array(groups[:5], dtype=object)
+    by_hand = naming.held_out_cosines(c0, g0)
+    for i in range(5):
+        others = c0[g0 != g0[i]].mean(axis=0)
+        assert by_hand[i] == pytest.approx(float(c0[i] @ others / np.linalg.norm(others)))
+    assert held.min_cos[0] == pytest.approx(float(by_hand.min()), abs=1e-6)
+    # A new object is further from the others' prototype than from one it made itself.
+    assert held.min_cos[0] < own.min_cos[0]
+    # Class 1 has one object only: its own-region threshold stays.
+    assert held.min_cos[1] == pytest.approx(float(own.min_cos[1]))
+    back = naming.OpenSet.from_json(json.loads(json.dumps(held.to_json())), 2, 3)
+    assert back.thresholds == "groups"
+    with pytest.raises(naming.OpenSetError, match="groups for"):
+        naming.fit_open_set(labels, emb, 2, groups=groups[:3])
+    with pytest.raises(naming.OpenSetError, match="thresholds must be"):
+        naming.OpenSet.from_json({**held.to_json(), "thresholds": "x"}, 2, 3)
+
+
 def test_fit_refuses_bad_input() -> None:
     with pytest.raises(naming.OpenSetError, match="labels for embeddings"):
         naming.fit_open_set([0, 1], np.ones((3, 4)), 2)
@@ -82,6 +111,9 @@ def test_metadata_round_trip_and_bad_shapes() -> None:
         naming.OpenSet.from_json(data, n_classes=4, dim=2)
     with pytest.raises(naming.OpenSetError, match="bad open_set"):
         naming.OpenSet.from_json({"prototypes": []}, n_classes=3, dim=2)
+    # A file fitted before thresholds were recorded: its own regions gave them.
+    older = {k: v for k, v in data.items() if k != "thresholds"}
+    assert naming.OpenSet.from_json(older, n_classes=3, dim=2).thresholds == "own"
 
 
 def _fixture_training(path: Path, fixtures_dir: Path) -> None:
@@ -116,6 +148,14 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     checked = [model.is_named(b, 0.5) for _, b in items]
     assert not any(c and not p for p, c in zip(by_probability, checked, strict=True))
     assert sum(checked) >= 0.8 * sum(by_probability) > 0
+    # Thresholds from the other objects and capture runs: the same prototypes, and on these
+    # photos none tighter (not a law: a class could lie closer to its other objects).
+    export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", "groups"])
+    grouped = TrayModel(copy).open_set
+    assert grouped is not None and grouped.thresholds == "groups"
+    assert np.allclose(grouped.prototypes, model.open_set.prototypes)
+    seen = np.isfinite(model.open_set.min_cos)
+    assert (grouped.min_cos[seen] <= model.open_set.min_cos[seen] + 1e-6).all()
 
 
 def test_a_bad_open_set_entry_makes_the_file_unusable(model_path: Path,
