@@ -225,28 +225,50 @@ def open_set_samples(rt: TrayModel, parts: Sequence[Any], max_per_class: int, se
 
 def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
                       max_per_class: int = naming.OPEN_SET_MAX_REGIONS,
-                      thresholds: str = "own") -> naming.OpenSet:
+                      thresholds: str = "own",
+                      calibration: Sequence[Any] = ()) -> naming.OpenSet:
     """Fit the open-set naming check (model.infer.naming) on training parts; write it in.
-    thresholds: naming.THRESHOLDS, where each class's threshold cosines come from."""
+    thresholds: naming.THRESHOLDS, where each class's threshold cosines come from;
+    "calibration" takes them from the regions of `calibration` (parts held out of training)."""
     if thresholds not in naming.THRESHOLDS:
         raise ExportError(f"open-set thresholds must be one of {naming.THRESHOLDS}")
+    if thresholds == "calibration" and not any(p.images for p in calibration):
+        raise ExportError("open-set thresholds from calibration need calibration photos: "
+                          "train with calibration_fraction > 0")
     rt = TrayModel(onnx_path)
     labels, vecs, groups = open_set_samples(rt, parts, max_per_class)
+    held = (open_set_samples(rt, calibration, max_per_class)[:2]
+            if thresholds == "calibration" else None)
     fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
-                                 groups=groups if thresholds == "groups" else None)
+                                 groups=groups if thresholds == "groups" else None,
+                                 calibration=held)
     update_meta(onnx_path, open_set=fitted.to_json())
     return fitted
 
 
 def training_parts(meta: ModelMeta) -> list[Any]:
-    """The training side of the split a file's metadata records (data, seed, val_fraction)."""
-    from model.training.sources import load_sources, split_sources
+    """The photos a file's model trained on, from the split its metadata records (data,
+    seed, val_fraction, calibration_fraction)."""
+    return recorded_sides(meta)[0]
+
+
+def calibration_parts(meta: ModelMeta) -> list[Any]:
+    """The calibration photos a file's model was trained without (none: empty parts)."""
+    return recorded_sides(meta)[1]
+
+
+def recorded_sides(meta: ModelMeta) -> tuple[list[Any], list[Any]]:
+    """(trained on, calibration) of the split a file's metadata records."""
+    from model.training.sources import load_sources, split_with_calibration
 
     try:
         data, seed, val_fraction = (meta.training[k] for k in ("data", "seed", "val_fraction"))
     except KeyError as exc:
         raise ExportError(f"the metadata records no training split ({exc})") from exc
-    return split_sources(load_sources(data), val_fraction, seed)[0]
+    trained, calibration, _ = split_with_calibration(
+        load_sources(data), val_fraction,
+        float(meta.training.get("calibration_fraction", 0.0)), seed)
+    return trained, calibration
 
 
 def record_metrics(onnx_path: str | Path, metrics_json: str | Path) -> ModelMeta:
@@ -298,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry: export checkpoints (checked, calibrated) or record an evaluation's metrics."""
     from model.training.checkpoints import ensemble_from_checkpoints
     from model.training.meta import meta_for
-    from model.training.sources import load_sources, split_sources
+    from model.training.sources import load_sources, split_with_calibration
 
     p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
     p.add_argument("--checkpoint", nargs="+",
@@ -328,18 +350,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="only fit the open-set naming check into --out, on the training split "
                         "its metadata records")
     p.add_argument("--open-set-thresholds", choices=naming.THRESHOLDS, default="own",
-                   help="each class's threshold from its own regions' cosines (default) or "
-                        "from their cosines to its other objects' and capture runs' prototype "
-                        "(on 1.5.0 it kept 85%% of the right held-out ECUSTFD names, own 82%%; "
-                        "docs/MODEL_CARD.md)")
+                   help="each class's threshold from its own regions' cosines (own, the "
+                        "default), from their cosines to its other objects' and capture runs' "
+                        "prototype (groups: on 1.5.0 it kept 85%% of the right held-out ECUSTFD "
+                        "names, own 82%%; docs/MODEL_CARD.md), or from the regions of the "
+                        "photos a calibration_fraction run held out of training (calibration)")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))
         return
     if a.fit_open_set:
         meta = read_meta(a.out)
-        fitted = fit_open_set_file(a.out, training_parts(meta),
-                                   thresholds=a.open_set_thresholds)
+        trained, calibration = recorded_sides(meta)
+        fitted = fit_open_set_file(a.out, trained, thresholds=a.open_set_thresholds,
+                                   calibration=calibration)
         print(json.dumps({"onnx": a.out, "open_set_regions": dict(
             zip(meta.labels, fitted.regions, strict=True))}, indent=1))
         return
@@ -373,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         report["parity_max_abs"] = diffs = parity(model, out, a.parity_images)
         check_parity(diffs)
     if not a.no_calibrate or a.open_set:
-        train_parts, _ = split_sources(load_sources(cfg.data), cfg.val_fraction, cfg.seed)
+        train_parts, calibration, _ = split_with_calibration(
+            load_sources(cfg.data), cfg.val_fraction, cfg.calibration_fraction, cfg.seed)
     if not a.no_calibrate:
         fits = {}
         for part in train_parts:
@@ -382,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         report["portion_classes"] = sorted(fits)
     if a.open_set:
         report["open_set_regions"] = fit_open_set_file(
-            out, train_parts, thresholds=a.open_set_thresholds).regions
+            out, train_parts, thresholds=a.open_set_thresholds,
+            calibration=calibration).regions
     print(json.dumps(report, indent=1))
 
 

@@ -31,7 +31,7 @@ OPEN_SET_QUANTILE = 0.05
 # Regions per class the fit uses at most (seeded choice): bounds the export's extra pass.
 OPEN_SET_MAX_REGIONS = 60
 # Where a class's threshold cosines come from (OpenSet.thresholds).
-THRESHOLDS = ("own", "groups")
+THRESHOLDS = ("own", "groups", "calibration")
 
 
 class OpenSetError(ValueError):
@@ -48,7 +48,7 @@ class OpenSet:
     quantile: float
     # Where the thresholds' cosines come from (THRESHOLDS): "own", a class's regions against
     # the prototype they made; "groups", against the prototype of its other objects and
-    # capture runs (fit_open_set).
+    # capture runs; "calibration", regions of photos held out of training (fit_open_set).
     thresholds: str = "own"
 
     def to_json(self) -> dict[str, Any]:
@@ -83,7 +83,8 @@ class OpenSet:
 
 def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
                  quantile: float = OPEN_SET_QUANTILE,
-                 groups: Sequence[str] | None = None) -> OpenSet:
+                 groups: Sequence[str] | None = None,
+                 calibration: tuple[Sequence[int], np.ndarray] | None = None) -> OpenSet:
     """Prototypes and thresholds from training regions: `labels[i]` is the annotated class of
     the region whose (L2-normalised) embedding is `embeddings[i]`.
 
@@ -91,8 +92,12 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
     `quantile` of its regions' cosines to that prototype; with `groups` (each region's
     object or capture run), of their cosines to the prototype of the class's *other* groups
     (`held_out_cosines`), so that every cosine is one of a new object's. A class whose
-    regions all come from one group keeps its own-region threshold.
+    regions all come from one group keeps its own-region threshold. With `calibration`
+    (labels and embeddings of regions of photos the model did not train on), of those
+    regions' cosines to the prototype; a class without calibration regions keeps its own.
     """
+    if groups is not None and calibration is not None:
+        raise OpenSetError("thresholds come from groups or from calibration, not both")
     emb = np.asarray(embeddings, dtype=np.float64)
     lab = np.asarray(labels, dtype=np.int64)
     if emb.ndim != 2 or emb.shape[0] != lab.size:
@@ -104,6 +109,12 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
     grp = None if groups is None else np.asarray(list(groups), dtype=object)
     if grp is not None and grp.size != lab.size:
         raise OpenSetError(f"{grp.size} groups for {lab.size} regions")
+    cal = None if calibration is None else (np.asarray(calibration[0], dtype=np.int64),
+                                            np.asarray(calibration[1], dtype=np.float64))
+    if cal is not None and (cal[1].ndim != 2 or cal[1].shape[0] != cal[0].size
+                            or cal[1].shape[1] != emb.shape[1]):
+        raise OpenSetError(f"{cal[0].size} calibration labels for embeddings of shape "
+                           f"{cal[1].shape}")
     protos = np.zeros((n_classes, emb.shape[1]), np.float64)
     min_cos = np.full(n_classes, np.inf)
     counts = np.bincount(lab, minlength=n_classes)
@@ -115,10 +126,12 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         cosines = emb[lab == c] @ proto
         if grp is not None and len(set(grp[lab == c])) > 1:
             cosines = held_out_cosines(emb[lab == c], grp[lab == c])
+        if cal is not None and (cal[0] == c).any():
+            cosines = cal[1][cal[0] == c] @ proto
         min_cos[c] = float(np.quantile(cosines, quantile))
+    kind = "groups" if grp is not None else "calibration" if cal is not None else "own"
     return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
-                   tuple(int(n) for n in counts), quantile,
-                   "groups" if grp is not None else "own")
+                   tuple(int(n) for n in counts), quantile, kind)
 
 
 def held_out_cosines(embeddings: np.ndarray, groups: np.ndarray) -> np.ndarray:

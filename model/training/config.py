@@ -32,6 +32,11 @@ class TrainConfig:
     data: list[dict[str, Any]] = field(default_factory=list)  # {kind, root|path, max_per_group}
     labels: str = "default"  # nutrition_db.label_map() order, or "data": the data's categories
     val_fraction: float = 0.2
+    # Share of each source's training side held out of training as well (whole capture runs
+    # and objects, split as the held-out side is): photos the model never learns from, for
+    # what must be fitted on such photos (the open-set thresholds, model.export
+    # --open-set-thresholds calibration). 0: none.
+    calibration_fraction: float = 0.0
     seed: int = 0  # the held-out split, the augmented views and the composed trays
     train_seed: int = -1  # weight init and batch order; -1: the same as seed
     input_width: int = 512
@@ -158,6 +163,9 @@ def validated(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("data: no training data: set `data` in the config or --data '[...]'")
     if cfg.labels not in ("default", "data"):
         raise ConfigError(f"labels: must be 'default' or 'data', got {cfg.labels!r}")
+    if not 0.0 <= cfg.calibration_fraction < 1.0:
+        raise ConfigError(f"calibration_fraction: must lie in [0, 1), got "
+                          f"{cfg.calibration_fraction}")
     unknown = sorted(set(cfg.loss_weights) - set(LOSS_NAMES))
     if unknown:
         raise ConfigError(f"loss_weights: unknown losses {unknown} ({', '.join(LOSS_NAMES)})")

@@ -39,6 +39,7 @@ def meta_for(cfg: TrainConfig, labels: Sequence[str], food_ids: Sequence[str | N
         # The evaluator re-derives the held-out split from val_fraction and seed.
         training={"epochs": cfg.epochs, "seed": cfg.seed, "train_seed": training_seed(cfg),
                   "val_fraction": float(cfg.val_fraction), "data": list(cfg.data),
+                  "calibration_fraction": float(cfg.calibration_fraction),
                   "cache_features": cfg.cache_features, "decoupled": cfg.decoupled,
                   "compose": compose_settings(cfg), **lineage},
     )

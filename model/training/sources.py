@@ -64,6 +64,18 @@ def split_sources(
     return train, val
 
 
+def split_with_calibration(
+    datasets: Sequence[CocoDataset], val_fraction: float, calibration_fraction: float,
+    seed: int,
+) -> tuple[list[CocoDataset], list[CocoDataset], list[CocoDataset]]:
+    """(trained on, calibration, held out) of each source: the held-out split, then the
+    calibration share of the training side, both by whole capture runs and objects (no
+    calibration photo at calibration_fraction 0)."""
+    train, val = split_sources(datasets, val_fraction, seed)
+    trained, calibration = split_sources(train, calibration_fraction, seed)
+    return trained, calibration, val
+
+
 def cap_groups(ds: CocoDataset, per_group: int) -> CocoDataset:
     """At most `per_group` images of each split group (repeat shots of one tray or object).
 
@@ -193,7 +205,8 @@ class Marked(Dataset[tuple[Any, dict[str, torch.Tensor]]]):
 def prepare_data(cfg: TrainConfig) -> tuple[ModelMeta, TrainSets]:
     """The configured sources, split, capped and composed, as datasets, with their meta."""
     sources = load_sources(cfg.data)
-    train_parts, val_parts = split_sources(sources, cfg.val_fraction, cfg.seed)
+    train_parts, _, val_parts = split_with_calibration(
+        sources, cfg.val_fraction, cfg.calibration_fraction, cfg.seed)
     caps = [int(src.get("max_per_group", 0)) for src in cfg.data]
     train_parts = [cap_groups(ds, n) for ds, n in zip(train_parts, caps, strict=True)]
     val_parts = [cap_groups(ds, n) for ds, n in zip(val_parts, caps, strict=True)]

@@ -180,7 +180,7 @@ def test_region_curve_by_hand() -> None:
     empty = region_curve([], gts, ["a", "b"], non_food=("coin",))
     assert empty.thresholds.size == 0 and empty.at_false(1.0) == (0.0, None)
     # Even the top threshold over the rate: (0, None).
-    assert region_curve(dets[2:3], gts, ["c"] + ["a", "b"], non_food=("coin",)).at_false(
+    assert region_curve(dets[2:3], gts, ["c", "a", "b"], non_food=("coin",)).at_false(
         0.1) == (0.0, None)
     with pytest.raises(MetricError, match="image_ids"):
         region_curve(dets, gts, ["a"])

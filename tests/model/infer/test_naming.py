@@ -65,6 +65,25 @@ def test_group_thresholds_come_from_the_other_groups_prototype() -> None:
         naming.OpenSet.from_json({**held.to_json(), "thresholds": "x"}, 2, 3)
 
 
+def test_calibration_thresholds_come_from_regions_held_out_of_training() -> None:
+    emb = _unit([1, 0.1, 0], [1, -0.1, 0], [0, 1, 0], [0.1, 1, 0])
+    cal = _unit([1, 0.5, 0], [1, 0, 0.6], [0.9, 0.2, 0])  # class 0 only: new objects
+    own = naming.fit_open_set([0, 0, 1, 1], emb, 3, quantile=0.0)
+    fitted = naming.fit_open_set([0, 0, 1, 1], emb, 3, quantile=0.0,
+                                 calibration=([0, 0, 0], cal))
+    assert fitted.thresholds == "calibration"
+    assert np.allclose(fitted.prototypes, own.prototypes)  # prototypes: training regions
+    assert fitted.min_cos[0] == pytest.approx(float((cal @ own.prototypes[0]).min()), abs=1e-6)
+    assert fitted.min_cos[0] < own.min_cos[0]
+    assert fitted.min_cos[1] == pytest.approx(float(own.min_cos[1]))  # no calibration region
+    assert np.isinf(fitted.min_cos[2])
+    with pytest.raises(naming.OpenSetError, match="not both"):
+        naming.fit_open_set([0, 0, 1, 1], emb, 3, groups=["a", "b", "c", "d"],
+                            calibration=([0], cal[:1]))
+    with pytest.raises(naming.OpenSetError, match="calibration labels"):
+        naming.fit_open_set([0, 0, 1, 1], emb, 3, calibration=([0, 0], cal))
+
+
 def test_fit_refuses_bad_input() -> None:
     with pytest.raises(naming.OpenSetError, match="labels for embeddings"):
         naming.fit_open_set([0, 1], np.ones((3, 4)), 2)
@@ -156,6 +175,19 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     assert np.allclose(grouped.prototypes, model.open_set.prototypes)
     seen = np.isfinite(model.open_set.min_cos)
     assert (grouped.min_cos[seen] <= model.open_set.min_cos[seen] + 1e-6).all()
+    # Calibration thresholds need a file trained with a calibration share.
+    with pytest.raises(export.ExportError, match="calibration_fraction"):
+        export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds",
+                     "calibration"])
+    export.update_meta(copy, training={**export.read_meta(copy).training,
+                                       "calibration_fraction": 0.5})
+    trained, calibration = export.recorded_sides(export.read_meta(copy))
+    assert any(c.images for c in calibration) and all(t.images for t in trained)
+    export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", "calibration"])
+    calibrated = TrayModel(copy).open_set
+    assert calibrated is not None and calibrated.thresholds == "calibration"
+    # The prototypes now come from the photos trained on only, a part of those above.
+    assert sum(calibrated.regions) < sum(model.open_set.regions)
 
 
 def test_a_bad_open_set_entry_makes_the_file_unusable(model_path: Path,

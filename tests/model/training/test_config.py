@@ -61,7 +61,9 @@ def test_unknown_keys_are_named(tmp_path: Path) -> None:
         load_config(path)
     for bad, match in (({"loss_weights": {"heat": 1.0, "boxes": 2.0}}, "loss_weights.*boxes"),
                        ({"labels": "coco"}, "labels"),
-                       ({"compose": {"images": 4, "pretrain": 1}}, "compose.*pretrain")):
+                       ({"compose": {"images": 4, "pretrain": 1}}, "compose.*pretrain"),
+                       ({"calibration_fraction": 1.0}, "calibration_fraction"),
+                       ({"calibration_fraction": -0.1}, "calibration_fraction")):
         with pytest.raises(ConfigError, match=match):
             load_config(None, {"data": DATA, **bad})
 
