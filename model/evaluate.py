@@ -143,8 +143,16 @@ def annotated_coin_scale(ds: CocoDataset) -> dict[int, float]:
 def grams_section(
     ds: CocoDataset, preds: dict[int, Prediction], iou: float
 ) -> dict[str, Any]:
-    """Grams MAE / MAE% over annotated foods the model found and could weigh; coverage too."""
+    """Grams MAE / MAE% over annotated foods the model found and could weigh; coverage too.
+
+    Beside the overall figure (whatever label the found item got): the foods whose item
+    carries the annotation's label only (`named_right`), and all weighed foods with an item
+    of another label counted as a miss, 0 g of the right food (`misnamed_as_miss`): what a
+    diary gets, since a misnamed food's grams go to another food's nutrients.
+    """
     pairs: list[tuple[float, float]] = []
+    right: list[tuple[float, float]] = []
+    as_miss: list[tuple[float, float]] = []
     per_food: dict[str, list[tuple[float, float]]] = defaultdict(list)
     names = ds.category_names()
     n_total = n_unmatched = n_no_grams = 0
@@ -160,6 +168,10 @@ def grams_section(
         else:
             pairs.append((item.grams, a.grams))
             per_food[names[a.category_id]].append((item.grams, a.grams))
+            named_right = item.label == names[a.category_id]
+            if named_right:
+                right.append((item.grams, a.grams))
+            as_miss.append((item.grams if named_right else 0.0, a.grams))
     out: dict[str, Any] = {
         "annotated": n_total,
         "not_detected": n_unmatched,
@@ -167,6 +179,8 @@ def grams_section(
         "coverage": len(pairs) / n_total if n_total else None,
     }
     out["overall"] = _grams(pairs)
+    out["named_right"] = _grams(right)
+    out["misnamed_as_miss"] = _grams(as_miss)
     out["per_food"] = {k: _grams(v) for k, v in sorted(per_food.items())}
     return out
 
@@ -436,6 +450,15 @@ def markdown_report(result: dict[str, Any]) -> str:
                          f"{fmt(o.get('mae_pct'))} | {o.get('n', 0)} of {g['annotated']} | "
                          f"{g['not_detected']} | {g['no_grams']} |")
         lines.append("")
+        named = {scale: g for scale, g in result["grams"].items() if "misnamed_as_miss" in g}
+        if named:  # evaluations from 2026-12-06 on
+            lines += ["| scale from | MAE %, foods named right | MAE %, a misnamed food "
+                      "counted as 0 g |", "|---|---|---|"]
+            lines += [f"| {scale.replace('_', ' ')} | "
+                      f"{fmt((g['named_right'] or {}).get('mae_pct'))} | "
+                      f"{fmt((g['misnamed_as_miss'] or {}).get('mae_pct'))} |"
+                      for scale, g in named.items()]
+            lines.append("")
     if "menu" in result:
         lines += menu_markdown(result["menu"])
     return "\n".join(lines) + "\n"

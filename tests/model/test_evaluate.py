@@ -77,6 +77,18 @@ def test_grams_section_known_answers(ecustfd_ds: CocoDataset) -> None:
     assert result["overall"]["mae_pct"] == pytest.approx(10.0)
     assert result["overall"]["mae_g"] == pytest.approx(0.1 * np.mean([a.grams for a in weighed]))
     assert result["coverage"] == 1.0 and result["annotated"] == len(weighed)
+    assert result["named_right"] == result["misnamed_as_miss"] == result["overall"]
+    # Name the first weighed food's item wrongly: it leaves the named-right figure, and
+    # counts as 0 g (100% off) in the misnamed-as-miss one.
+    first = next(it for pred in preds.values() for it in pred.items if it.grams is not None)
+    first.label = "not-" + first.label
+    misnamed = grams_section(ecustfd_ds, preds, 0.5)
+    n = len(weighed)
+    assert misnamed["overall"] == result["overall"]
+    assert misnamed["named_right"]["n"] == n - 1
+    assert misnamed["named_right"]["mae_pct"] == pytest.approx(10.0)
+    assert misnamed["misnamed_as_miss"]["n"] == n
+    assert misnamed["misnamed_as_miss"]["mae_pct"] == pytest.approx((10.0 * (n - 1) + 100) / n)
     # Without grams on the items the foods are found but not weighed.
     for pred in preds.values():
         for it in pred.items:
