@@ -252,11 +252,6 @@ def training_parts(meta: ModelMeta) -> list[Any]:
     return recorded_sides(meta)[0]
 
 
-def calibration_parts(meta: ModelMeta) -> list[Any]:
-    """The calibration photos a file's model was trained without (none: empty parts)."""
-    return recorded_sides(meta)[1]
-
-
 def recorded_sides(meta: ModelMeta) -> tuple[list[Any], list[Any]]:
     """(trained on, calibration) of the split a file's metadata records."""
     from model.training.sources import load_sources, split_with_calibration
