@@ -11,7 +11,8 @@ the ONNX metadata (`ModelMeta.open_set`), asks of a region named `c` at p >= min
 - its cosine to that prototype is at least `c`'s threshold: the OPEN_SET_QUANTILE quantile
   of the cosines of `c`'s own training regions (so about 95% of those pass); or, fitted with
   thresholds "groups", of each region's cosine to the prototype of `c`'s other objects and
-  capture runs (so about 95% of a new object's regions would pass, were it like those).
+  capture runs (so about 95% of a new object's regions would pass, were it like those); or,
+  with "calibration", of the cosines of regions of photos held out of training.
 
 A class with no training region has no prototype and is never named. A file without
 `open_set` (1.4.0 and older) names by class probability alone, as before. `is_named` is the
