@@ -67,10 +67,9 @@ from model.infer.menu_match import MatchConfig  # noqa: E402
 from model.infer.runtime import PostConfig, TrayModel  # noqa: E402
 from model.training.config import TrainConfig, load_config  # noqa: E402
 from model.training.sources import (  # noqa: E402
-    cap_groups,
     compose_training_trays,
     load_sources,
-    split_sources,
+    trained_and_held_out,
 )
 
 SOURCES = ("mealtray", "ecustfd")
@@ -152,9 +151,7 @@ def check_no_leak(cfg: TrainConfig, left_out: CocoDataset) -> dict[str, Any]:
     Builds the trays exactly as training will (same parts, settings and cache key), so
     training then reuses them. Raises SystemExit on any overlap.
     """
-    parts, _ = split_sources(load_sources(cfg.data), cfg.val_fraction, cfg.seed)
-    caps = [int(src.get("max_per_group", 0)) for src in cfg.data]
-    parts = [cap_groups(ds, n) for ds, n in zip(parts, caps, strict=True)]
+    parts, _ = trained_and_held_out(cfg, load_sources(cfg.data))
     held = {Path(im.file_name).name for im in left_out.images}
     trained = {Path(im.file_name).name for ds in parts for im in ds.images}
     crops: set[str] = set()

@@ -174,8 +174,8 @@ class TrainSets:
 
     train_fingerprint keys the feature cache of `train`; `composed` (trays pasted from
     training crops) joins `train` for the first `composed_epochs` epochs, and with
-    composed_masks_only teaches the mask head only, or with composed_regions the
-    class-agnostic heads (objectness, boxes, mask).
+    composed_masks_only keeps them out of the class and embedding losses (what else they
+    teach is the Criterion's `composed_regions`).
     """
 
     train: Dataset[Any]
@@ -184,7 +184,6 @@ class TrainSets:
     composed: Dataset[Any] | None = None
     composed_epochs: int = 0
     composed_masks_only: bool = False
-    composed_regions: bool = False
 
 
 class Marked(Dataset[tuple[Any, dict[str, torch.Tensor]]]):
@@ -202,14 +201,22 @@ class Marked(Dataset[tuple[Any, dict[str, torch.Tensor]]]):
         return inputs, {**t, "real": self.real}
 
 
-def prepare_data(cfg: TrainConfig) -> tuple[ModelMeta, TrainSets]:
-    """The configured sources, split, capped and composed, as datasets, with their meta."""
-    sources = load_sources(cfg.data)
+def trained_and_held_out(
+    cfg: TrainConfig, sources: Sequence[CocoDataset]
+) -> tuple[list[CocoDataset], list[CocoDataset]]:
+    """The photos a run trains on and validates on: each source split (held out, then the
+    calibration share left out too) and capped to its max_per_group."""
     train_parts, _, val_parts = split_with_calibration(
         sources, cfg.val_fraction, cfg.calibration_fraction, cfg.seed)
     caps = [int(src.get("max_per_group", 0)) for src in cfg.data]
-    train_parts = [cap_groups(ds, n) for ds, n in zip(train_parts, caps, strict=True)]
-    val_parts = [cap_groups(ds, n) for ds, n in zip(val_parts, caps, strict=True)]
+    return ([cap_groups(ds, n) for ds, n in zip(train_parts, caps, strict=True)],
+            [cap_groups(ds, n) for ds, n in zip(val_parts, caps, strict=True)])
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[ModelMeta, TrainSets]:
+    """The configured sources, split, capped and composed, as datasets, with their meta."""
+    sources = load_sources(cfg.data)
+    train_parts, val_parts = trained_and_held_out(cfg, sources)
     compose = compose_settings(cfg)
     composed = ([compose_training_trays(
         train_parts, compose["images"], compose["per_label"], cfg.seed,
@@ -227,6 +234,5 @@ def prepare_data(cfg: TrainConfig) -> tuple[ModelMeta, TrainSets]:
         composed=(build_datasets(composed, labels, spec, augment=cfg.augment)
                   if composed else None),
         composed_epochs=compose.get("epochs", 0),
-        composed_masks_only=compose.get("supervise") in ("mask", "regions"),
-        composed_regions=compose.get("supervise") == "regions")
+        composed_masks_only=compose.get("supervise") in ("mask", "regions"))
     return meta, sets
