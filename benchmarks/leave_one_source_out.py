@@ -63,6 +63,7 @@ from model.evaluate import (  # noqa: E402
 )
 from model.evaluate_common import EvalConfig, EvaluationError, fmt  # noqa: E402
 from model.evaluate_menu import embed_annotations, menu_section  # noqa: E402
+from model.infer import naming  # noqa: E402
 from model.infer.menu_match import MatchConfig  # noqa: E402
 from model.infer.runtime import PostConfig, TrayModel  # noqa: E402
 from model.training.config import TrainConfig, load_config  # noqa: E402
@@ -190,15 +191,17 @@ def train_and_export(cfg: TrainConfig, retrain: bool) -> Path:
     return onnx
 
 
-def with_open_set(onnx: Path) -> TrayModel:
+def with_open_set(onnx: Path, thresholds: str = "own") -> TrayModel:
     """The run's file with the open-set naming check fitted on its own training split (no
-    left-out photo: the split its metadata records), as `model.export --open-set` does."""
+    left-out photo: the split its metadata records), as `model.export --fit-open-set
+    --open-set-thresholds THRESHOLDS` does."""
     from model import export
 
     meta = export.read_meta(onnx)
     if not meta.open_set:
         began = time.perf_counter()
-        export.fit_open_set_file(onnx, export.training_parts(meta))
+        trained, calibration = export.recorded_sides(meta)
+        export.fit_open_set_file(onnx, trained, thresholds=thresholds, calibration=calibration)
         log(f"open-set check fitted in {time.perf_counter() - began:.0f} s")
     return TrayModel(onnx)
 
@@ -268,10 +271,12 @@ def leave_out(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> d
         f"{len(left_out.images)} {source} photos")
     leak = check_no_leak(cfg, left_out)
     onnx = train_and_export(cfg, args.retrain)
-    result = measure(with_open_set(onnx), left_out, drawn_outlines(source, args.fixtures),
+    model = with_open_set(onnx, args.open_set_thresholds)
+    result = measure(model, left_out, drawn_outlines(source, args.fixtures),
                      args.menus, args.menu_size, peaks=args.peaks, at_false=args.at_false)
     return {"source": source, "model": str(onnx), "trained_on": [d["kind"] for d in cfg.data],
             "schedule": schedule(cfg), "leak_check": leak, "evaluated_on": "all photos",
+            "open_set_thresholds": model.open_set and model.open_set.thresholds,
             **result}
 
 
@@ -371,6 +376,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-shipped", action="store_true", help="skip the shipped model's rows")
     p.add_argument("--shipped-only", action="store_true", help="only the shipped model's rows")
     p.add_argument("--retrain", action="store_true", help="train even if the ONNX file exists")
+    p.add_argument("--open-set-thresholds", choices=naming.THRESHOLDS, default="own",
+                   help="how a left-out run's open-set check is fitted (model.export "
+                        "--open-set-thresholds; calibration and conformal need a "
+                        "calibration_fraction)")
     a = p.parse_args(argv)
     a.cache_dir = a.cache_dir or a.out / "cache"
     return a

@@ -229,19 +229,20 @@ def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
                       calibration: Sequence[Any] = ()) -> naming.OpenSet:
     """Fit the open-set naming check (model.infer.naming) on training parts; write it in.
     thresholds: naming.THRESHOLDS, where each class's threshold cosines come from;
-    "calibration" takes them from the regions of `calibration` (parts held out of training)."""
+    "calibration" and "conformal" use the regions of `calibration` (parts held out of
+    training)."""
     if thresholds not in naming.THRESHOLDS:
         raise ExportError(f"open-set thresholds must be one of {naming.THRESHOLDS}")
-    if thresholds == "calibration" and not any(p.images for p in calibration):
-        raise ExportError("open-set thresholds from calibration need calibration photos: "
+    held_out = thresholds in ("calibration", "conformal")
+    if held_out and not any(p.images for p in calibration):
+        raise ExportError(f"open-set thresholds from {thresholds} need calibration photos: "
                           "train with calibration_fraction > 0")
     rt = TrayModel(onnx_path)
     labels, vecs, groups = open_set_samples(rt, parts, max_per_class)
-    held = (open_set_samples(rt, calibration, max_per_class)[:2]
-            if thresholds == "calibration" else None)
+    held = open_set_samples(rt, calibration, max_per_class)[:2] if held_out else None
     fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
                                  groups=groups if thresholds == "groups" else None,
-                                 calibration=held)
+                                 calibration=held, conformal=thresholds == "conformal")
     update_meta(onnx_path, open_set=fitted.to_json())
     return fitted
 
@@ -349,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "default), from their cosines to its other objects' and capture runs' "
                         "prototype (groups: on 1.5.0 it kept 85%% of the right held-out ECUSTFD "
                         "names, own 82%%; docs/MODEL_CARD.md), or from the regions of the "
-                        "photos a calibration_fraction run held out of training (calibration)")
+                        "photos a calibration_fraction run held out of training (calibration), "
+                        "or own less one split-conformal margin set on those (conformal)")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))

@@ -12,7 +12,11 @@ the ONNX metadata (`ModelMeta.open_set`), asks of a region named `c` at p >= min
   of the cosines of `c`'s own training regions (so about 95% of those pass); or, fitted with
   thresholds "groups", of each region's cosine to the prototype of `c`'s other objects and
   capture runs (so about 95% of a new object's regions would pass, were it like those); or,
-  with "calibration", of the cosines of regions of photos held out of training.
+  with "calibration", of the cosines of regions of photos held out of training; or, with
+  "conformal", its own-region threshold less one margin for every class, the split-conformal
+  OPEN_SET_QUANTILE bound of how far calibration regions fall below their class's own
+  threshold (`conformal_margin`), so that at most that share of new regions like the
+  calibration ones fall below, whatever the class's count of calibration regions.
 
 A class with no training region has no prototype and is never named. A file without
 `open_set` (1.4.0 and older) names by class probability alone, as before. `is_named` is the
@@ -32,7 +36,7 @@ OPEN_SET_QUANTILE = 0.05
 # Regions per class the fit uses at most (seeded choice): bounds the export's extra pass.
 OPEN_SET_MAX_REGIONS = 60
 # Where a class's threshold cosines come from (OpenSet.thresholds).
-THRESHOLDS = ("own", "groups", "calibration")
+THRESHOLDS = ("own", "groups", "calibration", "conformal")
 
 
 class OpenSetError(ValueError):
@@ -49,7 +53,8 @@ class OpenSet:
     quantile: float
     # Where the thresholds' cosines come from (THRESHOLDS): "own", a class's regions against
     # the prototype they made; "groups", against the prototype of its other objects and
-    # capture runs; "calibration", regions of photos held out of training (fit_open_set).
+    # capture runs; "calibration", regions of photos held out of training; "conformal", own
+    # thresholds less one margin set on those regions (fit_open_set).
     thresholds: str = "own"
 
     def to_json(self) -> dict[str, Any]:
@@ -85,7 +90,8 @@ class OpenSet:
 def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
                  quantile: float = OPEN_SET_QUANTILE,
                  groups: Sequence[str] | None = None,
-                 calibration: tuple[Sequence[int], np.ndarray] | None = None) -> OpenSet:
+                 calibration: tuple[Sequence[int], np.ndarray] | None = None,
+                 conformal: bool = False) -> OpenSet:
     """Prototypes and thresholds from training regions: `labels[i]` is the annotated class of
     the region whose (L2-normalised) embedding is `embeddings[i]`.
 
@@ -96,9 +102,14 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
     regions all come from one group keeps its own-region threshold. With `calibration`
     (labels and embeddings of regions of photos the model did not train on), of those
     regions' cosines to the prototype; a class without calibration regions keeps its own.
+    With `conformal` (and `calibration`), every class keeps its own-region threshold less
+    one margin: `conformal_margin` of the calibration regions' cosines less their class's
+    own threshold (regions of a class without a prototype do not count).
     """
     if groups is not None and calibration is not None:
         raise OpenSetError("thresholds come from groups or from calibration, not both")
+    if conformal and calibration is None:
+        raise OpenSetError("conformal thresholds need calibration regions")
     emb = np.asarray(embeddings, dtype=np.float64)
     lab = np.asarray(labels, dtype=np.int64)
     if emb.ndim != 2 or emb.shape[0] != lab.size:
@@ -127,12 +138,31 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         cosines = emb[lab == c] @ proto
         if grp is not None and len(set(grp[lab == c])) > 1:
             cosines = held_out_cosines(emb[lab == c], grp[lab == c])
-        if cal is not None and (cal[0] == c).any():
+        if cal is not None and not conformal and (cal[0] == c).any():
             cosines = cal[1][cal[0] == c] @ proto
         min_cos[c] = float(np.quantile(cosines, quantile))
-    kind = "groups" if grp is not None else "calibration" if cal is not None else "own"
+    if cal is not None and conformal:
+        seen = np.isfinite(min_cos[cal[0]])
+        below = (np.einsum("ij,ij->i", cal[1][seen], protos[cal[0][seen]])
+                 - min_cos[cal[0][seen]])
+        min_cos[np.isfinite(min_cos)] += conformal_margin(below, quantile)
+    kind = ("groups" if grp is not None else "own" if cal is None
+            else "conformal" if conformal else "calibration")
     return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
                    tuple(int(n) for n in counts), quantile, kind)
+
+
+def conformal_margin(scores: np.ndarray, quantile: float) -> float:
+    """The split-conformal lower bound of `scores`: their k-th smallest, k = floor(quantile
+    (n + 1)). A new score exchangeable with them falls below it with probability at most
+    `quantile` (Vovk et al. 2005; Angelopoulos & Bates 2021), which a plain sample quantile
+    of few scores does not promise. OpenSetError when there are too few for any bound."""
+    k = int(np.floor(quantile * (np.size(scores) + 1)))
+    if k < 1:
+        raise OpenSetError(f"{np.size(scores)} calibration regions are too few for a "
+                           f"{quantile} conformal bound (at least {int(np.ceil(1 / quantile)) - 1})"
+                           if quantile > 0 else "a conformal bound needs a quantile above 0")
+    return float(np.sort(np.asarray(scores, np.float64))[k - 1])
 
 
 def held_out_cosines(embeddings: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -84,6 +84,65 @@ def test_calibration_thresholds_come_from_regions_held_out_of_training() -> None
         naming.fit_open_set([0, 0, 1, 1], emb, 3, calibration=([0, 0], cal))
 
 
+def test_conformal_margin_is_the_kth_smallest_score() -> None:
+    scores = np.array([0.3, -0.2, 0.1, -0.5, 0.0, 0.2, -0.1, 0.4, -0.3])
+    # n = 9: floor(0.1 * 10) = 1, the smallest; floor(0.25 * 10) = 2, the second smallest.
+    assert naming.conformal_margin(scores, 0.1) == -0.5
+    assert naming.conformal_margin(scores, 0.25) == -0.3
+    with pytest.raises(naming.OpenSetError, match="too few"):
+        naming.conformal_margin(scores, 0.05)  # 9 < 19 scores: no 5% bound exists
+    with pytest.raises(naming.OpenSetError, match="above 0"):
+        naming.conformal_margin(scores, 0.0)
+
+
+def test_conformal_thresholds_shift_own_ones_by_one_margin_set_on_calibration() -> None:
+    emb = _unit([1, 0.1, 0], [1, -0.1, 0], [0, 1, 0], [0.1, 1, 0])
+    cal = _unit([1, 0.5, 0], [1, 0, 0.6], [0.9, 0.2, 0], [0.2, 1, 0.3])
+    own = naming.fit_open_set([0, 0, 1, 1], emb, 3, quantile=0.2)
+    fitted = naming.fit_open_set([0, 0, 1, 1], emb, 3, quantile=0.2,
+                                 calibration=([0, 0, 0, 1], cal), conformal=True)
+    assert fitted.thresholds == "conformal"
+    assert np.allclose(fitted.prototypes, own.prototypes)
+    below = np.array([cal[i] @ own.prototypes[c] - own.min_cos[c]
+                      for i, c in enumerate([0, 0, 0, 1])])
+    margin = np.sort(below)[0]  # n = 4, floor(0.2 * 5) = 1
+    assert margin < 0
+    assert np.allclose(fitted.min_cos[:2], own.min_cos[:2] + margin, atol=1e-6)
+    assert np.isinf(fitted.min_cos[2])  # no prototype: still never named
+    back = naming.OpenSet.from_json(json.loads(json.dumps(fitted.to_json())), 3, 3)
+    assert back.thresholds == "conformal"
+    with pytest.raises(naming.OpenSetError, match="need calibration"):
+        naming.fit_open_set([0, 0, 1, 1], emb, 3, conformal=True)
+
+
+def test_conformal_thresholds_keep_the_promised_share_where_per_class_quantiles_do_not() -> None:
+    # New objects spread wider than the training ones, and each class has only 6
+    # calibration regions: a class's own 5% quantile is then near its lowest calibration
+    # cosine and keeps about 6/7 of new regions; the pooled conformal margin keeps >= 95% on
+    # average over calibration draws (one draw can fall short: the promise is an expectation).
+    rng = np.random.default_rng(0)
+    n_classes, dim = 12, 16
+
+    def draw(n: int, spread: float) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.arange(n_classes), n)
+        vecs = np.eye(dim)[labels] + spread * rng.standard_normal((labels.size, dim))
+        return labels, vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    def kept(fit: naming.OpenSet, new_lab: np.ndarray, new: np.ndarray) -> float:
+        cos = np.einsum("ij,ij->i", new, fit.prototypes[new_lab])
+        return float((cos >= fit.min_cos[new_lab]).mean())
+
+    by_class, pooled = [], []
+    for _ in range(8):
+        (lab, emb), cal, (new_lab, new) = draw(40, 0.15), draw(6, 0.25), draw(300, 0.25)
+        by_class.append(kept(naming.fit_open_set(lab, emb, n_classes, calibration=cal),
+                             new_lab, new))
+        pooled.append(kept(naming.fit_open_set(lab, emb, n_classes, calibration=cal,
+                                               conformal=True), new_lab, new))
+    assert np.mean(pooled) >= 0.95
+    assert np.mean(by_class) < 0.9
+
+
 def test_fit_refuses_bad_input() -> None:
     with pytest.raises(naming.OpenSetError, match="labels for embeddings"):
         naming.fit_open_set([0, 1], np.ones((3, 4)), 2)
@@ -188,6 +247,16 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     assert calibrated is not None and calibrated.thresholds == "calibration"
     # The prototypes now come from the photos trained on only, a part of those above.
     assert sum(calibrated.regions) < sum(model.open_set.regions)
+    # Conformal: the trained-on part's own thresholds, all moved by one margin.
+    export.main(["--out", str(copy), "--fit-open-set"])
+    own = TrayModel(copy).open_set
+    export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", "conformal"])
+    conformal = TrayModel(copy).open_set
+    assert own is not None and conformal is not None and conformal.thresholds == "conformal"
+    assert np.allclose(conformal.prototypes, calibrated.prototypes)
+    seen = np.isfinite(own.min_cos)
+    shift = conformal.min_cos[seen] - own.min_cos[seen]
+    assert np.allclose(shift, shift[0], atol=1e-4)
 
 
 def test_a_bad_open_set_entry_makes_the_file_unusable(model_path: Path,
