@@ -337,12 +337,11 @@ def _votes(cos: np.ndarray, before: Sequence[Region], after: Sequence[Region],
     return votes[:SHIFT_MAX_VOTES]
 
 
-def _agreeing(shift: TrayShift, votes: list[tuple[float, int, int]], cb: np.ndarray,
-              ca: np.ndarray, radii: np.ndarray) -> list[tuple[float, int, int]]:
-    """The votes a shift explains, one-to-one (nearest first)."""
-    ii = np.array([i for _, i, _ in votes])
-    jj = np.array([j for _, _, j in votes])
-    dist = np.linalg.norm(shift.apply(cb)[ii] - ca[jj], axis=1)
+def _agreeing(dist: np.ndarray, votes: list[tuple[float, int, int]],
+              radii: np.ndarray) -> list[tuple[float, int, int]]:
+    """The votes a shift explains, one-to-one (nearest first): `dist[k]`, how far vote k's
+    after centre lies from its before centre moved by the shift; a vote agrees within its
+    before region's inlier radius."""
     used_b: set[int] = set()
     used_a: set[int] = set()
     out = []
@@ -355,21 +354,61 @@ def _agreeing(shift: TrayShift, votes: list[tuple[float, int, int]], cb: np.ndar
     return out
 
 
+def _rotate(points: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Points (..., 2) turned about the origin by angles (radians) that broadcast against
+    points[..., 0]."""
+    x, y = points[..., 0], points[..., 1]
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * x - s * y, s * x + c * y], axis=-1)
+
+
 def _hypotheses(votes: list[tuple[float, int, int]], cb: np.ndarray, ca: np.ndarray,
-                cfg: MatchConfig) -> list[TrayShift]:
-    """Identity, one translation per vote, one rigid motion per pair of consistent votes."""
-    out = [TrayShift()]
-    one = np.ones(1)
-    out += [_rigid_fit(cb[[i]], ca[[j]], one) for _, i, j in votes]
-    for k, (_, i1, j1) in enumerate(votes):
-        for _, i2, j2 in votes[k + 1:]:
-            if i1 == i2 or j1 == j2:
-                continue
-            d_b = float(np.linalg.norm(cb[i1] - cb[i2]))
-            d_a = float(np.linalg.norm(ca[j1] - ca[j2]))
-            if d_b > 0 and abs(d_a / d_b - 1) <= cfg.shift_max_stretch:
-                out.append(_rigid_fit(cb[[i1, i2]], ca[[j1, j2]], np.ones(2)))
-    return out
+                cfg: MatchConfig) -> np.ndarray:
+    """(H, 3) motions (rotation in radians, tx, ty), in order: the identity, one translation
+    per vote, one rigid motion per pair of consistent votes (the two-point least-squares fit:
+    the turn between the pair's before and after offsets, about their midpoints)."""
+    ii = np.array([i for _, i, _ in votes])
+    jj = np.array([j for _, _, j in votes])
+    src, dst = cb[ii], ca[jj]
+    k, m = np.triu_indices(len(votes), 1)
+    distinct = (ii[k] != ii[m]) & (jj[k] != jj[m])
+    k, m = k[distinct], m[distinct]
+    ds, dd = src[m] - src[k], dst[m] - dst[k]
+    d_b, d_a = np.linalg.norm(ds, axis=1), np.linalg.norm(dd, axis=1)
+    ok = d_b > 0
+    ok[ok] = np.abs(d_a[ok] / d_b[ok] - 1) <= cfg.shift_max_stretch
+    k, m, ds, dd = k[ok], m[ok], ds[ok], dd[ok]
+    angle = np.arctan2(ds[:, 0] * dd[:, 1] - ds[:, 1] * dd[:, 0], (ds * dd).sum(axis=1))
+    mid_b, mid_a = (src[k] + src[m]) / 2, (dst[k] + dst[m]) / 2
+    return np.concatenate([np.zeros((1, 3)),
+                           np.column_stack([np.zeros(len(votes)), dst - src]),
+                           np.column_stack([angle, mid_a - _rotate(mid_b, angle)])])
+
+
+def _distances(hyp: np.ndarray, votes: list[tuple[float, int, int]], cb: np.ndarray,
+               ca: np.ndarray) -> np.ndarray:
+    """(H, V): how far each vote's after centre lies from its before centre moved by each
+    motion."""
+    ii = np.array([i for _, i, _ in votes])
+    jj = np.array([j for _, _, j in votes])
+    moved = _rotate(cb[ii], hyp[:, :1]) + hyp[:, None, 1:]
+    return np.linalg.norm(moved - ca[jj], axis=2)
+
+
+def _supports(dist: np.ndarray, votes: list[tuple[float, int, int]],
+              radii: np.ndarray) -> np.ndarray:
+    """(H,): the summed cosine of the votes each motion explains one-to-one (`_agreeing`).
+    Where no two votes within reach share a region, that is all of them, summed at once;
+    the rows where some do go through `_agreeing`."""
+    cosv = np.array([c for c, _, _ in votes])
+    ii = np.array([i for _, i, _ in votes])
+    jj = np.array([j for _, _, j in votes])
+    within = dist <= radii[ii]
+    support = within @ cosv
+    a, b = np.nonzero(np.triu((ii[:, None] == ii) | (jj[:, None] == jj), 1))
+    for h in np.flatnonzero((within[:, a] & within[:, b]).any(axis=1)):
+        support[h] = sum(v[0] for v in _agreeing(dist[h], votes, radii))
+    return support
 
 
 def estimate_tray_shift(before: Sequence[Region], after: Sequence[Region],
@@ -378,7 +417,9 @@ def estimate_tray_shift(before: Sequence[Region], after: Sequence[Region],
 
     RANSAC over minimal samples (one vote: translation; two votes: rotation + translation);
     the hypothesis that the most (cosine-weighted) votes agree with wins, ties going to the
-    smaller motion; then a least-squares refit on its agreeing votes. No votes: identity.
+    smaller turn, then to the smaller motion of the before regions' centroid; then a
+    least-squares refit on its agreeing votes. No votes: identity. All hypotheses are scored
+    at once (numpy); 40 votes give at most 821.
     """
     cfg = cfg or MatchConfig()
     _check_inputs(before, after)
@@ -390,15 +431,13 @@ def estimate_tray_shift(before: Sequence[Region], after: Sequence[Region],
         return TrayShift()
     cb, ca = _centres(before), _centres(after)
     radii = np.array([r.radius for r in before]) * cfg.shift_inlier_radii
+    hyp = _hypotheses(votes, cb, ca, cfg)
+    dist = _distances(hyp, votes, cb, ca)
     centroid = cb.mean(axis=0)
-
-    def rank(shift: TrayShift) -> tuple[float, float, float]:
-        support = sum(v[0] for v in _agreeing(shift, votes, cb, ca, radii))
-        motion = float(np.linalg.norm(shift.apply(centroid)[0] - centroid))
-        return (-round(support, 9), abs(shift.rotation_deg), motion)
-
-    best = min(_hypotheses(votes, cb, ca, cfg), key=rank)
-    agree = _agreeing(best, votes, cb, ca, radii)
+    motion = np.linalg.norm(_rotate(centroid, hyp[:, 0]) + hyp[:, 1:] - centroid, axis=1)
+    turn = np.abs(np.degrees(hyp[:, 0]))
+    best = int(np.lexsort((motion, turn, -np.round(_supports(dist, votes, radii), 9)))[0])
+    agree = _agreeing(dist[best], votes, radii)
     if not agree:
         return TrayShift()
     i_idx = [i for _, i, _ in agree]

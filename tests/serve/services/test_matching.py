@@ -396,6 +396,40 @@ def test_shift_estimate_without_votes_is_identity() -> None:
     assert estimate_tray_shift(before, after) == TrayShift()
 
 
+def test_all_hypotheses_scored_at_once_match_the_one_to_one_count() -> None:
+    # Lookalike dishes make votes that share a region, so some hypotheses take the
+    # one-to-one path and some the summed one; both must give what `_agreeing` gives.
+    rng = np.random.default_rng(3)
+    cfg = matching.MatchConfig()
+    checked = clashing = 0
+    for _ in range(30):
+        n = int(rng.integers(2, 8))
+        cb = rng.uniform(50, 750, size=(n, 2))
+        ca = cb + rng.normal(20, 15, size=(n, 2))
+        votes = sorted({(float(rng.uniform(0.8, 1)), int(rng.integers(n)), int(rng.integers(n)))
+                        for _ in range(2 * n)}, key=lambda v: -v[0])
+        radii = rng.uniform(30, 120, size=n)
+        hyp = matching._hypotheses(votes, cb, ca, cfg)
+        dist = matching._distances(hyp, votes, cb, ca)
+        scored = matching._supports(dist, votes, radii)
+        for h in range(len(hyp)):
+            agree = matching._agreeing(dist[h], votes, radii)
+            assert scored[h] == pytest.approx(sum(v[0] for v in agree))
+            clashing += len(agree) < int((dist[h] <= radii[[i for _, i, _ in votes]]).sum())
+        checked += len(hyp)
+    assert checked > 300 and clashing > 20
+
+
+def test_a_two_vote_hypothesis_is_the_motion_that_took_the_pair() -> None:
+    cb = np.array([[100.0, 100.0], [300.0, 180.0]])
+    ca = TrayShift(12.0, 30.0, -20.0).apply(cb)
+    hyp = matching._hypotheses([(0.9, 0, 0), (0.9, 1, 1)], cb, ca, matching.MatchConfig())
+    assert len(hyp) == 4  # identity, two translations, one pair
+    np.testing.assert_allclose(hyp[0], 0)
+    np.testing.assert_allclose(hyp[1], [0, *(ca[0] - cb[0])])
+    np.testing.assert_allclose(hyp[3], [math.radians(12.0), 30.0, -20.0], atol=1e-9)
+
+
 # --- the shipped model on real photos ------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[3]
