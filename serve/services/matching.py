@@ -354,6 +354,14 @@ def _agreeing(dist: np.ndarray, votes: list[tuple[float, int, int]],
     return out
 
 
+def _vote_arrays(votes: list[tuple[float, int, int]]) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """(cosines, before indices, after indices) of the votes, as arrays."""
+    return (np.array([c for c, _, _ in votes], np.float64),
+            np.array([i for _, i, _ in votes], np.int64),
+            np.array([j for _, _, j in votes], np.int64))
+
+
 def _rotate(points: np.ndarray, angle: np.ndarray) -> np.ndarray:
     """Points (..., 2) turned about the origin by angles (radians) that broadcast against
     points[..., 0]."""
@@ -367,8 +375,7 @@ def _hypotheses(votes: list[tuple[float, int, int]], cb: np.ndarray, ca: np.ndar
     """(H, 3) motions (rotation in radians, tx, ty), in order: the identity, one translation
     per vote, one rigid motion per pair of consistent votes (the two-point least-squares fit:
     the turn between the pair's before and after offsets, about their midpoints)."""
-    ii = np.array([i for _, i, _ in votes])
-    jj = np.array([j for _, _, j in votes])
+    _, ii, jj = _vote_arrays(votes)
     src, dst = cb[ii], ca[jj]
     k, m = np.triu_indices(len(votes), 1)
     distinct = (ii[k] != ii[m]) & (jj[k] != jj[m])
@@ -389,8 +396,7 @@ def _distances(hyp: np.ndarray, votes: list[tuple[float, int, int]], cb: np.ndar
                ca: np.ndarray) -> np.ndarray:
     """(H, V): how far each vote's after centre lies from its before centre moved by each
     motion."""
-    ii = np.array([i for _, i, _ in votes])
-    jj = np.array([j for _, _, j in votes])
+    _, ii, jj = _vote_arrays(votes)
     moved = _rotate(cb[ii], hyp[:, :1]) + hyp[:, None, 1:]
     return np.linalg.norm(moved - ca[jj], axis=2)
 
@@ -400,9 +406,7 @@ def _supports(dist: np.ndarray, votes: list[tuple[float, int, int]],
     """(H,): the summed cosine of the votes each motion explains one-to-one (`_agreeing`).
     Where no two votes within reach share a region, that is all of them, summed at once;
     the rows where some do go through `_agreeing`."""
-    cosv = np.array([c for c, _, _ in votes])
-    ii = np.array([i for _, i, _ in votes])
-    jj = np.array([j for _, _, j in votes])
+    cosv, ii, jj = _vote_arrays(votes)
     within = dist <= radii[ii]
     support = within @ cosv
     a, b = np.nonzero(np.triu((ii[:, None] == ii) | (jj[:, None] == jj), 1))
