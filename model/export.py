@@ -240,9 +240,12 @@ def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
     rt = TrayModel(onnx_path)
     labels, vecs, groups = open_set_samples(rt, parts, max_per_class)
     held = open_set_samples(rt, calibration, max_per_class)[:2] if held_out else None
-    fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
-                                 groups=groups if thresholds == "groups" else None,
-                                 calibration=held, conformal=thresholds == "conformal")
+    try:
+        fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
+                                     groups=groups if thresholds == "groups" else None,
+                                     calibration=held, conformal=thresholds == "conformal")
+    except naming.OpenSetError as exc:
+        raise ExportError(f"cannot fit {thresholds} open-set thresholds: {exc}") from exc
     update_meta(onnx_path, open_set=fitted.to_json())
     return fitted
 

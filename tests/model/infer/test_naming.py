@@ -247,16 +247,22 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     assert calibrated is not None and calibrated.thresholds == "calibration"
     # The prototypes now come from the photos trained on only, a part of those above.
     assert sum(calibrated.regions) < sum(model.open_set.regions)
-    # Conformal: the trained-on part's own thresholds, all moved by one margin.
+    # Conformal: the fixtures' calibration share finds too few regions for a 5% bound, and
+    # the CLI says so; with every fixture photo as calibration (plumbing only: these overlap
+    # the trained-on ones) the trained-on part's own thresholds all move by one margin.
+    with pytest.raises(export.ExportError, match=r"too few for a 0\.05 conformal bound"):
+        export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds",
+                     "conformal"])
     export.main(["--out", str(copy), "--fit-open-set"])
     own = TrayModel(copy).open_set
-    export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", "conformal"])
+    export.fit_open_set_file(copy, trained, thresholds="conformal",
+                             calibration=[*trained, *calibration])
     conformal = TrayModel(copy).open_set
     assert own is not None and conformal is not None and conformal.thresholds == "conformal"
     assert np.allclose(conformal.prototypes, calibrated.prototypes)
     seen = np.isfinite(own.min_cos)
     shift = conformal.min_cos[seen] - own.min_cos[seen]
-    assert np.allclose(shift, shift[0], atol=1e-4)
+    assert np.allclose(shift, shift[0], atol=1e-4) and abs(shift[0]) > 1e-4
 
 
 def test_a_bad_open_set_entry_makes_the_file_unusable(model_path: Path,
