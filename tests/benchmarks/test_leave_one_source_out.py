@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.leave_one_source_out import loso_config, main
+from benchmarks.leave_one_source_out import loso_config, main, with_open_set
+from model import export
 from model.infer.runtime import TrayModel
 from serve.core.settings import SHIPPED_MODEL
 
@@ -66,7 +67,7 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     assert fr["open_set"] and not alone["open_set"] and alone["found"] == fr["found"]
     assert fr["named_right"] + fr["named_wrong"] <= alone["named_right"] + alone["named_wrong"]
     open_set = TrayModel(out / "without-ecustfd" / "model.onnx").open_set
-    assert open_set is not None
+    assert open_set is not None and row["open_set_thresholds"] == "own"
     assert all(n == 0 for label, n in zip(TrayModel(out / "without-ecustfd" / "model.onnx")
                                           .meta.labels, open_set.regions, strict=True)
                if label in {"apple", "orange", "lemon", "coin"})
@@ -79,3 +80,11 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     assert " at <= 0.5 (score >= " in table
     assert f"| shipped {version} | both | ecustfd held-out split |" in table
     assert (out / "without-ecustfd" / "model.onnx").is_file()
+    # --open-set-thresholds: the check is fitted as asked, on the split the file records.
+    copy = tmp_path / "cal.onnx"
+    copy.write_bytes((out / "without-ecustfd" / "model.onnx").read_bytes())
+    meta = export.read_meta(copy)
+    export.update_meta(copy, open_set={}, training={**meta.training, "val_fraction": 0.0,
+                                                    "calibration_fraction": 0.5})
+    calibrated = with_open_set(copy, "calibration").open_set
+    assert calibrated is not None and calibrated.thresholds == "calibration"
