@@ -250,12 +250,6 @@ def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
     return fitted
 
 
-def training_parts(meta: ModelMeta) -> list[Any]:
-    """The photos a file's model trained on, from the split its metadata records (data,
-    seed, val_fraction, calibration_fraction)."""
-    return recorded_sides(meta)[0]
-
-
 def recorded_sides(meta: ModelMeta) -> tuple[list[Any], list[Any]]:
     """(trained on, calibration) of the split a file's metadata records."""
     from model.training.sources import load_sources, split_with_calibration
@@ -319,7 +313,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry: export checkpoints (checked, calibrated) or record an evaluation's metrics."""
     from model.training.checkpoints import ensemble_from_checkpoints
     from model.training.meta import meta_for
-    from model.training.sources import load_sources, split_with_calibration
 
     p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
     p.add_argument("--checkpoint", nargs="+",
@@ -397,8 +390,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         report["parity_max_abs"] = diffs = parity(model, out, a.parity_images)
         check_parity(diffs)
     if not a.no_calibrate or a.open_set:
-        train_parts, calibration, _ = split_with_calibration(
-            load_sources(cfg.data), cfg.val_fraction, cfg.calibration_fraction, cfg.seed)
+        train_parts, calibration = recorded_sides(meta)
     if not a.no_calibrate:
         fits = {}
         for part in train_parts:
