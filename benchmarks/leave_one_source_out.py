@@ -19,7 +19,8 @@ no grams are measured here), then evaluated on ALL photos of the left-out source
   (`model.infer.naming`), fitted on the run's own training split after export; the table
   gives "class probability alone -> with the check";
 - mask IoU against drawn outlines where the source has any (ECUSTFD: the LabelMe and mask-PNG
-  fixtures, tests/fixtures/{labelme,maskpng}; mealtray has none);
+  fixtures, tests/fixtures/{labelme,maskpng}; both: the outlines drawn on held-out shared
+  photos, data/outlines/<source>), beside the ellipse inscribed in each found box;
 - menu-mode identification (`model.evaluate_menu`): menus of 5 dishes drawn from the left-out
   source's foods, k = 1 and 3 enrolled examples from other objects (capture runs for
   mealtray, whose "foods" are its 8 course classes).
@@ -54,6 +55,8 @@ from model.data.importers.labelme import import_labelme  # noqa: E402
 from model.data.importers.maskpng import import_mask_png  # noqa: E402
 from model.data.splits import training_split  # noqa: E402
 from model.evaluate import (  # noqa: E402
+    OUTLINES_DIR,
+    drawn_outline_set,
     food_region_section,
     operating_point,
     predict_dataset,
@@ -82,6 +85,7 @@ AT_FALSE = (0.25, 0.5)
 DEFAULT_CONFIG = REPO / "model" / "configs" / "default.yaml"
 SHIPPED = REPO / "model" / "artifacts" / "traylens.onnx"
 FIXTURES = REPO / "tests" / "fixtures"
+OUTLINES = REPO / OUTLINES_DIR
 TARGETS = "recall >= 0.9 at <= 0.5 false regions per photo; menu mode >= 90% at k = 3"
 
 
@@ -102,14 +106,19 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def drawn_outlines(source: str, fixtures: Path = FIXTURES) -> list[CocoDataset]:
-    """Sets with outlines a person drew on this source's photos (ECUSTFD: the LabelMe and
-    mask-PNG fixtures); [] where none exist (mealtray)."""
-    if source != "ecustfd":
-        return []
-    return [import_labelme(fixtures / "labelme"),
-            import_mask_png(fixtures / "ecustfd" / "JPEGImages", fixtures / "maskpng" / "masks",
-                            fixtures / "maskpng" / "classes.txt")]
+def drawn_outlines(source: str, fixtures: Path = FIXTURES,
+                   outlines_dir: Path = OUTLINES) -> list[CocoDataset]:
+    """Sets with outlines a person drew on this source's photos: the LabelMe and mask-PNG
+    fixtures (ECUSTFD) and the outlines drawn on the shared photos (data/outlines/<source>,
+    model.evaluate.drawn_outline_set)."""
+    sets = []
+    if source == "ecustfd":
+        png = fixtures / "maskpng"
+        sets += [import_labelme(fixtures / "labelme"),
+                 import_mask_png(fixtures / "ecustfd" / "JPEGImages", png / "masks",
+                                 png / "classes.txt")]
+    drawn = drawn_outline_set(outlines_dir, source)
+    return sets if drawn is None else [*sets, drawn]
 
 
 def absolute_roots(data: Sequence[dict[str, Any]], base: Path = REPO) -> list[dict[str, Any]]:
@@ -228,10 +237,11 @@ def measure(model: TrayModel, ds: CocoDataset, outlines: Sequence[CocoDataset],
     parts = [m for o in outlines
              if (m := real_mask_section(o, predict_dataset(model, o, post))) is not None]
     n = sum(p["n_masks"] for p in parts)
-    out["drawn_outline_mask_iou"] = ({"mean_iou": sum(p["mean_iou"] * p["n_masks"]
-                                                      for p in parts) / n, "n_masks": n,
-                                      "photos": sum(len(o.images) for o in outlines)}
-                                     if n else None)
+    out["drawn_outline_mask_iou"] = ({
+        "mean_iou": sum(p["mean_iou"] * p["n_masks"] for p in parts) / n, "n_masks": n,
+        "box_ellipse_mean_iou": sum(p["box_ellipse_mean_iou"] * p["n_masks"]
+                                    for p in parts) / n,
+        "photos": sum(len(o.images) for o in outlines), "per_set": parts} if n else None)
     samples = embed_annotations(model, ds)
     out["menu"] = {}
     for k in MENU_K:
@@ -272,7 +282,7 @@ def leave_out(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> d
     leak = check_no_leak(cfg, left_out)
     onnx = train_and_export(cfg, args.retrain)
     model = with_open_set(onnx, args.open_set_thresholds)
-    result = measure(model, left_out, drawn_outlines(source, args.fixtures),
+    result = measure(model, left_out, drawn_outlines(source, args.fixtures, args.outlines),
                      args.menus, args.menu_size, peaks=args.peaks, at_false=args.at_false)
     return {"source": source, "model": str(onnx), "trained_on": [d["kind"] for d in cfg.data],
             "schedule": schedule(cfg), "leak_check": leak, "evaluated_on": "all photos",
@@ -285,7 +295,7 @@ def shipped(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> dic
     model = TrayModel(args.model)
     entry = source_entry(absolute_roots(load_config(args.config, flags).data), source)
     ds = held_out(entry, model)
-    outlines = drawn_outlines(source, args.fixtures)
+    outlines = drawn_outlines(source, args.fixtures, args.outlines)
     log(f"shipped {model.meta.version} on the held-out {source} split ({len(ds.images)} photos)")
     result = measure(model, ds, outlines, args.menus, args.menu_size, peaks=args.peaks,
                      at_false=args.at_false)
@@ -313,7 +323,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         fr = r["food_regions"]
         alone = r.get("food_regions_probability_only")
         masks = r["drawn_outline_mask_iou"]
-        iou = f"{fmt(masks['mean_iou'])} ({masks['n_masks']} outlines)" if masks else "none drawn"
+        iou = (f"{fmt(masks['mean_iou'])} ({masks['n_masks']} outlines; box ellipse "
+               f"{fmt(masks.get('box_ellipse_mean_iou'))})" if masks else "none drawn")
         menus = [(r["menu"][f"k{k}"].get("accuracy") or {}).get("mean") for k in MENU_K]
         who = (f"without {r['source']}" if "version" not in r
                else f"shipped {r['version']}")
@@ -373,6 +384,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                                         "(a threshold read off the set: for comparing models)")
     p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped model")
     p.add_argument("--fixtures", type=Path, default=FIXTURES, help="drawn-outline fixtures")
+    p.add_argument("--outlines", type=Path, default=OUTLINES,
+                   help="outlines drawn on the shared photos, one folder per source")
     p.add_argument("--no-shipped", action="store_true", help="skip the shipped model's rows")
     p.add_argument("--shipped-only", action="store_true", help="only the shipped model's rows")
     p.add_argument("--retrain", action="store_true", help="train even if the ONNX file exists")

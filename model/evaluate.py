@@ -17,7 +17,8 @@ Sections (each present when its data set is given):
   false regions per photo, the share of found regions named with a wrong class as the
   service names them (model.infer.naming: class probability >= MatchConfig.min_class_score,
   and the file's open-set check where it has one), and mask IoU against real (drawn)
-  outlines where the set has any (model.metrics.food_regions);
+  outlines where the set has any (model.metrics.food_regions), or where outlines were drawn
+  by hand on its photos (`--outlines`, data/outlines/<set>/: the held-out ones count);
 - menu: menu-mode identification accuracy, k enrolled examples per dish, menus of m dishes
   drawn at random (seeded) from held-out foods (model.evaluate_menu).
 """
@@ -39,8 +40,10 @@ from model.data.coco import MASK_SOURCES, Annotation, CocoDataset, CocoFormatErr
 from model.data.compose import compose_dataset, extract_crops
 from model.data.importers.common import SourceFormatError
 from model.data.importers.ecustfd import import_ecustfd
+from model.data.importers.labelme import import_labelme, read_labelme
 from model.data.importers.mealtray import import_mealtray
 from model.data.masks import annotation_mask
+from model.data.pseudo import ellipse_mask
 from model.data.splits import DEFAULT_SEED, DEFAULT_VAL_FRACTION, group_of, training_split
 from model.evaluate_common import (
     EvalConfig,
@@ -69,6 +72,8 @@ EVALUABLE_MASK_SOURCES = tuple(s for s in MASK_SOURCES if s not in ("pseudo", "m
 # Outlines a person drew (LabelMe polygons, mask PNGs, plain COCO): the food-region mask IoU
 # is measured against these only, not against composed trays' pasted crops.
 REAL_MASK_SOURCES = ("gt",)
+# Outlines drawn by hand on held-out shared photos, one folder per source (docs/DATA.md).
+OUTLINES_DIR = Path("data/outlines")
 SCHEMA_VERSION = 1
 # Crops per label for the composed trays: enough variety, bounded pseudo-mask (GrabCut) time.
 COMPOSE_CROPS_PER_LABEL = 6
@@ -282,22 +287,74 @@ def _ground_truth(ds: CocoDataset) -> list[metrics.GroundTruth]:
 
 def real_mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str, Any] | None:
     """Mean IoU of the food items' masks against drawn food outlines (greedy one to one,
-    unmatched outlines 0); None when the set has no drawn outline."""
+    unmatched outlines 0), overall and per outline label; beside it, the same matching with
+    each item's mask replaced by the ellipse inscribed in its box (what the masks add over
+    the box). None when the set has no drawn outline."""
     names = ds.category_names()
     by_image = ds.annotations_by_image()
-    ious: list[float] = []
+    ious: dict[str, list[float]] = {"model": [], "box_ellipse": []}
+    labels: list[str] = []
+    photos = 0
     for im in ds.images:
-        gts = [m for a in by_image[im.id]
-               if a.mask_source in REAL_MASK_SOURCES and names[a.category_id] != portion.COIN_LABEL
-               and (m := annotation_mask(a, im.height, im.width)) is not None]
-        if gts:
-            items = [it for it in preds[im.id].items if it.label != portion.COIN_LABEL]
-            ious.extend(metrics.matched_mask_ious(
-                [full_item_mask(it, (im.width, im.height)) for it in items], gts))
-    if not ious:
+        outlines = [(names[a.category_id], m) for a in by_image[im.id]
+                    if a.mask_source in REAL_MASK_SOURCES
+                    and names[a.category_id] != portion.COIN_LABEL
+                    and (m := annotation_mask(a, im.height, im.width)) is not None]
+        if not outlines:
+            continue
+        photos += 1
+        gts = [m for _, m in outlines]
+        labels += [label for label, _ in outlines]
+        items = [it for it in preds[im.id].items if it.label != portion.COIN_LABEL]
+        ious["model"] += metrics.matched_mask_ious(
+            [full_item_mask(it, (im.width, im.height)) for it in items], gts)
+        ious["box_ellipse"] += metrics.matched_mask_ious(
+            [ellipse_mask(im.height, im.width, _xywh(it.box)) for it in items], gts)
+    if not labels:
         return None
-    return {"mean_iou": float(np.mean(ious)), "n_masks": len(ious),
+    per_label = defaultdict(list)
+    for label, iou in zip(labels, ious["model"], strict=True):
+        per_label[label].append(iou)
+    return {"mean_iou": float(np.mean(ious["model"])), "n_masks": len(labels), "photos": photos,
+            "box_ellipse_mean_iou": float(np.mean(ious["box_ellipse"])),
+            "per_label": {k: {"mean_iou": float(np.mean(v)), "n": len(v)}
+                          for k, v in sorted(per_label.items())},
             "mask_sources": list(REAL_MASK_SOURCES)}
+
+
+def _xywh(box: tuple[float, float, float, float]) -> list[float]:
+    """An (x0, y0, x1, y1) box as COCO's [x, y, w, h]."""
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def drawn_outline_set(outlines_dir: Path, source: str) -> CocoDataset | None:
+    """The outlines a person drew on one source's shared photos (LabelMe files in
+    `outlines_dir/source`, their imagePath into the shared data; docs/DATA.md); None where
+    there are none. EvaluationError when a file's photo is missing."""
+    folder = outlines_dir / source
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return None
+    missing = [f.name for f in files if not read_labelme(f)[0].is_file()]
+    if missing:
+        raise EvaluationError(f"{folder}: the photos of {len(missing)} outline files are "
+                              f"missing (is the shared data beside the repo?), e.g. {missing[0]}")
+    return import_labelme(folder)
+
+
+def drawn_outline_section(model: TrayModel, outlines: CocoDataset, held: CocoDataset,
+                          batch_size: int = 4) -> dict[str, Any] | None:
+    """Mask IoU at the service's operating point (real_mask_section) on the drawn outlines
+    of photos in `held` (the model's held-out split); outlines on photos it trained on are
+    counted and left out. None when no outlined photo is held out."""
+    held_names = {Path(im.file_name).name for im in held.images}
+    keep = [im.id for im in outlines.images if Path(im.file_name).name in held_names]
+    part = outlines.subset(keep)
+    section = real_mask_section(part, predict_dataset(model, part, PostConfig(),
+                                                      batch_size=batch_size))
+    if section is None:
+        return None
+    return {**section, "photos_not_held_out": len(outlines.images) - len(keep)}
 
 
 def evaluate(
@@ -305,8 +362,10 @@ def evaluate(
     sets: dict[str, CocoDataset],
     cfg: EvalConfig | None = None,
     match: MatchConfig | None = None,
+    outlines: dict[str, CocoDataset] | None = None,
 ) -> dict[str, Any]:
-    """All sections for the given held-out sets ("mealtray", "ecustfd", "composed")."""
+    """All sections for the given held-out sets ("mealtray", "ecustfd", "composed");
+    `outlines`: per set, outlines a person drew on its source's photos (drawn_outline_set)."""
     cfg = cfg or EvalConfig()
     match = match or MatchConfig()
     unknown = set(sets) - {"mealtray", "ecustfd", "composed"}
@@ -333,6 +392,9 @@ def evaluate(
                 **food_region_section(ds, operating_point(preds, PostConfig()), cfg, match,
                                       PostConfig(), model.open_set),
                 "curve": region_curve_section(ds, preds, cfg)}
+            if name in (outlines or {}):
+                result["food_regions"][name]["drawn_outlines"] = drawn_outline_section(
+                    model, outlines[name], ds, cfg.batch_size)
     if "ecustfd" in sets:
         result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg)
         samples = embed_annotations(model, sets["ecustfd"])
@@ -477,7 +539,7 @@ def food_regions_markdown(sections: dict[str, dict[str, Any]]) -> list[str]:
              "named wrong (of found) | unidentified | mask IoU, drawn outlines |",
              "|---|---|---|---|---|---|---|---|"]
     for name, s in sections.items():
-        masks = s["real_masks"]
+        masks = s.get("drawn_outlines") or s["real_masks"]
         iou = f"{fmt(masks['mean_iou'])} ({masks['n_masks']})" if masks else "-"
         lines.append(f"| {name} | {s['photos']} | {s['annotated']} | {fmt(s['recall'])} | "
                      f"{fmt(s['false_per_photo'])} | {fmt(s['named_wrong_share'], True)} "
@@ -493,6 +555,23 @@ def food_regions_markdown(sections: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(f"| {name} | " + " | ".join(
                 f"{fmt(p['recall'])} (score >= {fmt(p['threshold'])})" for p in c["points"])
                 + " |")
+    return [*lines, "", *drawn_outlines_markdown(sections)]
+
+
+def drawn_outlines_markdown(sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows of the drawn-outline mask IoU per set and label (none: no lines)."""
+    drawn = {name: d for name, s in sections.items() if (d := s.get("drawn_outlines"))}
+    if not drawn:
+        return []
+    lines = ["Mask IoU against food outlines drawn by hand on held-out photos (the food, not "
+             "its plate; docs/DATA.md), beside the ellipse inscribed in each found box:", "",
+             "| set | photos | outlines | mask IoU | box ellipse | per label (IoU, n) |",
+             "|---|---|---|---|---|---|"]
+    for name, d in drawn.items():
+        labels = ", ".join(f"{k} {fmt(v['mean_iou'])} ({v['n']})"
+                           for k, v in d["per_label"].items())
+        lines.append(f"| {name} | {d['photos']} | {d['n_masks']} | {fmt(d['mean_iou'])} | "
+                     f"{fmt(d['box_ellipse_mean_iou'])} | {labels} |")
     return [*lines, ""]
 
 
@@ -526,6 +605,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--composed", type=int, default=40,
                    help="trays to compose from held-out crops for mask IoU (0: none)")
+    p.add_argument("--outlines", type=Path, default=OUTLINES_DIR,
+                   help="outlines drawn on the shared photos, one folder per source")
     p.add_argument("--val-fraction", type=float, help="default: the model's training split")
     p.add_argument("--split-seed", type=int, help="default: the model's split seed (`seed`)")
     return p.parse_args(argv)
@@ -550,7 +631,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = EvalConfig(k_enrol=args.k, menu_size=args.m, n_menus=args.menus, seed=args.seed)
     try:
         model = TrayModel(args.model)
-        result = evaluate(model, _load_sets(args, model), cfg)
+        sets = _load_sets(args, model)
+        outlines = {name: o for name in sets
+                    if (o := drawn_outline_set(args.outlines, name)) is not None}
+        result = evaluate(model, sets, cfg, outlines=outlines)
     except (EvaluationError, ModelFileError, SourceFormatError, CocoFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

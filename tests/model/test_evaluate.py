@@ -3,6 +3,7 @@ run with the dev/shipped ONNX model on fixture photos, and the CLI's outputs and
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from model.data.splits import group_of
 from model.evaluate import (
     composed_held_out,
     detection_section,
+    drawn_outline_section,
+    drawn_outline_set,
     evaluate,
     food_region_section,
     grams_section,
@@ -28,7 +31,7 @@ from model.evaluate import (
     region_curve_section,
     write_outputs,
 )
-from model.evaluate_common import EvalConfig
+from model.evaluate_common import EvalConfig, EvaluationError
 from model.infer.menu_match import MatchConfig
 from model.infer.runtime import Item, PostConfig, Prediction, TrayModel
 
@@ -251,3 +254,80 @@ def test_cli_writes_reports_and_refuses_bad_input(
     assert "not found" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "missing.onnx"), "--out", str(out)]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def _outline_oracle(ds: CocoDataset) -> dict[int, Prediction]:
+    """Predictions whose items are the drawn outlines themselves (box and mask)."""
+    names = ds.category_names()
+    preds = {im.id: Prediction(im.width, im.height, []) for im in ds.images}
+    for a in ds.annotations:
+        im = next(i for i in ds.images if i.id == a.image_id)
+        m = annotation_mask(a, im.height, im.width)
+        ys, xs = np.nonzero(m)
+        box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        preds[im.id].items.append(_item(box, names[a.category_id], 0.9,
+                                        mask=m[ys.min():ys.max() + 1, xs.min():xs.max() + 1]))
+    return preds
+
+
+def test_real_mask_section_known_answers(fixtures_dir: Path) -> None:
+    drawn = import_labelme(fixtures_dir / "labelme")
+    exact = real_mask_section(drawn, _outline_oracle(drawn))
+    # Masks equal to the outlines: IoU 1 for the apple and the orange (the coin is not food);
+    # the ellipses inscribed in their boxes cover round fruit well but not exactly.
+    assert exact is not None and exact["mean_iou"] == pytest.approx(1.0)
+    assert exact["per_label"] == {"apple": {"mean_iou": 1.0, "n": 1},
+                                  "orange": {"mean_iou": 1.0, "n": 1}}
+    assert exact["photos"] == 1 and 0.85 < exact["box_ellipse_mean_iou"] < 1.0
+    # No item found: every outline scores 0, for the masks and the ellipses alike.
+    empty = {iid: replace(p, items=[]) for iid, p in _outline_oracle(drawn).items()}
+    missed = real_mask_section(drawn, empty)
+    assert missed is not None and missed["mean_iou"] == 0 and missed["box_ellipse_mean_iou"] == 0
+
+
+def _outline_dir(root: Path, fixtures_dir: Path, source: str, photo: str) -> Path:
+    """An outlines folder as data/outlines holds them: the LabelMe fixture, its imagePath
+    pointing at `photo` relative to the new file."""
+    doc = json.loads((fixtures_dir / "labelme" / "mix001T(1).json").read_text())
+    folder = root / source
+    folder.mkdir(parents=True)
+    doc["imagePath"] = os.path.relpath(photo, folder)
+    (folder / "mix001T(1).json").write_text(json.dumps(doc))
+    return root
+
+
+def test_drawn_outline_set_and_section(model_path: Path, fixtures_dir: Path,
+                                       ecustfd_ds: CocoDataset, tmp_path: Path) -> None:
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "mix001T(1).JPG"
+    root = _outline_dir(tmp_path / "outlines", fixtures_dir, "ecustfd", str(photo))
+    assert drawn_outline_set(root, "mealtray") is None  # no folder: no outlines
+    outlines = drawn_outline_set(root, "ecustfd")
+    assert outlines is not None and [Path(im.file_name).name for im in outlines.images] == [
+        "mix001T(1).JPG"]
+    model = TrayModel(model_path)
+    section = drawn_outline_section(model, outlines, ecustfd_ds)
+    assert section is not None and section["n_masks"] == 2 and section["photos"] == 1
+    assert section["photos_not_held_out"] == 0 and 0.5 < section["mean_iou"] <= 1.0
+    # The same photo on the trained-on side: counted, not scored.
+    others = ecustfd_ds.subset([im.id for im in ecustfd_ds.images
+                                if not im.file_name.endswith("mix001T(1).JPG")])
+    assert drawn_outline_section(model, outlines, others) is None
+    # A photo that is not there (no shared data beside the repo) is a clear error.
+    gone = _outline_dir(tmp_path / "gone", fixtures_dir, "ecustfd", str(tmp_path / "x.JPG"))
+    with pytest.raises(EvaluationError, match="photos of 1 outline files are missing"):
+        drawn_outline_set(gone, "ecustfd")
+
+
+def test_evaluate_reports_drawn_outlines(model_path: Path, fixtures_dir: Path,
+                                         ecustfd_ds: CocoDataset, tmp_path: Path) -> None:
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "mix001T(1).JPG"
+    outlines = drawn_outline_set(
+        _outline_dir(tmp_path / "outlines", fixtures_dir, "ecustfd", str(photo)), "ecustfd")
+    assert outlines is not None
+    result = evaluate(TrayModel(model_path), {"ecustfd": ecustfd_ds},
+                      EvalConfig(menu_size=2, k_enrol=1, n_menus=5), outlines={"ecustfd": outlines})
+    drawn = result["food_regions"]["ecustfd"]["drawn_outlines"]
+    assert drawn["n_masks"] == 2 and set(drawn["per_label"]) == {"apple", "orange"}
+    report = markdown_report(result)
+    assert "Mask IoU against food outlines drawn by hand" in report
+    assert f"| ecustfd | 1 | 2 | {drawn['mean_iou']:.3f}" in report
