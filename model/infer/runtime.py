@@ -21,6 +21,7 @@ from PIL import Image
 from model.infer import naming, portion
 from model.infer.geometry import box_iou
 from model.infer.images import ImageError, full_scale, full_size
+from model.infer.refine import refine_item_mask
 
 META_KEY = "traylens"
 # The graph outputs a file with the backbone descriptor has after its four maps.
@@ -115,6 +116,10 @@ class PostConfig:
     # "food" was measured and not adopted: on unseen foods it added false regions, not
     # recall (docs/MODEL_CARD.md); it stays for measuring a model trained for it.
     peaks: Literal["class", "food"] = "class"
+    # Refine each food item's mask to the food inside its container (model.infer.refine:
+    # GrabCut from the model's mask); areas, outlines and grams then follow the food, not the
+    # plate. Off by default: docs/MODEL_CARD.md, "Food masks against outlines drawn by hand".
+    refine_masks: bool = False
 
 
 @dataclass
@@ -378,6 +383,19 @@ def decode_outputs(
     return items
 
 
+def refine_items(img: Image.Image, items: Sequence[Item], size: tuple[int, int]) -> None:
+    """Refine every food item's mask, outline and area in place (model.infer.refine); `img`
+    is the decoded photo, `size` the (width, height) of the photo it came from."""
+    rgb = np.asarray(img.convert("RGB"))
+    for item in items:
+        if item.mask is None or item.label == portion.COIN_LABEL:
+            continue
+        item.mask = refine_item_mask(rgb, item.box, item.mask, img.width / size[0])
+        item.polygon = mask_polygon(item.mask, (int(np.floor(item.box[0])),
+                                                int(np.floor(item.box[1]))))
+        item.area_px = float(item.mask.sum())
+
+
 def _clip_box(box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Clip an xyxy box to the image."""
     width, height = size
@@ -485,6 +503,8 @@ class TrayModel:
             maps = [o[i] for o in outputs]
             size, scale = full_size(img), full_scale(img, scales[i])
             items = decode_outputs(maps, scale, size, self.meta, cfg)
+            if cfg.refine_masks:
+                refine_items(img, items, size)
             preds.append(self._with_portions(size, items, px_per_cm[i], depths[i], cfg))
         return preds
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from benchmarks.model_speed import time_in_blocks, write_section
+from benchmarks.model_speed import REFINED, Timing, refine_cost, time_in_blocks, write_section
 
 DOC = """# Benchmarks
 
@@ -56,3 +56,10 @@ def test_engines_are_timed_in_blocks_of_consecutive_runs() -> None:
     assert runs[:3] == [("a", 11), ("b", 11), ("c", 11)]  # 1 untimed + 10 timed each
     assert runs[3][0] == "b"  # the next round starts one engine later
     assert all(t.median_ms >= 0 and t.p95_ms >= t.median_ms for t in timings.values())
+
+
+def test_refine_cost_is_the_added_photo_time_over_the_network() -> None:
+    t = {"ORT fp32": {"network": Timing(40.0, 50.0), "end_to_end": Timing(60.0, 70.0)},
+         REFINED: {"network": Timing(41.0, 50.0), "end_to_end": Timing(80.0, 95.0)}}
+    assert refine_cost(t) == 0.5  # (80 - 60) / 40
+    assert refine_cost({"ORT fp32": t["ORT fp32"]}) is None
