@@ -343,15 +343,16 @@ def drawn_outline_set(outlines_dir: Path, source: str) -> CocoDataset | None:
 
 
 def drawn_outline_section(model: TrayModel, outlines: CocoDataset, held: CocoDataset,
-                          batch_size: int = 4) -> dict[str, Any] | None:
+                          cfg: EvalConfig | None = None) -> dict[str, Any] | None:
     """Mask IoU at the service's operating point (real_mask_section) on the drawn outlines
     of photos in `held` (the model's held-out split); outlines on photos it trained on are
     counted and left out. None when no outlined photo is held out."""
+    cfg = cfg or EvalConfig()
     held_names = {Path(im.file_name).name for im in held.images}
     keep = [im.id for im in outlines.images if Path(im.file_name).name in held_names]
     part = outlines.subset(keep)
-    section = real_mask_section(part, predict_dataset(model, part, PostConfig(),
-                                                      batch_size=batch_size))
+    section = real_mask_section(part, predict_dataset(model, part, served(cfg),
+                                                      batch_size=cfg.batch_size))
     if section is None:
         return None
     return {**section, "photos_not_held_out": len(outlines.images) - len(keep)}
@@ -394,7 +395,7 @@ def evaluate(
                 "curve": region_curve_section(ds, preds, cfg)}
             if name in (outlines or {}):
                 result["food_regions"][name]["drawn_outlines"] = drawn_outline_section(
-                    model, outlines[name], ds, cfg.batch_size)
+                    model, outlines[name], ds, cfg)
     if "ecustfd" in sets:
         result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg)
         samples = embed_annotations(model, sets["ecustfd"])
@@ -432,9 +433,14 @@ def headline(result: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def served(cfg: EvalConfig) -> PostConfig:
+    """The service's post-processing, masks refined when the evaluation says so."""
+    return PostConfig(refine_masks=cfg.refine_masks)
+
+
 def _grams_both_scales(model: TrayModel, ds: CocoDataset, cfg: EvalConfig) -> dict[str, Any]:
     """Grams with the model's own coin scale (the product) and the annotated coin (diagnosis)."""
-    post = PostConfig()  # what the service runs
+    post = served(cfg)  # what the service runs
     detected = predict_dataset(model, ds, post, batch_size=cfg.batch_size)
     given = predict_dataset(model, ds, post, annotated_coin_scale(ds), cfg.batch_size)
     return {
@@ -607,6 +613,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="trays to compose from held-out crops for mask IoU (0: none)")
     p.add_argument("--outlines", type=Path, default=OUTLINES_DIR,
                    help="outlines drawn on the shared photos, one folder per source")
+    p.add_argument("--refine-masks", action="store_true",
+                   help="grams and drawn-outline masks with PostConfig(refine_masks=True)")
     p.add_argument("--val-fraction", type=float, help="default: the model's training split")
     p.add_argument("--split-seed", type=int, help="default: the model's split seed (`seed`)")
     return p.parse_args(argv)
@@ -628,7 +636,8 @@ def _load_sets(args: argparse.Namespace, model: TrayModel) -> dict[str, CocoData
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: evaluate, write the two files, print where they are."""
     args = _parse(argv)
-    cfg = EvalConfig(k_enrol=args.k, menu_size=args.m, n_menus=args.menus, seed=args.seed)
+    cfg = EvalConfig(k_enrol=args.k, menu_size=args.m, n_menus=args.menus, seed=args.seed,
+                     refine_masks=args.refine_masks)
     try:
         model = TrayModel(args.model)
         sets = _load_sets(args, model)

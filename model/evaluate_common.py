@@ -29,6 +29,9 @@ class EvalConfig:
     n_menus: int = 500
     seed: int = 0
     batch_size: int = 4
+    # The served post-processing refines masks to the food (PostConfig.refine_masks): the
+    # grams and the drawn-outline mask IoU are then measured with refined masks.
+    refine_masks: bool = False
 
 
 def xyxy(ann: Annotation) -> metrics.BoxT:

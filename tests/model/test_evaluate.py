@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import model.evaluate as evaluate_module
 from model.data.coco import CocoDataset
 from model.data.importers.labelme import import_labelme
 from model.data.masks import annotation_mask
@@ -331,3 +332,30 @@ def test_evaluate_reports_drawn_outlines(model_path: Path, fixtures_dir: Path,
     report = markdown_report(result)
     assert "Mask IoU against food outlines drawn by hand" in report
     assert f"| ecustfd | 1 | 2 | {drawn['mean_iou']:.3f}" in report
+
+
+def test_refined_masks_reach_grams_and_drawn_outlines(
+        model_path: Path, fixtures_dir: Path, ecustfd_ds: CocoDataset, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # --refine-masks: the served predictions (grams, drawn outlines) refine their masks; the
+    # low-threshold detection pass does not (boxes are the same either way).
+    seen: list[tuple[int, bool]] = []
+    real = evaluate_module.predict_dataset
+
+    def spy(model: TrayModel, ds: CocoDataset, post: PostConfig, *a: object,
+            **kw: object) -> dict[int, Prediction]:
+        seen.append((len(ds.images), post.refine_masks))
+        return real(model, ds, post, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(evaluate_module, "predict_dataset", spy)
+    photo = fixtures_dir / "ecustfd" / "JPEGImages" / "mix001T(1).JPG"
+    outlines = drawn_outline_set(
+        _outline_dir(tmp_path / "outlines", fixtures_dir, "ecustfd", str(photo)), "ecustfd")
+    assert outlines is not None
+    cfg = EvalConfig(menu_size=2, k_enrol=1, n_menus=5, refine_masks=True)
+    result = evaluate(TrayModel(model_path), {"ecustfd": ecustfd_ds}, cfg,
+                      outlines={"ecustfd": outlines})
+    n = len(ecustfd_ds.images)
+    assert seen == [(n, False), (1, True), (n, True), (n, True)]
+    assert result["config"]["refine_masks"] is True
+    assert result["food_regions"]["ecustfd"]["drawn_outlines"]["n_masks"] == 2
