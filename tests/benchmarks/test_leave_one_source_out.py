@@ -4,11 +4,12 @@ every photo of it is evaluated, and the shipped model's rows are its held-out sp
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from benchmarks.leave_one_source_out import loso_config, main, with_open_set
+from benchmarks.leave_one_source_out import drawn_outlines, loso_config, main, with_open_set
 from model import export
 from model.infer.runtime import TrayModel
 from serve.core.settings import SHIPPED_MODEL
@@ -40,7 +41,9 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     if not SHIPPED_MODEL.is_file():
         pytest.skip(f"no shipped model at {SHIPPED_MODEL}")
     out = tmp_path / "loso"
-    assert main(["--out", str(out), "--sources", "ecustfd", *TINY]) == 0
+    # Only the fixtures' outlines (data/outlines needs the shared photos: CI has them).
+    none = tmp_path / "no-outlines"
+    assert main(["--out", str(out), "--sources", "ecustfd", "--outlines", str(none), *TINY]) == 0
     result = json.loads((out / "loso.json").read_text())
     (row,) = result["leave_one_out"]
     assert row["trained_on"] == ["mealtray"] and row["schedule"]["epochs"] == 1
@@ -48,7 +51,9 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     assert row["leak_check"]["composed_labels"]  # trays were composed, of mealtray crops only
     assert not set(row["leak_check"]["composed_labels"]) & {"apple", "orange", "coin"}
     assert row["photos"] == 6  # every fixture ECUSTFD photo the importer keeps
-    assert row["drawn_outline_mask_iou"]["n_masks"] == 4  # apple, orange; lemon, orange
+    masks = row["drawn_outline_mask_iou"]
+    assert masks["n_masks"] == 4  # apple, orange; lemon, orange
+    assert 0 <= masks["box_ellipse_mean_iou"] <= 1 and len(masks["per_set"]) == 2
     fr = row["food_regions"]
     assert fr["photos"] == 6 and fr["score_min"] == 0.25 and fr["min_class_score"] == 0.5
     assert 0 <= fr["found"] <= fr["annotated"]
@@ -88,3 +93,18 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
                                                     "calibration_fraction": 0.5})
     calibrated = with_open_set(copy, "calibration").open_set
     assert calibrated is not None and calibrated.thresholds == "calibration"
+
+
+def test_drawn_outlines_join_fixtures_and_data_outlines(tmp_path: Path) -> None:
+    # ECUSTFD: the two fixture sets, plus a set from data/outlines/<source> where it has
+    # files; mealtray has only the latter.
+    assert len(drawn_outlines("ecustfd", FIXTURES, tmp_path)) == 2
+    assert drawn_outlines("mealtray", FIXTURES, tmp_path) == []
+    doc = json.loads((FIXTURES / "labelme" / "mix001T(1).json").read_text())
+    folder = tmp_path / "ecustfd"
+    folder.mkdir()
+    photo = FIXTURES / "ecustfd" / "JPEGImages" / "mix001T(1).JPG"
+    doc["imagePath"] = os.path.relpath(photo, folder)
+    (folder / "mix001T(1).json").write_text(json.dumps(doc))
+    sets = drawn_outlines("ecustfd", FIXTURES, tmp_path)
+    assert len(sets) == 3 and len(sets[2].annotations) == 3  # apple, orange, coin
