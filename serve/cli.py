@@ -97,7 +97,8 @@ def run_analyze(argv: Sequence[str]) -> int:
         return 2
     requests = [ImageRequest(img, px_per_cm=args.px_per_cm, menu=menu) for img in images]
     results, _ = analyze(model, requests, batch_size=settings.batch_size, top_k=settings.top_k,
-                         review_below=settings.review_below)
+                         review_below=settings.review_below,
+                         refine_masks=settings.refine_masks)
     payloads = []
     for path, result in zip(args.images, results, strict=True):
         payload = analysis_payload(analysis_row(result, image_sha256=None))

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         default=DEFAULT_REVIEW_BELOW, ge=0, le=1,
         description="items with a lower confidence (or unidentified) get needs_review",
     )
+    refine_masks: bool = Field(
+        default=False,
+        description="refine each food's mask to the food inside its container (GrabCut): "
+                    "areas and outlines follow the food, not the plate, at about one more "
+                    "network time per photo; each analysis records which masks it has "
+                    "(docs/MODEL_CARD.md, 'Food masks against outlines drawn by hand')",
+    )
     pair_window_minutes: int = Field(
         default=180, ge=1, le=24 * 60, description="an after photo pairs with a before this recent"
     )

@@ -177,6 +177,12 @@ class AnalysisPublic(BaseModel):
     image: ImageRef | None = Field(description="null for a manual meal")
     scale: Scale
     layout: str | None = Field(description="kiosk tray layout: registered | not_found | null")
+    masks: Literal["model", "refined"] = Field(
+        "model", description="which masks the items' area_px and polygon come from: the "
+        "model's own, or refined to the food inside its container (TRAYLENS_REFINE_MASKS). "
+        "A before/after pair compares areas only between photos with the same masks. "
+        "Analyses made before the field existed, and manual meals, say model (an idempotent "
+        "replay of an answer stored before it lacks it: model)")
     items: list[ItemPublic]
     totals: Totals
     no_food_found: bool = Field(

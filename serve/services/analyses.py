@@ -40,7 +40,7 @@ from serve.schemas.menus import EnrolmentPublic
 from serve.services.common import unique_write
 from serve.services.enrolment import enrol_item
 from serve.services.nutrients import find_food, item_nutrients, meal_totals, require_food
-from serve.services.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
+from serve.services.pipeline import MENU_SERVING, MODEL_MASKS, TYPICAL, ImageResult, ItemResult
 
 if TYPE_CHECKING:
     from serve.services.model_registry import LoadedModel
@@ -102,6 +102,7 @@ def analysis_row(result: ImageResult, **context: Any) -> Analysis:
         totals=result.totals,
         incomplete_nutrients=result.totals["incomplete_nutrients"],
         layout=result.layout,
+        masks=result.masks,
         items=[item_row(item, i) for i, item in enumerate(result.items)],
         **context,
     )
@@ -220,6 +221,7 @@ def analysis_payload(analysis: Analysis, *, pair_id: str | None = None) -> dict[
             "height": analysis.image_height},
         "scale": {"source": analysis.scale_source, "px_per_cm": analysis.px_per_cm},
         "layout": analysis.layout,
+        "masks": analysis.masks or MODEL_MASKS,  # null: analysed before the column, the model's
         "items": [item_payload(i) for i in analysis.items],
         "totals": analysis.totals,
         "no_food_found": no_food_found(analysis),

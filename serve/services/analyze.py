@@ -206,7 +206,8 @@ def run_model(env: Env, loaded: LoadedModel, photos: list[Photo]) -> list[ImageR
     with env.slots:
         results, timings = analyze(loaded.model, [p.request for p in photos],
                                    batch_size=env.settings.batch_size, top_k=env.settings.top_k,
-                                   review_below=env.settings.review_below)
+                                   review_below=env.settings.review_below,
+                                   refine_masks=env.settings.refine_masks)
     for t in timings:
         env.metrics.observe_inference(t.seconds, t.batch_size)
     return results

@@ -2,7 +2,8 @@
 
 The ratio of the two regions measured the same way - depth volume when both have it, else
 mask area in pixels - times the before grams; never two gram estimates made by different
-methods. A matched pair keeps the before region's dish. With a layout, slots pair by name
+methods, nor two areas or volumes integrated over masks made two ways (`comparable`). A
+matched pair keeps the before region's dish. With a layout, slots pair by name
 and the leftover is after fill / before fill. Every `Leftover` says how it was obtained
 (`method`, `measure`) and how sure the pairing is (`score`, see serve.services.matching).
 """
@@ -41,7 +42,8 @@ class LeftoverFlag(StrEnum):
     AFTER_EXCEEDS_BEFORE = "after_exceeds_before"  # ratio > 1, clipped to 1
     RELABELLED = "relabelled"  # paired although the two photos name it differently
     WEAK_MATCH = "weak_match"  # paired, but with a score below WEAK_MATCH_SCORE
-    NOT_MEASURABLE = "not_measurable"  # paired, but the before region has no area/volume
+    NOT_MEASURABLE = "not_measurable"  # paired, but no area/volume of both to compare
+    MASKS_DIFFER = "masks_differ"  # with not_measurable: the photos' masks made two ways
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,17 @@ def _grams(grams: float | None, fraction: float | None) -> tuple[float | None, f
     return left, grams - left
 
 
-def _paired(b: Region, a: Region, pair: RegionPair, weak: float) -> Leftover:
-    """Leftover of a matched pair: the before dish, the same-method ratio."""
-    measure, ratio = _measured(b, a)
+def _paired(b: Region, a: Region, pair: RegionPair, weak: float,
+            comparable: bool) -> Leftover:
+    """Leftover of a matched pair: the before dish, the same-method ratio (none when the
+    two regions' masks were made two ways)."""
+    measure, ratio = _measured(b, a) if comparable else (None, None)
     flags: list[LeftoverFlag] = []
     fraction = None
     if ratio is None:
         flags.append(LeftoverFlag.NOT_MEASURABLE)
+        if not comparable:
+            flags.append(LeftoverFlag.MASKS_DIFFER)
     else:
         fraction = min(ratio, 1.0)
         if ratio > 1.0:
@@ -110,7 +116,7 @@ def _paired(b: Region, a: Region, pair: RegionPair, weak: float) -> Leftover:
 
 
 def leftovers(before: Sequence[Region], after: Sequence[Region], matching: Matching,
-              cfg: MatchConfig | None = None) -> list[Leftover]:
+              cfg: MatchConfig | None = None, *, comparable: bool = True) -> list[Leftover]:
     """One result per before region (in order), then one per unmatched after region.
 
     Fully eaten: fraction 0, all grams eaten, score = 1 - the best score any after region
@@ -118,6 +124,13 @@ def leftovers(before: Sequence[Region], after: Sequence[Region], matching: Match
     served - and score = 1 - the best score any before region offered it. A ratio above 1
     (the after region measures larger: mask noise, or spilled food) is clipped to 1 and
     flagged after_exceeds_before: nothing eaten, never a negative intake.
+
+    comparable False: the two photos' masks were made two ways (the model's own against
+    masks refined to the food, settings.refine_masks). Both the area and the depth volume
+    are integrated over the mask, so a plate-shaped mask against a food-shaped one would
+    read as food eaten or left; every matched pair is then not_measurable + masks_differ
+    (no fraction, no grams). Fully eaten and unmatched after need no measure and stay (the
+    matching must not have bounded sizes either: services.pairing gives it no areas then).
     """
     cfg = cfg or MatchConfig()
     if (any(p.before_index >= len(before) or p.after_index >= len(after)
@@ -129,7 +142,8 @@ def leftovers(before: Sequence[Region], after: Sequence[Region], matching: Match
     for i, b in enumerate(before):
         pair = by_before.get(i)
         if pair is not None:
-            out.append(_paired(b, after[pair.after_index], pair, cfg.weak_match_score))
+            out.append(_paired(b, after[pair.after_index], pair, cfg.weak_match_score,
+                               comparable))
             continue
         left, eaten = _grams(b.grams, 0.0)
         out.append(Leftover(b.key, b.food_id, i, None, 0.0, 0.0, left, eaten,

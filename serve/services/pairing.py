@@ -10,7 +10,10 @@ Two modes, chosen per pair:
   and place after the tray's own shift/turn, the label only a weak cue, in one optimal
   assignment (`matching.match_regions`); the leftover fraction is after / before mask area
   of the two regions (`leftovers.leftovers`). Items stored without an embedding pair by place
-  (and label) only (`method` "position").
+  (and label) only (`method` "position"). Areas are compared only between photos measured
+  on the same masks (`TrayPhoto.masks`: the model's own, or refined to the food): otherwise
+  the regions still pair, without the size bound, and each paired dish is not_measurable +
+  masks_differ (a plate-shaped mask has the same area full or empty, a food-shaped one not).
 
 In both, leftover grams = served grams (the before item's, corrected or not) x the leftover
 fraction: never an after-photo gram estimate, which may come from another scale than the
@@ -54,6 +57,7 @@ from serve.services.leftovers import (
     slot_leftovers,
 )
 from serve.services.matching import MatchMethod, Region, match_regions
+from serve.services.pipeline import MODEL_MASKS
 
 # One set of flag values for the core and the pair payload (serve.services.matching).
 PairFlag = LeftoverFlag
@@ -106,6 +110,7 @@ class TrayPhoto:
     layout: str | None = None  # Analysis.layout: "registered" | "not_found" | None
     width: int | None = None  # photo width: after areas are rescaled to the before photo's
     model_version: str | None = None  # embeddings of different models are not compared
+    masks: str | None = None  # Analysis.masks: "model" | "refined"; None: the model's
 
 
 @dataclass(frozen=True)
@@ -228,9 +233,12 @@ def _box(item: TrayItem, scale: float) -> Box | None:
     return (x0, y0, x1, y1)
 
 
-def _region(n: int, item: TrayItem, box: Box, scale: float, embed: bool) -> Region:
-    """A stored item as a matching region (unknown area: 0, i.e. not measurable)."""
-    area = 0.0 if item.area_px is None else item.area_px * scale * scale
+def _region(n: int, item: TrayItem, box: Box, scale: float, embed: bool,
+            sized: bool) -> Region:
+    """A stored item as a matching region. Area 0 (not measurable, no size bound in
+    matching) when unknown, or when not `sized`: measured on other masks than the other
+    photo's, so no measure of the two sizes means anything."""
+    area = 0.0 if item.area_px is None or not sized else item.area_px * scale * scale
     vec = np.asarray(item.embedding, dtype=np.float64) if embed and item.embedding else None
     if vec is not None and not (np.all(np.isfinite(vec)) and np.any(vec)):
         vec = None  # a broken stored embedding: place and label only
@@ -253,9 +261,16 @@ def _from_leftover(lo: Leftover, b: TrayItem, a: TrayItem | None) -> PairedItem:
     return _served(b, lo.fraction, lo.method, lo.score, lo.measure, lo.flags, a)
 
 
+def _same_masks(before: TrayPhoto, after: TrayPhoto) -> bool:
+    """Both photos' areas come from masks made the same way (None: the model's own)."""
+    return (before.masks or MODEL_MASKS) == (after.masks or MODEL_MASKS)
+
+
 def _by_region(before: Sequence[tuple[int, TrayItem]], after: Sequence[tuple[int, TrayItem]],
-               scale: float, same_model: bool) -> list[tuple[tuple[int, int], PairedItem]]:
-    """One optimal assignment of after regions to before regions, leftovers by area ratio."""
+               scale: float, same_model: bool, same_masks: bool
+               ) -> list[tuple[tuple[int, int], PairedItem]]:
+    """One optimal assignment of after regions to before regions, leftovers by area ratio
+    (none across two mask methods: `same_masks` False)."""
     embed = _comparable_embeddings([b for _, b in before], [a for _, a in after], same_model)
     out: list[tuple[tuple[int, int], PairedItem]] = []
     rb: list[tuple[int, TrayItem, Region]] = []
@@ -265,14 +280,15 @@ def _by_region(before: Sequence[tuple[int, TrayItem]], after: Sequence[tuple[int
             out.append(((0, n), _served(b, None, MatchMethod.NONE, 0.0, None,
                                         (PairFlag.NOT_MEASURABLE,), None)))
         else:
-            rb.append((n, b, _region(n, b, box, 1.0, embed)))
+            rb.append((n, b, _region(n, b, box, 1.0, embed, same_masks)))
     for n, a in after:
         if (box := _box(a, scale)) is None:
             out.append(((1, n), _extra(a, MatchMethod.NONE, 0.0, None)))
         else:
-            ra.append((n, a, _region(n, a, box, scale, embed)))
+            ra.append((n, a, _region(n, a, box, scale, embed, same_masks)))
     regions_b, regions_a = [r for *_, r in rb], [r for *_, r in ra]
-    for lo in leftovers(regions_b, regions_a, match_regions(regions_b, regions_a)):
+    for lo in leftovers(regions_b, regions_a, match_regions(regions_b, regions_a),
+                        comparable=same_masks):
         if lo.before_index is None:
             assert lo.after_index is not None
             n, a, _ = ra[lo.after_index]
@@ -307,7 +323,7 @@ def pair_meal(before: TrayPhoto | Sequence[TrayItem],
         rest_b = [p for p in rest_b if not p[1].slotted]
         rest_a = [p for p in rest_a if not p[1].slotted]
     same_model = b.model_version == a.model_version
-    keyed += _by_region(rest_b, rest_a, _scale(b, a), same_model)
+    keyed += _by_region(rest_b, rest_a, _scale(b, a), same_model, _same_masks(b, a))
     # before order first, then the after items nothing explains, for stable output
     items = tuple(item for _, item in sorted(keyed, key=lambda k: k[0]))
     served = round(sum(p.served_g for p in items), 1)
@@ -327,7 +343,8 @@ ITEM_COLUMNS = (AnalysisItem.analysis_id, AnalysisItem.position, AnalysisItem.id
                 AnalysisItem.name_en, AnalysisItem.name_ko, AnalysisItem.grams,
                 AnalysisItem.box, AnalysisItem.area_px, AnalysisItem.embedding,
                 AnalysisItem.tray_slot, AnalysisItem.fill)
-PHOTO_COLUMNS = (Analysis.id, Analysis.layout, Analysis.image_width, Analysis.model_version)
+PHOTO_COLUMNS = (Analysis.id, Analysis.layout, Analysis.image_width, Analysis.model_version,
+                 Analysis.masks)
 
 
 def as_tray_item(item: Any) -> TrayItem:
@@ -352,7 +369,7 @@ def tray_items(analysis: Analysis) -> list[TrayItem]:
 def tray_photo(analysis: Analysis) -> TrayPhoto:
     """An analysis as pairing input."""
     return TrayPhoto(tuple(tray_items(analysis)), analysis.layout, analysis.image_width,
-                     analysis.model_version)
+                     analysis.model_version, analysis.masks)
 
 
 def open_pair(session: Session, before: Analysis) -> MealPair:
@@ -463,7 +480,8 @@ def photos_by_analysis(session: Session, ids: Sequence[str]) -> dict[str, TrayPh
         for row in rows:
             items[row.analysis_id].append(as_tray_item(row))
     return {i: TrayPhoto(tuple(items[i]), photos[i].layout, photos[i].image_width,
-                         photos[i].model_version) for i in ids if i in photos}
+                         photos[i].model_version, photos[i].masks)
+            for i in ids if i in photos}
 
 
 def pair_results(session: Session, pairs: Sequence[MealPair]) -> list[PairResult]:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
+from model.infer.runtime import PostConfig
 from serve.core.settings import DEFAULT_REVIEW_BELOW
 from serve.services.nutrients import find_food, item_nutrients, meal_totals
 
@@ -35,6 +36,11 @@ MENU_SERVING = "menu_serving"
 TYPICAL = "typical_serving"
 # A serving default is not a measurement: its range says so with a wide +/-50 % band.
 SERVING_SPREAD = 0.5
+# Which masks an analysis's areas and outlines come from (ImageResult.masks, stored as
+# Analysis.masks): the model's own, or refined to the food inside its container
+# (settings.refine_masks). Areas measured two ways are never compared (services.pairing).
+MODEL_MASKS = "model"
+REFINED_MASKS = "refined"
 # Layout work (OpenCV: tray registration, fills) runs on these threads while ONNX Runtime
 # runs the model on its own; the model runs in flight per worker (settings.
 # inference_concurrency) bound what is queued here; one thread per core is all it can use.
@@ -176,6 +182,7 @@ class ImageResult:
     px_per_cm: float | None
     model_version: str
     layout: str | None = None  # "registered" | "not_found" | None (the kiosk has no layout)
+    masks: str = MODEL_MASKS  # MODEL_MASKS | REFINED_MASKS: what its areas were measured on
 
     @property
     def no_food_found(self) -> bool:
@@ -317,10 +324,12 @@ def build_item(
 def result_for(
     model: TrayModel, pred: Prediction, request: ImageRequest, top_k: int,
     review_below: float = DEFAULT_REVIEW_BELOW, measured: Any = None,
+    masks: str = MODEL_MASKS,
 ) -> ImageResult:
     """All food items of one prediction (a coin is a scale reference, not food).
 
-    measured: request.layout.measure's answer for this photo, when the caller ran it already.
+    measured: request.layout.measure's answer for this photo, when the caller ran it already;
+    masks: which masks the prediction's areas come from (MODEL_MASKS | REFINED_MASKS).
     """
     foods = [i for i in pred.items if i.label != COIN_LABEL]
     layout, slotted = None, []
@@ -342,6 +351,7 @@ def result_for(
         px_per_cm=pred.px_per_cm,
         model_version=str(model.meta.version),
         layout=layout,
+        masks=masks,
     )
 
 
@@ -353,13 +363,18 @@ def _layout_work(requests: Sequence[ImageRequest]) -> list[Future[Any] | None]:
 
 def analyze(
     model: TrayModel, requests: Sequence[ImageRequest], *, batch_size: int = 8, top_k: int = 5,
-    review_below: float = DEFAULT_REVIEW_BELOW,
+    review_below: float = DEFAULT_REVIEW_BELOW, refine_masks: bool = False,
 ) -> tuple[list[ImageResult], list[BatchTiming]]:
     """Run photos through the model in batches and build every result.
 
     A kiosk layout's work runs while the model runs (both release the GIL): layout mode
     then costs the request only what does not overlap (benchmarks/layout_speed.py).
+    refine_masks (settings.refine_masks): each food's mask refined to the food inside its
+    container; every result records which masks it has, since areas measured two ways
+    must never be compared (a before/after pair's leftover).
     """
+    cfg = PostConfig(refine_masks=refine_masks)
+    masks = REFINED_MASKS if refine_masks else MODEL_MASKS
     results: list[ImageResult] = []
     timings: list[BatchTiming] = []
     for start in range(0, len(requests), batch_size):
@@ -371,10 +386,11 @@ def analyze(
                 [r.image for r in chunk],
                 px_per_cm=[r.px_per_cm for r in chunk],
                 depths=[r.depth_mm for r in chunk],
+                cfg=cfg,
             )
             timings.append(BatchTiming(len(chunk), time.perf_counter() - began))
             results.extend(result_for(model, p, r, top_k, review_below,
-                                      f.result() if f is not None else None)
+                                      f.result() if f is not None else None, masks)
                            for p, r, f in zip(preds, chunk, pending, strict=True))
         finally:
             for f in pending:  # the model failed: drop the layout work not yet started

@@ -15,13 +15,15 @@ when it is
 
 The analysis keeps its id and context (canteen, user, kiosk, time, meal state, pair), the
 kiosk calibration it was made with (`px_per_cm` when its scale was the kiosk's) and its depth
-map; items, totals, scale and `model_version` are the new model's. `previous_model_version`
-and `reanalyzed_at` keep the version the items came from and when they were replaced.
+map; items, totals, scale, `masks` (as `refine_masks` says now) and `model_version` are the
+new model's. `previous_model_version` and `reanalyzed_at` keep the version the items came
+from and when they were replaced.
 
 Before/after pairs: a pair compares the appearance of its two photos' items only when one
-model made both, so the two photos of a pair are re-analysed together, in one transaction,
-or not at all (a partner that does not qualify leaves both as they were: `pair_partner`).
-Pair results, diaries, habits, trends and waste reports are computed from the items on read
+model made both (and their areas only when made on the same masks), so the two photos of
+a pair are re-analysed together, in one transaction, or not at all (a partner that does not
+qualify leaves both as they were: `pair_partner`). Pair results, diaries, habits, trends
+and waste reports are computed from the items on read
 (services.pairing, diary, waste), and the analysis's stored totals are rewritten with its
 items: everything read afterwards follows.
 
@@ -140,7 +142,8 @@ def run_model(units: list[Unit], loaded: LoadedModel, settings: Settings,
     def run(requests: list[ImageRequest]) -> list[ImageResult]:
         with slots or nullcontext():  # in a service process: queued with the requests' runs
             results, _ = analyze(loaded.model, requests, batch_size=settings.batch_size,
-                                 top_k=settings.top_k, review_below=settings.review_below)
+                                 top_k=settings.top_k, review_below=settings.review_below,
+                                 refine_masks=settings.refine_masks)
         return results
 
     try:
@@ -249,7 +252,7 @@ def replace(factory: sessionmaker[Session], target: Target, unit: Unit,
                     .values(model_version=result.model_version,
                             previous_model_version=member.version, reanalyzed_at=now,
                             scale_source=result.scale_source, px_per_cm=result.px_per_cm,
-                            totals=result.totals,
+                            masks=result.masks, totals=result.totals,
                             incomplete_nutrients=result.totals["incomplete_nutrients"])
                     .execution_options(synchronize_session=False))
                 if rowcount(moved) != 1:

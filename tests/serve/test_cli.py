@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from model.data.importers.ecustfd import import_ecustfd
 from model.infer.geometry import pair_iou
 from model.infer.images import load_image
@@ -50,6 +52,25 @@ def test_cli_json_equals_the_pipeline(loaded_model: LoadedModel, fixtures_dir: P
         # Both photos show annotated foods: an empty answer is a failure, however it agrees.
         assert out["items"], f"no item found on {path}"
         assert out == json.loads(json.dumps(expected))
+
+
+def test_cli_refines_masks_as_the_setting_says(loaded_model: LoadedModel,
+                                               fixtures_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRAYLENS_REFINE_MASKS reaches `python -m serve analyze`: its JSON is the pipeline's
+    with refined masks (decoded as the CLI decodes), and says so."""
+    photo = fixtures_dir / MEALTRAY.format(n=2770)
+    monkeypatch.setenv("TRAYLENS_REFINE_MASKS", "true")
+    done = _cli("analyze", str(photo), "--json", model=loaded_model.path)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed.pop("file") == str(photo) and printed["masks"] == "refined"
+    img = load_image(photo, fit=loaded_model.model.meta.input_size)
+    (refined,), _ = analyze(loaded_model.model, [ImageRequest(img)], refine_masks=True)
+    (plain,), _ = analyze(loaded_model.model, [ImageRequest(img)])
+    expected = analysis_payload(analysis_row(refined, image_sha256=None))
+    assert printed == json.loads(json.dumps(expected))
+    assert [i["area_px"] for i in printed["items"]] != [i.area_px for i in plain.items]
 
 
 def test_cli_table_and_errors(loaded_model: LoadedModel, fixtures_dir: Path) -> None:

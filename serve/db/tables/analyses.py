@@ -104,6 +104,11 @@ class Analysis(Base):
     # The kiosk's tray layout: "registered" (compartments read by place), "not_found" (the
     # photo holds no tray like the reference; plain detector) or None (no layout to use).
     layout: Mapped[str | None] = mapped_column(String(16))
+    # Which masks the items' areas and outlines come from: "model" (the model's own) or
+    # "refined" (to the food inside its container, settings.refine_masks). None: analysed
+    # before this column existed, i.e. the model's. Two photos' areas are compared (a pair's
+    # leftover) only when both were measured on the same masks (services.pairing).
+    masks: Mapped[str | None] = mapped_column(String(16))
     # Audit of a re-analysis (services.reanalysis): the model version that made the items
     # before they were replaced by another model's, and when (both None: never re-analysed).
     previous_model_version: Mapped[str | None] = mapped_column(String(200))

@@ -1,6 +1,7 @@
 """POST /v1/analyze and friends on real photos, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from model.infer.geometry import pair_iou
 from nutrition_db.table import nutrients_for
 from serve.core.responses import rounded
 from serve.db.tables.analyses import Analysis, AnalysisItem
-from tests.serve.conftest import MEALTRAY, Service
+from serve.main import create_app
+from serve.services.model_registry import LoadedModel
+from tests.serve.conftest import MEALTRAY, Service, make_settings
 
 # SR28 foods with complete rows: apples (raw, with skin), bananas (raw), oranges (raw).
 APPLE, BANANA, ORANGE = "sr28:09003", "sr28:09040", "sr28:09200"
@@ -228,3 +231,60 @@ def test_one_transaction_per_analysis(
     monkeypatch.setattr(analyze_service, "analysis_payload", real)
     ok = _analyze(service, photo_bytes["tray"], {**tenant["kiosk"], "Idempotency-Key": "crash-1"})
     assert ok["id"]
+
+
+@pytest.fixture(scope="module")
+def refining(service: Service, database_url: str,
+             loaded_model: LoadedModel) -> Iterator[Service]:
+    """A second app on the module's database and photos with TRAYLENS_REFINE_MASKS on: the
+    service after an operator turned the setting on."""
+    settings = make_settings(database_url, service.settings.data_dir, loaded_model,
+                             refine_masks=True, model_sync_seconds=0)
+    with TestClient(create_app(settings, model=loaded_model)) as client:
+        yield Service(client, settings)
+
+
+def test_refine_masks_setting_answers_and_stores_refined_masks(
+    service: Service, refining: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes],
+) -> None:
+    kiosk = tenant["kiosk"]
+    plain = _analyze(service, photo_bytes["tray"], kiosk)
+    refined = _analyze(refining, photo_bytes["tray"], kiosk)
+    assert (plain["masks"], refined["masks"]) == ("model", "refined")
+    assert [i["box"] for i in refined["items"]] == [i["box"] for i in plain["items"]]
+    areas = [(p["area_px"], r["area_px"]) for p, r in zip(plain["items"], refined["items"],
+                                                         strict=True)]
+    assert any(r < 0.8 * p for p, r in areas), areas  # the salad bowl cut to the salad
+    # Stored as made: each app reads the other's analysis as it was answered.
+    assert service.ok(service.client.get(f"/v1/analyses/{refined['id']}",
+                                         headers=kiosk)) == refined
+    assert refining.ok(refining.client.get(f"/v1/analyses/{plain['id']}",
+                                           headers=kiosk)) == plain
+
+
+def test_a_pair_across_a_change_of_masks_measures_no_leftover_from_areas(
+    service: Service, refining: Service, tenant: dict[str, Any], photo_bytes: dict[str, bytes],
+) -> None:
+    """A tray photographed before the setting changed and after it: its regions pair, but no
+    leftover comes from the two photos' areas (not_measurable + masks_differ); the same tray
+    on one mask method compares areas."""
+    kiosk = tenant["kiosk"]
+    results = {}
+    for name, after_app in (("across", refining), ("same", service)):
+        user = service.user(kiosk)
+        before = _analyze(service, photo_bytes["tray"], kiosk, user_id=user,
+                          meal_state="before")
+        after = _analyze(after_app, photo_bytes["tray2"], kiosk, user_id=user,
+                         meal_state="after")
+        assert before["pair_id"] and after["pair_id"] == before["pair_id"]
+        pair = service.ok(service.client.get(f"/v1/pairs/{before['pair_id']}", headers=kiosk))
+        results[name] = pair["result"]["items"]
+    across = [i for i in results["across"] if i["before_ref"] and i["after_ref"]]
+    assert across, "the tray's regions did not pair"
+    for item in across:
+        assert item["flags"][:2] == ["not_measurable", "masks_differ"], item
+        assert (item["leftover_fraction"], item["measure"], item["leftover_g"]) == (
+            None, None, 0.0)
+    assert all("masks_differ" not in i["flags"] for i in results["same"])
+    assert any(i["measure"] == "area" and i["leftover_fraction"] is not None
+               for i in results["same"])

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from serve.db.tables.analyses import Analysis
 from serve.db.tables.core import User
 from tests.serve.api.test_menus import Api, make_api
 from tests.serve.conftest import Service
@@ -75,6 +76,31 @@ def test_pair_routes_hand_checked(api: Api, fixtures_dir: Any) -> None:
     assert r.status_code == 409 and r.json()["error"] == "pair_closed"
     r = api.call("kiosk_a", "POST", "/v1/pairs", json={"before_analysis_id": after})
     assert r.status_code == 422 and r.json()["error"] == "not_before"
+
+
+def test_a_pair_measured_on_two_mask_methods_compares_no_areas(api: Api,
+                                                                fixtures_dir: Any) -> None:
+    """The after photo's areas on refined masks, the before's on the model's (null: stored
+    before the column): paired, every dish not_measurable + masks_differ and counted eaten;
+    once both are refined, the hand-checked leftovers come back."""
+    ids = _setup(api, fixtures_dir)
+    before, after = _lunch(api, ids)
+    with api.session_factory().begin() as s:
+        s.get_one(Analysis, after).masks = "refined"
+    r = api.call("kiosk_a", "POST", "/v1/pairs", json={"before_analysis_id": before,
+                                                      "after_analysis_id": after})
+    assert r.status_code == 201, r.text
+    pair, res = r.json()["id"], r.json()["result"]
+    assert [(i["food_id"], i["after_ref"] is not None, i["eaten_g"], i["leftover_fraction"],
+             i["measure"], i["flags"]) for i in res["items"]] == [
+        (food, True, grams, None, None, ["not_measurable", "masks_differ"])
+        for food, grams in ((RICE, 210), (SOUP, 300), (KIMCHI, 50))]
+    assert (res["served_g"], res["eaten_g"], res["leftover_g"]) == (560, 560, 0)
+    with api.session_factory().begin() as s:
+        s.get_one(Analysis, before).masks = "refined"
+    res = api.call("kiosk_a", "GET", f"/v1/pairs/{pair}").json()["result"]
+    assert [(i["food_id"], i["eaten_g"], i["leftover_g"], i["flags"]) for i in res["items"]] == [
+        (RICE, 180, 30, []), (SOUP, 180, 120, []), (KIMCHI, 0, 50, [])]
 
 
 def test_pair_scoping(api: Api, fixtures_dir: Any) -> None:

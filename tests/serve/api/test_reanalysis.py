@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select, update
 
+from model.infer.images import load_image
 from serve.db.base import utcnow
 from serve.db.session import make_engine, make_session_factory
 from serve.db.tables.analyses import Analysis, Reanalysis
@@ -34,6 +35,7 @@ from serve.main import create_app
 from serve.services import reanalysis, reanalysis_units
 from serve.services.model_admin import sync_once
 from serve.services.model_registry import LoadedModel, load_model
+from serve.services.pipeline import ImageRequest, analyze
 from serve.services.reanalysis import keep_ids
 from serve.services.tasks import TaskEnv, reanalyze_photos
 from tests.serve.api.test_menus import Api, make_api
@@ -488,3 +490,44 @@ def test_reanalysis_routes_are_admin_only_and_off_answers_409(service: Service) 
     progress = _progress(service)
     assert progress["lookback_days"] == 7 and progress["since"].endswith("Z")
     assert set(progress["skipped"]) == {s.value for s in reanalysis_units.Skip}
+
+
+def test_a_reanalysis_makes_the_masks_the_setting_says_now(
+    service: Service, loaded_model: LoadedModel, second: LoadedModel,
+    photo_bytes: dict[str, bytes], database_url: str,
+) -> None:
+    """A pair made on the model's masks, re-analysed by a worker with TRAYLENS_REFINE_MASKS
+    on: both photos (replaced together) say refined, their areas are a refined analysis's,
+    and the pair compares their areas again (no masks_differ)."""
+    api = make_api(service)
+    user = service.user(api.keys["kiosk_a"])
+    active = service.ok(service.client.get("/v1/model", headers=service.admin))["version"]
+    newer = second if active == loaded_model.version else loaded_model
+    photos = (photo_bytes["tray"], photo_bytes["tray2"])
+    before = _analyze(api, "kiosk_a", photos[0], user_id=user, meal_state="before",
+                      captured_at=_at(20))
+    after = _analyze(api, "kiosk_a", photos[1], user_id=user, meal_state="after",
+                     captured_at=_at(10))
+    assert (before["masks"], after["masks"]) == ("model", "model")
+    assert before["pair_id"] and after["pair_id"] == before["pair_id"]
+    _activate_quietly(service, database_url, newer, loaded_model)
+    settings = make_settings(database_url, service.settings.data_dir, loaded_model,
+                             refine_masks=True)
+    store = service.client.app.state.image_store  # type: ignore[attr-defined]
+
+    def models(sha: str, _path: Path) -> LoadedModel | None:
+        return newer if sha == newer.sha256 else None
+
+    assert reanalyze_photos(TaskEnv(api.session_factory(), settings, store,
+                                    models=models)) >= 2
+    fit = newer.model.meta.input_size
+    for was, photo in zip((before, after), photos, strict=True):
+        got = _get(api, "kiosk_a", f"/v1/analyses/{was['id']}")
+        assert (got["masks"], got["model_version"], got["previous_model_version"]) == (
+            "refined", newer.version, active)
+        (fresh,), _ = analyze(newer.model, [ImageRequest(load_image(photo, fit=fit))],
+                              refine_masks=True)
+        assert [i["area_px"] for i in got["items"]] == [i.area_px for i in fresh.items]
+    pair = _get(api, "kiosk_a", f"/v1/pairs/{before['pair_id']}")
+    assert pair["result"]["items"]
+    assert not any("masks_differ" in i["flags"] for i in pair["result"]["items"])

@@ -1,10 +1,10 @@
 """Settings sized from the machine: ONNX Runtime threads from cores and workers, the pixel
-limit from what kiosks send (issue 18)."""
+limit from what kiosks send (issue 18); mask refinement, opt-in."""
 from __future__ import annotations
 
 import pytest
 
-from serve.core.settings import load_settings, usable_cores
+from serve.core.settings import SettingsError, load_settings, usable_cores
 
 
 def test_intra_op_threads_share_the_cores_among_workers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,3 +24,16 @@ def test_intra_op_threads_share_the_cores_among_workers(monkeypatch: pytest.Monk
 def test_the_pixel_limit_fits_kiosk_cameras() -> None:
     limit = load_settings().max_pixels
     assert 6000 * 4000 <= limit < 6300 * 6300  # a 24 MP camera yes, the 40 MP bomb no
+
+
+def test_refine_masks_is_opt_in_and_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TRAYLENS_REFINE_MASKS", raising=False)
+    assert load_settings().refine_masks is False  # opt-in: it costs a network time a photo
+    for value, expected in (("true", True), ("1", True), ("false", False), ("0", False)):
+        monkeypatch.setenv("TRAYLENS_REFINE_MASKS", value)
+        assert load_settings().refine_masks is expected, value
+    monkeypatch.setenv("TRAYLENS_REFINE_MASKS", "sometimes")
+    with pytest.raises(SettingsError, match="TRAYLENS_REFINE_MASKS"):
+        load_settings()

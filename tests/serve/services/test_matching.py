@@ -289,6 +289,30 @@ def test_before_without_grams_or_area() -> None:
     assert out[1].fraction == 0.25 and out[1].leftover_g is None and out[1].eaten_g is None
 
 
+def test_regions_measured_on_other_masks_are_paired_but_not_compared() -> None:
+    """comparable=False (one photo on the model's masks, the other refined to the food):
+    neither the area nor the depth volume, both integrated over the mask, gives a leftover;
+    the pair and a fully eaten dish stay."""
+    before = [reg("soup", (150, 150), 40, DISH["soup"], area=4000.0, grams=250.0,
+                  volume_ml=240.0),
+              reg("bread", (650, 150), 40, DISH["bread"], grams=80.0)]
+    after = [reg("a", (150, 150), 40, DISH["soup"], area=1000.0, volume_ml=60.0)]
+    m = match_regions(before, after)
+    same = leftovers(before, after, m)
+    assert same[0].measure is Measure.VOLUME and same[0].fraction == 0.25 and not same[0].flags
+    soup, bread = leftovers(before, after, m, comparable=False)
+    assert (soup.before_index, soup.after_index, soup.method) == (0, 0, same[0].method)
+    assert (soup.fraction, soup.ratio, soup.measure, soup.leftover_g, soup.eaten_g) == (
+        None, None, None, None, None)
+    assert soup.flags == (LeftoverFlag.NOT_MEASURABLE, LeftoverFlag.MASKS_DIFFER)
+    assert soup.score == same[0].score
+    assert bread.flags == (LeftoverFlag.FULLY_EATEN,) and bread.eaten_g == 80.0
+    without_depth = [reg("s", (150, 150), 40, DISH["soup"], area=4000.0, grams=250.0)]
+    (lo,) = leftovers(without_depth, after[:1], match_regions(without_depth, after),
+                      comparable=False)
+    assert lo.fraction is None and LeftoverFlag.MASKS_DIFFER in lo.flags  # areas alike
+
+
 def test_leftovers_refuses_a_matching_of_other_regions() -> None:
     before, after = before_tray(), before_tray()
     m = match_regions(before, after)

@@ -3,6 +3,7 @@ slot or by appearance and place, leftovers from region ratios times the served g
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,6 +156,39 @@ def test_embeddings_of_different_models_are_not_compared() -> None:
     assert rice.method is MatchMethod.POSITION and rice.leftover_fraction == 0.5
 
 
+def test_areas_measured_on_other_masks_pair_but_give_no_leftover() -> None:
+    """Before refined to the food (small areas), after on the model's masks (None: stored
+    before the column, the whole plate at 4x the rice's food area): the rice still pairs -
+    the size bound would have refused a 4x larger partner - and no leftover comes from the
+    two areas; the kimchi, gone, is fully eaten as ever."""
+    before = TrayPhoto((item(RICE, 200, 2000, emb=look(RICE)),
+                        item(KIMCHI, 50, 1500, emb=look(KIMCHI))), masks="refined")
+    after = TrayPhoto((item(RICE, 20, 8000, emb=look(RICE, 0.95), ref="a-rice"),))
+    res = pair_meal(before, after)
+    rice, kimchi = res.items
+    assert (rice.before_ref, rice.after_ref, rice.method) == (RICE, "a-rice",
+                                                              MatchMethod.APPEARANCE)
+    assert rice.flags == (PairFlag.NOT_MEASURABLE, PairFlag.MASKS_DIFFER)
+    assert (rice.leftover_fraction, rice.leftover_pct, rice.measure) == (None, None, None)
+    assert (rice.served_g, rice.eaten_g, rice.leftover_g) == (200, 200, 0)  # as not_measurable
+    assert kimchi.flags == (PairFlag.FULLY_EATEN,) and kimchi.eaten_g == 50
+    assert (res.served_g, res.eaten_g, res.leftover_g) == (250, 250, 0)
+    # The same areas on one mask method: a plate 4x larger is no partner (size bound).
+    same = pair_meal(replace(before, masks=None), after)
+    assert [p.flags for p in same.items] == [(PairFlag.FULLY_EATEN,)] * 2 + [
+        (PairFlag.UNMATCHED_AFTER,)]
+
+
+def test_photos_on_the_same_masks_compare_areas_as_ever() -> None:
+    after = (item(RICE, 20, 1000, emb=look(RICE, 0.95)),)
+    for masks in (("refined", "refined"), ("model", None), (None, None)):
+        before = TrayPhoto((item(RICE, 200, 4000, emb=look(RICE)),), masks=masks[0])
+        (rice,) = pair_meal(before, TrayPhoto(after, masks=masks[1])).items
+        assert (rice.leftover_fraction, rice.leftover_g, rice.measure) == (
+            0.25, 50, Measure.AREA), masks
+        assert not rice.flags, masks
+
+
 def slotted(name: str, slot: str, fill: float, grams: float | None = None,
             **kw: object) -> TrayItem:
     """A layout-mode item: in compartment `slot`, `fill` of it food."""
@@ -187,6 +221,14 @@ def test_layout_needs_both_photos_registered() -> None:
     after = TrayPhoto((slotted(RICE, "A", 0.2, 50, at=(100, 100)),), layout="not_found")
     (rice,) = pair_meal(before, after).items
     assert rice.method is MatchMethod.POSITION and rice.leftover_fraction == 1.0  # areas
+
+
+def test_masks_do_not_touch_layout_slots() -> None:
+    before = TrayPhoto((slotted(RICE, "A", 0.8, 200),), layout="registered", masks="model")
+    after = TrayPhoto((slotted(RICE, "A", 0.2, 50),), layout="registered", masks="refined")
+    (rice,) = pair_meal(before, after).items
+    assert (rice.method, rice.measure, rice.leftover_fraction, rice.flags) == (
+        MatchMethod.SLOT, Measure.FILL, 0.25, ())
 
 
 def test_empty_tray() -> None:

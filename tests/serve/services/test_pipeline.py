@@ -19,13 +19,16 @@ from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
 from model.infer.runtime import Item, Prediction
 from nutrition_db.table import get_food, nutrients_for
+from serve.services.analyses import analysis_payload, analysis_row
 from serve.services.layout_mode import LayoutOutcome
 from serve.services.menus import CanteenMenu, MenuContext, menu_from_file, offline_dish
 from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import (
     ENROLLED,
     KIOSK,
+    MODEL_MASKS,
     REFERENCE,
+    REFINED_MASKS,
     SERVING_SPREAD,
     TYPICAL,
     Alternative,
@@ -35,7 +38,7 @@ from serve.services.pipeline import (
     result_for,
 )
 from tests.no_food import coin_only_jpeg, empty_tray_jpeg
-from tests.serve.conftest import ECUSTFD
+from tests.serve.conftest import ECUSTFD, MEALTRAY
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP
 
 APPLE, ORANGE = "sr28:09003", "sr28:09200"  # SR28 apples raw with skin; oranges raw
@@ -335,3 +338,30 @@ def test_a_coin_is_never_food(loaded_model: LoadedModel, fixtures_dir: Path) -> 
     result = result_for(loaded_model.model, pred, ImageRequest(img), top_k=3)
     assert result.items == [] and result.no_food_found
     assert (result.scale_source, result.px_per_cm) == (REFERENCE, 18.0)
+
+
+def test_refined_masks_follow_the_food_and_the_result_says_so(loaded_model: LoadedModel,
+                                                              fixtures_dir: Path) -> None:
+    """refine_masks on the canteen tray 2770, decoded as the service decodes it: the same
+    items in the same boxes, the salad bowl's mask cut to the salad (a smaller area and
+    another outline), the rest as the model drew them; the result, its stored row and its
+    answer say which masks they hold (default: the model's)."""
+    model = loaded_model.model
+    img = load_image(fixtures_dir / MEALTRAY.format(n=2770), fit=model.meta.input_size)
+    (plain,), _ = analyze(model, [ImageRequest(img)])
+    (refined,), _ = analyze(model, [ImageRequest(img)], refine_masks=True)
+    assert (plain.masks, refined.masks) == (MODEL_MASKS, REFINED_MASKS) == ("model", "refined")
+    assert [(i.label_index, i.box) for i in refined.items] == [
+        (i.label_index, i.box) for i in plain.items]
+    changed = [(p, r) for p, r in zip(plain.items, refined.items, strict=True)
+               if r.area_px != p.area_px]
+    assert changed, "refinement changed no item's area on a tray of plates and bowls"
+    for p, r in changed:  # the food inside its container: smaller than the container
+        assert 0 < r.area_px < 0.8 * p.area_px and r.polygon != p.polygon, (p.label, r.area_px)
+    salad = model.meta.labels.index("Starter")
+    assert salad in {p.label_index for p, _ in changed}
+    for result, masks in ((plain, "model"), (refined, "refined")):
+        row = analysis_row(result, image_sha256=None)
+        assert row.masks == masks and analysis_payload(row)["masks"] == masks
+        row.masks = None  # analysed before the column existed: the model's masks
+        assert analysis_payload(row)["masks"] == "model"
