@@ -393,7 +393,7 @@ def evaluate(
                 **food_region_section(ds, operating_point(preds, PostConfig()), cfg, match,
                                       PostConfig(), model.open_set),
                 "curve": region_curve_section(ds, preds, cfg)}
-            if name in (outlines or {}):
+            if outlines and name in outlines:
                 result["food_regions"][name]["drawn_outlines"] = drawn_outline_section(
                     model, outlines[name], ds, cfg)
     if "ecustfd" in sets:

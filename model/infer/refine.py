@@ -84,8 +84,9 @@ def refine_item_mask(rgb: np.ndarray, box: tuple[float, float, float, float],
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's colour-model init is random: the same photo, the same mask
     try:
-        cv2.grabCut(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), gc, None, bgd, fgd, ITERATIONS,
-                    cv2.GC_INIT_WITH_MASK)
+        # In GC_INIT_WITH_MASK mode the rect is not read: the mask alone initialises.
+        cv2.grabCut(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), gc, (0, 0, 1, 1), bgd, fgd,
+                    ITERATIONS, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # a degenerate crop (one colour): nothing to learn from
         return mask
     food = _parts((gc[wy0:wy1, wx0:wx1] == cv2.GC_FGD) | (gc[wy0:wy1, wx0:wx1] == cv2.GC_PR_FGD))
