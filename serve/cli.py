@@ -89,7 +89,8 @@ def run_analyze(argv: Sequence[str]) -> int:
     try:
         model = TrayModel(args.model or settings.model_path,
                           threads=settings.intra_op_threads or None)
-        menu = menu_from_file(model, args.menu) if args.menu else None
+        menu = (menu_from_file(model, args.menu, refine=settings.refine_masks) if args.menu
+                else None)
         fit = model.meta.input_size  # the service's own decode (see load_image)
         images = [load_image(p, max_pixels=settings.max_pixels, fit=fit) for p in args.images]
     except (ModelFileError, MenuFileError, ImageError) as exc:

@@ -159,7 +159,7 @@ async def add_enrolment(menu_id: str, dish_id: str, request: Request, response: 
             return service.add_enrolment(
                 session, principal, menu_id, dish_id, loaded=loaded, store=store,
                 photo=photo.data, box=box, mask=mask.data if mask is not None else None,
-                max_pixels=settings.max_pixels)
+                max_pixels=settings.max_pixels, refine=settings.refine_masks)
 
     return await run_in_threadpool(work)
 

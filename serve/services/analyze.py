@@ -127,9 +127,10 @@ def resolve_context(
     menu = None
     if fields.menu_id is not None:
         # Enrolments made under another model version are re-embedded here, so a model
-        # swap never silently drops a canteen's enrolled examples.
+        # swap never silently drops a canteen's enrolled examples; those measured on the
+        # other masks than the analysis will use are re-measured (settings.refine_masks).
         context = load_menu_context(session, principal, fields.menu_id, loaded,
-                                    store, settings.max_pixels)
+                                    store, settings.max_pixels, refine=settings.refine_masks)
         if canteen_id is not None and context.canteen_id != canteen_id:
             raise not_found("menu", fields.menu_id)
         canteen_id = context.canteen_id

@@ -1,5 +1,6 @@
 """Enrolment: a dish's example photos, checked, stored and measured by
-model.infer.enrolment, and re-embedded when the active model changes."""
+model.infer.enrolment, and re-embedded when the active model changes (re-measured when the
+masks analyses measure items on change: settings.refine_masks)."""
 from __future__ import annotations
 
 import io
@@ -11,7 +12,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from sqlalchemy.orm import Session
 
-from model.infer.enrolment import Box, EnrolledRegion, enrolled_region
+from model.infer.enrolment import (
+    MODEL_AREAS,
+    Box,
+    EnrolledRegion,
+    enrolled_region,
+    model_area_source,
+)
 from serve.core.errors import ApiError, unprocessable
 from serve.core.storage import ImageStore, record_image, sha256_hex
 from serve.core.uploads import decode_photo
@@ -47,13 +54,15 @@ def check_mask(mask: np.ndarray, img: Image.Image) -> np.ndarray:
 
 
 def measure_region(model: TrayModel, img: Image.Image, *, box: Sequence[float] | None = None,
-                   mask: np.ndarray | None = None) -> EnrolledRegion:
-    """Check the region a client gave (4xx when unusable), then embed and measure it."""
+                   mask: np.ndarray | None = None, refine: bool = False) -> EnrolledRegion:
+    """Check the region a client gave (4xx when unusable), then embed and measure it (on
+    refined masks when `refine`: settings.refine_masks, as analyses measure their items)."""
     if box is not None and mask is not None:
         raise unprocessable("give a box or a mask, not both", code="invalid_region")
     if mask is not None:
         return enrolled_region(model, img, mask=check_mask(mask, img))
-    return enrolled_region(model, img, box=check_box(box, img.size) if box is not None else None)
+    return enrolled_region(model, img, box=check_box(box, img.size) if box is not None else None,
+                           refine=refine)
 
 
 def parse_box(text: str) -> list[float]:
@@ -88,13 +97,16 @@ def store_photo(session: Session, store: ImageStore, data: bytes, kind: str,
 
 def enrol(session: Session, *, dish: MenuDish, loaded: LoadedModel, store: ImageStore,
           photo: bytes, box: Sequence[float] | None, mask: bytes | None,
-          max_pixels: int) -> tuple[Enrolment, EnrolledRegion]:
-    """Embed and store one example photo of a dish (whole image, box or mask)."""
+          max_pixels: int, refine: bool = False) -> tuple[Enrolment, EnrolledRegion]:
+    """Embed and store one example photo of a dish (whole image, box or mask); `refine`
+    (settings.refine_masks) measures a box or whole photo on refined masks, as analyses
+    then measure items (a mask's area is its own)."""
     photo_sha, img = store_photo(session, store, photo, "photo", max_pixels)
     mask_sha, mask_img = (store_photo(session, store, mask, "mask", max_pixels)
                           if mask is not None else (None, None))
     region = measure_region(loaded.model, img, box=box,
-                            mask=mask_array(mask_img) if mask_img is not None else None)
+                            mask=mask_array(mask_img) if mask_img is not None else None,
+                            refine=refine)
     kind = (RegionKind.MASK if mask is not None
             else RegionKind.BOX if box is not None else RegionKind.IMAGE)
     row = Enrolment(dish_id=dish.id, image_sha256=photo_sha, mask_sha256=mask_sha,
@@ -163,19 +175,31 @@ def enrol_item(session: Session, *, dish: MenuDish, analysis: Analysis, item: An
 
 @dataclass(frozen=True)
 class Refresh:
-    """What re-embedding a menu's enrolments did."""
+    """What bringing a menu's enrolments up to the active model and masks did."""
 
-    re_embedded: int
-    left_stale: int  # their photo was purged by retention: unused until enrolled again
+    re_embedded: int  # made with another model version: embedded and measured again
+    re_measured: int  # this model, its area measured on the other masks: measured again
+    # Their photo was purged by retention. Another model's: unused until enrolled again;
+    # this model's on the other masks: still identify, but size no item (size_references).
+    left_stale: int
     model_version: str
 
 
+def _outdated(row: Enrolment, version: str, area_from: str) -> bool:
+    """Embedded by another model, or measured by the model's mask of the other kind."""
+    return row.model_version != version or (row.area_from in MODEL_AREAS.values()
+                                            and row.area_from != area_from)
+
+
 def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store: ImageStore,
-                       max_pixels: int) -> Refresh:
-    """Re-embed enrolments made with another model version from their stored photos."""
-    done = left = 0
+                       max_pixels: int, *, refine: bool) -> Refresh:
+    """Re-embed and re-measure, from their stored photos, enrolments made with another model
+    version or whose model-mask area was measured on the other masks than `refine`
+    (settings.refine_masks) gives: flipping the setting brings the references in line."""
+    area_from = model_area_source(refine)
+    embedded = measured = left = 0
     for row in (e for d in menu.dishes for e in d.enrolments
-                if e.model_version != loaded.version):
+                if _outdated(e, loaded.version, area_from)):
         photo = store.get(row.image_sha256)
         mask = store.get(row.mask_sha256) if row.mask_sha256 else None
         if photo is None or (row.mask_sha256 and mask is None):
@@ -183,10 +207,13 @@ def refresh_enrolments(session: Session, menu: Menu, loaded: LoadedModel, store:
             continue
         img = decode_photo(photo, max_pixels)[0]
         mask_arr = mask_array(decode_photo(mask, max_pixels)[0]) if mask else None
-        region = measure_region(loaded.model, img, box=row.box, mask=mask_arr)
+        region = measure_region(loaded.model, img, box=row.box, mask=mask_arr, refine=refine)
+        if row.model_version == loaded.version:
+            measured += 1
+        else:
+            embedded += 1
         row.embedding = [float(v) for v in region.embedding]
         row.area_px, row.area_from = region.area_px, region.area_from
         row.model_version = loaded.version
-        done += 1
     session.flush()
-    return Refresh(done, left, loaded.version)
+    return Refresh(embedded, measured, left, loaded.version)

@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from model.infer.enrolment import SIZE_REFERENCES, EnrolledRegion
+from model.infer.enrolment import EnrolledRegion, size_references
 from model.infer.images import load_image
 from model.infer.menu_match import Decision, DishMatch, MatchConfig, decide, rank_menu
 from model.infer.menu_match import Dish as MatchDish
@@ -35,6 +35,8 @@ from serve.services.nutrients import find_food, require_food
 from serve.services.pipeline import (
     ENROLLED,
     MENU_SERVING,
+    MODEL_MASKS,
+    REFINED_MASKS,
     Alternative,
     Grams,
     MenuChoice,
@@ -61,20 +63,24 @@ class DishInfo:
     label_index: int | None  # the model class that names this food, if any
     enrolled: int  # examples embedded by the current model
     stale: int  # examples embedded by another model version (not used until re-embedded)
-    area_px: tuple[float, ...]  # enrolled example areas: the reference for relative grams
+    # Enrolled example areas comparable with the analysis's items (size_references of its
+    # masks): the reference for relative grams.
+    area_px: tuple[float, ...]
     # Fills of enrolled layout items (food / compartment area): layout mode's standard fill.
     fills: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class MenuContext:
-    """A menu ready for identification under one model version."""
+    """A menu ready for identification under one model version, its dishes' size references
+    for items measured on `masks`."""
 
     menu_id: str
     canteen_id: str
     model_version: str
     dishes: tuple[DishInfo, ...]
     match_dishes: tuple[MatchDish, ...]
+    masks: str = MODEL_MASKS  # MODEL_MASKS | REFINED_MASKS: what DishInfo.area_px sizes
 
 
 @dataclass(frozen=True)
@@ -112,29 +118,37 @@ def label_index_for(food_id: str, model_food_ids: Sequence[str | None]) -> int |
     return None
 
 
-def _dish_info(dish: MenuDish, model_food_ids: Sequence[str | None],
-               model_version: str) -> tuple[DishInfo, MatchDish]:
-    """One stored dish as DishInfo plus menu_match input (current-model embeddings only)."""
+def masks_for(refine: bool) -> str:
+    """The masks an analysis measures its items on under settings.refine_masks."""
+    return REFINED_MASKS if refine else MODEL_MASKS
+
+
+def _dish_info(dish: MenuDish, model_food_ids: Sequence[str | None], model_version: str,
+               masks: str) -> tuple[DishInfo, MatchDish]:
+    """One stored dish as DishInfo plus menu_match input (current-model embeddings only;
+    areas only where measured as items on `masks` are)."""
     current = [e for e in dish.enrolments if e.model_version == model_version]
     label = label_index_for(dish.food_id, model_food_ids)
+    references = size_references(masks)
     info = DishInfo(dish.id, dish.food_id, dish.name, dish.serving_g, dish.tray_slot, label,
                     len(current), len(dish.enrolments) - len(current),
-                    tuple(e.area_px for e in current if e.area_from in SIZE_REFERENCES),
+                    tuple(e.area_px for e in current if e.area_from in references),
                     tuple(e.fill for e in dish.enrolments if e.fill is not None))
     examples = (np.asarray([e.embedding for e in current], dtype=np.float32) if current
                 else np.zeros((0, 0), np.float32))
     return info, MatchDish(dish.id, examples, label)
 
 
-def menu_context(menu: Menu, *, model_food_ids: Sequence[str | None],
-                 model_version: str) -> MenuContext:
-    """Build the identification context of a stored menu for the given model."""
+def menu_context(menu: Menu, *, model_food_ids: Sequence[str | None], model_version: str,
+                 masks: str) -> MenuContext:
+    """Build the identification context of a stored menu for the given model and for items
+    measured on `masks` (MODEL_MASKS | REFINED_MASKS: the analysis's, masks_for)."""
     if not menu.dishes:
         raise unprocessable(f"menu {menu.id} has no dishes yet: add dishes before analysing "
                             "with it", code="menu_empty")
-    built = [_dish_info(d, model_food_ids, model_version) for d in menu.dishes]
+    built = [_dish_info(d, model_food_ids, model_version, masks) for d in menu.dishes]
     return MenuContext(menu.id, menu.canteen_id, model_version,
-                       tuple(b[0] for b in built), tuple(b[1] for b in built))
+                       tuple(b[0] for b in built), tuple(b[1] for b in built), masks)
 
 
 def get_menu(session: Session, menu_id: str, principal: Principal) -> Menu:
@@ -174,13 +188,15 @@ def relative_grams(dish: DishInfo, area_px: float | None) -> RelativeGrams | Non
 
 
 def load_menu_context(session: Session, principal: Principal, menu_id: str,
-                      loaded: LoadedModel, store: ImageStore, max_pixels: int) -> MenuContext:
+                      loaded: LoadedModel, store: ImageStore, max_pixels: int, *,
+                      refine: bool) -> MenuContext:
     """What /v1/analyze calls for `menu_id`: the visible menu, enrolments brought up to the
-    active model, ready for identify() (call inside a transaction: it may re-embed)."""
+    active model and to the masks `refine` (settings.refine_masks) gives the analysis, ready
+    for identify() (call inside a transaction: it may re-embed)."""
     menu = get_menu(session, menu_id, principal)
-    refresh_enrolments(session, menu, loaded, store, max_pixels)
+    refresh_enrolments(session, menu, loaded, store, max_pixels, refine=refine)
     return menu_context(menu, model_food_ids=loaded.model.meta.food_ids,
-                        model_version=loaded.version)
+                        model_version=loaded.version, masks=masks_for(refine))
 
 
 class CanteenMenu:
@@ -228,9 +244,10 @@ class MenuFileError(ValueError):
 
 
 def _dish_from_json(
-    model: TrayModel, entry: dict[str, Any], position: int, base: Path
+    model: TrayModel, entry: dict[str, Any], position: int, base: Path, refine: bool
 ) -> tuple[DishInfo, MatchDish]:
-    """One dish of menu.json: food_id, serving_g, optional name and example photos."""
+    """One dish of menu.json: food_id, serving_g, optional name and example photos (measured
+    on refined masks when `refine`, as the analysis will measure its items)."""
     try:
         food_id, serving_g = str(entry["food_id"]), float(entry["serving_g"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -239,28 +256,33 @@ def _dish_from_json(
     for example in entry.get("examples", []):
         spec = example if isinstance(example, dict) else {"image": example}
         img = load_image(base / str(spec["image"]))
-        regions.append(measure_region(model, img, box=spec.get("box")))
+        regions.append(measure_region(model, img, box=spec.get("box"), refine=refine))
     dish_id = str(entry.get("id", f"dish{position}"))
     label = label_index_for(food_id, model.meta.food_ids)
     return offline_dish(dish_id, food_id, entry.get("name"), serving_g, regions, label=label,
-                        tray_slot=entry.get("tray_slot"))
+                        tray_slot=entry.get("tray_slot"), masks=masks_for(refine))
 
 
 def offline_dish(dish_id: str, food_id: str, name: str | None, serving_g: float,
                  regions: Sequence[EnrolledRegion], *, label: int | None,
-                 tray_slot: str | None = None) -> tuple[DishInfo, MatchDish]:
-    """A dish held in memory (menu.json, benchmarks) with its enrolled regions."""
+                 tray_slot: str | None = None,
+                 masks: str = MODEL_MASKS) -> tuple[DishInfo, MatchDish]:
+    """A dish held in memory (menu.json, benchmarks) with its enrolled regions; areas size
+    items measured on `masks` only where measured the same way (size_references)."""
     food = find_food(food_id)
+    references = size_references(masks)
     info = DishInfo(dish_id, food_id, name or (food.name if food else None), serving_g,
                     tray_slot, label, len(regions), 0,
-                    tuple(r.area_px for r in regions if r.area_from in SIZE_REFERENCES))
+                    tuple(r.area_px for r in regions if r.area_from in references))
     examples = (np.stack([r.embedding for r in regions]) if regions
                 else np.zeros((0, 0), np.float32))
     return info, MatchDish(dish_id, examples, label)
 
 
-def menu_from_file(model: TrayModel, path: Path) -> CanteenMenu:
-    """A menu for offline analysis: {"dishes": [{"food_id", "serving_g", "examples": [...]}]}."""
+def menu_from_file(model: TrayModel, path: Path, *, refine: bool = False) -> CanteenMenu:
+    """A menu for offline analysis: {"dishes": [{"food_id", "serving_g", "examples": [...]}]};
+    `refine`: the analysis will refine its masks (settings.refine_masks), so the examples'
+    areas are measured on refined masks too."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         dishes = data["dishes"]
@@ -268,10 +290,10 @@ def menu_from_file(model: TrayModel, path: Path) -> CanteenMenu:
         raise MenuFileError(f"{path}: not a menu file ({exc})") from exc
     if not isinstance(dishes, list) or not dishes:
         raise MenuFileError(f"{path}: 'dishes' must be a non-empty list")
-    built = [_dish_from_json(model, d, i, path.parent) for i, d in enumerate(dishes)]
+    built = [_dish_from_json(model, d, i, path.parent, refine) for i, d in enumerate(dishes)]
     context = MenuContext(
         str(data.get("id", path.stem)), "offline", str(model.meta.version),
-        tuple(b[0] for b in built), tuple(b[1] for b in built),
+        tuple(b[0] for b in built), tuple(b[1] for b in built), masks_for(refine),
     )
     return CanteenMenu(context)
 
@@ -356,11 +378,12 @@ def dish_of(menu: Menu, dish_id: str) -> MenuDish:
 def add_enrolment(session: Session, principal: Principal, menu_id: str, dish_id: str, *,
                   loaded: LoadedModel, store: ImageStore, photo: bytes,
                   box: Sequence[float] | None, mask: bytes | None,
-                  max_pixels: int) -> Enrolment:
-    """Enrol an example photo of a writable menu's dish."""
+                  max_pixels: int, refine: bool) -> Enrolment:
+    """Enrol an example photo of a writable menu's dish, measured on the masks analyses use
+    (`refine`: settings.refine_masks)."""
     dish = dish_of(writable_menu(session, principal, menu_id), dish_id)
     row, _ = enrol(session, dish=dish, loaded=loaded, store=store, photo=photo, box=box,
-                   mask=mask, max_pixels=max_pixels)
+                   mask=mask, max_pixels=max_pixels, refine=refine)
     return row
 
 

@@ -162,6 +162,17 @@ def service(
         yield Service(client, settings)
 
 
+@pytest.fixture(scope="module")
+def refining(service: Service, database_url: str,
+             loaded_model: LoadedModel) -> Iterator[Service]:
+    """A second app on the module's database and photos with TRAYLENS_REFINE_MASKS on: the
+    service after an operator turned the setting on."""
+    settings = make_settings(database_url, service.settings.data_dir, loaded_model,
+                             refine_masks=True, model_sync_seconds=0)
+    with TestClient(create_app(settings, model=loaded_model)) as client:
+        yield Service(client, settings)
+
+
 @pytest.fixture(scope="session")
 def photo_bytes(fixtures_dir: Path) -> dict[str, bytes]:
     """Real photos: mealtray canteen trays and ECUSTFD plates with a coin."""

@@ -1,7 +1,6 @@
 """POST /v1/analyze and friends on real photos, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,7 @@ from model.infer.geometry import pair_iou
 from nutrition_db.table import nutrients_for
 from serve.core.responses import rounded
 from serve.db.tables.analyses import Analysis, AnalysisItem
-from serve.main import create_app
-from serve.services.model_registry import LoadedModel
-from tests.serve.conftest import MEALTRAY, Service, make_settings
+from tests.serve.conftest import MEALTRAY, Service
 
 # SR28 foods with complete rows: apples (raw, with skin), bananas (raw), oranges (raw).
 APPLE, BANANA, ORANGE = "sr28:09003", "sr28:09040", "sr28:09200"
@@ -231,17 +228,6 @@ def test_one_transaction_per_analysis(
     monkeypatch.setattr(analyze_service, "analysis_payload", real)
     ok = _analyze(service, photo_bytes["tray"], {**tenant["kiosk"], "Idempotency-Key": "crash-1"})
     assert ok["id"]
-
-
-@pytest.fixture(scope="module")
-def refining(service: Service, database_url: str,
-             loaded_model: LoadedModel) -> Iterator[Service]:
-    """A second app on the module's database and photos with TRAYLENS_REFINE_MASKS on: the
-    service after an operator turned the setting on."""
-    settings = make_settings(database_url, service.settings.data_dir, loaded_model,
-                             refine_masks=True, model_sync_seconds=0)
-    with TestClient(create_app(settings, model=loaded_model)) as client:
-        yield Service(client, settings)
 
 
 def test_refine_masks_setting_answers_and_stores_refined_masks(

@@ -16,15 +16,17 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from model.data.importers.ecustfd import read_voc
+from model.data.importers.mealtray import read_names, read_yolo
 from model.infer.geometry import pair_iou
 from model.infer.images import load_image
 from serve.core.auth import Principal
 from serve.core.storage import LocalImageStore, purge_expired
 from serve.db.tables.core import Role, StoredImage
 from serve.db.tables.menus import Enrolment, Menu
-from serve.services.enrolment import refresh_enrolments
+from serve.services.enrolment import Refresh, refresh_enrolments
 from serve.services.menus import identify, load_menu_context, menu_context
-from tests.serve.conftest import DEV_MODEL, Service
+from serve.services.pipeline import MODEL_MASKS, REFINED_MASKS
+from tests.serve.conftest import DEV_MODEL, MEALTRAY, Service
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP
 
 APPLE, KIWI, DOUGHNUT = "kfct:사과, 생것", "kfct:키위, 그린, 생것", "mfds:D102-082120000-0001"
@@ -268,7 +270,7 @@ def test_enrol_three_photos_per_dish_then_identify(api: Api, shared_data: Path) 
     with api.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
         row = session.get(Menu, menu["id"])
         ctx = menu_context(row, model_food_ids=model.model.meta.food_ids,
-                           model_version=model.version)
+                           model_version=model.version, masks=MODEL_MASKS)
     root = shared_data / "images" / "ecustfd"
     for food, expected in zip(QUERIES, (APPLE, KIWI, DOUGHNUT), strict=True):
         hits = []
@@ -361,7 +363,7 @@ def test_whole_image_enrolment(api: Api, fixtures_dir: Path) -> None:
     assert body["model_version"] == loaded.version
     with api.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
         ctx = menu_context(session.get(Menu, menu["id"]), model_version=loaded.version,
-                           model_food_ids=loaded.model.meta.food_ids)
+                           model_food_ids=loaded.model.meta.food_ids, masks=MODEL_MASKS)
     kiwi = ctx.dishes[1]
     assert kiwi.enrolled == 1  # its embedding counts for identification either way ...
     # ... but a whole-photo area is no food's size: never the reference for relative grams
@@ -390,11 +392,11 @@ def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
     with factory.begin() as session:
         menu_row = session.get(Menu, menu["id"])
         stale = menu_context(menu_row, model_food_ids=loaded.model.meta.food_ids,
-                             model_version=loaded.version)
+                             model_version=loaded.version, masks=MODEL_MASKS)
         assert (stale.dishes[0].enrolled, stale.dishes[0].stale) == (0, 1)
         store = LocalImageStore(api.service.settings.image_dir)
         ctx = load_menu_context(session, Principal("k", Role.ADMIN, None), menu["id"], loaded,
-                                store, api.service.settings.max_pixels)
+                                store, api.service.settings.max_pixels, refine=False)
     assert (ctx.dishes[0].enrolled, ctx.dishes[0].stale) == (1, 0)
     with factory() as session:
         row = session.get(Enrolment, fresh["id"])
@@ -406,8 +408,8 @@ def test_stale_enrolments_are_re_embedded_from_the_stored_photo(api: Api,
         row.model_version = "older-model"
         store.delete(row.image_sha256)
         done = refresh_enrolments(session, session.get(Menu, menu["id"]), loaded, store,
-                                  api.service.settings.max_pixels)
-    assert (done.re_embedded, done.left_stale) == (0, 1)
+                                  api.service.settings.max_pixels, refine=False)
+    assert (done.re_embedded, done.re_measured, done.left_stale) == (0, 0, 1)
 
 
 def test_analyze_with_menu_re_embeds_stale_enrolments(api: Api, fixtures_dir: Path) -> None:
@@ -465,3 +467,117 @@ def test_analyze_with_menu_identifies_enrolled_dishes(api: Api, shared_data: Pat
     assert foods, r.text
     biggest = max(foods, key=lambda i: (i["box"][2] - i["box"][0]) * (i["box"][3] - i["box"][1]))
     assert biggest["food_id"] == APPLE and biggest["menu_dish_id"] == menu["dishes"][0]["id"]
+
+
+# --- enrolled areas and the masks analyses measure items on (TRAYLENS_REFINE_MASKS) -----
+
+SALAD = "fndds:75143000"  # the food of the model's "Starter" class: the mealtray salad
+
+
+def _salad_box(fixtures_dir: Path) -> str:
+    """The annotated box of the salad in its bowl on the 2770 tray: "x0,y0,x1,y1" pixels."""
+    photo = fixtures_dir / MEALTRAY.format(n=2770)
+    names = read_names(fixtures_dir / "mealtray" / "obj.names")
+    _, cx, cy, w, h = next(r for r in read_yolo(photo.with_suffix(".txt"), len(names))
+                           if names[r[0]] == "Starter")
+    width, height = load_image(photo).size
+    box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
+           (cy + h / 2) * height)
+    return ",".join(f"{v:.1f}" for v in box)
+
+
+def _salad_menu(api: Api) -> dict[str, Any]:
+    """A lunch menu of one dish: the salad, 150 g a serving."""
+    r = api.call("kiosk_a", "POST", "/v1/menus", json={
+        "date": "2026-11-25", "meal": "lunch",
+        "dishes": [{"food_id": SALAD, "serving_g": 150.0}]})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def test_refresh_re_measures_enrolments_on_the_other_masks(api: Api,
+                                                           fixtures_dir: Path) -> None:
+    """An example measured by the model's mask of the salad bowl is re-measured on refined
+    masks once the setting is on (and back when it is off); meanwhile it sizes only the
+    analyses measured the same way. A purged photo leaves it as it is."""
+    photo = fixtures_dir / MEALTRAY.format(n=2770)
+    menu = _salad_menu(api)
+    body = _enrol(api, menu, 0, photo, box=_salad_box(fixtures_dir)).json()
+    assert body["area_from"] == "model_mask", body
+    factory = api.session_factory()
+    loaded = api.client.app.state.models.active  # type: ignore[attr-defined]
+    settings = api.service.settings
+    store = LocalImageStore(settings.image_dir)
+
+    def refresh(refine: bool) -> Refresh:
+        with factory.begin() as session:
+            return refresh_enrolments(session, session.get(Menu, menu["id"]), loaded, store,
+                                      settings.max_pixels, refine=refine)
+
+    def references(masks: str) -> tuple[float, ...]:
+        with factory() as session:
+            ctx = menu_context(session.get(Menu, menu["id"]), masks=masks,
+                               model_food_ids=loaded.model.meta.food_ids,
+                               model_version=loaded.version)
+        assert ctx.dishes[0].enrolled == 1  # it identifies whatever its area
+        return ctx.dishes[0].area_px
+
+    assert (references(MODEL_MASKS), references(REFINED_MASKS)) == ((body["area_px"],), ())
+    assert refresh(True) == Refresh(0, 1, 0, loaded.version)
+    with factory() as session:
+        row = session.get(Enrolment, body["id"])
+        refined, area_from, version = row.area_px, row.area_from, row.model_version
+    assert (area_from, version) == ("refined_mask", loaded.version)
+    # measured with model 1.5.0: the bowl's 47,975 px, the salad in it 32,018 px
+    assert 0 < refined < 0.85 * body["area_px"], (refined, body["area_px"])
+    assert (references(MODEL_MASKS), references(REFINED_MASKS)) == ((), (refined,))
+    assert refresh(True) == Refresh(0, 0, 0, loaded.version)  # in line: nothing to do
+    assert refresh(False) == Refresh(0, 1, 0, loaded.version)
+    assert references(MODEL_MASKS) == pytest.approx((body["area_px"],))
+    store.delete(body["image_sha256"])
+    try:  # a purged photo cannot be measured again: the example stays as it was measured
+        assert refresh(True) == Refresh(0, 0, 1, loaded.version)
+        assert (references(MODEL_MASKS), references(REFINED_MASKS)) == (
+            pytest.approx((body["area_px"],)), ())
+    finally:
+        store.put(photo.read_bytes())
+
+
+def test_relative_grams_follow_the_masks_setting(api: Api, refining: Service,
+                                                 fixtures_dir: Path) -> None:
+    """The salad enrolled while items were measured on the model's masks, then the same tray
+    analysed with refined masks: the example is first re-measured on refined masks, so the
+    salad weighs its serving (before the fix: its refined area over the bowl's model mask,
+    about 2/3 of it). Analysed with the model's masks again, it is measured back; enrolled
+    through the refining app, an example is measured on refined masks at once."""
+    photo = fixtures_dir / MEALTRAY.format(n=2770)
+    box = _salad_box(fixtures_dir)
+    menu = _salad_menu(api)
+    enrolled = _enrol(api, menu, 0, photo, box=box).json()
+    assert enrolled["area_from"] == "model_mask", enrolled
+    files = {"image": (photo.name, photo.read_bytes(), "image/jpeg")}
+    salad_box = [float(v) for v in box.split(",")]
+    for app, masks, area_from in ((refining, "refined", "refined_mask"),
+                                  (api.service, "model", "model_mask")):
+        r = app.client.post("/v1/analyze", headers=api.keys["kiosk_a"], files=files,
+                            data={"menu_id": menu["id"]})
+        assert r.status_code == 201, r.text
+        assert r.json()["masks"] == masks
+        salad = max(r.json()["items"], key=lambda i: pair_iou(i["box"], salad_box))
+        assert pair_iou(salad["box"], salad_box) >= 0.5, r.text
+        assert salad["menu_dish_id"] == menu["dishes"][0]["id"], salad
+        with api.session_factory()() as session:
+            row = session.get(Enrolment, enrolled["id"])
+            reference = (row.area_from, row.area_px)
+        assert reference[0] == area_from
+        grams = salad["grams"]
+        assert grams["source"] == "enrolled_serving", salad
+        assert grams["value"] == pytest.approx(150.0 * salad["area_px"] / reference[1], abs=0.1)
+        # the enrolled photo itself, decoded smaller for the model: its serving, within 5 %
+        assert grams["value"] == pytest.approx(150.0, rel=0.05), (masks, salad)
+    url = f"/v1/menus/{menu['id']}/dishes/{menu['dishes'][0]['id']}/enrolments"
+    again = refining.client.post(url, headers=api.keys["kiosk_a"], files=files,
+                                 data={"box": box})
+    assert again.status_code == 201, again.text
+    assert again.json()["area_from"] == "refined_mask"
+    assert again.json()["area_px"] < 0.85 * enrolled["area_px"]
