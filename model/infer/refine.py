@@ -11,11 +11,14 @@ item's box, with OpenCV's GrabCut initialised from the model's own mask:
 - the rest of the box (a plate's rim, a bowl's side, the corners): probable background.
 
 The colour models then learn the container from its rim and keep what differs from it: the
-food on a white plate, the salad in a black bowl. A food with no container (a fruit on the
-tray, an ECUSTFD food in its own box) keeps about the model's shape, its rim being food-
-coloured like its core. Where GrabCut loses the item (less than MIN_KEEP of the model's
-mask left), the model's mask stays. Measured on outlines drawn by hand (docs/MODEL_CARD.md,
-"Food masks against outlines drawn by hand").
+food on a white plate, the salad in a black bowl. GrabCut runs only where that is what the
+box shows (`holds_food`): a neutral rim around a coloured core. A food with no container (a
+fruit on the tray, an ECUSTFD food filling its own box: a coloured rim) and a sealed pot or a
+bottle (a neutral core) keep the model's mask, as does white food in a white bowl, which no
+colour tells apart. Where GrabCut loses the item (less than MIN_KEEP of the model's mask
+left), the model's mask stays. At most one GrabCut of a WORK_SIDE crop per found item
+(PostConfig.max_items bounds them). Measured on outlines drawn by hand (docs/MODEL_CARD.md,
+"Food masks against outlines drawn by hand"): built on half of them, judged on the other.
 """
 from __future__ import annotations
 
