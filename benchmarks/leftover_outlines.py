@@ -49,9 +49,7 @@ from benchmarks.pairing import (  # noqa: E402
     regions,
     table_colour,
 )
-from model.data.coco import CocoDataset  # noqa: E402
-from model.data.masks import annotation_mask  # noqa: E402
-from model.evaluate import OUTLINES_DIR, drawn_outline_set  # noqa: E402
+from model.evaluate import OUTLINES_DIR, drawn_outline_set, food_outlines  # noqa: E402
 from model.infer.images import load_image  # noqa: E402
 from model.infer.portion import COIN_LABEL  # noqa: E402
 from model.infer.runtime import Item, PostConfig, TrayModel  # noqa: E402
@@ -74,15 +72,6 @@ class Food:
     true_left: float  # the share of the outline left unpainted
     measured: float | None  # the service's leftover fraction (None: not measurable)
     false_alarm: bool  # food left, declared fully eaten
-
-
-def outline_masks(ds: CocoDataset, image_id: int) -> list[np.ndarray]:
-    """The food outlines of one photo as full-size boolean masks (the coin is no food)."""
-    names = ds.category_names()
-    im = next(i for i in ds.images if i.id == image_id)
-    return [m for a in ds.annotations_by_image()[image_id]
-            if names[a.category_id] != COIN_LABEL
-            and (m := annotation_mask(a, im.height, im.width)) is not None and m.any()]
 
 
 def holders(outlines: Sequence[np.ndarray], items: Sequence[Item]) -> list[int | None]:
@@ -146,10 +135,11 @@ def measure(model: TrayModel, outlines_dir: Path, sources: Sequence[str], cases:
         ds = drawn_outline_set(outlines_dir, source)
         if ds is None:
             continue
+        drawn = food_outlines(ds)
         for im in ds.images:
             img = load_image(ds.image_path(im))
             before = foods_of(model, img)
-            masks = outline_masks(ds, im.id)
+            masks = [m for _, m in drawn[im.id] if m.any()]
             for _ in range(cases):
                 foods += run_case(model, source, img, masks, before, rng, shares)
     return foods

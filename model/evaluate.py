@@ -290,16 +290,12 @@ def real_mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str
     unmatched outlines 0), overall and per outline label; beside it, the same matching with
     each item's mask replaced by the ellipse inscribed in its box (what the masks add over
     the box). None when the set has no drawn outline."""
-    names = ds.category_names()
-    by_image = ds.annotations_by_image()
     ious: dict[str, list[float]] = {"model": [], "box_ellipse": []}
     labels: list[str] = []
     photos = 0
+    drawn = food_outlines(ds)
     for im in ds.images:
-        outlines = [(names[a.category_id], m) for a in by_image[im.id]
-                    if a.mask_source in REAL_MASK_SOURCES
-                    and names[a.category_id] != portion.COIN_LABEL
-                    and (m := annotation_mask(a, im.height, im.width)) is not None]
+        outlines = drawn[im.id]
         if not outlines:
             continue
         photos += 1
@@ -320,6 +316,18 @@ def real_mask_section(ds: CocoDataset, preds: dict[int, Prediction]) -> dict[str
             "per_label": {k: {"mean_iou": float(np.mean(v)), "n": len(v)}
                           for k, v in sorted(per_label.items())},
             "mask_sources": list(REAL_MASK_SOURCES)}
+
+
+def food_outlines(ds: CocoDataset) -> dict[int, list[tuple[str, np.ndarray]]]:
+    """Image id -> (label, full-size bool mask) of each food outline a person drew on it (the
+    coin, a scale reference, is no food)."""
+    names = ds.category_names()
+    by_image = ds.annotations_by_image()
+    return {im.id: [(names[a.category_id], m) for a in by_image[im.id]
+                    if a.mask_source in REAL_MASK_SOURCES
+                    and names[a.category_id] != portion.COIN_LABEL
+                    and (m := annotation_mask(a, im.height, im.width)) is not None]
+            for im in ds.images}
 
 
 def _xywh(box: tuple[float, float, float, float]) -> list[float]:

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.data.importers.labelme import import_labelme  # noqa: E402
-from model.data.masks import annotation_mask  # noqa: E402
+from model.evaluate import food_outlines  # noqa: E402
 from model.infer.images import load_image  # noqa: E402
 from model.infer.portion import COIN_LABEL  # noqa: E402
 from model.infer.runtime import PostConfig, TrayModel, full_item_mask  # noqa: E402
@@ -43,9 +43,7 @@ def figure(outlines: Path, model: TrayModel, width: int) -> np.ndarray:
     """The picture (BGR) of the one photo the LabelMe file outlines."""
     ds = import_labelme(outlines)
     (im,) = ds.images
-    names = ds.category_names()
-    drawn = [m for a in ds.annotations if names[a.category_id] != COIN_LABEL
-             and (m := annotation_mask(a, im.height, im.width)) is not None]
+    drawn = [m for _, m in food_outlines(ds)[im.id]]
     img = load_image(ds.image_path(im))
     canvas = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
     line = max(2, round(im.width / 400))

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from model.infer.geometry import pair_iou
+from model.infer.refine import MODEL_MASKS, REFINED_MASKS, mask_kind
 from model.infer.runtime import PostConfig
 
 if TYPE_CHECKING:
@@ -28,9 +29,9 @@ Box = tuple[float, float, float, float]
 # the box, the whole photo. A whole-photo area (nothing found to measure) is no food's area,
 # so it never serves as the reference for relative grams.
 AREA_SOURCES = ("mask", "model_mask", "refined_mask", "box", "image")
-# The model's mask area of an enrolment, by the masks analyses measure items on (the values
-# of serve.services.pipeline.MODEL_MASKS / REFINED_MASKS and of analyses' `masks`).
-MODEL_AREAS = {"model": "model_mask", "refined": "refined_mask"}
+# The model's mask area of an enrolment, by the masks analyses measure items on
+# (model.infer.refine.mask_kind, analyses' `masks`).
+MODEL_AREAS = {MODEL_MASKS: "model_mask", REFINED_MASKS: "refined_mask"}
 # The model's item must overlap the given box this much to count as the enrolled food.
 MIN_BOX_IOU = 0.5
 
@@ -46,7 +47,7 @@ class EnrolledRegion:
 
 def model_area_source(refine: bool) -> str:
     """The area_from of an area measured by the model's mask, refined to the food or not."""
-    return MODEL_AREAS["refined" if refine else "model"]
+    return MODEL_AREAS[mask_kind(refine)]
 
 
 def size_references(masks: str) -> frozenset[str]:

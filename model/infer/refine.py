@@ -40,6 +40,16 @@ NEUTRAL_SAT = 50
 MIN_NEUTRAL_RIM = 0.1
 MIN_COLOURED_CORE = 0.5
 MIN_PART = 0.1  # pieces smaller than this share of the largest are specks, not food
+# Which masks an item's area and outline come from: the model's own, or refined here. The
+# service records it per analysis, and never compares areas of two kinds (a pair's leftover,
+# an enrolled example's size).
+MODEL_MASKS = "model"
+REFINED_MASKS = "refined"
+
+
+def mask_kind(refine: bool) -> str:
+    """The masks a prediction with PostConfig(refine_masks=refine) measures areas on."""
+    return REFINED_MASKS if refine else MODEL_MASKS
 
 
 def refine_item_mask(rgb: np.ndarray, box: tuple[float, float, float, float],

@@ -16,6 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from model.infer.images import ImageError, load_image
+from model.infer.refine import MODEL_MASKS
 from serve.core.auth import Principal
 from serve.core.errors import ApiError
 from serve.core.overlay import OverlayItem, caption, display_name, render_overlay
@@ -40,7 +41,7 @@ from serve.schemas.menus import EnrolmentPublic
 from serve.services.common import unique_write
 from serve.services.enrolment import enrol_item
 from serve.services.nutrients import find_food, item_nutrients, meal_totals, require_food
-from serve.services.pipeline import MENU_SERVING, MODEL_MASKS, TYPICAL, ImageResult, ItemResult
+from serve.services.pipeline import MENU_SERVING, TYPICAL, ImageResult, ItemResult
 
 if TYPE_CHECKING:
     from serve.services.model_registry import LoadedModel

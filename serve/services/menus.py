@@ -22,6 +22,7 @@ from model.infer.enrolment import EnrolledRegion, size_references
 from model.infer.images import load_image
 from model.infer.menu_match import Decision, DishMatch, MatchConfig, decide, rank_menu
 from model.infer.menu_match import Dish as MatchDish
+from model.infer.refine import MODEL_MASKS, mask_kind
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.core.storage import ImageStore
@@ -35,8 +36,6 @@ from serve.services.nutrients import find_food, require_food
 from serve.services.pipeline import (
     ENROLLED,
     MENU_SERVING,
-    MODEL_MASKS,
-    REFINED_MASKS,
     Alternative,
     Grams,
     MenuChoice,
@@ -80,7 +79,7 @@ class MenuContext:
     model_version: str
     dishes: tuple[DishInfo, ...]
     match_dishes: tuple[MatchDish, ...]
-    masks: str = MODEL_MASKS  # MODEL_MASKS | REFINED_MASKS: what DishInfo.area_px sizes
+    masks: str = MODEL_MASKS  # model.infer.refine.mask_kind: what DishInfo.area_px sizes
 
 
 @dataclass(frozen=True)
@@ -118,11 +117,6 @@ def label_index_for(food_id: str, model_food_ids: Sequence[str | None]) -> int |
     return None
 
 
-def masks_for(refine: bool) -> str:
-    """The masks an analysis measures its items on under settings.refine_masks."""
-    return REFINED_MASKS if refine else MODEL_MASKS
-
-
 def _dish_info(dish: MenuDish, model_food_ids: Sequence[str | None], model_version: str,
                masks: str) -> tuple[DishInfo, MatchDish]:
     """One stored dish as DishInfo plus menu_match input (current-model embeddings only;
@@ -142,7 +136,7 @@ def _dish_info(dish: MenuDish, model_food_ids: Sequence[str | None], model_versi
 def menu_context(menu: Menu, *, model_food_ids: Sequence[str | None], model_version: str,
                  masks: str) -> MenuContext:
     """Build the identification context of a stored menu for the given model and for items
-    measured on `masks` (MODEL_MASKS | REFINED_MASKS: the analysis's, masks_for)."""
+    measured on `masks` (model.infer.refine.mask_kind: the analysis's)."""
     if not menu.dishes:
         raise unprocessable(f"menu {menu.id} has no dishes yet: add dishes before analysing "
                             "with it", code="menu_empty")
@@ -196,7 +190,7 @@ def load_menu_context(session: Session, principal: Principal, menu_id: str,
     menu = get_menu(session, menu_id, principal)
     refresh_enrolments(session, menu, loaded, store, max_pixels, refine=refine)
     return menu_context(menu, model_food_ids=loaded.model.meta.food_ids,
-                        model_version=loaded.version, masks=masks_for(refine))
+                        model_version=loaded.version, masks=mask_kind(refine))
 
 
 class CanteenMenu:
@@ -260,7 +254,7 @@ def _dish_from_json(
     dish_id = str(entry.get("id", f"dish{position}"))
     label = label_index_for(food_id, model.meta.food_ids)
     return offline_dish(dish_id, food_id, entry.get("name"), serving_g, regions, label=label,
-                        tray_slot=entry.get("tray_slot"), masks=masks_for(refine))
+                        tray_slot=entry.get("tray_slot"), masks=mask_kind(refine))
 
 
 def offline_dish(dish_id: str, food_id: str, name: str | None, serving_g: float,
@@ -293,7 +287,7 @@ def menu_from_file(model: TrayModel, path: Path, *, refine: bool = False) -> Can
     built = [_dish_from_json(model, d, i, path.parent, refine) for i, d in enumerate(dishes)]
     context = MenuContext(
         str(data.get("id", path.stem)), "offline", str(model.meta.version),
-        tuple(b[0] for b in built), tuple(b[1] for b in built), masks_for(refine),
+        tuple(b[0] for b in built), tuple(b[1] for b in built), mask_kind(refine),
     )
     return CanteenMenu(context)
 

@@ -39,6 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.infer.geometry import Box
+from model.infer.refine import MODEL_MASKS
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
 from serve.db.access import load_analysis
@@ -57,7 +58,6 @@ from serve.services.leftovers import (
     slot_leftovers,
 )
 from serve.services.matching import MatchMethod, Region, match_regions
-from serve.services.pipeline import MODEL_MASKS
 
 # One set of flag values for the core and the pair payload (serve.services.matching).
 PairFlag = LeftoverFlag

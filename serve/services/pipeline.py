@@ -20,6 +20,7 @@ from PIL import Image
 
 from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
+from model.infer.refine import MODEL_MASKS, mask_kind
 from model.infer.runtime import PostConfig
 from serve.core.settings import DEFAULT_REVIEW_BELOW
 from serve.services.nutrients import find_food, item_nutrients, meal_totals
@@ -36,11 +37,6 @@ MENU_SERVING = "menu_serving"
 TYPICAL = "typical_serving"
 # A serving default is not a measurement: its range says so with a wide +/-50 % band.
 SERVING_SPREAD = 0.5
-# Which masks an analysis's areas and outlines come from (ImageResult.masks, stored as
-# Analysis.masks): the model's own, or refined to the food inside its container
-# (settings.refine_masks). Areas measured two ways are never compared (services.pairing).
-MODEL_MASKS = "model"
-REFINED_MASKS = "refined"
 # Layout work (OpenCV: tray registration, fills) runs on these threads while ONNX Runtime
 # runs the model on its own; the model runs in flight per worker (settings.
 # inference_concurrency) bound what is queued here; one thread per core is all it can use.
@@ -182,7 +178,7 @@ class ImageResult:
     px_per_cm: float | None
     model_version: str
     layout: str | None = None  # "registered" | "not_found" | None (the kiosk has no layout)
-    masks: str = MODEL_MASKS  # MODEL_MASKS | REFINED_MASKS: what its areas were measured on
+    masks: str = MODEL_MASKS  # model.infer.refine.mask_kind: what its areas were measured on
 
     @property
     def no_food_found(self) -> bool:
@@ -329,7 +325,7 @@ def result_for(
     """All food items of one prediction (a coin is a scale reference, not food).
 
     measured: request.layout.measure's answer for this photo, when the caller ran it already;
-    masks: which masks the prediction's areas come from (MODEL_MASKS | REFINED_MASKS).
+    masks: which masks the prediction's areas come from (model.infer.refine.mask_kind).
     """
     foods = [i for i in pred.items if i.label != COIN_LABEL]
     layout, slotted = None, []
@@ -374,7 +370,7 @@ def analyze(
     must never be compared (a before/after pair's leftover).
     """
     cfg = PostConfig(refine_masks=refine_masks)
-    masks = REFINED_MASKS if refine_masks else MODEL_MASKS
+    masks = mask_kind(refine_masks)
     results: list[ImageResult] = []
     timings: list[BatchTiming] = []
     for start in range(0, len(requests), batch_size):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model.infer.images import load_image
-from model.infer.refine import holds_food, refine_item_mask
+from model.infer.refine import MODEL_MASKS, REFINED_MASKS, holds_food, mask_kind, refine_item_mask
 from model.infer.runtime import PostConfig, Prediction, TrayModel, full_item_mask
 from model.metrics import mask_iou
 
@@ -142,3 +142,7 @@ def _same(a: list[Prediction], b: list[Prediction]) -> bool:
         return [v.tolist() if isinstance(v, np.ndarray) else v
                 for it in p.items for v in vars(it).values()]
     return all(fields(x) == fields(y) for x, y in zip(a, b, strict=True))
+
+
+def test_mask_kind_of_the_setting() -> None:
+    assert (mask_kind(False), mask_kind(True)) == (MODEL_MASKS, REFINED_MASKS)

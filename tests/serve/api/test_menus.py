@@ -19,13 +19,13 @@ from model.data.importers.ecustfd import read_voc
 from model.data.importers.mealtray import read_names, read_yolo
 from model.infer.geometry import pair_iou
 from model.infer.images import load_image
+from model.infer.refine import MODEL_MASKS, REFINED_MASKS
 from serve.core.auth import Principal
 from serve.core.storage import LocalImageStore, purge_expired
 from serve.db.tables.core import Role, StoredImage
 from serve.db.tables.menus import Enrolment, Menu
 from serve.services.enrolment import Refresh, refresh_enrolments
 from serve.services.menus import identify, load_menu_context, menu_context
-from serve.services.pipeline import MODEL_MASKS, REFINED_MASKS
 from tests.serve.conftest import DEV_MODEL, MEALTRAY, Service
 from tests.serve.services.test_diary import KIMCHI, RICE, SOUP
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from model.infer.enrolment import EnrolledRegion
+from model.infer.refine import MODEL_MASKS, REFINED_MASKS
 from serve.core.errors import ApiError
 from serve.db.tables.menus import Enrolment, Menu, MenuDish
 from serve.services.enrolment import check_box, parse_box
@@ -13,12 +14,11 @@ from serve.services.menus import (
     CanteenMenu,
     DishInfo,
     label_index_for,
-    masks_for,
     menu_context,
     offline_dish,
     relative_grams,
 )
-from serve.services.pipeline import ENROLLED, MENU_SERVING, MODEL_MASKS, REFINED_MASKS
+from serve.services.pipeline import ENROLLED, MENU_SERVING
 
 
 def _dish(areas: tuple[float, ...], serving: float = 200.0) -> DishInfo:
@@ -118,6 +118,3 @@ def test_offline_dish_sizes_with_areas_measured_like_the_items() -> None:
     assert plain.area_px == (500.0, 1000.0, 800.0)
     assert refined.area_px == (500.0, 600.0, 800.0)
 
-
-def test_masks_for_the_setting() -> None:
-    assert (masks_for(False), masks_for(True)) == (MODEL_MASKS, REFINED_MASKS)

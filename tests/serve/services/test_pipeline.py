@@ -17,6 +17,7 @@ from model.infer import naming
 from model.infer.images import load_image
 from model.infer.menu_match import UNIDENTIFIED, MatchConfig
 from model.infer.portion import COIN_LABEL
+from model.infer.refine import MODEL_MASKS, REFINED_MASKS
 from model.infer.runtime import Item, Prediction
 from nutrition_db.table import get_food, nutrients_for
 from serve.services.analyses import analysis_payload, analysis_row
@@ -26,9 +27,7 @@ from serve.services.model_registry import LoadedModel
 from serve.services.pipeline import (
     ENROLLED,
     KIOSK,
-    MODEL_MASKS,
     REFERENCE,
-    REFINED_MASKS,
     SERVING_SPREAD,
     TYPICAL,
     Alternative,
