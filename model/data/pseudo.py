@@ -128,3 +128,46 @@ def add_pseudo_masks(
             new[a.id] = replace(a, segmentation=compress_rle(rle_encode(mask)),
                                 mask_source="pseudo", area=float(mask.sum()))
     return replace(ds, annotations=[new.get(a.id, a) for a in ds.annotations])
+
+
+def refined_ellipse(image_rgb: np.ndarray, box: list[float]) -> np.ndarray | None:
+    """The food inside an annotated box as the service's refinement finds it
+    (model.infer.refine), started from the ellipse inscribed in the box instead of a model's
+    mask; None where the refinement does not apply (no neutral rim around a coloured core:
+    a food with no container, a sealed pot) or loses the item."""
+    from model.infer.refine import refine_item_mask
+
+    h, w = image_rgb.shape[:2]
+    x, y, bw, bh = box
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    x1, y1 = min(w, int(np.ceil(x + bw))), min(h, int(np.ceil(y + bh)))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    seed = ellipse_mask(h, w, box)[y0:y1, x0:x1]
+    crop = refine_item_mask(image_rgb, (x, y, x + bw, y + bh), seed)
+    if crop is seed:
+        return None
+    mask = np.zeros((h, w), dtype=bool)
+    mask[y0:y1, x0:x1] = crop
+    return mask
+
+
+def add_refined_masks(ds: CocoDataset) -> CocoDataset:
+    """Give each box-only annotation whose box holds food in a container its refined mask
+    (`refined_ellipse`, mask_source "pseudo"); the others stay box-only, so training draws
+    their inscribed ellipse as before (model.dataset). Round references keep the ellipse."""
+    names = ds.category_names()
+    by_image = ds.annotations_by_image()
+    new: dict[int, Annotation] = {}
+    for im in ds.images:
+        todo = [a for a in by_image[im.id]
+                if a.segmentation is None and names[a.category_id] not in ELLIPSE_LABELS]
+        if not todo:
+            continue
+        rgb = cv2.cvtColor(read_bgr(ds, im), cv2.COLOR_BGR2RGB)
+        for a in todo:
+            mask = refined_ellipse(rgb, a.bbox)
+            if mask is not None:
+                new[a.id] = replace(a, segmentation=compress_rle(rle_encode(mask)),
+                                    mask_source="pseudo", area=float(mask.sum()))
+    return replace(ds, annotations=[new.get(a.id, a) for a in ds.annotations])

@@ -19,6 +19,11 @@ LOSS_NAMES = ("heat", "cls", "box", "mask", "embed")  # the Criterion's terms
 COMPOSE_KEYS = ("images", "per_label", "epochs", "supervise")
 # What composed trays teach: every head, the mask head only, or the class-agnostic heads.
 SUPERVISE = ("all", "mask", "regions")
+# Mask targets of the real photos' box-only annotations: the ellipse inscribed in the box, or
+# the food inside it where the box holds food in a container (model.data.pseudo.add_refined_masks).
+REAL_MASKS = ("ellipse", "refined")
+# Parts after the backbone that `train_only` may name (model.network.Heads' modules).
+HEAD_PARTS = ("neck", "trunk", "heat", "cls", "box", "mask", "embed")
 
 
 class ConfigError(ValueError):
@@ -67,6 +72,13 @@ class TrainConfig:
     # the embedding (the backbone descriptor, docs/MODEL_CARD.md); training is unchanged.
     backbone_descriptor: bool = False
     compose: dict[str, Any] = field(default_factory=dict)  # see compose_settings
+    # The real photos' mask targets where only a box is known: "ellipse" (inscribed in the
+    # box) or "refined" (the food in its container, GrabCut from the ellipse; REAL_MASKS).
+    real_masks: str = "ellipse"
+    # Train only these parts of the heads (HEAD_PARTS), everything else frozen as loaded:
+    # e.g. [mask] teaches an exported model new masks and leaves its boxes, classes and
+    # embedding maps as they were. Empty: every part after the (cached or frozen) backbone.
+    train_only: list[str] = field(default_factory=list)
     # Fine-tune from an exported file (the shipped model: only the ONNX ships) instead of
     # the pretrained backbone; its labels and head shapes must be the config's.
     init_from: str | None = None
@@ -143,7 +155,9 @@ def _typed(where: str, value: Any, hint: Any) -> Any:
 
 
 def _fits(value: Any, hint: Any) -> bool:
-    """Whether a list item or mapping fits dict[str, Any] / dict[str, float]."""
+    """Whether a list item fits str, or a mapping dict[str, Any] / dict[str, float]."""
+    if hint is str:
+        return isinstance(value, str)
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         return False
     if get_args(hint)[1] is float:
@@ -170,6 +184,14 @@ def validated(cfg: TrainConfig) -> TrainConfig:
     if unknown:
         raise ConfigError(f"loss_weights: unknown losses {unknown} ({', '.join(LOSS_NAMES)})")
     compose_settings(cfg)
+    if cfg.real_masks not in REAL_MASKS:
+        raise ConfigError(f"real_masks: must be one of {', '.join(REAL_MASKS)}, got "
+                          f"{cfg.real_masks!r}")
+    unknown = sorted(set(cfg.train_only) - set(HEAD_PARTS))
+    if unknown:
+        raise ConfigError(f"train_only: unknown parts {unknown} ({', '.join(HEAD_PARTS)})")
+    if cfg.train_only and "cls" in cfg.train_only and not cfg.decoupled:
+        raise ConfigError("train_only: 'cls' needs decoupled: true (no class head otherwise)")
     if cfg.init_from is not None:
         if not cfg.init_from.endswith(".onnx"):
             raise ConfigError(f"init_from: expected an exported .onnx file, got "

@@ -41,8 +41,19 @@ def meta_for(cfg: TrainConfig, labels: Sequence[str], food_ids: Sequence[str | N
                   "val_fraction": float(cfg.val_fraction), "data": list(cfg.data),
                   "calibration_fraction": float(cfg.calibration_fraction),
                   "cache_features": cfg.cache_features, "decoupled": cfg.decoupled,
-                  "compose": compose_settings(cfg), **lineage},
+                  "compose": compose_settings(cfg), **lineage, **mask_training(cfg)},
     )
+
+
+def mask_training(cfg: TrainConfig) -> dict[str, Any]:
+    """How the masks were taught, where it is not the recipe's default (earlier files' metadata
+    stays as it was): refined targets on the real photos, heads trained alone."""
+    out: dict[str, Any] = {}
+    if cfg.real_masks != "ellipse":
+        out["real_masks"] = cfg.real_masks
+    if cfg.train_only:
+        out["train_only"] = list(cfg.train_only)
+    return out
 
 
 def parent_provenance(path: str | Path) -> dict[str, Any]:

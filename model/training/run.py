@@ -112,6 +112,17 @@ def epoch_loader(data: Dataset[Any], cfg: TrainConfig, distributed: bool) -> Loa
     return loader, sampler
 
 
+def train_only(model: TrayNet, criterion: Criterion, parts: Sequence[str]) -> None:
+    """Freeze everything but the named parts of the heads (config.HEAD_PARTS); the class
+    prototypes train only with the embedding head they shape."""
+    model.requires_grad_(False)
+    criterion.requires_grad_("embed" in parts)
+    for name in parts:
+        part = getattr(model.heads, name)
+        if part is not None:
+            part.requires_grad_(True)
+
+
 def make_state(cfg: TrainConfig, labels: Sequence[str], total_steps: int) -> TrainState:
     """Model, loss, AdamW and a one-cycle cosine schedule from the config."""
     model = TrayNet(len(labels), cfg.embed_dim, cfg.neck_channels,
@@ -120,6 +131,8 @@ def make_state(cfg: TrainConfig, labels: Sequence[str], total_steps: int) -> Tra
         model.backbone.requires_grad_(False)
     criterion = Criterion(len(labels), cfg.embed_dim, dict(cfg.loss_weights),
                           composed_regions=compose_settings(cfg).get("supervise") == "regions")
+    if cfg.train_only:
+        train_only(model, criterion, cfg.train_only)
     params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(

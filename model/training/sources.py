@@ -221,6 +221,11 @@ def prepare_data(cfg: TrainConfig) -> tuple[ModelMeta, TrainSets]:
     composed = ([compose_training_trays(
         train_parts, compose["images"], compose["per_label"], cfg.seed,
         Path(cfg.cache_dir) if cfg.cache_dir else None)] if compose else [])
+    if cfg.real_masks == "refined":  # after composing: crops keep their containers
+        from model.data.pseudo import add_refined_masks
+
+        train_parts = [add_refined_masks(ds) for ds in train_parts]
+        val_parts = [add_refined_masks(ds) for ds in val_parts]
     labels, food_ids = resolve_labels(cfg.labels, sources)
     spec = input_spec(cfg)
     # The fingerprint names everything trained on, composed trays included; the feature

@@ -40,6 +40,20 @@ def test_default_config_parses() -> None:
     assert args.backbone_descriptor is True  # and its items' embeddings hold the backbone's
 
 
+def test_mask_refined_config_differs_from_the_recipe_only_in_its_masks() -> None:
+    # The 1.6.0 candidate (docs/MODEL_CARD.md): the recipe's data, split, heads and export,
+    # fine-tuned from the shipped file, only the mask head, on refined targets.
+    configs = REPO / "model" / "configs"
+    recipe = parse_args(["--config", str(configs / "default.yaml")])
+    masks = parse_args(["--config", str(configs / "mask-refined.yaml")])
+    assert (masks.real_masks, masks.train_only) == ("refined", ["mask"])
+    assert masks.init_from == "model/artifacts/traylens.onnx"
+    same = ("data", "labels", "compose", "val_fraction", "seed", "input_width", "input_height",
+            "embed_dim", "neck_channels", "decoupled", "flip_test", "backbone_descriptor")
+    assert {k: getattr(masks, k) for k in same} == {k: getattr(recipe, k) for k in same}
+    assert (recipe.real_masks, recipe.train_only) == ("ellipse", [])
+
+
 def test_yaml_then_flags_then_run_options(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("data: [{kind: coco, path: x.json}]\namp: false\ncompose: {images: 4}\n")

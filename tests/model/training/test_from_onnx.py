@@ -237,3 +237,34 @@ def load_parent_tensor(path: Path, name: str) -> torch.Tensor:
     proto = onnx.load(str(path))
     init = next(i for i in proto.graph.initializer if i.name == name)
     return torch.from_numpy(onnx.numpy_helper.to_array(init).copy())
+
+
+@pytest.mark.slow
+def test_train_only_the_mask_head_on_refined_targets(
+        tiny_parent: tuple, fixtures_dir: Path, tmp_path: Path) -> None:
+    # The 1.6.0 candidate's recipe in small: only the mask head moves; every other weight,
+    # the class prototypes' use aside, is the parent's to the bit, and the file says how its
+    # masks were taught.
+    _, path = tiny_parent
+    out = tmp_path / "masks"
+    run(parse_args(tiny_args(fixtures_dir, out, "--epochs", "2", "--init-from", str(path),
+                             "--cache-features", "true", "--real-masks", "refined",
+                             "--train-only", '["mask"]')))
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["meta"]["training"]["real_masks"] == "refined"
+    assert ckpt["meta"]["training"]["train_only"] == ["mask"]
+    parent = network_from_onnx(path)[0].state_dict()  # as loaded: BatchNorm folded
+    moved = {k for k, v in ckpt["model"].items()
+             if v.is_floating_point() and not torch.equal(v, parent[k])}
+    assert moved and all(k.startswith("heads.mask.") for k in moved), sorted(moved)
+
+
+def test_train_only_names_parts_of_the_heads(fixtures_dir: Path, tmp_path: Path) -> None:
+    data = tiny_args(fixtures_dir, tmp_path)
+    assert parse_args([*data, "--train-only", '["mask", "embed"]']).train_only == ["mask", "embed"]
+    with pytest.raises(SystemExit, match=r"train_only: unknown parts \['backbone'\]"):
+        parse_args([*data, "--train-only", '["backbone"]'])
+    with pytest.raises(SystemExit, match="train_only: expected"):
+        parse_args([*data, "--train-only", '"mask"'])
+    with pytest.raises(SystemExit, match="real_masks: must be one of ellipse, refined"):
+        parse_args([*data, "--real-masks", "grabcut"])
