@@ -57,3 +57,14 @@ def test_outlined_photos_are_held_out(shared_data: Path, model_path: Path) -> No
         assert not outside, f"{source} outlines on trained-on photos: {outside}"
         assert len(outlines.images) == len(_files(source))
         assert len(outlines.annotations) >= 2 * len(outlines.images)
+
+
+def test_every_outline_belongs_to_one_round() -> None:
+    # data/outlines/rounds.json says when each outline was drawn and what it has judged, so a
+    # rule can be judged on outlines no earlier choice saw (benchmarks/mask_outlines.py).
+    rounds = json.loads((OUTLINES / "rounds.json").read_text())
+    named = [f for r in rounds.values() for f in r["files"]]
+    assert len(named) == len(set(named)), "an outline in two rounds"
+    on_disk = {f"{s}/{p.name}" for s in SOURCES for p in _files(s)}
+    assert set(named) == on_disk
+    assert all({"drawn", "photos", "measured", "files"} <= set(r) for r in rounds.values())
