@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.model_speed import machine  # noqa: E402
 from model.data.coco import CocoDataset  # noqa: E402
 from model.evaluate import (  # noqa: E402
     OUTLINES_DIR,
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     files = round_files(a.outlines, a.round)
     outlines = {s: in_round(ds, files) for s in SOURCES
                 if (ds := drawn_outline_set(a.outlines, s)) is not None}
-    print(f"# {platform.processor() or platform.machine()}; round {a.round or 'all'}")
+    print(f"# {machine()}; round {a.round or 'all'}")
     print("| model | masks | source | photos | foods | mask IoU | box ellipse |")
     print("|---|---|---|---:|---:|---:|---:|")
     for path in a.models:
