@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for path in a.models:
         for refine in ((False, True) if a.refine else (False,)):
             for source, sec in measure(path, outlines, a.data, refine).items():
-                print(f"| {path.name} | {'refined' if refine else 'model'} | {source} | "
+                print(f"| {path} | {'refined' if refine else 'model'} | {source} | "
                       f"{sec['photos']} | {sec['n_masks']} | {sec['mean_iou']:.3f} | "
                       f"{sec['box_ellipse_mean_iou']:.3f} |", flush=True)
 
