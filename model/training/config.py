@@ -192,6 +192,9 @@ def validated(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"train_only: unknown parts {unknown} ({', '.join(HEAD_PARTS)})")
     if cfg.train_only and "cls" in cfg.train_only and not cfg.decoupled:
         raise ConfigError("train_only: 'cls' needs decoupled: true (no class head otherwise)")
+    if cfg.train_only and not bn_frozen(cfg):
+        raise ConfigError("train_only: needs frozen BatchNorm (init_from, or freeze_bn: true): "
+                          "batch statistics would still move the parts it keeps frozen")
     if cfg.init_from is not None:
         if not cfg.init_from.endswith(".onnx"):
             raise ConfigError(f"init_from: expected an exported .onnx file, got "

@@ -260,11 +260,13 @@ def test_train_only_the_mask_head_on_refined_targets(
 
 
 def test_train_only_names_parts_of_the_heads(fixtures_dir: Path, tmp_path: Path) -> None:
-    data = tiny_args(fixtures_dir, tmp_path)
+    data = [*tiny_args(fixtures_dir, tmp_path), "--freeze-bn", "true"]
     assert parse_args([*data, "--train-only", '["mask", "embed"]']).train_only == ["mask", "embed"]
     with pytest.raises(SystemExit, match=r"train_only: unknown parts \['backbone'\]"):
         parse_args([*data, "--train-only", '["backbone"]'])
     with pytest.raises(SystemExit, match="train_only: expected"):
         parse_args([*data, "--train-only", '"mask"'])
+    with pytest.raises(SystemExit, match="train_only: needs frozen BatchNorm"):
+        parse_args([*data, "--train-only", '["mask"]', "--freeze-bn", "false"])
     with pytest.raises(SystemExit, match="real_masks: must be one of ellipse, refined"):
         parse_args([*data, "--real-masks", "grabcut"])
