@@ -24,7 +24,6 @@ declared fully eaten).
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
 import sys
@@ -39,6 +38,8 @@ from scipy.optimize import linear_sum_assignment
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.mask_outlines import in_round, round_files  # noqa: E402
+from benchmarks.model_speed import machine  # noqa: E402
 from benchmarks.pairing import (  # noqa: E402
     LEFT_SHARES,
     MAX_SHIFT,
@@ -57,7 +58,7 @@ from serve.services.leftovers import LeftoverFlag, leftovers  # noqa: E402
 from serve.services.matching import match_regions  # noqa: E402
 
 MODEL = REPO / "model" / "artifacts" / "traylens.onnx"
-KINDS = {"model": PostConfig(), "refined": PostConfig(refine_masks=True)}
+KINDS = ("model", "refined")  # the model's own masks, and refined (PostConfig.refine_masks)
 # An outlined food belongs to the before region whose box holds at least this share of it.
 MIN_INSIDE = 0.5
 
@@ -67,7 +68,7 @@ class Food:
     """One outlined food on one after photo, measured with one kind of mask."""
 
     source: str
-    kind: str  # a KINDS key
+    kind: str  # one of KINDS
     share: float  # the share meant to be left
     true_left: float  # the share of the outline left unpainted
     measured: float | None  # the service's leftover fraction (None: not measurable)
@@ -92,15 +93,19 @@ def holders(outlines: Sequence[np.ndarray], items: Sequence[Item]) -> list[int |
     return out
 
 
-def foods_of(model: TrayModel, img: Image.Image) -> dict[str, list[Item]]:
-    """The photo's food items with each kind of mask (the same items, other masks)."""
+def foods_of(model: TrayModel, img: Image.Image, containers: bool = False,
+             ) -> dict[str, list[Item]]:
+    """The photo's food items with each kind of mask (the same items, other masks); with
+    `containers`, each records what its box shows (PostConfig.containers)."""
+    posts = {kind: PostConfig(refine_masks=kind == "refined", containers=containers)
+             for kind in KINDS}
     return {kind: [it for it in model.predict([img], cfg=post)[0].items
-                   if it.label != COIN_LABEL] for kind, post in KINDS.items()}
+                   if it.label != COIN_LABEL] for kind, post in posts.items()}
 
 
 def run_case(model: TrayModel, source: str, img: Image.Image, outlines: Sequence[np.ndarray],
              before: dict[str, list[Item]], rng: random.Random,
-             shares: Sequence[float] = LEFT_SHARES) -> list[Food]:
+             shares: Sequence[float] = LEFT_SHARES, containers: bool = False) -> list[Food]:
     """One after photo of a before photo, measured with both kinds of mask."""
     lefts = [rng.choice(shares) for _ in outlines]
     keeps = [keep_share(m, left, rng.uniform(0, 360)) for m, left in zip(outlines, lefts,
@@ -110,7 +115,7 @@ def run_case(model: TrayModel, source: str, img: Image.Image, outlines: Sequence
     turn = rng.uniform(-MAX_TURN_DEG, MAX_TURN_DEG)
     shift = (int(rng.uniform(-MAX_SHIFT, MAX_SHIFT) * img.width),
              int(rng.uniform(-MAX_SHIFT, MAX_SHIFT) * img.height))
-    after = foods_of(model, move(after_img, turn, shift, table_colour(img)))
+    after = foods_of(model, move(after_img, turn, shift, table_colour(img)), containers)
     held = holders(outlines, before["model"])  # boxes are the same for both kinds
     out = []
     for kind in KINDS:
@@ -127,21 +132,25 @@ def run_case(model: TrayModel, source: str, img: Image.Image, outlines: Sequence
 
 
 def measure(model: TrayModel, outlines_dir: Path, sources: Sequence[str], cases: int,
-            seed: int, shares: Sequence[float] = LEFT_SHARES) -> list[Food]:
-    """Every case of every outlined photo of the sources."""
+            seed: int, shares: Sequence[float] = LEFT_SHARES, containers: bool = False,
+            round_name: str | None = None) -> list[Food]:
+    """Every case of every outlined photo of the sources (of one round of rounds.json, or
+    all); `containers`: pairing reads an emptied container as eaten (PostConfig.containers)."""
     rng = random.Random(seed)
+    files = round_files(outlines_dir, round_name)
     foods: list[Food] = []
     for source in sources:
         ds = drawn_outline_set(outlines_dir, source)
         if ds is None:
             continue
+        ds = in_round(ds, files)
         drawn = food_outlines(ds)
         for im in ds.images:
             img = load_image(ds.image_path(im))
-            before = foods_of(model, img)
+            before = foods_of(model, img, containers)
             masks = [m for _, m in drawn[im.id] if m.any()]
             for _ in range(cases):
-                foods += run_case(model, source, img, masks, before, rng, shares)
+                foods += run_case(model, source, img, masks, before, rng, shares, containers)
     return foods
 
 
@@ -187,14 +196,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", type=Path, default=MODEL, help="the ONNX file")
+    ap.add_argument("--round", default=None, help="only the outlines of this round "
+                    "(data/outlines/rounds.json); default: all")
+    ap.add_argument("--containers", action="store_true",
+                    help="record what each box shows: an emptied container reads as eaten")
     args = ap.parse_args(argv)
     model = TrayModel(args.model, threads=args.threads)
-    foods = measure(model, args.outlines, args.sources, args.cases, args.seed, args.shares)
+    foods = measure(model, args.outlines, args.sources, args.cases, args.seed, args.shares,
+                    args.containers, args.round)
     if not foods:
         print(f"no outlined food found in {args.outlines} for {args.sources}", file=sys.stderr)
         return 2
-    print(f"model {model.meta.version}; {args.cases} after photos per outlined photo; "
-          f"{platform.machine()} {platform.processor() or ''}".rstrip())
+    print(f"model {model.meta.version}; {args.cases} after photos per outlined photo; round "
+          f"{args.round or 'all'}; containers {'on' if args.containers else 'off'}; "
+          f"{machine()}")
     print(report(foods))
     return 0
 

@@ -41,7 +41,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from any folder
 
 from model.infer.images import load_image  # noqa: E402
-from model.infer.runtime import PostConfig, TrayModel, decode_outputs, preprocess  # noqa: E402
+from model.infer.portion import COIN_LABEL  # noqa: E402
+from model.infer.runtime import (  # noqa: E402
+    PostConfig,
+    TrayModel,
+    decode_outputs,
+    look_inside,
+    preprocess,
+)
 
 DEFAULT_IMAGE = (
     REPO / "tests" / "fixtures" / "mealtray" / "labeled"
@@ -212,6 +219,7 @@ class Figures:
     torch_source: str
     rss: dict[str, float | bool | None]
     load: tuple[float, float]  # 1-minute load average before and after: the machine is shared
+    containers: tuple[float, int]  # container_cost: median ms per photo, food items timed
 
 
 def measure(args: argparse.Namespace) -> Figures:
@@ -235,7 +243,23 @@ def measure(args: argparse.Namespace) -> Figures:
     timings: dict[str, dict[str, Timing]] = {engine: {} for engine in engines}
     for (engine, path), timing in time_in_blocks(flat, args.runs, args.warmup).items():
         timings[engine][path] = timing
-    return Figures(img.size, timings, torch_source, rss, (load_before, os.getloadavg()[0]))
+    return Figures(img.size, timings, torch_source, rss, (load_before, os.getloadavg()[0]),
+                   container_cost(fp32, img, args.runs))
+
+
+def container_cost(model: TrayModel, img: Image.Image, runs: int) -> tuple[float, int]:
+    """(median ms, food items) of recording what each food item's box shows on one photo
+    (`PostConfig(containers=True)`: runtime.look_inside on the photo's predicted items),
+    timed alone: a few ms vanish in the photo -> items medians' noise."""
+    items = model.predict([img])[0].items
+    cfg = PostConfig(containers=True)
+    times = []
+    for _ in range(max(1, runs)):
+        began = time.perf_counter()
+        look_inside(img, items, img.size, cfg)
+        times.append((time.perf_counter() - began) * 1000)
+    foods = sum(1 for it in items if it.mask is not None and it.label != COIN_LABEL)
+    return float(np.median(times)), foods
 
 
 def ratios(timings: dict[str, dict[str, Timing]], path: str) -> dict[str, float]:
@@ -290,6 +314,11 @@ def report(figures: Figures, args: argparse.Namespace) -> str:
         lines += ["", f"Refined masks (`PostConfig(refine_masks=True)`, model.infer.refine) add "
                   f"{cost:.2f} of the fp32 network median to a photo (photo -> items medians "
                   "apart; the model card's rule for making it the default: <= 0.25)."]
+    ms, foods = figures.containers
+    lines += ["", f"Recording what each box shows (`PostConfig(containers=True)`, "
+              f"model.infer.refine.container_state) takes {ms:.2f} ms per photo, timed alone "
+              f"({foods} food items; the rule for reading an emptied container as eaten: "
+              "<= 2 ms)."]
     fp32_ms = timings["ORT fp32"]["end_to_end"].median_ms
     lines += ["", f"ORT fp32 photo -> items median {fp32_ms:.1f} ms (target <= 60 ms). "
               "Peak RSS of a process that imports only model.infer.runtime and "

@@ -117,7 +117,7 @@ def move_mask(mask: np.ndarray, turn_deg: float, shift: tuple[int, int]) -> np.n
 
 def regions(items: Sequence[Item]) -> list[Region]:
     """The model's items as matching regions."""
-    return [Region(str(k), it.box, it.area_px, it.embedding, it.label)
+    return [Region(str(k), it.box, it.area_px, it.embedding, it.label, container=it.container)
             for k, it in enumerate(items)]
 
 

@@ -45,6 +45,11 @@ MIN_PART = 0.1  # pieces smaller than this share of the largest are specks, not 
 # an enrolled example's size).
 MODEL_MASKS = "model"
 REFINED_MASKS = "refined"
+# What an item's box shows (container_state): food in a container, or the container emptied
+# (a neutral rim around a core with at most MAX_EMPTY_CORE of its pixels coloured).
+FOOD_IN_CONTAINER = "food"
+EMPTY_CONTAINER = "empty"
+MAX_EMPTY_CORE = 0.15
 
 
 def mask_kind(refine: bool) -> str:
@@ -60,10 +65,61 @@ def refine_item_mask(rgb: np.ndarray, box: tuple[float, float, float, float],
     pixels; `mask`: its bool crop of the rounded box (runtime._item_mask); `scale`: decoded
     pixels per original pixel (a reduced decode: < 1).
     """
+    view = _work_view(rgb, box, mask, scale)
+    if view is None:
+        return mask
+    crop, (wx0, wy0, wx1, wy1), model, core = view
+    if not holds_food(crop[wy0:wy1, wx0:wx1], model > 0, core > 0):
+        return mask
+    gc = np.full(crop.shape[:2], cv2.GC_BGD, np.uint8)
+    inside = gc[wy0:wy1, wx0:wx1]
+    inside[:] = cv2.GC_PR_BGD
+    inside[core > 0] = cv2.GC_PR_FGD
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's colour-model init is random: the same photo, the same mask
+    try:
+        # In GC_INIT_WITH_MASK mode the rect is not read: the mask alone initialises.
+        cv2.grabCut(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), gc, (0, 0, 1, 1), bgd, fgd,
+                    ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # a degenerate crop (one colour): nothing to learn from
+        return mask
+    food = _parts((gc[wy0:wy1, wx0:wx1] == cv2.GC_FGD) | (gc[wy0:wy1, wx0:wx1] == cv2.GC_PR_FGD))
+    refined = cv2.resize(food.astype(np.uint8), (mask.shape[1], mask.shape[0]),
+                         interpolation=cv2.INTER_NEAREST).astype(bool)
+    if refined.sum() < MIN_KEEP * mask.sum():
+        return mask
+    return refined
+
+
+def container_state(rgb: np.ndarray, box: tuple[float, float, float, float],
+                    mask: np.ndarray, scale: float = 1.0) -> str | None:
+    """What an item's box shows, from its own (model) mask: FOOD_IN_CONTAINER (a neutral rim
+    around a coloured core, as `holds_food`), EMPTY_CONTAINER (a neutral rim around a core
+    with at most MAX_EMPTY_CORE colour), or None (neither: no container, white food, a
+    half-eaten plate). Arguments as refine_item_mask's. Pairing reads a container that held
+    food before and shows empty after as eaten (serve.services.leftovers)."""
+    view = _work_view(rgb, box, mask, scale)
+    if view is None:
+        return None
+    crop, (wx0, wy0, wx1, wy1), model, core = view
+    stats = container_stats(crop[wy0:wy1, wx0:wx1], model > 0, core > 0)
+    if stats is None or stats[0] < MIN_NEUTRAL_RIM:
+        return None
+    if stats[1] >= MIN_COLOURED_CORE:
+        return FOOD_IN_CONTAINER
+    return EMPTY_CONTAINER if stats[1] <= MAX_EMPTY_CORE else None
+
+
+def _work_view(rgb: np.ndarray, box: tuple[float, float, float, float], mask: np.ndarray,
+               scale: float) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray,
+                                      np.ndarray] | None:
+    """The box plus MARGIN reduced to WORK_SIDE: (that RGB crop, the box inside it as
+    (x0, y0, x1, y1), the model's mask and its eroded core at that size as uint8); None when
+    the item is too small or its mask has no core."""
     x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
     out_shape = mask.shape
     if not mask.any() or min(out_shape) < 4:
-        return mask
+        return None
     height, width = rgb.shape[:2]
     bx0, by0 = box[0] * scale, box[1] * scale
     bx1, by1 = box[2] * scale, box[3] * scale
@@ -81,44 +137,32 @@ def refine_item_mask(rgb: np.ndarray, box: tuple[float, float, float, float],
     wx1, wy1 = min(crop.shape[1], wx0 + ww), min(crop.shape[0], wy0 + wh)
     wx0, wy0 = max(0, wx0), max(0, wy0)
     if wx1 - wx0 < 4 or wy1 - wy0 < 4:
-        return mask
+        return None
     model = cv2.resize(mask.astype(np.uint8), (wx1 - wx0, wy1 - wy0),
                        interpolation=cv2.INTER_NEAREST)
     k = max(1, round(CORE_ERODE * min(wx1 - wx0, wy1 - wy0)))
     core = cv2.erode(model, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
     if not core.any():
-        return mask
-    if not holds_food(crop[wy0:wy1, wx0:wx1], model > 0, core > 0):
-        return mask
-    gc = np.full(crop.shape[:2], cv2.GC_BGD, np.uint8)
-    inside = gc[wy0:wy1, wx0:wx1]
-    inside[:] = cv2.GC_PR_BGD
-    inside[core > 0] = cv2.GC_PR_FGD
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)  # GrabCut's colour-model init is random: the same photo, the same mask
-    try:
-        # In GC_INIT_WITH_MASK mode the rect is not read: the mask alone initialises.
-        cv2.grabCut(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), gc, (0, 0, 1, 1), bgd, fgd,
-                    ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    except cv2.error:  # a degenerate crop (one colour): nothing to learn from
-        return mask
-    food = _parts((gc[wy0:wy1, wx0:wx1] == cv2.GC_FGD) | (gc[wy0:wy1, wx0:wx1] == cv2.GC_PR_FGD))
-    refined = cv2.resize(food.astype(np.uint8), (out_shape[1], out_shape[0]),
-                         interpolation=cv2.INTER_NEAREST).astype(bool)
-    if refined.sum() < MIN_KEEP * mask.sum():
-        return mask
-    return refined
+        return None
+    return crop, (wx0, wy0, wx1, wy1), model, core
 
 
 def holds_food(crop: np.ndarray, mask: np.ndarray, core: np.ndarray) -> bool:
     """Whether the item looks like food inside a container (the refinement's condition):
     `crop` is the box's RGB pixels, `mask` and `core` bool arrays of its shape."""
+    stats = container_stats(crop, mask, core)
+    return stats is not None and stats[0] >= MIN_NEUTRAL_RIM and stats[1] >= MIN_COLOURED_CORE
+
+
+def container_stats(crop: np.ndarray, mask: np.ndarray, core: np.ndarray,
+                    ) -> tuple[float, float] | None:
+    """(neutral share of the mask's rim, coloured share of its core); None without a rim or
+    a core. Arguments as holds_food's."""
     rim = mask & ~core
     if not rim.any() or not core.any():
-        return False
+        return None
     neutral = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2HSV)[..., 1] < NEUTRAL_SAT
-    return bool(neutral[rim].mean() >= MIN_NEUTRAL_RIM
-                and 1.0 - neutral[core].mean() >= MIN_COLOURED_CORE)
+    return float(neutral[rim].mean()), 1.0 - float(neutral[core].mean())
 
 
 def _parts(mask: np.ndarray) -> np.ndarray:

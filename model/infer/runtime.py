@@ -21,7 +21,7 @@ from PIL import Image
 from model.infer import naming, portion
 from model.infer.geometry import box_iou
 from model.infer.images import ImageError, full_scale, full_size
-from model.infer.refine import refine_item_mask
+from model.infer.refine import container_state, refine_item_mask
 
 META_KEY = "traylens"
 # The graph outputs a file with the backbone descriptor has after its four maps.
@@ -120,6 +120,10 @@ class PostConfig:
     # GrabCut from the model's mask); areas, outlines and grams then follow the food, not the
     # plate. Off by default: docs/MODEL_CARD.md, "Food masks against outlines drawn by hand".
     refine_masks: bool = False
+    # Record what each food item's box shows (Item.container, model.infer.refine.
+    # container_state: food in a container, an emptied one, or neither), from the model's own
+    # mask, so that pairing can read a container emptied between two photos as eaten.
+    containers: bool = False
 
 
 @dataclass
@@ -139,6 +143,9 @@ class Item:
     volume_ml: float | None = None
     grams: float | None = None
     grams_range: tuple[float, float] | None = None
+    # What the box shows (PostConfig.containers): "food" in a container, an "empty" one, or
+    # None (neither, or not recorded); model.infer.refine.container_state.
+    container: str | None = None
 
 
 @dataclass
@@ -383,14 +390,33 @@ def decode_outputs(
     return items
 
 
-def refine_items(img: Image.Image, items: Sequence[Item], size: tuple[int, int]) -> None:
-    """Refine every food item's mask, outline and area in place (model.infer.refine); `img`
-    is the decoded photo, `size` the (width, height) of the photo it came from."""
+def look_inside(img: Image.Image, items: Sequence[Item], size: tuple[int, int],
+                cfg: PostConfig) -> None:
+    """What `cfg` asks of the photo's pixels, in place: each food item's container state
+    (from the model's mask), then its refined mask. `img` is the decoded photo, `size` the
+    (width, height) of the photo it came from."""
+    if not (cfg.containers or cfg.refine_masks):
+        return
     rgb = np.asarray(img.convert("RGB"))
-    for item in items:
-        if item.mask is None or item.label == portion.COIN_LABEL:
-            continue
-        item.mask = refine_item_mask(rgb, item.box, item.mask, img.width / size[0])
+    if cfg.containers:
+        for item in _food_with_masks(items):
+            assert item.mask is not None
+            item.container = container_state(rgb, item.box, item.mask, img.width / size[0])
+    if cfg.refine_masks:
+        refine_items(rgb, items, img.width / size[0])
+
+
+def _food_with_masks(items: Sequence[Item]) -> list[Item]:
+    """The items with a mask that are food (not the coin)."""
+    return [it for it in items if it.mask is not None and it.label != portion.COIN_LABEL]
+
+
+def refine_items(rgb: np.ndarray, items: Sequence[Item], scale: float) -> None:
+    """Refine every food item's mask, outline and area in place (model.infer.refine); `rgb`
+    is the decoded photo, `scale` its pixels per original pixel."""
+    for item in _food_with_masks(items):
+        assert item.mask is not None
+        item.mask = refine_item_mask(rgb, item.box, item.mask, scale)
         item.polygon = mask_polygon(item.mask, (int(np.floor(item.box[0])),
                                                 int(np.floor(item.box[1]))))
         item.area_px = float(item.mask.sum())
@@ -503,8 +529,7 @@ class TrayModel:
             maps = [o[i] for o in outputs]
             size, scale = full_size(img), full_scale(img, scales[i])
             items = decode_outputs(maps, scale, size, self.meta, cfg)
-            if cfg.refine_masks:
-                refine_items(img, items, size)
+            look_inside(img, items, size, cfg)
             preds.append(self._with_portions(size, items, px_per_cm[i], depths[i], cfg))
         return preds
 

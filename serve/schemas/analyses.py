@@ -122,6 +122,10 @@ class ItemPublic(BaseModel):
     area_cm2: float | None
     tray_slot: str | None = Field(description="layout mode: the compartment the item fills")
     fill: float | None = Field(description="layout mode: food area / compartment area")
+    container: str | None = Field(None, description="what the item's box shows: food in a "
+                                  "container, an empty container, or null (neither, or not "
+                                  "recorded); pairing reads food before and empty after as "
+                                  "eaten (container_emptied)")
     grams: GramsPublic | None
     nutrients: dict[str, float | None] | None
     provenance: ItemProvenance

@@ -82,6 +82,7 @@ def item_row(result: ItemResult, position: int) -> AnalysisItem:
         area_cm2=result.area_cm2,
         tray_slot=result.tray_slot,
         fill=result.fill,
+        container=result.container,
         embedding=result.embedding,
         grams=grams.value if grams else None,
         grams_low=grams.low if grams else None,
@@ -155,6 +156,7 @@ def item_payload(item: AnalysisItem) -> dict[str, Any]:
         "area_cm2": item.area_cm2,
         "tray_slot": item.tray_slot,
         "fill": item.fill,
+        "container": item.container,
         "grams": grams,
         "nutrients": item.nutrients or None,
         "provenance": {

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+from model.infer.refine import EMPTY_CONTAINER, FOOD_IN_CONTAINER
 from serve.services.matching import (
     MatchConfig,
     Matching,
@@ -44,6 +45,9 @@ class LeftoverFlag(StrEnum):
     WEAK_MATCH = "weak_match"  # paired, but with a score below WEAK_MATCH_SCORE
     NOT_MEASURABLE = "not_measurable"  # paired, but no area/volume of both to compare
     MASKS_DIFFER = "masks_differ"  # with not_measurable: the photos' masks made two ways
+    # The before region's box held food in a container, the after region's shows the
+    # container empty: eaten (share left 0), whatever the two areas say.
+    CONTAINER_EMPTIED = "container_emptied"
 
 
 @dataclass(frozen=True)
@@ -91,14 +95,24 @@ def _grams(grams: float | None, fraction: float | None) -> tuple[float | None, f
     return left, grams - left
 
 
+def emptied(b: Region, a: Region) -> bool:
+    """The before region held food in its container and the after region shows it empty
+    (model.infer.refine.container_state on each photo): the dish was eaten. A plate's mask
+    keeps the plate's area, full or empty, so the area ratio cannot say it."""
+    return b.container == FOOD_IN_CONTAINER and a.container == EMPTY_CONTAINER
+
+
 def _paired(b: Region, a: Region, pair: RegionPair, weak: float,
             comparable: bool) -> Leftover:
     """Leftover of a matched pair: the before dish, the same-method ratio (none when the
-    two regions' masks were made two ways)."""
+    two regions' masks were made two ways), or eaten when its container was emptied."""
     measure, ratio = _measured(b, a) if comparable else (None, None)
     flags: list[LeftoverFlag] = []
     fraction = None
-    if ratio is None:
+    if emptied(b, a):
+        measure, ratio, fraction = None, None, 0.0
+        flags.append(LeftoverFlag.CONTAINER_EMPTIED)
+    elif ratio is None:
         flags.append(LeftoverFlag.NOT_MEASURABLE)
         if not comparable:
             flags.append(LeftoverFlag.MASKS_DIFFER)

@@ -155,6 +155,9 @@ class Region:
     food_id: str | None = None
     volume_ml: float | None = None
     grams: float | None = None
+    # What its box shows (model.infer.refine.container_state): "food" in a container, an
+    # "empty" one, or None; leftovers read food before and empty after as eaten.
+    container: str | None = None
 
     def __post_init__(self) -> None:
         """Validate every number once, here, so matching never meets NaN."""

@@ -89,6 +89,7 @@ class TrayItem:
     name_ko: str | None = None
     tray_slot: str | None = None  # layout mode: the compartment
     fill: float | None = None  # layout mode: the share of the compartment that is food
+    container: str | None = None  # what its box shows: "food" | "empty" | None (unknown)
 
     def __post_init__(self) -> None:
         """Grams, area and fill must be real, non-negative amounts."""
@@ -242,7 +243,8 @@ def _region(n: int, item: TrayItem, box: Box, scale: float, embed: bool,
     vec = np.asarray(item.embedding, dtype=np.float64) if embed and item.embedding else None
     if vec is not None and not (np.all(np.isfinite(vec)) and np.any(vec)):
         vec = None  # a broken stored embedding: place and label only
-    return Region(str(n), box, area, vec, item.label, item.food_id, None, item.grams)
+    return Region(str(n), box, area, vec, item.label, item.food_id, None, item.grams,
+                  item.container)
 
 
 def _comparable_embeddings(before: Sequence[TrayItem], after: Sequence[TrayItem],
@@ -342,7 +344,7 @@ ITEM_COLUMNS = (AnalysisItem.analysis_id, AnalysisItem.position, AnalysisItem.id
                 AnalysisItem.food_id, AnalysisItem.label, AnalysisItem.menu_dish_id,
                 AnalysisItem.name_en, AnalysisItem.name_ko, AnalysisItem.grams,
                 AnalysisItem.box, AnalysisItem.area_px, AnalysisItem.embedding,
-                AnalysisItem.tray_slot, AnalysisItem.fill)
+                AnalysisItem.tray_slot, AnalysisItem.fill, AnalysisItem.container)
 PHOTO_COLUMNS = (Analysis.id, Analysis.layout, Analysis.image_width, Analysis.model_version,
                  Analysis.masks)
 
@@ -358,7 +360,7 @@ def as_tray_item(item: Any) -> TrayItem:
     return TrayItem(key=key, food_id=item.food_id, grams=item.grams, box=box,
                     area_px=item.area_px, embedding=embedding, ref=item.id, label=item.label,
                     dish_id=item.menu_dish_id, name_en=item.name_en, name_ko=item.name_ko,
-                    tray_slot=item.tray_slot, fill=item.fill)
+                    tray_slot=item.tray_slot, fill=item.fill, container=item.container)
 
 
 def tray_items(analysis: Analysis) -> list[TrayItem]:

@@ -164,6 +164,7 @@ class ItemResult:
     fill: float | None = None  # layout mode: food area / compartment area
     embedding: list[float] | None = None  # stored for before/after pairing by appearance
     evidence: str | None = None  # what named it: class_scores | embedding | tray_slot | none
+    container: str | None = None  # what its box shows: "food" | "empty" | None (Item.container)
 
 
 @dataclass
@@ -314,6 +315,7 @@ def build_item(
         embedding=stored_embedding(item.embedding),
         needs_review=who.probability is None or confidence < review_below,
         evidence=who.evidence,
+        container=item.container,
     )
 
 
@@ -369,7 +371,9 @@ def analyze(
     container; every result records which masks it has, since areas measured two ways
     must never be compared (a before/after pair's leftover).
     """
-    cfg = PostConfig(refine_masks=refine_masks)
+    # containers: each food's box says whether it shows food in a container or an emptied
+    # one, for pairing (docs/BENCHMARKS.md, "An emptied container is eaten").
+    cfg = PostConfig(refine_masks=refine_masks, containers=True)
     masks = mask_kind(refine_masks)
     results: list[ImageResult] = []
     timings: list[BatchTiming] = []

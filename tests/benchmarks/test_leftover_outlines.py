@@ -63,7 +63,14 @@ def test_leftovers_against_drawn_outlines(tmp_path: Path,
     # Half of each eaten: the truth is the outline's share left, about a half.
     half = measure(model, outlines, ["ecustfd"], cases=2, seed=0, shares=[0.5])
     assert all(0.4 < f.true_left <= 0.55 for f in half)
+    # Fruits lie on the plate with no container of their own: no state, the same leftovers.
+    boxed = measure(model, outlines, ["ecustfd"], cases=2, seed=0, shares=[0.5],
+                    containers=True)
+    assert [f.measured for f in boxed] == [f.measured for f in half]
     assert main(["--outlines", str(outlines), "--sources", "ecustfd", "--cases", "1"]) == 0
     table = capsys.readouterr().out
     assert "| ecustfd | all | 2 |" in table and "refined masks" in table
+    (outlines / "rounds.json").write_text(json.dumps({"1": {"files": ["ecustfd/x.json"]}}))
+    assert main(["--outlines", str(outlines), "--sources", "ecustfd", "--round", "1",
+                 "--containers"]) == 2  # the round holds none of the folder's outlines
     assert main(["--outlines", str(tmp_path / "none"), "--sources", "ecustfd"]) == 2

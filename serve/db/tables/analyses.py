@@ -159,6 +159,9 @@ class AnalysisItem(Base):
     # Layout mode: the compartment the item fills and the share of it that is food.
     tray_slot: Mapped[str | None] = mapped_column(String(32))
     fill: Mapped[float | None] = mapped_column(Float)
+    # What the box shows (model.infer.refine.container_state): "food" in a container, an
+    # "empty" one, or null (neither, or analysed before it was recorded).
+    container: Mapped[str | None] = mapped_column(String(8))
     # The region's appearance (L2-normalised, rounded): before/after pairing compares it.
     embedding: Mapped[list[float] | None] = mapped_column(JSON)
     grams: Mapped[float | None] = mapped_column(Float)

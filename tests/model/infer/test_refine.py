@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from model.infer.images import load_image
-from model.infer.refine import MODEL_MASKS, REFINED_MASKS, holds_food, mask_kind, refine_item_mask
+from model.infer.refine import (
+    EMPTY_CONTAINER,
+    FOOD_IN_CONTAINER,
+    MODEL_MASKS,
+    REFINED_MASKS,
+    container_state,
+    holds_food,
+    mask_kind,
+    refine_item_mask,
+)
 from model.infer.runtime import PostConfig, Prediction, TrayModel, full_item_mask
 from model.metrics import mask_iou
 
@@ -98,6 +107,41 @@ def test_reduced_decode_maps_back_to_original_pixels() -> None:
     plate = _crop(_disc(100))
     full, reduced = refine_item_mask(rgb, BOX, plate), refine_item_mask(half, BOX, plate, 0.5)
     assert reduced.shape == plate.shape and mask_iou(full, reduced) > 0.9
+
+
+def test_container_states_of_full_emptied_and_other_boxes() -> None:
+    # What a plate-shaped model mask's box shows: food on the plate, the plate eaten clean
+    # (a few crumbs), a third of the food left (neither), an apple with no container.
+    plate = _crop(_disc(100))
+    full = _scene(np.random.default_rng(6), WHITE, (200, 40, 30), 60)
+    assert container_state(full, BOX, plate) == FOOD_IN_CONTAINER
+    clean = _scene(np.random.default_rng(7), WHITE, (200, 40, 30), 8)
+    assert container_state(clean, BOX, plate) == EMPTY_CONTAINER
+    third = _scene(np.random.default_rng(8), WHITE, (200, 40, 30), 40)  # ~25% of the core
+    assert container_state(third, BOX, plate) is None
+    apple = _scene(np.random.default_rng(2), None, (190, 50, 40), 100)
+    assert container_state(apple, BOX, _crop(_disc(98))) is None
+    # A white bowl of white rice shows no colour: "empty" alone, so pairing (food before,
+    # empty after) never reads it as eaten unless it showed coloured food before.
+    rice = _scene(np.random.default_rng(9), WHITE, (240, 240, 236), 70)
+    assert container_state(rice, BOX, plate) == EMPTY_CONTAINER
+    assert container_state(full, BOX, np.zeros((200, 200), bool)) is None
+    half = cv2.resize(clean, (SIZE[1] // 2, SIZE[0] // 2), interpolation=cv2.INTER_AREA)
+    assert container_state(half, BOX, plate, 0.5) == EMPTY_CONTAINER  # a reduced decode
+
+
+def test_predict_records_containers_when_asked(model_path: Path, mealtray_photo: Path) -> None:
+    # The fixture tray: its salad bowl holds coloured food, its yogurt pot is neither; items
+    # record nothing unless PostConfig.containers asks.
+    model = TrayModel(model_path)
+    photo = load_image(mealtray_photo, fit=model.meta.input_size)
+    plain = model.predict([photo])[0].items
+    assert all(it.container is None for it in plain)
+    (pred,) = model.predict([photo], cfg=PostConfig(containers=True))
+    states = {it.label: it.container for it in pred.items}
+    assert states["Starter"] == FOOD_IN_CONTAINER and states["Yogurt"] is None
+    both = model.predict([photo], cfg=PostConfig(containers=True, refine_masks=True))[0].items
+    assert [it.container for it in both] == [it.container for it in pred.items]  # model masks
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,9 @@ def test_analyze_answers_items_grams_nutrients_and_totals(
     kcal = sum(i["nutrients"]["energy_kcal"] or 0.0 for i in counted)
     assert body["totals"]["items_counted"] == len(counted)
     assert body["totals"]["nutrients"]["energy_kcal"] == pytest.approx(kcal)
+    # What each box shows is recorded and answered: the salad bowl holds coloured food.
+    assert {i["label"]: i["container"] for i in body["items"]}.get("Starter") == "food"
+    assert all(i["container"] in ("food", "empty", None) for i in body["items"])
     again = service.ok(service.client.get(f"/v1/analyses/{body['id']}", headers=tenant["kiosk"]))
     assert again == body
 

@@ -103,6 +103,27 @@ def test_a_pair_measured_on_two_mask_methods_compares_no_areas(api: Api,
         (RICE, 180, 30, []), (SOUP, 180, 120, []), (KIMCHI, 0, 50, [])]
 
 
+def test_an_emptied_container_is_eaten(api: Api, fixtures_dir: Any) -> None:
+    """The rice bowl held food on the before photo and shows empty on the after one (the
+    stored `container` of each item, as the pipeline records it): all 210 g eaten and flagged
+    container_emptied, although its after area says 30 g are left; the soup, whose after box
+    still shows food, keeps its area ratio."""
+    ids = _setup(api, fixtures_dir)
+    before, after = _lunch(api, ids)
+    with api.session_factory().begin() as s:
+        for item in s.get_one(Analysis, before).items:
+            item.container = "food"
+        for item in s.get_one(Analysis, after).items:
+            item.container = "empty" if item.food_id == RICE else "food"
+    r = api.call("kiosk_a", "POST", "/v1/pairs", json={"before_analysis_id": before,
+                                                      "after_analysis_id": after})
+    assert r.status_code == 201, r.text
+    res = r.json()["result"]
+    assert [(i["food_id"], i["eaten_g"], i["leftover_g"], i["leftover_fraction"], i["flags"])
+            for i in res["items"]] == [(RICE, 210, 0, 0.0, ["container_emptied"]),
+                                       (SOUP, 180, 120, 0.4, []), (KIMCHI, 0, 50, 1.0, [])]
+
+
 def test_pair_scoping(api: Api, fixtures_dir: Any) -> None:
     ids = _setup(api, fixtures_dir)
     before, after = _lunch(api, ids)

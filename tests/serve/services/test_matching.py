@@ -40,12 +40,13 @@ def looks_like(dish: str, cosine: float, k: int = 0) -> np.ndarray:
 
 def reg(key: str, centre: tuple[float, float], half: float, embedding: np.ndarray | None,
         label: str | None = None, *, area: float | None = None, grams: float | None = None,
-        food_id: str | None = None, volume_ml: float | None = None) -> Region:
+        food_id: str | None = None, volume_ml: float | None = None,
+        container: str | None = None) -> Region:
     """A region with a square box of half-side `half` around `centre`."""
     x, y = centre
     box = (x - half, y - half, x + half, y + half)
     return Region(key, box, (2 * half) ** 2 if area is None else area, embedding, label,
-                  food_id, volume_ml, grams)
+                  food_id, volume_ml, grams, container)
 
 
 # The "before" tray: five dishes well apart, 80-px boxes (radius ~57 px).
@@ -311,6 +312,27 @@ def test_regions_measured_on_other_masks_are_paired_but_not_compared() -> None:
     (lo,) = leftovers(without_depth, after[:1], match_regions(without_depth, after),
                       comparable=False)
     assert lo.fraction is None and LeftoverFlag.MASKS_DIFFER in lo.flags  # areas alike
+
+
+def test_an_emptied_container_is_eaten_whatever_the_areas() -> None:
+    """A plate-shaped mask keeps the plate's area full or empty: a before box showing food in
+    its container and an after box showing it empty is eaten (share 0, all grams), also
+    across mask kinds; food before and after, or no verdict on either side, keeps the ratio."""
+    def pair(b_state: str | None, a_state: str | None, comparable: bool = True):
+        before = [reg("plate", (150, 150), 40, DISH["pasta"], area=4000.0, grams=300.0,
+                      container=b_state)]
+        after = [reg("a", (152, 150), 40, DISH["pasta"], area=3900.0, container=a_state)]
+        (lo,) = leftovers(before, after, match_regions(before, after), comparable=comparable)
+        return lo
+    lo = pair("food", "empty")
+    assert (lo.fraction, lo.ratio, lo.measure, lo.leftover_g, lo.eaten_g) == (
+        0.0, None, None, 0.0, 300.0)
+    assert lo.flags == (LeftoverFlag.CONTAINER_EMPTIED,) and lo.after_index == 0
+    assert pair("food", "empty", comparable=False).flags == (LeftoverFlag.CONTAINER_EMPTIED,)
+    for states in (("food", "food"), (None, "empty"), ("empty", "empty"), ("food", None)):
+        lo = pair(*states)
+        assert lo.fraction == 3900.0 / 4000.0 and lo.measure is Measure.AREA, states
+        assert LeftoverFlag.CONTAINER_EMPTIED not in lo.flags
 
 
 def test_leftovers_refuses_a_matching_of_other_regions() -> None:
