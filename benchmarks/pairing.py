@@ -39,11 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.infer.images import load_image  # noqa: E402
-from model.infer.runtime import Item, TrayModel, full_item_mask  # noqa: E402
+from model.infer.runtime import Item, PostConfig, TrayModel, full_item_mask  # noqa: E402
 from serve.services.leftovers import LeftoverFlag, leftovers  # noqa: E402
 from serve.services.matching import Region, match_regions  # noqa: E402
 
 MODEL = REPO / "model" / "artifacts" / "traylens.onnx"
+# As the service analyses (serve.services.pipeline.analyze): each box's container recorded.
+SERVED = PostConfig(containers=True)
 SHARED = REPO.parent / "shared" / "data" / "images"
 LEFT_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_TURN_DEG, MAX_SHIFT = 12.0, 0.06
@@ -159,7 +161,7 @@ def run_case(model: TrayModel, source: str, img: Image.Image, items: Sequence[It
     shift = (int(rng.uniform(-MAX_SHIFT, MAX_SHIFT) * img.width),
              int(rng.uniform(-MAX_SHIFT, MAX_SHIFT) * img.height))
     after_img = move(after_img, turn, shift, table_colour(img))
-    after_items = model.predict([after_img])[0].items
+    after_items = model.predict([after_img], cfg=SERVED)[0].items
     after_masks = [full_item_mask(it, after_img.size) for it in after_items]
     rb, ra = regions(items), regions(after_items)
     result = leftovers(rb, ra, match_regions(rb, ra))
@@ -234,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     photos = photo_paths(args.shared, args.limit, args.seed)
     for source, path in photos:
         img = load_image(path)
-        items = model.predict([img])[0].items
+        items = model.predict([img], cfg=SERVED)[0].items
         for _ in range(args.cases):
             dishes += run_case(model, source, img, items, rng)
     print(f"model {model.meta.version}; {len(photos)} before photos x {args.cases} after "
