@@ -247,7 +247,7 @@ def test_train_only_the_mask_head_on_refined_targets(
     # masks were taught.
     _, path = tiny_parent
     out = tmp_path / "masks"
-    run(parse_args(tiny_args(fixtures_dir, out, "--epochs", "2", "--init-from", str(path),
+    run(parse_args(tiny_args(fixtures_dir, out, "--epochs", "1", "--init-from", str(path),
                              "--cache-features", "true", "--real-masks", "refined",
                              "--train-only", '["mask"]')))
     ckpt = load_checkpoint(out / "checkpoint.pt")
