@@ -183,8 +183,9 @@ def peak_rss(model_path: Path, image: Path, runs: int) -> dict[str, float | bool
 
 def machine() -> str:
     """CPU model, its int8 instructions, logical CPUs and library versions, for the figures'
-    context. The int8 instructions decide what INT8 gains: 1.5.0's INT8 file ran at 0.52 of
-    fp32 on a Zen 5 EPYC with AVX-512 VNNI and at 0.72 on a Zen 3 EPYC with AVX2 only."""
+    context. The int8 instructions weigh on what INT8 gains: 1.5.0's INT8 file ran at 0.52 of
+    fp32 on the eighth session's EPYC (not recorded; earlier sessions' EPYCs were Zen 5 with
+    AVX-512 VNNI) and at 0.72 on a Zen 3 EPYC with AVX2 only."""
     import onnxruntime
 
     cpu = platform.processor() or "unknown CPU"
