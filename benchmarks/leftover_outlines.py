@@ -2,7 +2,13 @@
 beside masks refined to the food (PostConfig.refine_masks), on the same after photos.
 
 Run: nice -n 10 .venv/bin/python benchmarks/leftover_outlines.py [--outlines data/outlines]
-     [--sources mealtray ecustfd] [--cases 3] [--seed 0] [--model FILE]
+     [--sources mealtray ecustfd] [--cases 3] [--seed 0] [--model FILE] [--round N]
+     [--containers]
+
+`--round N`: only the outlines of one round of data/outlines/rounds.json. `--containers`:
+each item records what its box shows and a container emptied between the photos reads as
+eaten (PostConfig.containers), as the service does since 2026-12-06; without it, the area
+ratio alone, as the first tables of docs/BENCHMARKS.md were measured.
 
 Each "before" photo is a held-out photo with food outlines drawn by hand (data/outlines,
 docs/DATA.md; they name their photos in ../shared). Each "after" photo is made from it: every
