@@ -39,13 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.infer.images import load_image  # noqa: E402
-from model.infer.runtime import Item, PostConfig, TrayModel, full_item_mask  # noqa: E402
+from model.infer.runtime import Item, TrayModel, full_item_mask  # noqa: E402
 from serve.services.leftovers import LeftoverFlag, leftovers  # noqa: E402
 from serve.services.matching import Region, match_regions  # noqa: E402
+from serve.services.pipeline import served_post  # noqa: E402
 
 MODEL = REPO / "model" / "artifacts" / "traylens.onnx"
-# As the service analyses (serve.services.pipeline.analyze): each box's container recorded.
-SERVED = PostConfig(containers=True)
+SERVED = served_post()  # as the service analyses: each box's container recorded
 SHARED = REPO.parent / "shared" / "data" / "images"
 LEFT_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_TURN_DEG, MAX_SHIFT = 12.0, 0.06

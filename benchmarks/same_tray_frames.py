@@ -6,9 +6,10 @@ The mealtray kiosk shoots each tray several times in a row (one capture run: the
 the hands move a little between frames, nothing is eaten). Each run's first full-size frame
 (1024x768) is paired with each of its later full-size frames through the service's matching
 and leftovers (`match_regions`, `leftovers`), every item recording what its box shows
-(`PostConfig(containers=True)`, as the service analyses). The truth is "all left" for every
-dish, so any `container_emptied` or `fully_eaten` is a false alarm, and the area ratio
-(before clipping at 1) shows how much masks alone wander between two shots of one tray.
+(`serve.services.pipeline.served_post`, as the service analyses). The truth is "all
+left" for every dish, so any `container_emptied` or `fully_eaten` is a false alarm, and the
+area ratio (before clipping at 1) shows how much masks alone wander between two shots of
+one tray.
 Reported for the runs held out of the shipped model's training and for those it trained on.
 """
 from __future__ import annotations
@@ -26,19 +27,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.model_speed import machine  # noqa: E402
-from benchmarks.pairing import regions  # noqa: E402
+from benchmarks.pairing import SERVED, regions  # noqa: E402
 from model.data.importers.mealtray import import_mealtray  # noqa: E402
 from model.data.splits import group_of, training_split  # noqa: E402
 from model.evaluate import split_params  # noqa: E402
 from model.infer.images import load_image  # noqa: E402
 from model.infer.portion import COIN_LABEL  # noqa: E402
-from model.infer.runtime import Item, PostConfig, TrayModel  # noqa: E402
+from model.infer.runtime import Item, TrayModel  # noqa: E402
 from serve.services.leftovers import LeftoverFlag, leftovers  # noqa: E402
 from serve.services.matching import match_regions  # noqa: E402
 
 MODEL = REPO / "model" / "artifacts" / "traylens.onnx"
 FULL_SIZE = (1024, 768)  # the kiosk's full frames; the smaller files are crops of them
-SERVED = PostConfig(containers=True)
 
 
 @dataclass(frozen=True)

@@ -359,6 +359,14 @@ def _layout_work(requests: Sequence[ImageRequest]) -> list[Future[Any] | None]:
             for r in requests]
 
 
+def served_post(refine_masks: bool = False) -> PostConfig:
+    """The post-processing analyses run (benchmarks that measure the service call it too):
+    masks refined when settings.refine_masks says so, and each food's box saying whether it
+    shows food in a container or an emptied one, for pairing (docs/BENCHMARKS.md, "An
+    emptied container is eaten")."""
+    return PostConfig(refine_masks=refine_masks, containers=True)
+
+
 def analyze(
     model: TrayModel, requests: Sequence[ImageRequest], *, batch_size: int = 8, top_k: int = 5,
     review_below: float = DEFAULT_REVIEW_BELOW, refine_masks: bool = False,
@@ -371,9 +379,7 @@ def analyze(
     container; every result records which masks it has, since areas measured two ways
     must never be compared (a before/after pair's leftover).
     """
-    # containers: each food's box says whether it shows food in a container or an emptied
-    # one, for pairing (docs/BENCHMARKS.md, "An emptied container is eaten").
-    cfg = PostConfig(refine_masks=refine_masks, containers=True)
+    cfg = served_post(refine_masks)
     masks = mask_kind(refine_masks)
     results: list[ImageResult] = []
     timings: list[BatchTiming] = []
