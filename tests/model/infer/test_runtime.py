@@ -325,7 +325,9 @@ def test_predictions_of_a_reduced_decode_are_in_full_photo_pixels(fixtures_dir: 
     for a, b in pairs:
         assert b.score == pytest.approx(a.score, abs=0.1)
         assert b.box == pytest.approx(a.box, abs=4.0)
-        assert b.area_px == pytest.approx(a.area_px, rel=0.05)
+        # a faint item's mask varies more: 1.6.0's food-shaped mask of the Plate at 0.20
+        # here is 13,466 px in one decode and 14,849 in the other (confident items: < 1 %)
+        assert b.area_px == pytest.approx(a.area_px, rel=0.05 if a.score >= 0.5 else 0.15)
         assert float(a.embedding @ b.embedding) > 0.98
     whole = model.embed_regions(load_image(path))
     reduced = model.embed_regions(load_image(path, fit=model.meta.input_size))

@@ -41,8 +41,8 @@ def test_default_config_parses() -> None:
 
 
 def test_mask_refined_config_differs_from_the_recipe_only_in_its_masks() -> None:
-    # The second 1.6.0 candidate (docs/MODEL_CARD.md): the recipe's data, split, heads and export,
-    # fine-tuned from the shipped file, only the mask head, on refined targets.
+    # How 1.6.0 was made from 1.5.0 (docs/MODEL_CARD.md): the recipe's data, split, heads and
+    # export, fine-tuned from the shipped file, only the mask head, on refined targets.
     configs = REPO / "model" / "configs"
     recipe = parse_args(["--config", str(configs / "default.yaml")])
     masks = parse_args(["--config", str(configs / "mask-refined.yaml")])

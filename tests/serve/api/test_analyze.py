@@ -243,7 +243,9 @@ def test_refine_masks_setting_answers_and_stores_refined_masks(
     assert [i["box"] for i in refined["items"]] == [i["box"] for i in plain["items"]]
     areas = [(p["area_px"], r["area_px"]) for p, r in zip(plain["items"], refined["items"],
                                                          strict=True)]
-    assert any(r < 0.8 * p for p, r in areas), areas  # the salad bowl cut to the salad
+    # the salad bowl's mask cut to the salad (1.5.0: 48,063 -> 32,372 px; 1.6.0, whose
+    # masks follow the food: 36,780 -> 32,376), nothing grown
+    assert all(r <= p for p, r in areas) and any(r < 0.95 * p for p, r in areas), areas
     # Stored as made: each app reads the other's analysis as it was answered.
     assert service.ok(service.client.get(f"/v1/analyses/{refined['id']}",
                                          headers=kiosk)) == refined

@@ -571,8 +571,11 @@ def test_real_photo_food_removed_is_fully_eaten(tray_model: TrayModel) -> None:
 
 @pytest.mark.slow
 def test_real_photo_renamed_half_eaten_dish_keeps_its_name(tray_model: TrayModel) -> None:
+    # The lower half of the orange left: the model finds it again but calls it a mango.
+    # (With the left half left, 1.6.0 does not find it at all, as it misses most half-eaten
+    # dishes; 1.5.0, whose plate-sized mask painted more of the plate, called it a mango.)
     before, after, orange, true_left = _real_case(tray_model, "mix012T(4).JPG", "orange",
-                                                  0.5, "left")
+                                                  0.5, "bottom")
     m = match_regions(before, after)
     pair = next(p for p in m.pairs if p.before_index == orange)
     lo = leftovers(before, after, m)[orange]

@@ -355,8 +355,10 @@ def test_refined_masks_follow_the_food_and_the_result_says_so(loaded_model: Load
     changed = [(p, r) for p, r in zip(plain.items, refined.items, strict=True)
                if r.area_px != p.area_px]
     assert changed, "refinement changed no item's area on a tray of plates and bowls"
-    for p, r in changed:  # the food inside its container: smaller than the container
-        assert 0 < r.area_px < 0.8 * p.area_px and r.polygon != p.polygon, (p.label, r.area_px)
+    for p, r in changed:  # the food inside its container: smaller than the model's mask
+        # (the salad: 1.5.0 48,063 -> 32,372 px; 1.6.0, whose masks follow the food,
+        # 36,780 -> 32,376)
+        assert 0 < r.area_px < 0.95 * p.area_px and r.polygon != p.polygon, (p.label, r.area_px)
     salad = model.meta.labels.index("Starter")
     assert salad in {p.label_index for p, _ in changed}
     for result, masks in ((plain, "model"), (refined, "refined")):
