@@ -242,8 +242,9 @@ def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
     held = open_set_samples(rt, calibration, max_per_class)[:2] if held_out else None
     try:
         fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
-                                     groups=groups if thresholds == "groups" else None,
-                                     calibration=held, conformal=thresholds == "conformal")
+                                     groups=groups if thresholds in ("groups", "knn") else None,
+                                     calibration=held, conformal=thresholds == "conformal",
+                                     knn=thresholds == "knn")
     except naming.OpenSetError as exc:
         raise ExportError(f"cannot fit {thresholds} open-set thresholds: {exc}") from exc
     update_meta(onnx_path, open_set=fitted.to_json())
@@ -347,7 +348,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "prototype (groups: on 1.5.0 it kept 85%% of the right held-out ECUSTFD "
                         "names, own 82%%; docs/MODEL_CARD.md), or from the regions of the "
                         "photos a calibration_fraction run held out of training (calibration), "
-                        "or own less one split-conformal margin set on those (conformal)")
+                        "or own less one split-conformal margin set on those (conformal); knn "
+                        "keeps the regions themselves and asks for the nearest one of the "
+                        "named class, its threshold from each region's nearest region of the "
+                        "class's other objects and capture runs")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))

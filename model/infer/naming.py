@@ -18,12 +18,21 @@ the ONNX metadata (`ModelMeta.open_set`), asks of a region named `c` at p >= min
   threshold (`conformal_margin`), so that at most that share of new regions like the
   calibration ones fall below, whatever the class's count of calibration regions.
 
+With thresholds "knn" the witness is the training regions themselves rather than one mean
+per class (a broad class such as a canteen's "Plate" is many looks, not one): the file keeps
+the fitted regions' embeddings (`OpenSet.bank`), and a region named `c` must have a region
+of `c` as its nearest bank region, at a cosine no lower than `c`'s threshold: the
+OPEN_SET_QUANTILE quantile of each of `c`'s regions' cosine to its nearest region of `c`'s
+other objects and capture runs (`nearest_other_group_cosines`), so that about 95% of a new
+object's regions would pass, were it like those.
+
 A class with no training region has no prototype and is never named. A file without
 `open_set` (1.4.0 and older) names by class probability alone, as before. `is_named` is the
 one rule: the service (serve.services.pipeline) and the evaluator (model.evaluate) call it.
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +45,7 @@ OPEN_SET_QUANTILE = 0.05
 # Regions per class the fit uses at most (seeded choice): bounds the export's extra pass.
 OPEN_SET_MAX_REGIONS = 60
 # Where a class's threshold cosines come from (OpenSet.thresholds).
-THRESHOLDS = ("own", "groups", "calibration", "conformal")
+THRESHOLDS = ("own", "groups", "calibration", "conformal", "knn")
 
 
 class OpenSetError(ValueError):
@@ -54,16 +63,26 @@ class OpenSet:
     # Where the thresholds' cosines come from (THRESHOLDS): "own", a class's regions against
     # the prototype they made; "groups", against the prototype of its other objects and
     # capture runs; "calibration", regions of photos held out of training; "conformal", own
-    # thresholds less one margin set on those regions (fit_open_set).
+    # thresholds less one margin set on those regions; "knn", each region against its
+    # nearest region of the class's other objects and capture runs (fit_open_set).
     thresholds: str = "own"
+    # "knn" only: the fitted regions' embeddings (N, E) and their classes (N,), the witness.
+    bank: np.ndarray | None = None
+    bank_labels: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The metadata entry (ModelMeta.open_set): plain lists, rounded to 5 decimals."""
-        return {"quantile": self.quantile, "regions": list(self.regions),
-                "thresholds": self.thresholds,
-                "min_cos": [None if not np.isfinite(v) else round(float(v), 5)
-                            for v in self.min_cos],
-                "prototypes": [[round(float(x), 5) for x in row] for row in self.prototypes]}
+        """The metadata entry (ModelMeta.open_set): plain lists, rounded to 5 decimals; a
+        bank as little-endian float16, base64 (a few MB of text as JSON numbers)."""
+        out = {"quantile": self.quantile, "regions": list(self.regions),
+               "thresholds": self.thresholds,
+               "min_cos": [None if not np.isfinite(v) else round(float(v), 5)
+                           for v in self.min_cos],
+               "prototypes": [[round(float(x), 5) for x in row] for row in self.prototypes]}
+        if self.bank is not None and self.bank_labels is not None:
+            raw = np.ascontiguousarray(self.bank, dtype="<f2").tobytes()
+            out["bank"] = base64.b64encode(raw).decode("ascii")
+            out["bank_labels"] = [int(c) for c in self.bank_labels]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any], n_classes: int, dim: int) -> OpenSet:
@@ -84,14 +103,32 @@ class OpenSet:
                 or len(regions) != n_classes:
             raise OpenSetError(f"open_set shapes {protos.shape}, {min_cos.shape}, "
                                f"{len(regions)} do not fit {n_classes} classes x {dim}")
-        return cls(protos, min_cos, regions, quantile, thresholds)
+        bank, bank_labels = _bank_from_json(data, n_classes, dim) \
+            if thresholds == "knn" else (None, None)
+        return cls(protos, min_cos, regions, quantile, thresholds, bank, bank_labels)
+
+
+def _bank_from_json(data: dict[str, Any], n_classes: int,
+                    dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The "knn" entry's bank: (N, dim) float32 embeddings and (N,) classes."""
+    try:
+        raw = base64.b64decode(str(data["bank"]), validate=True)
+        labels = np.asarray(data["bank_labels"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OpenSetError(f"bad open_set bank: {exc}") from exc
+    if labels.ndim != 1 or len(raw) != labels.size * dim * 2 \
+            or (labels.size and (labels.min() < 0 or labels.max() >= n_classes)):
+        raise OpenSetError(f"open_set bank of {len(raw)} bytes and {labels.size} labels does "
+                           f"not fit {n_classes} classes x {dim}")
+    bank = np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(labels.size, dim)
+    return bank, labels
 
 
 def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
                  quantile: float = OPEN_SET_QUANTILE,
                  groups: Sequence[str] | None = None,
                  calibration: tuple[Sequence[int], np.ndarray] | None = None,
-                 conformal: bool = False) -> OpenSet:
+                 conformal: bool = False, knn: bool = False) -> OpenSet:
     """Prototypes and thresholds from training regions: `labels[i]` is the annotated class of
     the region whose (L2-normalised) embedding is `embeddings[i]`.
 
@@ -104,10 +141,14 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
     regions' cosines to the prototype; a class without calibration regions keeps its own.
     With `conformal` (and `calibration`), every class keeps its own-region threshold less
     one margin: `conformal_margin` of the calibration regions' cosines less their class's
-    own threshold (regions of a class without a prototype do not count).
+    own threshold (regions of a class without a prototype do not count). With `knn` (and
+    `groups`), the regions themselves are kept as the witness and each class's threshold is
+    the `quantile` of `nearest_other_group_cosines`; a class of one region is never named.
     """
     if groups is not None and calibration is not None:
         raise OpenSetError("thresholds come from groups or from calibration, not both")
+    if knn and groups is None:
+        raise OpenSetError("knn thresholds need each region's group")
     if conformal and calibration is None:
         raise OpenSetError("conformal thresholds need calibration regions")
     emb = np.asarray(embeddings, dtype=np.float64)
@@ -141,6 +182,8 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         if cal is not None and not conformal and (cal[0] == c).any():
             cosines = cal[1][cal[0] == c] @ proto
         min_cos[c] = float(np.quantile(cosines, quantile))
+    if knn and grp is not None:
+        return _knn_open_set(lab, emb, grp, protos, counts, quantile)
     if cal is not None and conformal:
         seen = np.isfinite(min_cos[cal[0]])
         below = (np.einsum("ij,ij->i", cal[1][seen], protos[cal[0][seen]])
@@ -150,6 +193,29 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
             else "conformal" if conformal else "calibration")
     return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
                    tuple(int(n) for n in counts), quantile, kind)
+
+
+def _knn_open_set(lab: np.ndarray, emb: np.ndarray, grp: np.ndarray, protos: np.ndarray,
+                  counts: np.ndarray, quantile: float) -> OpenSet:
+    """The "knn" check: the regions as the bank, thresholds from their nearest regions of
+    other groups (fit_open_set)."""
+    min_cos = np.full(len(counts), np.inf)
+    for c in np.flatnonzero(counts > 1):
+        nearest = nearest_other_group_cosines(emb[lab == c], grp[lab == c])
+        min_cos[c] = float(np.quantile(nearest, quantile))
+    return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
+                   tuple(int(n) for n in counts), quantile, "knn",
+                   emb.astype(np.float32), lab.copy())
+
+
+def nearest_other_group_cosines(embeddings: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each region's cosine to its nearest region of another group; where all share one
+    group, to its nearest other region (at least two regions)."""
+    cos = embeddings @ embeddings.T
+    other = groups[:, None] != groups[None, :]
+    if not other.any():
+        other = ~np.eye(len(embeddings), dtype=bool)
+    return np.where(other, cos, -np.inf).max(axis=1)
 
 
 def conformal_margin(scores: np.ndarray, quantile: float) -> float:
@@ -191,18 +257,27 @@ def unnamed_reason(class_scores: np.ndarray, label_index: int, embedding: np.nda
                    min_class_score: float, open_set: OpenSet | None) -> str | None:
     """None when the found region may carry its class name, else the first of REASONS that
     stops it: class probability under min_class_score; its class has no prototype (or the
-    region no embedding); another class's prototype is nearer; the cosine to its own is
-    under the class's threshold."""
+    region no embedding); another class's prototype is nearer (with a bank: the nearest
+    bank region is another class's); the cosine to its own (with a bank: its nearest region
+    of its class) is under the class's threshold."""
     if float(class_scores[label_index]) < min_class_score:
         return "class_probability"
     if open_set is None:
         return None
     if embedding is None or not np.isfinite(open_set.min_cos[label_index]):
         return "no_prototype"
-    cos = open_set.prototypes @ np.asarray(embedding, np.float32)
-    if int(np.argmax(cos)) != label_index:
-        return "other_prototype"
-    if float(cos[label_index]) < float(open_set.min_cos[label_index]):
+    vec = np.asarray(embedding, np.float32)
+    if open_set.bank is not None and open_set.bank_labels is not None:  # "knn"
+        cos = open_set.bank @ vec
+        if int(open_set.bank_labels[int(np.argmax(cos))]) != label_index:
+            return "other_prototype"
+        own = float(cos[open_set.bank_labels == label_index].max())
+    else:
+        cos = open_set.prototypes @ vec
+        if int(np.argmax(cos)) != label_index:
+            return "other_prototype"
+        own = float(cos[label_index])
+    if own < float(open_set.min_cos[label_index]):
         return "below_threshold"
     return None
 

@@ -9,9 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.leave_one_source_out import drawn_outlines, loso_config, main, with_open_set
+from benchmarks.leave_one_source_out import (
+    drawn_outlines,
+    held_out,
+    loso_config,
+    main,
+    outside_held_out_of,
+    with_open_set,
+)
 from model import export
+from model.data.splits import training_split
 from model.infer.runtime import TrayModel
+from model.training.sources import load_sources
 from serve.core.settings import SHIPPED_MODEL
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -93,6 +102,27 @@ def test_leave_one_source_out_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
                                                     "calibration_fraction": 0.5})
     calibrated = with_open_set(copy, "calibration").open_set
     assert calibrated is not None and calibrated.thresholds == "calibration"
+
+
+def test_outside_held_out_of_another_seed_drops_the_photos_that_split_held_out() -> None:
+    # A model trained on another split seed is judged only on its held-out photos that the
+    # old split did not hold out: no earlier check was measured on them.
+    if not SHIPPED_MODEL.is_file():
+        pytest.skip(f"no shipped model at {SHIPPED_MODEL}")
+    model = TrayModel(SHIPPED_MODEL)
+    for entry in DATA:
+        ds = held_out(entry, model)
+        assert ds.images
+        assert not outside_held_out_of(ds, entry, model, 0).images  # its own split: nothing
+        full = load_sources([entry])[0]
+        for other in (1, 2, 3):
+            kept = outside_held_out_of(ds, entry, model, other)
+            old = {Path(im.file_name).name for im in training_split(full, 0.2, other)[1].images}
+            names = {Path(im.file_name).name for im in kept.images}
+            assert names <= {Path(im.file_name).name for im in ds.images}
+            assert not names & old
+            assert len(kept.images) == len(ds.images) - len(
+                {Path(im.file_name).name for im in ds.images} & old)
 
 
 def test_drawn_outlines_join_fixtures_and_data_outlines(tmp_path: Path) -> None:

@@ -65,6 +65,57 @@ def test_group_thresholds_come_from_the_other_groups_prototype() -> None:
         naming.OpenSet.from_json({**held.to_json(), "thresholds": "x"}, 2, 3)
 
 
+def test_knn_keeps_the_regions_and_takes_thresholds_from_the_nearest_other_object() -> None:
+    # Class 0 has two looks (objects "a" and "b" one way, "c" and "d" another), class 1 one.
+    emb = _unit([1, 0, 0.1], [1, 0, -0.1], [1, 0.05, 0], [0, 0.3, 1], [0, 0.25, 1],
+                [0.05, 0.3, 1], [0, 1, 0.6], [0.1, 1, 0.6], [0, 1, 0.7])
+    labels = [0, 0, 0, 0, 0, 0, 1, 1, 1]
+    groups = ["a", "a", "b", "c", "c", "d", "r", "s", "s"]
+    knn = naming.fit_open_set(labels, emb, 3, quantile=0.0, groups=groups, knn=True)
+    assert knn.thresholds == "knn" and knn.regions == (6, 3, 0)
+    assert knn.bank is not None and knn.bank_labels is not None
+    assert np.allclose(knn.bank, emb, atol=1e-6) and list(knn.bank_labels) == labels
+    # By hand: each class-0 region's nearest region of another object, the least of them.
+    c0, g0 = emb[:6], np.array(groups[:6], dtype=object)
+    by_hand = [max(float(c0[i] @ c0[j]) for j in range(6) if g0[j] != g0[i]) for i in range(6)]
+    assert np.allclose(naming.nearest_other_group_cosines(c0, g0), by_hand)
+    assert knn.min_cos[0] == pytest.approx(min(by_hand), abs=1e-6)
+    assert np.isinf(knn.min_cos[2])  # no region: never named
+    # A new object of the second look: the mean of both looks is farther from it than class
+    # 1's, its nearest region is one of the look. The prototype check refuses it; the
+    # regions' check names it.
+    sure = np.array([0.9, 0.05, 0.05], np.float32)
+    new_look = _unit([0.02, 0.28, 1])[0]
+    groups_check = naming.fit_open_set(labels, emb, 3, quantile=0.0, groups=groups)
+    assert naming.unnamed_reason(sure, 0, new_look, 0.5, groups_check) == "other_prototype"
+    assert naming.unnamed_reason(sure, 0, new_look, 0.5, knn) is None
+    # Nearest to a region of class 1: another class's; far from every region: below.
+    assert naming.unnamed_reason(sure, 0, _unit([0.05, 1, 0.65])[0], 0.5, knn) \
+        == "other_prototype"
+    assert naming.unnamed_reason(sure, 0, _unit([1, -1, 0])[0], 0.5, knn) == "below_threshold"
+    # One object only: its regions' nearest other region; one region: never named.
+    single = naming.fit_open_set([0, 0, 1], emb[[0, 1, 6]], 2, quantile=0.0,
+                                 groups=["a", "a", "r"], knn=True)
+    assert single.min_cos[0] == pytest.approx(float(emb[0] @ emb[1]), abs=1e-6)
+    assert np.isinf(single.min_cos[1])
+    with pytest.raises(naming.OpenSetError, match="need each region's group"):
+        naming.fit_open_set(labels, emb, 3, knn=True)
+    # The metadata keeps the bank (float16) and the runtime's rule reads it back.
+    back = naming.OpenSet.from_json(json.loads(json.dumps(knn.to_json())), 3, 3)
+    assert back.thresholds == "knn" and back.bank is not None and back.bank_labels is not None
+    assert np.allclose(back.bank, knn.bank, atol=1e-3)
+    assert list(back.bank_labels) == labels
+    assert naming.unnamed_reason(sure, 0, new_look, 0.5, back) is None
+    entry = knn.to_json()
+    for bad, match in (({"bank": "not base64!"}, "bad open_set bank"),
+                       ({"bank_labels": labels[:-1]}, "does not fit"),
+                       ({"bank_labels": [*labels[:-1], 3]}, "does not fit")):
+        with pytest.raises(naming.OpenSetError, match=match):
+            naming.OpenSet.from_json({**entry, **bad}, 3, 3)
+    with pytest.raises(naming.OpenSetError, match="bad open_set bank"):
+        naming.OpenSet.from_json({k: v for k, v in entry.items() if k != "bank"}, 3, 3)
+
+
 def test_calibration_thresholds_come_from_regions_held_out_of_training() -> None:
     emb = _unit([1, 0.1, 0], [1, -0.1, 0], [0, 1, 0], [0.1, 1, 0])
     cal = _unit([1, 0.5, 0], [1, 0, 0.6], [0.9, 0.2, 0])  # class 0 only: new objects
@@ -234,6 +285,14 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     assert np.allclose(grouped.prototypes, model.open_set.prototypes)
     seen = np.isfinite(model.open_set.min_cos)
     assert (grouped.min_cos[seen] <= model.open_set.min_cos[seen] + 1e-6).all()
+    # The regions as the witness: every fitted region kept, and the runtime reads them.
+    export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", "knn"])
+    knn = TrayModel(copy).open_set
+    assert knn is not None and knn.thresholds == "knn" and knn.bank is not None
+    assert knn.bank.shape == (sum(knn.regions), TrayModel(copy).meta.embedding_dim)
+    named = [TrayModel(copy).is_named(b, 0.5) for _, b in items]
+    assert not any(c and not p for p, c in zip(by_probability, named, strict=True))
+    assert sum(named) > 0
     # Calibration thresholds need a file trained with a calibration share.
     with pytest.raises(export.ExportError, match="calibration_fraction"):
         export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds",
