@@ -336,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="also output the frozen backbone's stride-16/32 maps, pooled beside "
                         "the embedding (default: the checkpoint's or file's setting)")
     p.add_argument("--version", help="model version in the metadata (default: the "
-                                     "checkpoint's; a changed --flip-test is a new model)")
+                                     "checkpoint's; a changed --flip-test is a new model; with "
+                                     "--fit-open-set, the file's new version: it names otherwise)")
     p.add_argument("--record-metrics", type=Path, metavar="METRICS_JSON",
                    help="only write this evaluation's headline into --out's metadata")
     p.add_argument("--fit-open-set", action="store_true",
@@ -361,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         trained, calibration = recorded_sides(meta)
         fitted = fit_open_set_file(a.out, trained, thresholds=a.open_set_thresholds,
                                    calibration=calibration)
+        if a.version is not None:
+            update_meta(a.out, version=a.version)
         print(json.dumps({"onnx": a.out, "open_set_regions": dict(
             zip(meta.labels, fitted.regions, strict=True))}, indent=1))
         return

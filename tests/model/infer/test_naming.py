@@ -285,8 +285,11 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     assert np.allclose(grouped.prototypes, model.open_set.prototypes)
     seen = np.isfinite(model.open_set.min_cos)
     assert (grouped.min_cos[seen] <= model.open_set.min_cos[seen] + 1e-6).all()
-    # The regions as the witness: every fitted region kept, and the runtime reads them.
-    export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", "knn"])
+    # The regions as the witness: every fitted region kept, and the runtime reads them; the
+    # file, which now names otherwise, takes the version given.
+    export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", "knn",
+                 "--version", "9.9.9-knn"])
+    assert TrayModel(copy).meta.version == "9.9.9-knn"
     knn = TrayModel(copy).open_set
     assert knn is not None and knn.thresholds == "knn" and knn.bank is not None
     assert knn.bank.shape == (sum(knn.regions), TrayModel(copy).meta.embedding_dim)
