@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.model_speed import machine  # noqa: E402
 from benchmarks.pairing import SERVED, regions  # noqa: E402
-from model.data.importers.mealtray import import_mealtray  # noqa: E402
+from model.data.importers.mealtray import import_mealtray, shot_number  # noqa: E402
 from model.data.splits import group_of, training_split  # noqa: E402
 from model.evaluate import split_params  # noqa: E402
 from model.infer.images import load_image  # noqa: E402
@@ -57,15 +57,10 @@ def frames_by_run(data: Path, model: TrayModel) -> tuple[dict[str, list[Path]], 
     val_fraction, seed = split_params(model)
     held = {group_of(im) for im in training_split(ds, val_fraction, seed)[1].images}
     runs: dict[str, list[Path]] = defaultdict(list)
-    for im in sorted(ds.images, key=lambda i: _number(i.file_name)):
+    for im in sorted(ds.images, key=lambda i: shot_number(i.file_name)):
         if (im.width, im.height) == FULL_SIZE:
             runs[group_of(im)].append(ds.image_path(im))
     return {g: p for g, p in runs.items() if len(p) >= 2}, held
-
-
-def _number(name: str) -> int:
-    """The shot number in a kiosk file name ('... (1538).jpg')."""
-    return int(name.rsplit("(", 1)[1].split(")")[0])
 
 
 def foods(model: TrayModel, path: Path) -> list[Item]:

@@ -176,6 +176,8 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         if proto is None:
             continue
         protos[c] = proto
+        if knn:  # thresholds from the regions themselves (_knn_open_set)
+            continue
         cosines = emb[lab == c] @ proto
         if grp is not None and len(set(grp[lab == c])) > 1:
             cosines = held_out_cosines(emb[lab == c], grp[lab == c])

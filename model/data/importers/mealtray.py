@@ -79,11 +79,22 @@ def read_yolo(path: Path, n_classes: int) -> tuple[tuple[int, float, float, floa
     return tuple(rows)
 
 
-def parse_shot(path: Path, n_classes: int) -> Shot:
-    """A Shot from an image path; its number is the last integer in the file name."""
+def _numbered(path: Path) -> re.Match[str]:
+    """The file name split around its capture number (the last integer in it)."""
     m = _NUMBERED.match(path.stem)
     if m is None:
         raise SourceFormatError(f"{path}: no capture number in the file name")
+    return m
+
+
+def shot_number(path: str | Path) -> int:
+    """A kiosk photo's capture number: the last integer in its file name ('... (1538).jpg')."""
+    return int(_numbered(Path(path))["num"])
+
+
+def parse_shot(path: Path, n_classes: int) -> Shot:
+    """A Shot from an image path; its number is the last integer in the file name."""
+    m = _numbered(path)
     series = str(path.parent / (m["prefix"] + "#" + m["suffix"]))
     labels = read_yolo(path.with_suffix(".txt"), n_classes)
     return Shot(path=path, series=series, number=int(m["num"]), labels=labels)

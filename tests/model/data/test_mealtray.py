@@ -13,6 +13,7 @@ from model.data.importers.mealtray import (
     SAME_TRAY_MAX_DISTANCE,
     import_mealtray,
     read_names,
+    shot_number,
     tray_distance,
 )
 from model.data.splits import train_val_split
@@ -49,6 +50,14 @@ def test_capture_runs_survive_a_missed_label(mealtray_ds: CocoDataset) -> None:
     # 2770-2774 are one tray although 2772 has a Plate box the others miss; 2775-2777 the next.
     assert sorted(len(v) for v in runs.values()) == [3, 5]
     assert sorted(runs) == [PREFIX + "(2770)", PREFIX + "(2775)"]
+
+
+def test_shot_number_is_the_capture_number(mealtray_ds: CocoDataset) -> None:
+    # The number that orders a kiosk's shots, from any path of its photo.
+    assert shot_number(f"some/dir/{PREFIX}(1538).jpg") == 1538
+    assert sorted(shot_number(im.file_name) for im in mealtray_ds.images)[:1] == [2770]
+    with pytest.raises(SourceFormatError, match="no capture number"):
+        shot_number("tray.jpg")
 
 
 def test_tray_distance_separates_same_and_other_tray(fixtures_dir: Path) -> None:
