@@ -146,21 +146,29 @@ def annotated_coin_scale(ds: CocoDataset) -> dict[int, float]:
 
 
 def grams_section(
-    ds: CocoDataset, preds: dict[int, Prediction], iou: float
+    ds: CocoDataset, preds: dict[int, Prediction], iou: float,
+    match: MatchConfig | None = None, open_set: naming.OpenSet | None = None,
 ) -> dict[str, Any]:
     """Grams MAE / MAE% over annotated foods the model found and could weigh; coverage too.
 
-    Beside the overall figure (whatever label the found item got): the foods whose item
-    carries the annotation's label only (`named_right`), and all weighed foods with an item
-    of another label counted as a miss, 0 g of the right food (`misnamed_as_miss`): what a
-    diary gets, since a misnamed food's grams go to another food's nutrients.
+    Beside the overall figure (whatever label the found item got): the foods the service
+    names right (`named_right`: the annotation's label, and named as model.infer.naming
+    names with `match`'s class-probability floor and the file's open-set check), and all
+    weighed foods not named right counted as a miss, 0 g of the right food
+    (`misnamed_as_miss`): what a diary gets, since a misnamed food's grams go to another
+    food's nutrients and an unidentified one's to none until a person names it; and the
+    foods the service names (`named_misnamed_as_miss`: an unidentified food goes to review,
+    left out; a misnamed one counts 0 g). `misnamed` and `unidentified` count the two ways a
+    weighed food is not named right.
     """
+    min_class_score = (match or MatchConfig()).min_class_score
     pairs: list[tuple[float, float]] = []
     right: list[tuple[float, float]] = []
     as_miss: list[tuple[float, float]] = []
+    named_as_miss: list[tuple[float, float]] = []
     per_food: dict[str, list[tuple[float, float]]] = defaultdict(list)
     names = ds.category_names()
-    n_total = n_unmatched = n_no_grams = 0
+    n_total = n_unmatched = n_no_grams = n_misnamed = n_unidentified = 0
     for a in ds.annotations:
         if a.grams is None:
             continue
@@ -173,19 +181,28 @@ def grams_section(
         else:
             pairs.append((item.grams, a.grams))
             per_food[names[a.category_id]].append((item.grams, a.grams))
-            named_right = item.label == names[a.category_id]
+            named = naming.is_named(item.class_scores, item.label_index, item.embedding,
+                                    min_class_score, open_set)
+            named_right = named and item.label == names[a.category_id]
+            n_unidentified += not named
+            n_misnamed += named and not named_right
             if named_right:
                 right.append((item.grams, a.grams))
             as_miss.append((item.grams if named_right else 0.0, a.grams))
+            if named:
+                named_as_miss.append((item.grams if named_right else 0.0, a.grams))
     out: dict[str, Any] = {
         "annotated": n_total,
         "not_detected": n_unmatched,
         "no_grams": n_no_grams,
+        "misnamed": n_misnamed,
+        "unidentified": n_unidentified,
         "coverage": len(pairs) / n_total if n_total else None,
     }
     out["overall"] = _grams(pairs)
     out["named_right"] = _grams(right)
     out["misnamed_as_miss"] = _grams(as_miss)
+    out["named_misnamed_as_miss"] = _grams(named_as_miss)
     out["per_food"] = {k: _grams(v) for k, v in sorted(per_food.items())}
     return out
 
@@ -405,7 +422,7 @@ def evaluate(
                 result["food_regions"][name]["drawn_outlines"] = drawn_outline_section(
                     model, outlines[name], ds, cfg)
     if "ecustfd" in sets:
-        result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg)
+        result["grams"] = _grams_both_scales(model, sets["ecustfd"], cfg, match)
         samples = embed_annotations(model, sets["ecustfd"])
         try:
             result["menu"] = menu_section(samples, cfg, match)
@@ -446,14 +463,15 @@ def served(cfg: EvalConfig) -> PostConfig:
     return PostConfig(refine_masks=cfg.refine_masks)
 
 
-def _grams_both_scales(model: TrayModel, ds: CocoDataset, cfg: EvalConfig) -> dict[str, Any]:
+def _grams_both_scales(model: TrayModel, ds: CocoDataset, cfg: EvalConfig,
+                       match: MatchConfig) -> dict[str, Any]:
     """Grams with the model's own coin scale (the product) and the annotated coin (diagnosis)."""
     post = served(cfg)  # what the service runs
     detected = predict_dataset(model, ds, post, batch_size=cfg.batch_size)
     given = predict_dataset(model, ds, post, annotated_coin_scale(ds), cfg.batch_size)
     return {
-        "detected_coin": grams_section(ds, detected, cfg.iou_threshold),
-        "annotated_coin": grams_section(ds, given, cfg.iou_threshold),
+        "detected_coin": grams_section(ds, detected, cfg.iou_threshold, match, model.open_set),
+        "annotated_coin": grams_section(ds, given, cfg.iou_threshold, match, model.open_set),
     }
 
 
@@ -528,11 +546,15 @@ def markdown_report(result: dict[str, Any]) -> str:
         lines.append("")
         named = {scale: g for scale, g in result["grams"].items() if "misnamed_as_miss" in g}
         if named:  # evaluations from 2026-12-06 on
-            lines += ["| scale from | MAE %, foods named right | MAE %, a misnamed food "
-                      "counted as 0 g |", "|---|---|---|"]
+            lines += ["| scale from | MAE %, foods named right | MAE %, foods named (a "
+                      "misnamed one as 0 g; unidentified ones left to review) | MAE %, a food "
+                      "not named right counted as 0 g | misnamed | unidentified |",
+                      "|---|---|---|---|---|---|"]
             lines += [f"| {scale.replace('_', ' ')} | "
                       f"{fmt((g['named_right'] or {}).get('mae_pct'))} | "
-                      f"{fmt((g['misnamed_as_miss'] or {}).get('mae_pct'))} |"
+                      f"{fmt((g.get('named_misnamed_as_miss') or {}).get('mae_pct'))} | "
+                      f"{fmt((g['misnamed_as_miss'] or {}).get('mae_pct'))} | "
+                      f"{g.get('misnamed', '')} | {g.get('unidentified', '')} |"
                       for scale, g in named.items()]
             lines.append("")
     if "menu" in result:

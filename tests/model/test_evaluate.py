@@ -33,6 +33,7 @@ from model.evaluate import (
     write_outputs,
 )
 from model.evaluate_common import EvalConfig, EvaluationError
+from model.infer import naming
 from model.infer.menu_match import MatchConfig
 from model.infer.runtime import Item, PostConfig, Prediction, TrayModel
 
@@ -93,6 +94,27 @@ def test_grams_section_known_answers(ecustfd_ds: CocoDataset) -> None:
     assert misnamed["named_right"]["mae_pct"] == pytest.approx(10.0)
     assert misnamed["misnamed_as_miss"]["n"] == n
     assert misnamed["misnamed_as_miss"]["mae_pct"] == pytest.approx((10.0 * (n - 1) + 100) / n)
+    assert (misnamed["misnamed"], misnamed["unidentified"]) == (1, 0)
+    assert misnamed["named_misnamed_as_miss"] == misnamed["misnamed_as_miss"]
+    # A food the service leaves unidentified is not named right either: under the class
+    # probability floor, or refused by an open-set check whose only prototype is another
+    # direction than the items' embeddings (cosine 0 < 0.5).
+    first.label = first.label.removeprefix("not-")
+    first.class_scores = np.array([0.4])
+    low = grams_section(ecustfd_ds, preds, 0.5)
+    assert (low["misnamed"], low["unidentified"]) == (0, 1)
+    assert low["misnamed_as_miss"] == misnamed["misnamed_as_miss"]
+    assert low["named_right"] == misnamed["named_right"]
+    # ...but it goes to review, out of the figure over the foods the service named.
+    assert low["named_misnamed_as_miss"] == misnamed["named_right"]
+    first.class_scores = np.ones(1)
+    strict = naming.OpenSet(prototypes=np.array([[1.0, -1.0, 0.0, 0.0]], np.float32) / np.sqrt(2),
+                            min_cos=np.array([0.5], np.float32), regions=(1,), quantile=0.05)
+    refused = grams_section(ecustfd_ds, preds, 0.5, open_set=strict)
+    assert (refused["misnamed"], refused["unidentified"]) == (0, n)
+    assert refused["named_right"] is None and refused["named_misnamed_as_miss"] is None
+    assert refused["misnamed_as_miss"]["mae_pct"] == pytest.approx(100.0)
+    assert refused["overall"] == result["overall"]
     # Without grams on the items the foods are found but not weighed.
     for pred in preds.values():
         for it in pred.items:
