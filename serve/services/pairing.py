@@ -39,6 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.infer.geometry import Box
+from model.infer.menu_match import UNIDENTIFIED
 from model.infer.refine import MODEL_MASKS
 from serve.core.auth import Principal
 from serve.core.errors import ApiError, not_found, unprocessable
@@ -243,7 +244,9 @@ def _region(n: int, item: TrayItem, box: Box, scale: float, embed: bool,
     vec = np.asarray(item.embedding, dtype=np.float64) if embed and item.embedding else None
     if vec is not None and not (np.all(np.isfinite(vec)) and np.any(vec)):
         vec = None  # a broken stored embedding: place and label only
-    return Region(str(n), box, area, vec, item.label, item.food_id, None, item.grams,
+    # "unidentified" is no name: it neither agrees nor disagrees with the other photo's.
+    label = None if item.label == UNIDENTIFIED else item.label
+    return Region(str(n), box, area, vec, label, item.food_id, None, item.grams,
                   item.container)
 
 

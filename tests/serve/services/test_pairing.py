@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from model.infer.menu_match import UNIDENTIFIED
 from nutrition_db import meal_nutrients
 from serve.services.leftovers import Measure
 from serve.services.matching import MatchMethod
@@ -87,6 +88,22 @@ def test_renamed_dish_keeps_the_before_dish() -> None:
                                                                     "F-rice", "Rice")
     assert rice.after_food_id == "F-soup" and rice.flags == (PairFlag.RELABELLED,)
     assert (rice.leftover_fraction, rice.leftover_g, rice.eaten_g) == (0.25, 50, 150)
+
+
+def test_an_unidentified_side_is_no_renaming() -> None:
+    # The after photo's rice left unidentified (no food, label "unidentified"): paired by
+    # place and look as before, with no label cost and no "relabelled" flag.
+    before = [item(n, 100, 8000, emb=look(n)) for n in (RICE, SOUP)]
+    after = [replace(item(RICE, 10, 4000, emb=look(RICE, 0.9)), key="label:unidentified",
+                     food_id=None, label=UNIDENTIFIED),
+             item(SOUP, 10, 8000, emb=look(SOUP))]
+    res = pair_meal(before, after)
+    assert [(p.after_ref, p.leftover_fraction, p.flags) for p in res.items] == [
+        (RICE, 0.5, ()), (SOUP, 1.0, ())]
+    assert res.items[0].match_score == res.items[1].match_score
+    # A real renaming still costs and is flagged.
+    renamed = [replace(after[0], food_id="F-soup", label=SOUP), after[1]]
+    assert pair_meal(before, renamed).items[0].flags == (PairFlag.RELABELLED,)
 
 
 def test_removed_dish_is_fully_eaten_and_a_same_label_stranger_is_not_it() -> None:
