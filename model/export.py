@@ -327,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--no-calibrate", action="store_true", help="skip the portion fit")
     p.add_argument("--open-set", action="store_true",
                    help="also fit the open-set naming check (model.infer.naming) on the "
-                        "training split; off by default: on 1.4.0 it cost 17-19%% of the right "
-                        "names (docs/MODEL_CARD.md)")
+                        "training split (default: when the checkpoint's open_set setting "
+                        "names one, as the shipped recipe's knn does)")
     p.add_argument("--flip-test", choices=("true", "false"),
                    help="average each photo with its mirror in the graph (default: the "
                         "checkpoint's flip_test; about twice the network time)")
@@ -343,11 +343,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fit-open-set", action="store_true",
                    help="only fit the open-set naming check into --out, on the training split "
                         "its metadata records")
-    p.add_argument("--open-set-thresholds", choices=naming.THRESHOLDS, default="own",
+    p.add_argument("--open-set-thresholds", choices=naming.THRESHOLDS,
                    help="each class's threshold from its own regions' cosines (own, the "
-                        "default), from their cosines to its other objects' and capture runs' "
-                        "prototype (groups: on 1.5.0 it kept 85%% of the right held-out ECUSTFD "
-                        "names, own 82%%; docs/MODEL_CARD.md), or from the regions of the "
+                        "default unless the checkpoint's open_set setting names one), from "
+                        "their cosines to its other objects' and capture runs' prototype "
+                        "(groups: on 1.5.0 it kept 85%% of the right held-out ECUSTFD names, "
+                        "own 82%%; docs/MODEL_CARD.md), or from the regions of the "
                         "photos a calibration_fraction run held out of training (calibration), "
                         "or own less one split-conformal margin set on those (conformal); knn "
                         "keeps the regions themselves and asks for the nearest one of the "
@@ -360,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.fit_open_set:
         meta = read_meta(a.out)
         trained, calibration = recorded_sides(meta)
-        fitted = fit_open_set_file(a.out, trained, thresholds=a.open_set_thresholds,
+        fitted = fit_open_set_file(a.out, trained, thresholds=a.open_set_thresholds or "own",
                                    calibration=calibration)
         if a.version is not None:
             update_meta(a.out, version=a.version)
@@ -396,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.parity_images:
         report["parity_max_abs"] = diffs = parity(model, out, a.parity_images)
         check_parity(diffs)
-    if not a.no_calibrate or a.open_set:
+    open_set = (a.open_set_thresholds or cfg.open_set or "own"
+                if a.open_set or cfg.open_set is not None else None)
+    if not a.no_calibrate or open_set is not None:
         train_parts, calibration = recorded_sides(meta)
     if not a.no_calibrate:
         fits = {}
@@ -404,10 +407,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             fits.update(calibrate(out, part))
         update_meta(out, portion=portion.calibration_to_json(fits))
         report["portion_classes"] = sorted(fits)
-    if a.open_set:
+    if open_set is not None:
         report["open_set_regions"] = fit_open_set_file(
-            out, train_parts, thresholds=a.open_set_thresholds,
-            calibration=calibration).regions
+            out, train_parts, thresholds=open_set, calibration=calibration).regions
     print(json.dumps(report, indent=1))
 
 

@@ -15,6 +15,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from model.infer.naming import THRESHOLDS
+
 LOSS_NAMES = ("heat", "cls", "box", "mask", "embed")  # the Criterion's terms
 COMPOSE_KEYS = ("images", "per_label", "epochs", "supervise")
 # What composed trays teach: every head, the mask head only, or the class-agnostic heads.
@@ -86,6 +88,10 @@ class TrainConfig:
     # whose BatchNorms are the identity + bias the export folded (batch statistics would
     # replace them); true also suits tiny batches.
     freeze_bn: bool | None = None
+    # The open-set naming check model.export fits into the exported file on its training
+    # split, by how its thresholds are set (model.infer.naming.THRESHOLDS; "knn" in the
+    # shipped recipe), or None: the file names by class probability alone.
+    open_set: str | None = None
     # Run options: command-line only (not YAML keys); checkpoints keep them as given.
     config: str | None = None  # the YAML file the settings came from
     resume: str | None = None  # checkpoint to continue from
@@ -184,6 +190,11 @@ def validated(cfg: TrainConfig) -> TrainConfig:
     if unknown:
         raise ConfigError(f"loss_weights: unknown losses {unknown} ({', '.join(LOSS_NAMES)})")
     compose_settings(cfg)
+    if cfg.open_set is not None and cfg.open_set not in THRESHOLDS:
+        raise ConfigError(f"open_set: must be one of {', '.join(THRESHOLDS)}, got "
+                          f"{cfg.open_set!r}")
+    if cfg.open_set in ("calibration", "conformal") and not cfg.calibration_fraction:
+        raise ConfigError(f"open_set: {cfg.open_set} thresholds need calibration_fraction > 0")
     if cfg.real_masks not in REAL_MASKS:
         raise ConfigError(f"real_masks: must be one of {', '.join(REAL_MASKS)}, got "
                           f"{cfg.real_masks!r}")

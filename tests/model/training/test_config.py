@@ -52,6 +52,8 @@ def test_mask_refined_config_differs_from_the_recipe_only_in_its_masks() -> None
             "embed_dim", "neck_channels", "decoupled", "flip_test", "backbone_descriptor")
     assert {k: getattr(masks, k) for k in same} == {k: getattr(recipe, k) for k in same}
     assert (recipe.real_masks, recipe.train_only) == ("ellipse", [])
+    # Its export also fits the knn open-set check (1.6.1); the first stage's does not.
+    assert (masks.open_set, recipe.open_set) == ("knn", None)
 
 
 def test_yaml_then_flags_then_run_options(tmp_path: Path) -> None:
@@ -77,7 +79,9 @@ def test_unknown_keys_are_named(tmp_path: Path) -> None:
                        ({"labels": "coco"}, "labels"),
                        ({"compose": {"images": 4, "pretrain": 1}}, "compose.*pretrain"),
                        ({"calibration_fraction": 1.0}, "calibration_fraction"),
-                       ({"calibration_fraction": -0.1}, "calibration_fraction")):
+                       ({"calibration_fraction": -0.1}, "calibration_fraction"),
+                       ({"open_set": "nearest"}, "open_set: must be one of"),
+                       ({"open_set": "calibration"}, "open_set: calibration.*calibration_fr")):
         with pytest.raises(ConfigError, match=match):
             load_config(None, {"data": DATA, **bad})
 
