@@ -258,7 +258,8 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     copy = tmp_path / "m.onnx"
     shutil.copyfile(model_path, copy)
     _fixture_training(copy, fixtures_dir)
-    assert TrayModel(copy).open_set is None  # as shipped: names by class probability alone
+    shipped = TrayModel(copy).open_set  # since 1.6.1 the shipped files carry the knn check
+    assert shipped is not None and shipped.thresholds == "knn" and shipped.bank is not None
     export.main(["--out", str(copy), "--fit-open-set"])
     regions = json.loads(capsys.readouterr().out)["open_set_regions"]
     model = TrayModel(copy)
@@ -273,7 +274,8 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     items = [(a, b) for iid in before for a, b in
              zip(before[iid].items, after[iid].items, strict=True)]
     assert items and all(a.box == b.box and a.label == b.label for a, b in items)
-    by_probability = [plain.is_named(a, 0.5) for a, _ in items]
+    by_probability = [naming.is_named(a.class_scores, a.label_index, a.embedding, 0.5, None)
+                      for a, _ in items]
     checked = [model.is_named(b, 0.5) for _, b in items]
     assert not any(c and not p for p, c in zip(by_probability, checked, strict=True))
     assert sum(checked) >= 0.8 * sum(by_probability) > 0

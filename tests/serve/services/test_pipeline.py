@@ -110,7 +110,17 @@ def test_menu_identifies_the_enrolled_dish(
         assert out.nutrients == nutrients_for(food, out.grams.value)
 
 
-def test_grams_priority_without_menu(loaded_model: LoadedModel, fixtures_dir: Path) -> None:
+@pytest.fixture
+def by_probability(loaded_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> LoadedModel:
+    """The loaded model without its open-set check (the shipped file's since 1.6.1): these
+    tests' items embed the whole photo, which no training region is near; the check has its
+    own test below."""
+    monkeypatch.setattr(loaded_model.model, "open_set", None)
+    return loaded_model
+
+
+def test_grams_priority_without_menu(by_probability: LoadedModel, fixtures_dir: Path) -> None:
+    loaded_model = by_probability
     photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
     img = load_image(photo)
     label = _label_of(loaded_model, APPLE)
@@ -214,9 +224,10 @@ def test_menu_without_evidence_names_nothing(loaded_model: LoadedModel,
     assert totals["items_without_nutrients"] == 1 and totals["incomplete_nutrients"]
 
 
-def test_model_mode_confidence_is_a_product(loaded_model: LoadedModel,
+def test_model_mode_confidence_is_a_product(by_probability: LoadedModel,
                                             fixtures_dir: Path) -> None:
     """confidence = detection score x class probability, never a constant 1.00."""
+    loaded_model = by_probability
     photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
     label = _label_of(loaded_model, APPLE)
     item = _item(loaded_model, photo, label, top=0.9, score=0.7)
@@ -230,8 +241,9 @@ def test_model_mode_confidence_is_a_product(loaded_model: LoadedModel,
     assert low.label == item.label and low.needs_review
 
 
-def test_model_mode_weak_class_is_unidentified(loaded_model: LoadedModel,
+def test_model_mode_weak_class_is_unidentified(by_probability: LoadedModel,
                                                fixtures_dir: Path) -> None:
+    loaded_model = by_probability
     photo = fixtures_dir / ECUSTFD.format(name="apple003T(1)")
     label = _label_of(loaded_model, APPLE)
     cut = MatchConfig().min_class_score
