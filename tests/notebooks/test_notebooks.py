@@ -3,7 +3,8 @@
 A live service on loopback (uvicorn in a thread, SQLite in a temporary folder) stores a real
 analysis of a fixture photo with a user's correction; its `POST /v1/exports` archive feeds
 both notebooks; retrain.ipynb fine-tunes the shipped model (init_from its ONNX file) two
-epochs at 128x96 on the fixture photos plus the export, exports ONNX + INT8 with held-out metrics and registers the file through
+epochs at 128x96 on the fixture photos plus the export, then its mask head one epoch, exports
+ONNX + INT8 with held-out metrics and the open-set check and registers the file through
 `POST /v1/model`, whose gate refuses it (a tiny model is not better).
 """
 from __future__ import annotations
@@ -131,9 +132,15 @@ def test_retrain_notebook_trains_evaluates_exports_and_registers(
         assert meta.open_set["thresholds"] == "knn" and "bank" in meta.open_set
     training = read_meta(tmp_path / "traylens.onnx").training
     assert training["data"][-1]["kind"] == "coco"
+    # Two stages, as the shipped model was made: the recipe fine-tuned from the shipped file,
+    # then its mask head alone on the food inside each container.
+    first = read_meta(tmp_path / "stage1.onnx").training
     shipped = read_meta(REPO / "model" / "artifacts" / "traylens.onnx")
-    assert training["init_from"]["file"] == "traylens.onnx"  # fine-tuned from the shipped one
-    assert training["init_from"]["version"] == shipped.version
+    assert first["init_from"]["file"] == "traylens.onnx"  # fine-tuned from the shipped one
+    assert first["init_from"]["version"] == shipped.version
+    assert "train_only" not in first and first["data"][-1]["kind"] == "coco"
+    assert training["init_from"]["file"] == "stage1.onnx"
+    assert (training["train_only"], training["real_masks"]) == (["mask"], "refined")
     assert "parent: {" in text
     # The gate: a two-epoch model is not better than the shipped one, so it is refused.
     assert "409 model_not_better" in text and "WORSE" in text
