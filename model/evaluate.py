@@ -580,6 +580,13 @@ def food_regions_markdown(sections: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"| {name} | {s['photos']} | {s['annotated']} | {fmt(s['recall'])} | "
                      f"{fmt(s['false_per_photo'])} | {fmt(s['named_wrong_share'], True)} "
                      f"({s['named_wrong']}) | {s['unidentified']} | {iou} |")
+    for name, s in sections.items():
+        if lost := s.get("unidentified_right_per_label"):
+            kept = s.get("named_right_per_label", {})
+            worst = sorted(lost, key=lambda k: (-lost[k], k))
+            lines += ["", f"{name}: found regions of the right class left unidentified, per "
+                      "label (of those found with it): " + ", ".join(
+                          f"{k} {lost[k]} of {lost[k] + kept.get(k, 0)}" for k in worst)]
     curves = {name: s["curve"] for name, s in sections.items() if "curve" in s}
     if curves:
         bounds = [p["false_per_photo"] for p in next(iter(curves.values()))["points"]]

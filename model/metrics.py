@@ -162,6 +162,10 @@ class FoodRegionReport:
     # their label was the annotation's (a right name lost) or not (a wrong name stopped).
     unidentified_right_by: dict[str, int] = field(default_factory=dict)
     unidentified_wrong_by: dict[str, int] = field(default_factory=dict)
+    # Found regions whose label is the annotation's, per label: named, and left unidentified
+    # (where a naming check loses right names).
+    named_right_per_label: dict[str, int] = field(default_factory=dict)
+    unidentified_right_per_label: dict[str, int] = field(default_factory=dict)
 
 
 def match_detections(
@@ -259,7 +263,11 @@ def food_regions(
         unidentified_right_by=_tally(w for w, h, r in zip(why, hit, same, strict=True)
                                      if h and r and w is not None),
         unidentified_wrong_by=_tally(w for w, h, r in zip(why, hit, same, strict=True)
-                                     if h and not r and w is not None))
+                                     if h and not r and w is not None),
+        named_right_per_label=_tally(d.label for d, r, k in zip(dets, same, sure, strict=True)
+                                     if r and k),
+        unidentified_right_per_label=_tally(
+            d.label for d, r, k in zip(dets, same, sure, strict=True) if r and not k))
 
 
 @dataclass(frozen=True)
@@ -315,7 +323,7 @@ def region_curve(
 
 
 def _tally(reasons: Iterable[str]) -> dict[str, int]:
-    """How often each reason occurs, sorted by reason."""
+    """How often each reason (or label) occurs, sorted by it."""
     return dict(sorted(Counter(reasons).items()))
 
 

@@ -236,6 +236,14 @@ def test_evaluate_fixture_photos_with_model(
     assert set(regions) == {"mealtray", "ecustfd"}
     assert regions["mealtray"]["annotated"] == len(mealtray_ds.annotations)
     assert "## Food regions, class-agnostic" in md_path.read_text()
+    # Right names kept and lost, per label: they add up to the totals, and the report lists
+    # a set's losses where it has any.
+    for name, s in regions.items():
+        assert sum(s["named_right_per_label"].values()) == s["named_right"]
+        lost = s["unidentified_right_per_label"]
+        assert sum(lost.values()) == sum(s["unidentified_right_by"].values())
+        line = f"{name}: found regions of the right class left unidentified"
+        assert (line in md_path.read_text()) == bool(lost)
     # The recall at matched rates of false regions, for comparing models, beside it.
     points = regions["mealtray"]["curve"]["points"]
     assert [p["false_per_photo"] for p in points] == [0.1, 0.25, 0.5, 1.0]

@@ -130,6 +130,7 @@ def test_food_regions_by_hand() -> None:
     assert (r.named_wrong, r.named_right, r.unidentified) == (1, 1, 1)
     assert r.named_wrong_share == pytest.approx(1 / 3)
     assert (r.unidentified_right_by, r.unidentified_wrong_by) == ({}, {"class_probability": 1})
+    assert (r.named_right_per_label, r.unidentified_right_per_label) == ({"orange": 1}, {})
     # The apple named orange, stopped by the open-set check, is a wrong name stopped; the
     # orange stopped is a right name lost.
     checked = food_regions(dets, ["other_prototype", "below_threshold", None, None,
@@ -138,6 +139,8 @@ def test_food_regions_by_hand() -> None:
     assert (checked.named_wrong, checked.named_right, checked.unidentified) == (0, 0, 3)
     assert checked.unidentified_right_by == {"below_threshold": 1}
     assert checked.unidentified_wrong_by == {"class_probability": 1, "other_prototype": 1}
+    assert (checked.named_right_per_label, checked.unidentified_right_per_label) == (
+        {}, {"orange": 1})
     # Without any prediction: nothing found, no false regions, no share.
     empty = food_regions([], [], gts, ["a", "b"], non_food=("coin",))
     assert (empty.recall, empty.false_per_photo, empty.named_wrong_share) == (0.0, 0.0, None)
