@@ -207,7 +207,7 @@ def with_open_set(onnx: Path, thresholds: str = "own") -> TrayModel:
     from model import export
 
     meta = export.read_meta(onnx)
-    if not meta.open_set:
+    if meta.open_set.get("thresholds", "own") != thresholds or not meta.open_set:  # (re)fit
         began = time.perf_counter()
         trained, calibration = export.recorded_sides(meta)
         export.fit_open_set_file(onnx, trained, thresholds=thresholds, calibration=calibration)

@@ -240,11 +240,14 @@ def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
     rt = TrayModel(onnx_path)
     labels, vecs, groups = open_set_samples(rt, parts, max_per_class)
     held = open_set_samples(rt, calibration, max_per_class)[:2] if held_out else None
+    knn = thresholds in ("knn", "pooled")
+    # open_set_samples' groups are "part/group": the part is the region's data source.
+    sources = [g.split("/", 1)[0] for g in groups] if thresholds == "pooled" else None
     try:
         fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
-                                     groups=groups if thresholds in ("groups", "knn") else None,
+                                     groups=groups if thresholds == "groups" or knn else None,
                                      calibration=held, conformal=thresholds == "conformal",
-                                     knn=thresholds == "knn")
+                                     knn=knn, sources=sources)
     except naming.OpenSetError as exc:
         raise ExportError(f"cannot fit {thresholds} open-set thresholds: {exc}") from exc
     update_meta(onnx_path, open_set=fitted.to_json())
@@ -353,7 +356,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "or own less one split-conformal margin set on those (conformal); knn "
                         "keeps the regions themselves and asks for the nearest one of the "
                         "named class, its threshold from each region's nearest region of the "
-                        "class's other objects and capture runs")
+                        "class's other objects and capture runs; pooled is knn with each "
+                        "threshold capped at its data source's (untested candidate, "
+                        "docs/MODEL_CARD.md)")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))

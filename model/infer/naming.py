@@ -33,6 +33,7 @@ one rule: the service (serve.services.pipeline) and the evaluator (model.evaluat
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,7 @@ OPEN_SET_QUANTILE = 0.05
 # Regions per class the fit uses at most (seeded choice): bounds the export's extra pass.
 OPEN_SET_MAX_REGIONS = 60
 # Where a class's threshold cosines come from (OpenSet.thresholds).
-THRESHOLDS = ("own", "groups", "calibration", "conformal", "knn")
+THRESHOLDS = ("own", "groups", "calibration", "conformal", "knn", "pooled")
 
 
 class OpenSetError(ValueError):
@@ -128,7 +129,8 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
                  quantile: float = OPEN_SET_QUANTILE,
                  groups: Sequence[str] | None = None,
                  calibration: tuple[Sequence[int], np.ndarray] | None = None,
-                 conformal: bool = False, knn: bool = False) -> OpenSet:
+                 conformal: bool = False, knn: bool = False,
+                 sources: Sequence[str] | None = None) -> OpenSet:
     """Prototypes and thresholds from training regions: `labels[i]` is the annotated class of
     the region whose (L2-normalised) embedding is `embeddings[i]`.
 
@@ -144,6 +146,9 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
     own threshold (regions of a class without a prototype do not count). With `knn` (and
     `groups`), the regions themselves are kept as the witness and each class's threshold is
     the `quantile` of `nearest_other_group_cosines`; a class of one region is never named.
+    With `sources` too (each region's data source), each knn threshold is capped at the
+    `quantile` of those cosines over every region of its class's source ("pooled"): a class
+    seen on a few alike objects is held to no stricter bar than its source's classes show.
     """
     if groups is not None and calibration is not None:
         raise OpenSetError("thresholds come from groups or from calibration, not both")
@@ -151,6 +156,8 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         raise OpenSetError("knn thresholds need each region's group")
     if conformal and calibration is None:
         raise OpenSetError("conformal thresholds need calibration regions")
+    if sources is not None and not knn:
+        raise OpenSetError("pooled thresholds (sources) are a knn fit's")
     emb = np.asarray(embeddings, dtype=np.float64)
     lab = np.asarray(labels, dtype=np.int64)
     if emb.ndim != 2 or emb.shape[0] != lab.size:
@@ -185,7 +192,10 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
             cosines = cal[1][cal[0] == c] @ proto
         min_cos[c] = float(np.quantile(cosines, quantile))
     if knn and grp is not None:
-        return _knn_open_set(lab, emb, grp, protos, counts, quantile)
+        src = None if sources is None else np.asarray(list(sources), dtype=object)
+        if src is not None and src.size != lab.size:
+            raise OpenSetError(f"{src.size} sources for {lab.size} regions")
+        return _knn_open_set(lab, emb, grp, protos, counts, quantile, src)
     if cal is not None and conformal:
         seen = np.isfinite(min_cos[cal[0]])
         below = (np.einsum("ij,ij->i", cal[1][seen], protos[cal[0][seen]])
@@ -198,16 +208,23 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
 
 
 def _knn_open_set(lab: np.ndarray, emb: np.ndarray, grp: np.ndarray, protos: np.ndarray,
-                  counts: np.ndarray, quantile: float) -> OpenSet:
+                  counts: np.ndarray, quantile: float, src: np.ndarray | None) -> OpenSet:
     """The "knn" check: the regions as the bank, thresholds from their nearest regions of
-    other groups (fit_open_set)."""
+    other groups; with `src`, capped per source ("pooled"; fit_open_set)."""
     min_cos = np.full(len(counts), np.inf)
+    nearest: dict[int, np.ndarray] = {}
     for c in np.flatnonzero(counts > 1):
-        nearest = nearest_other_group_cosines(emb[lab == c], grp[lab == c])
-        min_cos[c] = float(np.quantile(nearest, quantile))
+        nearest[c] = nearest_other_group_cosines(emb[lab == c], grp[lab == c])
+        min_cos[c] = float(np.quantile(nearest[c], quantile))
+    if src is not None:  # a class's source: where most of its regions come from
+        source_of = {c: Counter(src[lab == c].tolist()).most_common(1)[0][0] for c in nearest}
+        for name in set(source_of.values()):
+            members = [c for c in nearest if source_of[c] == name]
+            cap = float(np.quantile(np.concatenate([nearest[c] for c in members]), quantile))
+            min_cos[members] = np.minimum(min_cos[members], cap)
     return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
-                   tuple(int(n) for n in counts), quantile, "knn",
-                   emb.astype(np.float32), lab.copy())
+                   tuple(int(n) for n in counts), quantile,
+                   "knn" if src is None else "pooled", emb.astype(np.float32), lab.copy())
 
 
 def nearest_other_group_cosines(embeddings: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -116,6 +116,33 @@ def test_knn_keeps_the_regions_and_takes_thresholds_from_the_nearest_other_objec
         naming.OpenSet.from_json({k: v for k, v in entry.items() if k != "bank"}, 3, 3)
 
 
+def test_pooled_caps_each_knn_threshold_at_its_sources() -> None:
+    # Source "m": class 0 of two alike objects (a tight threshold), class 1 of two objects
+    # far apart. Source "e": class 2 alone. q = 0: a threshold is the least nearest cosine.
+    emb = _unit([1, 0, 0.02], [1, 0, -0.02], [1, 0.01, 0], [0, 1, 0], [0.5, 1, 1], [0, 0.2, 1],
+                [0.1, 0.2, 1])
+    labels, groups = [0, 0, 0, 1, 1, 2, 2], ["a", "a", "b", "c", "d", "e", "f"]
+    sources = ["m", "m", "m", "m", "m", "e", "e"]
+    knn = naming.fit_open_set(labels, emb, 3, quantile=0.0, groups=groups, knn=True)
+    pooled = naming.fit_open_set(labels, emb, 3, quantile=0.0, groups=groups, knn=True,
+                                 sources=sources)
+    assert pooled.thresholds == "pooled" and pooled.bank is not None
+    cap = min(knn.min_cos[0], knn.min_cos[1])  # source m's least nearest cosine: class 1's
+    assert knn.min_cos[0] > cap
+    assert pooled.min_cos[0] == pytest.approx(cap) and pooled.min_cos[1] == pytest.approx(cap)
+    assert pooled.min_cos[2] == pytest.approx(knn.min_cos[2])  # alone in its source
+    # A new object of class 0 a little off its look: knn refuses it, pooled names it.
+    sure, new = np.array([0.9, 0.05, 0.05], np.float32), _unit([1, 0.3, 0.1])[0]
+    assert naming.unnamed_reason(sure, 0, new, 0.5, knn) == "below_threshold"
+    assert naming.unnamed_reason(sure, 0, new, 0.5, pooled) is None
+    back = naming.OpenSet.from_json(json.loads(json.dumps(pooled.to_json())), 3, 3)
+    assert back.thresholds == "pooled" and np.allclose(back.min_cos, pooled.min_cos, atol=1e-5)
+    with pytest.raises(naming.OpenSetError, match="knn fit's"):
+        naming.fit_open_set(labels, emb, 3, groups=groups, sources=sources)
+    with pytest.raises(naming.OpenSetError, match="sources for"):
+        naming.fit_open_set(labels, emb, 3, groups=groups, knn=True, sources=sources[:2])
+
+
 def test_calibration_thresholds_come_from_regions_held_out_of_training() -> None:
     emb = _unit([1, 0.1, 0], [1, -0.1, 0], [0, 1, 0], [0.1, 1, 0])
     cal = _unit([1, 0.5, 0], [1, 0, 0.6], [0.9, 0.2, 0])  # class 0 only: new objects
