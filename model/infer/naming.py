@@ -213,7 +213,7 @@ def _knn_open_set(lab: np.ndarray, emb: np.ndarray, grp: np.ndarray, protos: np.
     other groups; with `src`, capped per source ("pooled"; fit_open_set)."""
     min_cos = np.full(len(counts), np.inf)
     nearest: dict[int, np.ndarray] = {}
-    for c in np.flatnonzero(counts > 1):
+    for c in map(int, np.flatnonzero(counts > 1)):
         nearest[c] = nearest_other_group_cosines(emb[lab == c], grp[lab == c])
         min_cos[c] = float(np.quantile(nearest[c], quantile))
     if src is not None:  # a class's source: where most of its regions come from
