@@ -265,12 +265,13 @@ def held_out(entry: dict[str, Any], model: TrayModel) -> CocoDataset:
 
 
 def outside_held_out_of(ds: CocoDataset, entry: dict[str, Any], model: TrayModel,
-                        other_seed: int) -> CocoDataset:
-    """The photos of `ds` that the held-out split of another split seed (same val_fraction)
-    does not hold: photos that no check judged on that split has been measured on."""
+                        other_seeds: Sequence[int]) -> CocoDataset:
+    """The photos of `ds` that the held-out splits of other split seeds (same val_fraction)
+    do not hold: photos that no check judged on those splits has been measured on."""
     val_fraction, _ = split_params(model)
-    judged = {Path(im.file_name).name for im in
-              training_split(load_sources([entry])[0], val_fraction, other_seed)[1].images}
+    full = load_sources([entry])[0]
+    judged = {Path(im.file_name).name for seed in other_seeds
+              for im in training_split(full, val_fraction, seed)[1].images}
     return ds.subset([im.id for im in ds.images if Path(im.file_name).name not in judged])
 
 
@@ -305,7 +306,7 @@ def shipped(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> dic
     model = TrayModel(args.model)
     entry = source_entry(absolute_roots(load_config(args.config, flags).data), source)
     ds = held_out(entry, model)
-    if args.outside_held_out_of is not None:
+    if args.outside_held_out_of:
         ds = outside_held_out_of(ds, entry, model, args.outside_held_out_of)
     outlines = drawn_outlines(source, args.fixtures, args.outlines)
     log(f"shipped {model.meta.version} on the held-out {source} split: {len(ds.images)} photos")
@@ -313,8 +314,9 @@ def shipped(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> dic
                      at_false=args.at_false)
     return {"source": source, "model": str(args.model), "version": model.meta.version,
             "trained_on": "both sources (held-out split, not leave-one-out)",
-            "evaluated_on": "held-out split" if args.outside_held_out_of is None else
-            f"held-out split, less the held-out split of seed {args.outside_held_out_of}",
+            "evaluated_on": "held-out split" if not args.outside_held_out_of else
+            "held-out split, less the held-out splits of seeds "
+            f"{', '.join(map(str, args.outside_held_out_of))}",
             "drawn_outline_photos_in_training": in_training(model, entry, outlines), **result}
 
 
@@ -402,9 +404,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-shipped", action="store_true", help="skip the shipped model's rows")
     p.add_argument("--shipped-only", action="store_true", help="only the shipped model's rows")
     p.add_argument("--retrain", action="store_true", help="train even if the ONNX file exists")
-    p.add_argument("--outside-held-out-of", type=int, default=None, metavar="SEED",
-                   help="with --shipped-only: only the held-out photos that the held-out split "
-                        "of this split seed does not hold (a model trained on another seed, "
+    p.add_argument("--outside-held-out-of", type=int, nargs="+", default=[], metavar="SEED",
+                   help="with --shipped-only: only the held-out photos that the held-out splits "
+                        "of these split seeds do not hold (a model trained on another seed, "
                         "judged on photos earlier checks were not measured on)")
     p.add_argument("--open-set-thresholds", choices=naming.THRESHOLDS, default="own",
                    help="how a left-out run's open-set check is fitted (model.export "
