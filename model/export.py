@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "keeps the regions themselves and asks for the nearest one of the "
                         "named class, its threshold from each region's nearest region of the "
                         "class's other objects and capture runs; pooled is knn with each "
-                        "threshold capped at its data source's (untested candidate, "
+                        "threshold capped at its data source's (it failed its rule, "
                         "docs/MODEL_CARD.md)")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
