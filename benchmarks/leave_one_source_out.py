@@ -207,7 +207,8 @@ def with_open_set(onnx: Path, thresholds: str = "own") -> TrayModel:
     from model import export
 
     meta = export.read_meta(onnx)
-    if meta.open_set.get("thresholds", "own") != thresholds or not meta.open_set:  # (re)fit
+    # Fit when the file has no check, or one fitted another way (files without the key: own).
+    if not meta.open_set or meta.open_set.get("thresholds", "own") != thresholds:
         began = time.perf_counter()
         trained, calibration = export.recorded_sides(meta)
         export.fit_open_set_file(onnx, trained, thresholds=thresholds, calibration=calibration)
