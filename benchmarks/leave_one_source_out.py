@@ -216,13 +216,29 @@ def with_open_set(onnx: Path, thresholds: str = "own") -> TrayModel:
     return TrayModel(onnx)
 
 
+def compared_checks(model: TrayModel, kinds: Sequence[str]) -> dict[str, naming.OpenSet]:
+    """The open-set check fitted each way of `kinds` on the model's own training split (the
+    one its metadata records), in one pass over its photos; the file is not changed."""
+    from model import export
+
+    if not kinds:
+        return {}
+    began = time.perf_counter()
+    trained, calibration = export.recorded_sides(model.meta)
+    fits = export.open_set_fits(model, trained, kinds, calibration=calibration)
+    log(f"open-set checks {', '.join(kinds)} fitted in {time.perf_counter() - began:.0f} s")
+    return fits
+
+
 def measure(model: TrayModel, ds: CocoDataset, outlines: Sequence[CocoDataset],
             menus: int, menu_size: int, seed: int = 0,
             peaks: Literal["class", "food"] = "class",
-            at_false: Sequence[float] = AT_FALSE) -> dict[str, Any]:
+            at_false: Sequence[float] = AT_FALSE,
+            compare: dict[str, naming.OpenSet] | None = None) -> dict[str, Any]:
     """Food regions (at the operating point, and the recall at each rate of false regions
     per photo in `at_false`), drawn-outline mask IoU and menu mode (k = 1, 3) of a model on
-    a set; `peaks`: PostConfig.peaks, where the found regions come from."""
+    a set; `peaks`: PostConfig.peaks, where the found regions come from; `compare`: other
+    open-set checks, whose naming of the same found regions is reported beside the file's."""
     post, match = PostConfig(peaks=peaks), MatchConfig()
     cfg = EvalConfig(menu_size=menu_size, n_menus=menus, seed=seed)
     began = time.perf_counter()
@@ -235,6 +251,10 @@ def measure(model: TrayModel, ds: CocoDataset, outlines: Sequence[CocoDataset],
                            "region_curve": region_curve_section(ds, low, cfg, at_false)}
     if model.open_set is not None:  # what naming by class probability alone would give
         out["food_regions_probability_only"] = food_region_section(ds, preds, cfg, match, post)
+    if compare:
+        out["food_regions_by_check"] = {
+            kind: food_region_section(ds, preds, cfg, match, post, check)
+            for kind, check in compare.items()}
     parts = [m for o in outlines
              if (m := real_mask_section(o, predict_dataset(model, o, post))) is not None]
     n = sum(p["n_masks"] for p in parts)
@@ -295,7 +315,8 @@ def leave_out(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> d
     onnx = train_and_export(cfg, args.retrain)
     model = with_open_set(onnx, args.open_set_thresholds)
     result = measure(model, left_out, drawn_outlines(source, args.fixtures, args.outlines),
-                     args.menus, args.menu_size, peaks=args.peaks, at_false=args.at_false)
+                     args.menus, args.menu_size, peaks=args.peaks, at_false=args.at_false,
+                     compare=compared_checks(model, args.compare_open_set))
     return {"source": source, "model": str(onnx), "trained_on": [d["kind"] for d in cfg.data],
             "schedule": schedule(cfg), "leak_check": leak, "evaluated_on": "all photos",
             "open_set_thresholds": model.open_set and model.open_set.thresholds,
@@ -312,7 +333,8 @@ def shipped(source: str, args: argparse.Namespace, flags: dict[str, Any]) -> dic
     outlines = drawn_outlines(source, args.fixtures, args.outlines)
     log(f"shipped {model.meta.version} on the held-out {source} split: {len(ds.images)} photos")
     result = measure(model, ds, outlines, args.menus, args.menu_size, peaks=args.peaks,
-                     at_false=args.at_false)
+                     at_false=args.at_false,
+                     compare=compared_checks(model, args.compare_open_set))
     return {"source": source, "model": str(args.model), "version": model.meta.version,
             "trained_on": "both sources (held-out split, not leave-one-out)",
             "evaluated_on": "held-out split" if not args.outside_held_out_of else
@@ -350,6 +372,18 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"{fr['annotated']} | {fmt(fr['recall'])} | {fmt(fr['false_per_photo'])} | "
             f"{_named(fr, alone, 'named_wrong')} | {_named(fr, alone, 'named_right')} | {iou} | "
             f"{fmt(menus[0], True)} | {fmt(menus[1], True)} | {_matched(r)} |")
+    return "\n".join(lines)
+
+
+def compared_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per row and compared open-set check: how it names the same found regions."""
+    lines = []
+    for r in rows:
+        for kind, fr in r.get("food_regions_by_check", {}).items():
+            who = f"without {r['source']}" if "version" not in r else f"shipped {r['version']}"
+            lines.append(f"- {who}, {r['source']}, {kind} check: of {fr['found']} found regions "
+                         f"{fr['named_wrong']} named wrong, {fr['named_right']} named right, "
+                         f"{fr['unidentified']} unidentified")
     return "\n".join(lines)
 
 
@@ -413,6 +447,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="how a left-out run's open-set check is fitted (model.export "
                         "--open-set-thresholds; calibration and conformal need a "
                         "calibration_fraction)")
+    p.add_argument("--compare-open-set", nargs="+", choices=naming.THRESHOLDS, default=[],
+                   metavar="THRESHOLDS",
+                   help="other open-set checks, each fitted on the model's own training split "
+                        "(the file is not changed), that name the same found regions: their "
+                        "wrong, right and unidentified counts beside the file's")
     a = p.parse_args(argv)
     a.cache_dir = a.cache_dir or a.out / "cache"
     return a
@@ -447,6 +486,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                f"flags {json.dumps(flags)}" if flags else "the full recipe")
     print(f"# Leave one source out ({result['machine']}, {result['started']}; {trained})\n")
     print(markdown(rows))
+    if any(r.get("food_regions_by_check") for r in rows):
+        print("\nThe same found regions named by other open-set checks:\n")
+        print(compared_markdown(rows))
     print(f"\nTargets (issue 16): {TARGETS}. Shipped rows: the held-out split of a model "
           "trained on both sources, not leave-one-out. Menus of "
           f"{a.menu_size}, {a.menus} per k. Wall time {result['seconds']:.0f} s; "

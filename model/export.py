@@ -231,27 +231,42 @@ def fit_open_set_file(onnx_path: str | Path, parts: Sequence[Any],
     thresholds: naming.THRESHOLDS, where each class's threshold cosines come from;
     "calibration" and "conformal" use the regions of `calibration` (parts held out of
     training)."""
-    if thresholds not in naming.THRESHOLDS:
-        raise ExportError(f"open-set thresholds must be one of {naming.THRESHOLDS}")
-    held_out = thresholds in ("calibration", "conformal")
-    if held_out and not any(p.images for p in calibration):
-        raise ExportError(f"open-set thresholds from {thresholds} need calibration photos: "
-                          "train with calibration_fraction > 0")
-    rt = TrayModel(onnx_path)
-    labels, vecs, groups = open_set_samples(rt, parts, max_per_class)
-    held = open_set_samples(rt, calibration, max_per_class)[:2] if held_out else None
-    knn = thresholds in ("knn", "pooled")
-    # open_set_samples' groups are "part/group": the part is the region's data source.
-    sources = [g.split("/", 1)[0] for g in groups] if thresholds == "pooled" else None
-    try:
-        fitted = naming.fit_open_set(labels, vecs, len(rt.meta.labels),
-                                     groups=groups if thresholds == "groups" or knn else None,
-                                     calibration=held, conformal=thresholds == "conformal",
-                                     knn=knn, sources=sources)
-    except naming.OpenSetError as exc:
-        raise ExportError(f"cannot fit {thresholds} open-set thresholds: {exc}") from exc
+    fitted = open_set_fits(TrayModel(onnx_path), parts, (thresholds,), max_per_class,
+                           calibration)[thresholds]
     update_meta(onnx_path, open_set=fitted.to_json())
     return fitted
+
+
+def open_set_fits(rt: TrayModel, parts: Sequence[Any], kinds: Sequence[str],
+                  max_per_class: int = naming.OPEN_SET_MAX_REGIONS,
+                  calibration: Sequence[Any] = ()) -> dict[str, naming.OpenSet]:
+    """The open-set check fitted each way of `kinds` (naming.THRESHOLDS) on the same training
+    regions of `parts` (one pass over the photos); nothing is written."""
+    if bad := [k for k in kinds if k not in naming.THRESHOLDS]:
+        raise ExportError(f"open-set thresholds must be one of {naming.THRESHOLDS}, "
+                          f"got {bad}")
+    held_out = any(k in ("calibration", "conformal") for k in kinds)
+    if held_out and not any(p.images for p in calibration):
+        raise ExportError("open-set thresholds from calibration or conformal need "
+                          "calibration photos: train with calibration_fraction > 0")
+    labels, vecs, groups = open_set_samples(rt, parts, max_per_class)
+    held = open_set_samples(rt, calibration, max_per_class)[:2] if held_out else None
+    # open_set_samples' groups are "part/group": the part is the region's data source.
+    sources = [g.split("/", 1)[0] for g in groups]
+    fits = {}
+    for kind in kinds:
+        knn = kind in naming.BANK_THRESHOLDS
+        try:
+            fits[kind] = naming.fit_open_set(
+                labels, vecs, len(rt.meta.labels),
+                groups=groups if kind == "groups" or knn else None,
+                calibration=held if kind in ("calibration", "conformal") else None,
+                conformal=kind == "conformal", knn=knn,
+                sources=sources if kind in ("pooled", "borrowed") else None,
+                borrow=kind == "borrowed")
+        except naming.OpenSetError as exc:
+            raise ExportError(f"cannot fit {kind} open-set thresholds: {exc}") from exc
+    return fits
 
 
 def recorded_sides(meta: ModelMeta) -> tuple[list[Any], list[Any]]:
@@ -357,8 +372,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "keeps the regions themselves and asks for the nearest one of the "
                         "named class, its threshold from each region's nearest region of the "
                         "class's other objects and capture runs; pooled is knn with each "
-                        "threshold capped at its data source's (it failed its rule, "
-                        "docs/MODEL_CARD.md)")
+                        "threshold capped at its data source's, borrowed only the thresholds "
+                        "of classes seen on one object or capture run (docs/MODEL_CARD.md)")
     a = p.parse_args(argv)
     if a.record_metrics is not None:
         print(json.dumps(record_metrics(a.out, a.record_metrics).metrics, indent=1))

@@ -24,7 +24,10 @@ the fitted regions' embeddings (`OpenSet.bank`), and a region named `c` must hav
 of `c` as its nearest bank region, at a cosine no lower than `c`'s threshold: the
 OPEN_SET_QUANTILE quantile of each of `c`'s regions' cosine to its nearest region of `c`'s
 other objects and capture runs (`nearest_other_group_cosines`), so that about 95% of a new
-object's regions would pass, were it like those.
+object's regions would pass, were it like those. "pooled" caps every class's knn threshold
+at its data source's pooled quantile of the same cosines; "borrowed" caps only the classes
+whose training regions all come from one object or capture run, which have no other to
+measure a new one by. Both keep the knn bank.
 
 A class with no training region has no prototype and is never named. A file without
 `open_set` (1.4.0 and older) names by class probability alone, as before. `is_named` is the
@@ -46,7 +49,9 @@ OPEN_SET_QUANTILE = 0.05
 # Regions per class the fit uses at most (seeded choice): bounds the export's extra pass.
 OPEN_SET_MAX_REGIONS = 60
 # Where a class's threshold cosines come from (OpenSet.thresholds).
-THRESHOLDS = ("own", "groups", "calibration", "conformal", "knn", "pooled")
+THRESHOLDS = ("own", "groups", "calibration", "conformal", "knn", "pooled", "borrowed")
+# The thresholds whose check keeps the fitted regions as its witness (OpenSet.bank).
+BANK_THRESHOLDS = ("knn", "pooled", "borrowed")
 
 
 class OpenSetError(ValueError):
@@ -65,9 +70,10 @@ class OpenSet:
     # the prototype they made; "groups", against the prototype of its other objects and
     # capture runs; "calibration", regions of photos held out of training; "conformal", own
     # thresholds less one margin set on those regions; "knn", each region against its
-    # nearest region of the class's other objects and capture runs (fit_open_set).
+    # nearest region of the class's other objects and capture runs (fit_open_set);
+    # "pooled" and "borrowed", knn capped by source (fit_open_set).
     thresholds: str = "own"
-    # "knn" only: the fitted regions' embeddings (N, E) and their classes (N,), the witness.
+    # BANK_THRESHOLDS only: the fitted regions' embeddings (N, E) and classes (N,), the witness.
     bank: np.ndarray | None = None
     bank_labels: np.ndarray | None = None
 
@@ -105,13 +111,13 @@ class OpenSet:
             raise OpenSetError(f"open_set shapes {protos.shape}, {min_cos.shape}, "
                                f"{len(regions)} do not fit {n_classes} classes x {dim}")
         bank, bank_labels = _bank_from_json(data, n_classes, dim) \
-            if thresholds == "knn" else (None, None)
+            if thresholds in BANK_THRESHOLDS else (None, None)
         return cls(protos, min_cos, regions, quantile, thresholds, bank, bank_labels)
 
 
 def _bank_from_json(data: dict[str, Any], n_classes: int,
                     dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """The "knn" entry's bank: (N, dim) float32 embeddings and (N,) classes."""
+    """A BANK_THRESHOLDS entry's bank: (N, dim) float32 embeddings and (N,) classes."""
     try:
         raw = base64.b64decode(str(data["bank"]), validate=True)
         labels = np.asarray(data["bank_labels"], dtype=np.int64)
@@ -130,7 +136,7 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
                  groups: Sequence[str] | None = None,
                  calibration: tuple[Sequence[int], np.ndarray] | None = None,
                  conformal: bool = False, knn: bool = False,
-                 sources: Sequence[str] | None = None) -> OpenSet:
+                 sources: Sequence[str] | None = None, borrow: bool = False) -> OpenSet:
     """Prototypes and thresholds from training regions: `labels[i]` is the annotated class of
     the region whose (L2-normalised) embedding is `embeddings[i]`.
 
@@ -149,6 +155,8 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
     With `sources` too (each region's data source), each knn threshold is capped at the
     `quantile` of those cosines over every region of its class's source ("pooled"): a class
     seen on a few alike objects is held to no stricter bar than its source's classes show.
+    With `borrow` too, only the classes whose regions all come from one group are capped
+    ("borrowed"): they have no other object to say how near a new one comes.
     """
     if groups is not None and calibration is not None:
         raise OpenSetError("thresholds come from groups or from calibration, not both")
@@ -158,6 +166,8 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         raise OpenSetError("conformal thresholds need calibration regions")
     if sources is not None and not knn:
         raise OpenSetError("pooled thresholds (sources) are a knn fit's")
+    if borrow and sources is None:
+        raise OpenSetError("borrowed thresholds need each region's source")
     emb = np.asarray(embeddings, dtype=np.float64)
     lab = np.asarray(labels, dtype=np.int64)
     if emb.ndim != 2 or emb.shape[0] != lab.size:
@@ -195,7 +205,7 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
         src = None if sources is None else np.asarray(list(sources), dtype=object)
         if src is not None and src.size != lab.size:
             raise OpenSetError(f"{src.size} sources for {lab.size} regions")
-        return _knn_open_set(lab, emb, grp, protos, counts, quantile, src)
+        return _knn_open_set(lab, emb, grp, protos, counts, quantile, src, borrow)
     if cal is not None and conformal:
         seen = np.isfinite(min_cos[cal[0]])
         below = (np.einsum("ij,ij->i", cal[1][seen], protos[cal[0][seen]])
@@ -208,9 +218,11 @@ def fit_open_set(labels: Sequence[int], embeddings: np.ndarray, n_classes: int,
 
 
 def _knn_open_set(lab: np.ndarray, emb: np.ndarray, grp: np.ndarray, protos: np.ndarray,
-                  counts: np.ndarray, quantile: float, src: np.ndarray | None) -> OpenSet:
+                  counts: np.ndarray, quantile: float, src: np.ndarray | None,
+                  borrow: bool = False) -> OpenSet:
     """The "knn" check: the regions as the bank, thresholds from their nearest regions of
-    other groups; with `src`, capped per source ("pooled"; fit_open_set)."""
+    other groups; with `src`, capped per source ("pooled"), with `borrow` only for classes
+    of one group ("borrowed"; fit_open_set)."""
     min_cos = np.full(len(counts), np.inf)
     nearest: dict[int, np.ndarray] = {}
     for c in map(int, np.flatnonzero(counts > 1)):
@@ -221,10 +233,12 @@ def _knn_open_set(lab: np.ndarray, emb: np.ndarray, grp: np.ndarray, protos: np.
         for name in set(source_of.values()):
             members = [c for c in nearest if source_of[c] == name]
             cap = float(np.quantile(np.concatenate([nearest[c] for c in members]), quantile))
-            min_cos[members] = np.minimum(min_cos[members], cap)
+            capped = [c for c in members if not borrow or len(set(grp[lab == c])) == 1]
+            min_cos[capped] = np.minimum(min_cos[capped], cap)
+    kind = "knn" if src is None else "borrowed" if borrow else "pooled"
     return OpenSet(protos.astype(np.float32), min_cos.astype(np.float32),
-                   tuple(int(n) for n in counts), quantile,
-                   "knn" if src is None else "pooled", emb.astype(np.float32), lab.copy())
+                   tuple(int(n) for n in counts), quantile, kind, emb.astype(np.float32),
+                   lab.copy())
 
 
 def nearest_other_group_cosines(embeddings: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -286,7 +300,7 @@ def unnamed_reason(class_scores: np.ndarray, label_index: int, embedding: np.nda
     if embedding is None or not np.isfinite(open_set.min_cos[label_index]):
         return "no_prototype"
     vec = np.asarray(embedding, np.float32)
-    if open_set.bank is not None and open_set.bank_labels is not None:  # "knn"
+    if open_set.bank is not None and open_set.bank_labels is not None:  # BANK_THRESHOLDS
         cos = open_set.bank @ vec
         if int(open_set.bank_labels[int(np.argmax(cos))]) != label_index:
             return "other_prototype"

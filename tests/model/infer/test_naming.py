@@ -137,10 +137,50 @@ def test_pooled_caps_each_knn_threshold_at_its_sources() -> None:
     assert naming.unnamed_reason(sure, 0, new, 0.5, pooled) is None
     back = naming.OpenSet.from_json(json.loads(json.dumps(pooled.to_json())), 3, 3)
     assert back.thresholds == "pooled" and np.allclose(back.min_cos, pooled.min_cos, atol=1e-5)
+    # Read back, the check still asks the bank, not the prototypes (before 2026-12-06 a
+    # pooled file lost its bank on loading and named by the prototypes).
+    assert back.bank is not None and np.allclose(back.bank, pooled.bank, atol=1e-3)
+    assert naming.unnamed_reason(sure, 0, new, 0.5, back) is None
     with pytest.raises(naming.OpenSetError, match="knn fit's"):
         naming.fit_open_set(labels, emb, 3, groups=groups, sources=sources)
     with pytest.raises(naming.OpenSetError, match="sources for"):
         naming.fit_open_set(labels, emb, 3, groups=groups, knn=True, sources=sources[:2])
+
+
+def test_borrowed_caps_only_the_classes_seen_on_one_object() -> None:
+    # One source. Class 0: three regions of one object (its knn threshold is how alike that
+    # object's photos are). Class 1: two objects far apart. Class 2: two alike objects.
+    emb = _unit([1, 0, 0.02], [1, 0, -0.02], [1, 0.01, 0], [0, 1, 0], [0.5, 1, 1],
+                [0, 0.2, 1], [0.02, 0.2, 1])
+    labels, groups = [0, 0, 0, 1, 1, 2, 2], ["a", "a", "a", "c", "d", "g", "h"]
+    sources = ["m"] * 7
+    knn = naming.fit_open_set(labels, emb, 3, quantile=0.0, groups=groups, knn=True)
+    pooled = naming.fit_open_set(labels, emb, 3, quantile=0.0, groups=groups, knn=True,
+                                 sources=sources)
+    borrowed = naming.fit_open_set(labels, emb, 3, quantile=0.0, groups=groups, knn=True,
+                                   sources=sources, borrow=True)
+    assert borrowed.thresholds == "borrowed" and borrowed.bank is not None
+    cap = knn.min_cos[1]  # the source's least nearest cosine: class 1's two far objects
+    assert knn.min_cos[0] > cap and knn.min_cos[2] > cap
+    assert borrowed.min_cos[0] == pytest.approx(cap)  # one object: borrows the source's bar
+    assert borrowed.min_cos[2] == pytest.approx(knn.min_cos[2])  # two objects: keeps its own
+    assert pooled.min_cos[2] == pytest.approx(cap)
+    # Every bar lies between knn's and pooled's.
+    assert (pooled.min_cos <= borrowed.min_cos + 1e-6).all()
+    assert (borrowed.min_cos <= knn.min_cos + 1e-6).all()
+    sure = np.array([0.05, 0.05, 0.05], np.float32)
+    sure0, sure2 = sure.copy(), sure.copy()
+    sure0[0], sure2[2] = 0.9, 0.9
+    new0, new2 = _unit([1, 0.3, 0.1])[0], _unit([0, 0.5, 1])[0]
+    assert naming.unnamed_reason(sure0, 0, new0, 0.5, knn) == "below_threshold"
+    assert naming.unnamed_reason(sure0, 0, new0, 0.5, borrowed) is None
+    assert naming.unnamed_reason(sure2, 2, new2, 0.5, borrowed) == "below_threshold"
+    assert naming.unnamed_reason(sure2, 2, new2, 0.5, pooled) is None
+    back = naming.OpenSet.from_json(json.loads(json.dumps(borrowed.to_json())), 3, 3)
+    assert back.thresholds == "borrowed" and back.bank is not None
+    assert naming.unnamed_reason(sure0, 0, new0, 0.5, back) is None
+    with pytest.raises(naming.OpenSetError, match="each region's source"):
+        naming.fit_open_set(labels, emb, 3, groups=groups, knn=True, borrow=True)
 
 
 def test_calibration_thresholds_come_from_regions_held_out_of_training() -> None:
@@ -325,6 +365,16 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     named = [TrayModel(copy).is_named(b, 0.5) for _, b in items]
     assert not any(c and not p for p, c in zip(by_probability, named, strict=True))
     assert sum(named) > 0
+    # Pooled and borrowed keep the same bank through the file, and name every region knn
+    # names (their bars are no higher), pooled every one borrowed names.
+    wider = []
+    for kind in ("borrowed", "pooled"):
+        export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds", kind])
+        check = TrayModel(copy).open_set
+        assert check is not None and check.thresholds == kind and check.bank is not None
+        assert np.allclose(check.bank, knn.bank) and (check.min_cos <= knn.min_cos + 1e-5).all()
+        wider.append([TrayModel(copy).is_named(b, 0.5) for _, b in items])
+    assert all(k <= b <= p for k, b, p in zip(named, *wider, strict=True))
     # Calibration thresholds need a file trained with a calibration share.
     with pytest.raises(export.ExportError, match="calibration_fraction"):
         export.main(["--out", str(copy), "--fit-open-set", "--open-set-thresholds",
