@@ -85,7 +85,7 @@ model: install-dev
 	$(BIN)/python -m model.quantize --model model/artifacts/traylens.onnx --out model/artifacts/traylens.int8.onnx \
 	    --calib-dir $(SHARED)/images/mealtray/labeled $(SHARED)/images/ecustfd/JPEGImages --per-folder 32
 	$(BIN)/python -m model.export --out model/artifacts/traylens.int8.onnx --fit-open-set \
-	    --open-set-thresholds knn
+	    --open-set-thresholds borrowed
 	for m in traylens traylens.int8; do \
 	  $(BIN)/python -m model.evaluate --model model/artifacts/$$m.onnx --out var/eval/$$m && \
 	  cp var/eval/$$m/metrics.json model/artifacts/$$m.metrics.json && \

@@ -92,14 +92,16 @@ def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, d
     assert rt.meta.flip_test is True and rt.meta.version == "9.9.9"
     assert rt.open_set is not None and rt.open_set.quantile == naming.OPEN_SET_QUANTILE
     assert len(rt.open_set.regions) == len(rt.meta.labels) and rt.open_set.thresholds == "own"
-    # A run whose config names a check (the shipped recipe's open_set: knn) gets it without
-    # the flag; --open-set-thresholds still wins.
-    ckpt["config"] = replace(ckpt["config"], open_set="knn")
-    torch.save(ckpt, tmp_path / "knn.pt")
-    export.main(["--checkpoint", str(tmp_path / "knn.pt"), "--out", str(tmp_path / "knn.onnx")])
-    knn = TrayModel(tmp_path / "knn.onnx").open_set
-    assert knn is not None and knn.thresholds == "knn" and knn.bank is not None
-    export.main(["--checkpoint", str(tmp_path / "knn.pt"), "--out", str(tmp_path / "own.onnx"),
+    # A run whose config names a check (the shipped recipe's open_set: borrowed) gets it
+    # without the flag; --open-set-thresholds still wins.
+    ckpt["config"] = replace(ckpt["config"], open_set="borrowed")
+    torch.save(ckpt, tmp_path / "borrowed.pt")
+    export.main(["--checkpoint", str(tmp_path / "borrowed.pt"),
+                 "--out", str(tmp_path / "borrowed.onnx")])
+    borrowed = TrayModel(tmp_path / "borrowed.onnx").open_set
+    assert borrowed is not None and borrowed.thresholds == "borrowed"
+    assert borrowed.bank is not None
+    export.main(["--checkpoint", str(tmp_path / "borrowed.pt"), "--out", str(tmp_path / "own.onnx"),
                  "--open-set-thresholds", "own"])
     assert TrayModel(tmp_path / "own.onnx").open_set.thresholds == "own"  # type: ignore[union-attr]
     export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "no.onnx")])

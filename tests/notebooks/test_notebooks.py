@@ -127,9 +127,9 @@ def test_retrain_notebook_trains_evaluates_exports_and_registers(
         assert meta.metrics["evaluated_file"] == path.name
         assert "mealtray_map50" in meta.metrics["held_out"]
         assert meta.fingerprint.startswith("sha256:")
-        # names only when sure, as the shipped model: the knn check, fitted on each file's own
+        # names only when sure, as the shipped model: the borrowed check, fitted on each file's own
         # regions of its training photos (this two-epoch model finds none there: an empty bank)
-        assert meta.open_set["thresholds"] == "knn" and "bank" in meta.open_set
+        assert meta.open_set["thresholds"] == "borrowed" and "bank" in meta.open_set
     training = read_meta(tmp_path / "traylens.onnx").training
     assert training["data"][-1]["kind"] == "coco"
     # Two stages, as the shipped model was made: the recipe fine-tuned from the shipped file,

@@ -325,8 +325,8 @@ def test_fit_open_set_cli_writes_a_check_the_runtime_and_the_service_use(
     copy = tmp_path / "m.onnx"
     shutil.copyfile(model_path, copy)
     _fixture_training(copy, fixtures_dir)
-    shipped = TrayModel(copy).open_set  # since 1.6.1 the shipped files carry the knn check
-    assert shipped is not None and shipped.thresholds == "knn" and shipped.bank is not None
+    shipped = TrayModel(copy).open_set  # since 1.6.2 the shipped files carry the borrowed check
+    assert shipped is not None and shipped.thresholds == "borrowed" and shipped.bank is not None
     export.main(["--out", str(copy), "--fit-open-set"])
     regions = json.loads(capsys.readouterr().out)["open_set_regions"]
     model = TrayModel(copy)

@@ -52,8 +52,9 @@ def test_mask_refined_config_differs_from_the_recipe_only_in_its_masks() -> None
             "embed_dim", "neck_channels", "decoupled", "flip_test", "backbone_descriptor")
     assert {k: getattr(masks, k) for k in same} == {k: getattr(recipe, k) for k in same}
     assert (recipe.real_masks, recipe.train_only) == ("ellipse", [])
-    # Its export also fits the knn open-set check (1.6.1); the first stage's does not.
-    assert (masks.open_set, recipe.open_set) == ("knn", None)
+    # Its export also fits the open-set check with borrowed thresholds (1.6.2); the first
+    # stage's does not.
+    assert (masks.open_set, recipe.open_set) == ("borrowed", None)
 
 
 def test_yaml_then_flags_then_run_options(tmp_path: Path) -> None:
