@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--open-set", action="store_true",
                    help="also fit the open-set naming check (model.infer.naming) on the "
                         "training split (default: when the checkpoint's open_set setting "
-                        "names one, as the shipped recipe's knn does)")
+                        "names one, as the shipped recipe's borrowed does)")
     p.add_argument("--flip-test", choices=("true", "false"),
                    help="average each photo with its mirror in the graph (default: the "
                         "checkpoint's flip_test; about twice the network time)")

@@ -89,7 +89,7 @@ class TrainConfig:
     # replace them); true also suits tiny batches.
     freeze_bn: bool | None = None
     # The open-set naming check model.export fits into the exported file on its training
-    # split, by how its thresholds are set (model.infer.naming.THRESHOLDS; "knn" in the
+    # split, by how its thresholds are set (model.infer.naming.THRESHOLDS; "borrowed" in the
     # shipped recipe), or None: the file names by class probability alone.
     open_set: str | None = None
     # Run options: command-line only (not YAML keys); checkpoints keep them as given.
