@@ -364,11 +364,9 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         iou = (f"{fmt(masks['mean_iou'])} ({masks['n_masks']} outlines; box ellipse "
                f"{fmt(masks.get('box_ellipse_mean_iou'))})" if masks else "none drawn")
         menus = [(r["menu"][f"k{k}"].get("accuracy") or {}).get("mean") for k in MENU_K]
-        who = (f"without {r['source']}" if "version" not in r
-               else f"shipped {r['version']}")
         trained = ", ".join(r["trained_on"]) if isinstance(r["trained_on"], list) else "both"
         lines.append(
-            f"| {who} | {trained} | {r['source']} {r['evaluated_on']} | {r['photos']} | "
+            f"| {_who(r)} | {trained} | {r['source']} {r['evaluated_on']} | {r['photos']} | "
             f"{fr['annotated']} | {fmt(fr['recall'])} | {fmt(fr['false_per_photo'])} | "
             f"{_named(fr, alone, 'named_wrong')} | {_named(fr, alone, 'named_right')} | {iou} | "
             f"{fmt(menus[0], True)} | {fmt(menus[1], True)} | {_matched(r)} |")
@@ -380,11 +378,15 @@ def compared_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = []
     for r in rows:
         for kind, fr in r.get("food_regions_by_check", {}).items():
-            who = f"without {r['source']}" if "version" not in r else f"shipped {r['version']}"
-            lines.append(f"- {who}, {r['source']}, {kind} check: of {fr['found']} found regions "
-                         f"{fr['named_wrong']} named wrong, {fr['named_right']} named right, "
-                         f"{fr['unidentified']} unidentified")
+            lines.append(f"- {_who(r)}, {r['source']}, {kind} check: of {fr['found']} found "
+                         f"regions {fr['named_wrong']} named wrong, {fr['named_right']} named "
+                         f"right, {fr['unidentified']} unidentified")
     return "\n".join(lines)
+
+
+def _who(row: dict[str, Any]) -> str:
+    """Which model a row is of: a left-out run's, or the shipped file's."""
+    return f"without {row['source']}" if "version" not in row else f"shipped {row['version']}"
 
 
 def _matched(row: dict[str, Any]) -> str:
