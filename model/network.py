@@ -28,6 +28,9 @@ OUTPUT_NAMES = ("heatmap", "ltrb", "mask", "embedding")
 # The strides of the backbone maps a file with the backbone descriptor also outputs.
 BACKBONE_STRIDES = (16, 32)
 BACKBONE_INDICES = (2, 3, 4)  # Lite0 stages at strides 8, 16, 32
+# Lite0's blocks from this one on run at stride 32: they turn the stride-16 map (block 4's
+# output) into the stride-32 one. `train_top_blocks` trains them on cached stride-16 maps.
+TOP_BLOCKS = 5
 # Box distances are predicted in log space relative to this many pixels, so a zero-initialised
 # head starts at a plausible object size instead of a degenerate box.
 LTRB_BASE_PX = 32.0
@@ -182,6 +185,19 @@ class TrayNet(nn.Module):
     def raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training outputs (logits) for a normalised input batch."""
         return self.heads(self.features(x))
+
+    def top_blocks(self) -> nn.Sequential:
+        """The backbone's stride-32 blocks (TOP_BLOCKS on): stride-16 map -> stride-32 map."""
+        blocks: nn.Sequential = self.backbone.blocks  # type: ignore[assignment]
+        return blocks[TOP_BLOCKS:]
+
+    def raw_from_cached(self, feats: list[torch.Tensor], top: bool = False,
+                        ) -> dict[str, torch.Tensor]:
+        """Training outputs from cached backbone maps (strides 8, 16, 32). `top`: the
+        stride-32 map is computed again from the stride-16 one by `top_blocks`, which train."""
+        if top:
+            feats = [*feats[:2], self.top_blocks()(feats[1])]
+        return self.heads(feats)
 
     def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The exported maps of one pass: the heads' maps, or the members' combined; then

@@ -81,6 +81,11 @@ class TrainConfig:
     # e.g. [mask] teaches an exported model new masks and leaves its boxes, classes and
     # embedding maps as they were. Empty: every part after the (cached or frozen) backbone.
     train_only: list[str] = field(default_factory=list)
+    # Train the backbone's stride-32 blocks (model.network.TOP_BLOCKS: 2.26 M of its 2.96 M
+    # weights; their BatchNorm statistics stay ImageNet's) at lr x top_blocks_lr, on the
+    # cached stride-16 maps with cache_features; the lower backbone stays frozen.
+    train_top_blocks: bool = False
+    top_blocks_lr: float = 0.1
     # Fine-tune from an exported file (the shipped model: only the ONNX ships) instead of
     # the pretrained backbone; its labels and head shapes must be the config's.
     init_from: str | None = None
@@ -206,6 +211,13 @@ def validated(cfg: TrainConfig) -> TrainConfig:
     if cfg.train_only and not bn_frozen(cfg):
         raise ConfigError("train_only: needs frozen BatchNorm (init_from, or freeze_bn: true): "
                           "batch statistics would still move the parts it keeps frozen")
+    if cfg.train_top_blocks and not (cfg.cache_features or cfg.freeze_backbone):
+        raise ConfigError("train_top_blocks: the whole backbone trains already (set "
+                          "cache_features or freeze_backbone to train only its top blocks)")
+    if cfg.train_top_blocks and cfg.train_only:
+        raise ConfigError("train_top_blocks: train_only keeps the backbone frozen; use one")
+    if not cfg.top_blocks_lr > 0:
+        raise ConfigError(f"top_blocks_lr: must be > 0, got {cfg.top_blocks_lr}")
     if cfg.init_from is not None:
         if not cfg.init_from.endswith(".onnx"):
             raise ConfigError(f"init_from: expected an exported .onnx file, got "

@@ -31,15 +31,19 @@ Loader = tuple[DataLoader[Any], DistributedSampler[Any] | None]
 
 
 class Trainable(nn.Module):
-    """DDP-wrappable module returning raw outputs: heads on cached features, or the whole net."""
+    """DDP-wrappable module returning raw outputs: heads on cached features (and the top
+    blocks, `top`), or the whole net."""
 
-    def __init__(self, model: TrayNet, cached: bool) -> None:
+    def __init__(self, model: TrayNet, cached: bool, top: bool = False) -> None:
         super().__init__()
         self.model = model
         self.cached = cached
+        self.top = top
 
     def forward(self, inputs: Any) -> dict[str, torch.Tensor]:
-        return self.model.heads(inputs) if self.cached else self.model.raw(inputs)
+        if self.cached:
+            return self.model.raw_from_cached(inputs, self.top)
+        return self.model.raw(inputs)
 
 
 @dataclass
@@ -69,8 +73,10 @@ def train_one_epoch(state: TrainState, loader: DataLoader[Any], cached: bool,
     file's BatchNorms were folded into the convolutions and come back as identity + bias.
     """
     state.model.train()
-    if cached or not any(p.requires_grad for p in state.model.backbone.parameters()):
-        state.model.backbone.eval()  # frozen BN statistics stay those of ImageNet
+    if cached or not all(p.requires_grad for p in state.model.backbone.parameters()):
+        # A frozen or partly trained backbone (train_top_blocks) keeps ImageNet's BN
+        # statistics; the top blocks' affine weights still train.
+        state.model.backbone.eval()
     if freeze_bn:
         for m in state.model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -112,7 +118,8 @@ def train_epochs(cfg: TrainConfig, state: TrainState, phases: Phases, val_data: 
         state.epoch += 1
         if val_data is not None and is_main() and (state.epoch % cfg.val_every == 0
                                                     or state.epoch == cfg.epochs):
-            metrics.update(validate(state.model, val_data, meta, cfg.cache_features, device))
+            metrics.update(validate(state.model, val_data, meta, cfg.cache_features, device,
+                                    top=cfg.train_top_blocks))
         metrics["seconds"] = round(time.time() - t0, 1)
         if is_main():
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
@@ -122,15 +129,16 @@ def train_epochs(cfg: TrainConfig, state: TrainState, phases: Phases, val_data: 
 
 
 def iterate_outputs(model: TrayNet, data: Dataset[Any], cached: bool, batch: int,
-                    device: torch.device,
+                    device: torch.device, top: bool = False,
                     ) -> Iterator[tuple[list[np.ndarray], dict[str, torch.Tensor]]]:
-    """Exported-form maps (numpy, one image at a time) + targets over a dataset."""
+    """Exported-form maps (numpy, one image at a time) + targets over a dataset; `top`:
+    cached features whose stride-32 map the trained top blocks compute again."""
     model.eval()
     loader = DataLoader(data, batch_size=batch, shuffle=False)
     with torch.no_grad():
         for inputs, targets in loader:
             if cached:
-                raw = model.heads([x.to(device) for x in inputs])
+                raw = model.raw_from_cached([x.to(device) for x in inputs], top)
             else:
                 raw = model.raw(inputs.to(device))
             maps = [m.float().cpu().numpy() for m in to_export(raw)]
@@ -139,14 +147,14 @@ def iterate_outputs(model: TrayNet, data: Dataset[Any], cached: bool, batch: int
 
 
 def validate(model: TrayNet, data: Dataset[Any], meta: ModelMeta, cached: bool,
-             device: torch.device, batch: int = 16) -> dict[str, float]:
+             device: torch.device, batch: int = 16, top: bool = False) -> dict[str, float]:
     """Box mAP@0.5 through runtime.decode_outputs: the same post-processing as inference."""
     from model.metrics import Detection, GroundTruth, detection_ap
 
     dets, gts = [], []
     cfg = PostConfig(score_min=0.05, max_items=50)
     size = meta.input_size
-    for k, (maps, t) in enumerate(iterate_outputs(model, data, cached, batch, device)):
+    for k, (maps, t) in enumerate(iterate_outputs(model, data, cached, batch, device, top)):
         # Targets are in letterbox pixels, so decode at scale 1 on the network canvas.
         for item in decode_outputs(maps, 1.0, size, meta, cfg):
             dets.append(Detection(str(k), item.label, item.score, item.box))

@@ -62,12 +62,12 @@ def fit(cfg: TrainConfig, meta: ModelMeta, sets: TrainSets, device: torch.device
             sched.total_steps = max(sched.total_steps, steps)
     state.model.to(device)
     state.criterion.to(device)
-    wrapped: nn.Module = Trainable(state.model, cfg.cache_features)
+    wrapped: nn.Module = Trainable(state.model, cfg.cache_features, cfg.train_top_blocks)
     if distributed:
         wrapped = nn.parallel.DistributedDataParallel(wrapped)
     if cfg.test_only:
-        return (validate(state.model, sets.val, meta, cfg.cache_features, device)
-                if sets.val else {})
+        return (validate(state.model, sets.val, meta, cfg.cache_features, device,
+                         top=cfg.train_top_blocks) if sets.val else {})
     return train_epochs(cfg, state, phases, sets.val, meta, device, amp, wrapped)
 
 
@@ -133,9 +133,16 @@ def make_state(cfg: TrainConfig, labels: Sequence[str], total_steps: int) -> Tra
                           composed_regions=compose_settings(cfg).get("supervise") == "regions")
     if cfg.train_only:
         train_only(model, criterion, cfg.train_only)
-    params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    top = list(model.top_blocks().parameters()) if cfg.train_top_blocks else []
+    for p in top:
+        p.requires_grad_(True)
+    rest = [p for p in [*model.parameters(), *criterion.parameters()]
+            if p.requires_grad and not any(p is q for q in top)]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.lr}]
+    if top:  # pretrained weights move more slowly than the new heads
+        groups.append({"params": top, "lr": cfg.lr * cfg.top_blocks_lr})
+    lrs: list[float] = [g["lr"] for g in groups]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=max(1, total_steps),
-        pct_start=0.1)
+        optimizer, max_lr=lrs, total_steps=max(1, total_steps), pct_start=0.1)
     return TrainState(model, criterion, optimizer, scheduler)

@@ -216,3 +216,49 @@ def test_composed_trays_can_teach_the_mask_head_only(
     assert len(result["loss_history"]) == 2 and 0.0 <= result["map50"] <= 1.0
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ckpt["meta"]["training"]["compose"]["supervise"] == "mask"
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_top_blocks_train_and_the_lower_backbone_stays(
+    trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path, cached: bool
+) -> None:
+    # train_top_blocks: only the stride-32 blocks of the backbone move (their BatchNorm
+    # statistics stay ImageNet's), on cached stride-16 maps or on photos; the exported file
+    # computes its stride-32 map with the trained blocks.
+    from model import export
+    from model.infer.runtime import TrayModel
+    from model.network import TOP_BLOCKS, TrayNet
+
+    shutil.copytree(trained[0] / "cache", tmp_path / "cache")
+    result = run(parse_args(tiny_args(
+        fixtures_dir, tmp_path, "--epochs", "1", "--cache-features", str(cached).lower(),
+        "--val-every", "1", "--train-top-blocks", "true", "--backbone-descriptor", "true")))
+    assert 0.0 <= result["map50"] <= 1.0
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    imagenet = TrayNet(28, 16, 32).backbone.state_dict()
+    moved = {k.split(".")[2] for k, v in ckpt["model"].items() if k.startswith("backbone.")
+             and not torch.equal(v, imagenet[k.removeprefix("backbone.")])}
+    assert moved == {str(b) for b in range(TOP_BLOCKS, 7)}
+    assert not any("running" in k for k, v in ckpt["model"].items() if k.startswith("backbone.")
+                   and not torch.equal(v, imagenet[k.removeprefix("backbone.")]))
+    export.main(["--checkpoint", str(tmp_path / "checkpoint.pt"), "--out",
+                 str(tmp_path / "top.onnx"), "--no-calibrate"])
+    model = TrayModel(tmp_path / "top.onnx")
+    x = torch.randn(1, 3, 96, 128)
+    s32 = model.session.run(["backbone_s32"], {model.session.get_inputs()[0].name: x.numpy()})
+    ours, _ = model_from_checkpoint(tmp_path / "checkpoint.pt")
+    with torch.no_grad():
+        want = ours.features(x)[2]
+        assert not torch.allclose(want, TrayNet(28, 16, 32).features(x)[2], atol=1e-3)
+    assert torch.allclose(torch.from_numpy(s32[0]), want, atol=1e-3)
+
+
+def test_top_blocks_need_a_frozen_lower_backbone(fixtures_dir: Path, tmp_path: Path) -> None:
+    data = tiny_args(fixtures_dir, tmp_path)
+    with pytest.raises(SystemExit, match="train_top_blocks: the whole backbone trains"):
+        parse_args([*data, "--freeze-backbone", "false", "--train-top-blocks", "true"])
+    with pytest.raises(SystemExit, match="train_top_blocks: train_only keeps"):
+        parse_args([*data, "--freeze-bn", "true", "--train-only", '["mask"]',
+                    "--train-top-blocks", "true"])
+    with pytest.raises(SystemExit, match="top_blocks_lr: must be > 0"):
+        parse_args([*data, "--top-blocks-lr", "0"])
