@@ -328,6 +328,14 @@ def reexport(source: str | Path, out: str | Path, *, version: str | None = None,
     return report
 
 
+def open_set_choice(asked: bool, thresholds: str | None, configured: str | None) -> str | None:
+    """The open-set check an export from a checkpoint fits: the run's `open_set` setting, or
+    `own` when only --open-set asks; --open-set-thresholds wins (and asks); None: no check."""
+    if not asked and thresholds is None and configured is None:
+        return None
+    return thresholds or configured or "own"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI entry: export checkpoints (checked, calibrated) or record an evaluation's metrics."""
     from model.training.checkpoints import ensemble_from_checkpoints
@@ -346,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--open-set", action="store_true",
                    help="also fit the open-set naming check (model.infer.naming) on the "
                         "training split (default: when the checkpoint's open_set setting "
-                        "names one, as the shipped recipe's borrowed does)")
+                        "names one, as the shipped recipe's borrowed does, or "
+                        "--open-set-thresholds is given)")
     p.add_argument("--flip-test", choices=("true", "false"),
                    help="average each photo with its mirror in the graph (default: the "
                         "checkpoint's flip_test; about twice the network time)")
@@ -417,8 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if a.parity_images:
         report["parity_max_abs"] = diffs = parity(model, out, a.parity_images)
         check_parity(diffs)
-    open_set = (a.open_set_thresholds or cfg.open_set or "own"
-                if a.open_set or cfg.open_set is not None else None)
+    open_set = open_set_choice(a.open_set, a.open_set_thresholds, cfg.open_set)
     if not a.no_calibrate or open_set is not None:
         train_parts, calibration = recorded_sides(meta)
     if not a.no_calibrate:

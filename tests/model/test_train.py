@@ -97,15 +97,16 @@ def test_export_cli_can_add_the_flip_test_to_a_checkpoint(trained: tuple[Path, d
     ckpt["config"] = replace(ckpt["config"], open_set="borrowed")
     torch.save(ckpt, tmp_path / "borrowed.pt")
     export.main(["--checkpoint", str(tmp_path / "borrowed.pt"),
-                 "--out", str(tmp_path / "borrowed.onnx")])
+                 "--out", str(tmp_path / "borrowed.onnx"), "--no-calibrate"])
     borrowed = TrayModel(tmp_path / "borrowed.onnx").open_set
     assert borrowed is not None and borrowed.thresholds == "borrowed"
     assert borrowed.bank is not None
-    export.main(["--checkpoint", str(tmp_path / "borrowed.pt"), "--out", str(tmp_path / "own.onnx"),
-                 "--open-set-thresholds", "own"])
-    assert TrayModel(tmp_path / "own.onnx").open_set.thresholds == "own"  # type: ignore[union-attr]
-    export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "no.onnx")])
-    assert TrayModel(tmp_path / "no.onnx").open_set is None
+    # The same choice without exporting again: the thresholds flag wins and asks for a
+    # check; with nothing asking, no check.
+    assert export.open_set_choice(False, "own", "borrowed") == "own"
+    assert export.open_set_choice(True, None, None) == "own"
+    assert export.open_set_choice(False, "knn", None) == "knn"
+    assert export.open_set_choice(False, None, None) is None
 
 
 @pytest.mark.slow
@@ -218,39 +219,57 @@ def test_composed_trays_can_teach_the_mask_head_only(
     assert ckpt["meta"]["training"]["compose"]["supervise"] == "mask"
 
 
-@pytest.mark.parametrize("cached", [True, False])
-def test_top_blocks_train_and_the_lower_backbone_stays(
-    trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path, cached: bool
+def moved_backbone_blocks(checkpoint: Path) -> tuple[set[str], set[str]]:
+    """The backbone blocks whose tensors differ from ImageNet's, and the moved BN statistics."""
+    from model.network import TrayNet
+
+    weights = torch.load(checkpoint, weights_only=False)["model"]
+    imagenet = TrayNet(28, 16, 32).backbone.state_dict()
+    moved = [k for k, v in weights.items() if k.startswith("backbone.")
+             and not torch.equal(v, imagenet[k.removeprefix("backbone.")])]
+    return {k.split(".")[2] for k in moved}, {k for k in moved if "running" in k}
+
+
+def test_top_blocks_train_on_cached_maps_and_the_file_uses_them(
+    trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
 ) -> None:
     # train_top_blocks: only the stride-32 blocks of the backbone move (their BatchNorm
-    # statistics stay ImageNet's), on cached stride-16 maps or on photos; the exported file
-    # computes its stride-32 map with the trained blocks.
+    # statistics stay ImageNet's), on cached stride-16 maps; the exported file computes its
+    # stride-32 map with the trained blocks.
     from model import export
     from model.infer.runtime import TrayModel
     from model.network import TOP_BLOCKS, TrayNet
 
     shutil.copytree(trained[0] / "cache", tmp_path / "cache")
     result = run(parse_args(tiny_args(
-        fixtures_dir, tmp_path, "--epochs", "1", "--cache-features", str(cached).lower(),
-        "--val-every", "1", "--train-top-blocks", "true", "--backbone-descriptor", "true")))
+        fixtures_dir, tmp_path, "--epochs", "1", "--cache-features", "true", "--val-every", "1",
+        "--train-top-blocks", "true", "--backbone-descriptor", "true")))
     assert 0.0 <= result["map50"] <= 1.0
-    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    imagenet = TrayNet(28, 16, 32).backbone.state_dict()
-    moved = {k.split(".")[2] for k, v in ckpt["model"].items() if k.startswith("backbone.")
-             and not torch.equal(v, imagenet[k.removeprefix("backbone.")])}
-    assert moved == {str(b) for b in range(TOP_BLOCKS, 7)}
-    assert not any("running" in k for k, v in ckpt["model"].items() if k.startswith("backbone.")
-                   and not torch.equal(v, imagenet[k.removeprefix("backbone.")]))
+    assert moved_backbone_blocks(tmp_path / "checkpoint.pt") == (
+        {str(b) for b in range(TOP_BLOCKS, 7)}, set())
     export.main(["--checkpoint", str(tmp_path / "checkpoint.pt"), "--out",
                  str(tmp_path / "top.onnx"), "--no-calibrate"])
     model = TrayModel(tmp_path / "top.onnx")
     x = torch.randn(1, 3, 96, 128)
-    s32 = model.session.run(["backbone_s32"], {model.session.get_inputs()[0].name: x.numpy()})
+    s32 = model.session.run(["backbone_s32"], {model.input_name: x.numpy()})
     ours, _ = model_from_checkpoint(tmp_path / "checkpoint.pt")
     with torch.no_grad():
         want = ours.features(x)[2]
         assert not torch.allclose(want, TrayNet(28, 16, 32).features(x)[2], atol=1e-3)
     assert torch.allclose(torch.from_numpy(s32[0]), want, atol=1e-3)
+
+
+def test_top_blocks_train_on_photos_with_imagenet_statistics(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    # Without the cache the backbone runs on the photos and is trained only in part: every
+    # BatchNorm keeps ImageNet's statistics, the lower blocks stay as they were.
+    from model.network import TOP_BLOCKS
+
+    run(parse_args(tiny_args(fixtures_dir, tmp_path, "--epochs", "1", "--val-every", "2",
+                             "--train-top-blocks", "true")))
+    assert moved_backbone_blocks(tmp_path / "checkpoint.pt") == (
+        {str(b) for b in range(TOP_BLOCKS, 7)}, set())
 
 
 def test_top_blocks_need_a_frozen_lower_backbone(fixtures_dir: Path, tmp_path: Path) -> None:
