@@ -136,8 +136,9 @@ def make_state(cfg: TrainConfig, labels: Sequence[str], total_steps: int) -> Tra
     top = list(model.top_blocks().parameters()) if cfg.train_top_blocks else []
     for p in top:
         p.requires_grad_(True)
+    in_top = {id(p) for p in top}
     rest = [p for p in [*model.parameters(), *criterion.parameters()]
-            if p.requires_grad and not any(p is q for q in top)]
+            if p.requires_grad and id(p) not in in_top]
     groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.lr}]
     if top:  # pretrained weights move more slowly than the new heads
         groups.append({"params": top, "lr": cfg.lr * cfg.top_blocks_lr})
