@@ -207,13 +207,18 @@ def test_runs_of_other_train_seeds_join_into_one_ensemble(
     assert meta.embedding_dim == 32 and meta.training["ensemble_train_seeds"] == [0, 5]
 
 
+def run_on_cache(trained: tuple[Path, dict], fixtures_dir: Path, out: Path,
+                 *extra: str) -> dict:
+    """A tiny run on cached features into `out`, reusing the `trained` run's cache."""
+    shutil.copytree(trained[0] / "cache", out / "cache")
+    return run(parse_args(tiny_args(fixtures_dir, out, "--cache-features", "true", *extra)))
+
+
 def test_composed_trays_can_teach_the_mask_head_only(
     trained: tuple[Path, dict], fixtures_dir: Path, tmp_path: Path
 ) -> None:
-    shutil.copytree(trained[0] / "cache", tmp_path / "cache")
-    result = run(parse_args(tiny_args(
-        fixtures_dir, tmp_path, "--epochs", "2", "--cache-features", "true", "--val-every", "2",
-        "--compose", '{"images": 4, "per_label": 1, "supervise": "mask"}')))
+    result = run_on_cache(trained, fixtures_dir, tmp_path, "--epochs", "2", "--val-every", "2",
+                          "--compose", '{"images": 4, "per_label": 1, "supervise": "mask"}')
     assert len(result["loss_history"]) == 2 and 0.0 <= result["map50"] <= 1.0
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ckpt["meta"]["training"]["compose"]["supervise"] == "mask"
@@ -240,10 +245,8 @@ def test_top_blocks_train_on_cached_maps_and_the_file_uses_them(
     from model.infer.runtime import TrayModel
     from model.network import TOP_BLOCKS, TrayNet
 
-    shutil.copytree(trained[0] / "cache", tmp_path / "cache")
-    result = run(parse_args(tiny_args(
-        fixtures_dir, tmp_path, "--epochs", "1", "--cache-features", "true", "--val-every", "1",
-        "--train-top-blocks", "true", "--backbone-descriptor", "true")))
+    result = run_on_cache(trained, fixtures_dir, tmp_path, "--epochs", "1", "--val-every", "1",
+                          "--train-top-blocks", "true", "--backbone-descriptor", "true")
     assert 0.0 <= result["map50"] <= 1.0
     assert moved_backbone_blocks(tmp_path / "checkpoint.pt") == (
         {str(b) for b in range(TOP_BLOCKS, 7)}, set())
