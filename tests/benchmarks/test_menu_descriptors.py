@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.menu_descriptors import Regions, backbone_descriptors, main
+from benchmarks.menu_descriptors import (
+    Regions,
+    backbone_descriptors,
+    main,
+    trained_net_maps,
+)
 from model.data.importers.ecustfd import import_ecustfd
 from model.infer.images import full_size, load_image
 from model.infer.runtime import TrayModel
@@ -30,9 +35,10 @@ def test_backbone_descriptor_is_a_mirror_invariant_unit_vector() -> None:
     mirror.info.update(img.info)
     width = full_size(img)[0]
     box = (200.0, 150.0, 520.0, 430.0)
-    plain = backbone_descriptors(net, model, img, [box, (0.0, 0.0, 50.0, 40.0)])
-    flipped = backbone_descriptors(net, model, mirror, [(width - box[2], box[1],
-                                                         width - box[0], box[3])])
+    maps = trained_net_maps(net)
+    plain = backbone_descriptors(maps, model.meta, img, [box, (0.0, 0.0, 50.0, 40.0)])
+    flipped = backbone_descriptors(maps, model.meta, mirror, [(width - box[2], box[1],
+                                                               width - box[0], box[3])])
     assert plain.shape == (2, 112 + 320)
     assert np.allclose(np.linalg.norm(plain, axis=1), 1.0, atol=1e-5)
     assert float(plain[0] @ flipped[0]) > 0.999
@@ -49,12 +55,9 @@ def test_both_averages_the_two_cosines() -> None:
 
 
 @pytest.mark.slow
-def test_cli_on_the_fixtures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "data" / "images"
-    data.mkdir(parents=True)
-    (data / "mealtray").symlink_to(FIXTURES / "mealtray")
-    (data / "ecustfd").symlink_to(FIXTURES / "ecustfd")
-    assert main(["--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
+def test_cli_on_the_fixtures(tmp_path: Path, fixture_data: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path / "out"), "--data", str(fixture_data),
                  "--menus", "5", "--unseen-model", str(SHIPPED_MODEL)]) == 0
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = {(r["set"], r["descriptor"]): r for r in result["rows"]}

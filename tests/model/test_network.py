@@ -1,29 +1,54 @@
 """TrayNet: the packaged ImageNet weights land in the backbone, output shapes and ranges."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
+import timm
 import torch
+from PIL import Image
+from timm.data import ImageNetInfo
 
 from model.infer.runtime import BACKBONE_OUTPUTS
 from model.network import (
+    LITE_VARIANTS,
     OUTPUT_NAMES,
     STRIDE,
     TrayNet,
     channel_softmax,
     count_parameters,
-    pretrained_lite0_state,
+    pretrained_lite_state,
     to_export,
     unflip,
 )
 
 
 def test_pretrained_weights_are_loaded_in_order() -> None:
-    state = pretrained_lite0_state()
+    state = pretrained_lite_state()
     net = TrayNet(3, pretrained=True)
     stem = net.backbone.state_dict()["conv_stem.weight"]
     assert torch.equal(stem, state["conv_stem.weight"])
     assert not torch.equal(stem, TrayNet(3, pretrained=False).backbone.state_dict()[
         "conv_stem.weight"])
+
+
+@pytest.mark.parametrize("variant", LITE_VARIANTS)
+def test_each_packaged_variant_sees_the_fixture_orange(variant: int) -> None:
+    """Weights mapped out of order (or the wrong input scaling) would not name an orange."""
+    net = timm.create_model(f"efficientnet_lite{variant}", pretrained=False)
+    net.load_state_dict(pretrained_lite_state(variant))
+    photo = Path(__file__).resolve().parents[1] / "fixtures" / "ecustfd" / "JPEGImages"
+    img = Image.open(photo / "orange002T(1).JPG").convert("RGB").resize((320, 240))
+    x = (np.asarray(img, np.float32) / 255.0 - 0.5) / 0.5  # Lite weights expect [-1, 1]
+    with torch.no_grad():
+        top = int(net.eval()(torch.from_numpy(x.transpose(2, 0, 1)[None].copy())).argmax())
+    assert ImageNetInfo().index_to_description(top) == "orange"
+
+
+def test_only_packaged_variants() -> None:
+    with pytest.raises(ValueError, match="Lite3"):
+        pretrained_lite_state(3)
 
 
 def test_outputs_at_stride_8_with_valid_ranges() -> None:
