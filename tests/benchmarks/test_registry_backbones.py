@@ -21,6 +21,7 @@ from benchmarks.registry_backbones import (
 )
 from model.data.importers.ecustfd import import_ecustfd
 from model.infer.runtime import TrayModel
+from model.network import pretrained_lite_state
 from serve.core.settings import SHIPPED_MODEL
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -71,6 +72,8 @@ def test_each_variant_describes_boxes_with_its_own_maps() -> None:
     for variant, channels in ((0, [112, 320]), (2, [120, 352])):
         net = DescriptorMaps(variant)
         assert net.channels() == channels
+        assert torch.equal(net.body.state_dict()["conv_stem.weight"],
+                           pretrained_lite_state(variant)["conv_stem.weight"])
         with torch.no_grad():
             s16, s32 = net(torch.zeros(1, 3, 96, 128))
         assert s16.shape[2:] == (6, 8) and s32.shape[2:] == (3, 4)
