@@ -233,7 +233,9 @@ def test_activation_reanalyses_stored_photos_and_every_read_follows(
     assert activated["version"] == second.version != old_version
     progress = _wait_done(service)
     assert progress["model_version"] == second.version and progress["enabled"]
-    assert progress["reanalyzed"] == 3 and progress["skipped"]["photo_missing"] == 1
+    # Seen once (2026-12-06, a fresh clone under the full suite): 0 re-analysed, not
+    # reproduced alone or under load since; the progress says why if it comes back.
+    assert progress["reanalyzed"] == 3 and progress["skipped"]["photo_missing"] == 1, progress
     assert progress["skipped"]["pair_partner"] == progress["skipped"]["changed"] == 0
     assert {k: v >= 1 for k, v in progress["not_eligible"].items()} == {
         "corrected": True, "menu": True, "layout": True, "photo_purged": True}
